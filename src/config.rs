@@ -1,0 +1,1 @@
+//! Experiment configuration (in progress).
