@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Copy the shipped test splits into data/ (standard library only).
+
+Usage (from the repository root):
+
+    python3 training/prepare_data.py [--raw raw-data] [--out data]
+
+* data/fashion-mnist/t10k-{images-idx3,labels-idx1}-ubyte.gz: byte-for-byte copies
+  of the Fashion-MNIST test set (10,000 images).
+* data/mnist-10k/test-{images-idx3,labels-idx1}-ubyte.gz: the LAST 2,000 digits of
+  the 10,000-digit MNIST subset (indices 8000..9999), written as IDX, gzip
+  (mtime 0, so the output is reproducible). The first 8,000 are the training split
+  used by training/train.py and are not shipped.
+"""
+import argparse
+import gzip
+import os
+import shutil
+import struct
+
+MNIST_TRAIN = 8000  # fixed split: [0, 8000) train, [8000, 10000) test
+
+
+def read_idx(path):
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
+    assert zero == 0 and dtype == 0x08, path
+    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+    return dims, raw[4 + 4 * ndim:]
+
+
+def write_idx(path, dims, payload):
+    header = struct.pack(">HBB", 0, 0x08, len(dims)) + struct.pack(">" + "I" * len(dims), *dims)
+    with open(path, "wb") as raw:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as f:
+            f.write(header + payload)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--raw", default="raw-data")
+    ap.add_argument("--out", default="data")
+    a = ap.parse_args()
+
+    fdir = os.path.join(a.out, "fashion-mnist")
+    os.makedirs(fdir, exist_ok=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copyfile(os.path.join(a.raw, "fashion-mnist", name), os.path.join(fdir, name))
+
+    mdir = os.path.join(a.out, "mnist-10k")
+    os.makedirs(mdir, exist_ok=True)
+    dims, px = read_idx(os.path.join(a.raw, "mnist-10k", "images-idx3-ubyte.gz"))
+    ldims, lb = read_idx(os.path.join(a.raw, "mnist-10k", "labels-idx1-ubyte.gz"))
+    n, h, w = dims
+    assert n == 10000 and ldims == (10000,), (dims, ldims)
+    k = n - MNIST_TRAIN
+    write_idx(os.path.join(mdir, "test-images-idx3-ubyte.gz"), (k, h, w), px[MNIST_TRAIN * h * w:])
+    write_idx(os.path.join(mdir, "test-labels-idx1-ubyte.gz"), (k,), lb[MNIST_TRAIN:])
+    print(f"wrote {fdir}/ (10000 test) and {mdir}/ ({k} test = mnist-10k[{MNIST_TRAIN}:])")
+
+
+if __name__ == "__main__":
+    main()

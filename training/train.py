@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""Train and export the reference CNNs shipped in models/ (CPU only, deterministic).
+
+Usage (from the repository root; one model per call):
+
+    python3 training/train.py --model lenet5   --dataset fashion
+    python3 training/train.py --model lenet5   --dataset mnist
+    python3 training/train.py --model seq14    --dataset fashion
+    python3 training/train.py --model seq14    --dataset mnist
+    python3 training/train.py --model branched --dataset fashion
+    python3 training/train.py --model branched --dataset mnist
+
+Writes models/<model>-<dataset>.onnx and prints (and writes to
+training/results/<model>-<dataset>.json) the float test accuracy measured with
+onnxruntime on the exported file.
+
+Models
+  lenet5    conv 6@5x5 pad 2 -> ReLU -> maxpool 2 -> conv 16@5x5 -> ReLU -> maxpool 2
+            -> flatten -> fc 120 -> ReLU -> fc 84 -> ReLU -> fc 10
+  seq14     14 x (conv 3x3 pad 1 -> BN -> ReLU); 32 filters in convs 1-6, 64 in 7-14;
+            conv1 @28, pool, conv2-3 @14, pool, conv4-10 @7, pool (7->3), conv11-14 @3,
+            global max pool, flatten, fc 64->10
+  branched  stem conv 20@3x3 stride 2 pad 1 -> BN -> ReLU (28->14), then 3 inception modules
+            (16, 32, 64 filters; branches 1x1 | 1x1->3x3 | 1x1->3x3->3x3 | maxpool3 s1 -> 1x1;
+            every conv -> BN -> ReLU; concat on channels), 2x2 maxpool between modules,
+            global average pool, flatten, fc 256->10 (22 convs + 1 dense)
+
+Defaults (what produced the shipped files): Adam, initial lr 2e-3 cosine-annealed to 0 per step,
+batch 64 (lenet5) / 128 (seq14, branched), seed 0; epochs: fashion lenet5 8, seq14 3, branched 3;
+mnist lenet5 20, seq14 8, branched 8 (the MNIST training split has only 8,000 images).
+
+Data
+  Raw IDX files are read from --raw (default raw-data; the same Fashion-MNIST files
+  come with Debian's `dataset-fashion-mnist` under /usr/share/datasets/fashion-mnist/, pass
+  --fashion-dir to use them). Inputs are pixel/255 as float32 in [0, 1], no mean/std.
+  fashion: train on the 60,000 training images, test on the 10,000 test images.
+  mnist:   mnist-10k; train on images [0, 8000), test on [8000, 10000) (== data/mnist-10k/).
+
+Export
+  ONNX opset 13, legacy TorchScript exporter (dynamo=False), input "input" [N,1,28,28]
+  (dynamic batch axis "N"), output "logits" [N,10], no softmax, exporter's default node names.
+  The model is in eval mode; the export uses training=TrainingMode.PRESERVE so that the legacy
+  exporter does NOT fuse BatchNormalization into the preceding Conv (with the default
+  TrainingMode.EVAL it would): BN nodes stay in the graph, folding them is the quantizer's job.
+  Pass --fuse-bn-at-export for the exporter's default behaviour instead.
+
+Determinism
+  torch.manual_seed / numpy seed (--seed, default 0), torch.use_deterministic_algorithms(True),
+  one intra-op thread (torch.set_num_threads(1)), fixed data order from a seeded torch.Generator.
+"""
+import argparse
+import gzip
+import json
+import os
+import struct
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MNIST_TRAIN = 8000
+
+DEFAULT_EPOCHS = {
+    ("lenet5", "fashion"): 8,
+    ("seq14", "fashion"): 3,
+    ("branched", "fashion"): 3,
+    ("lenet5", "mnist"): 20,
+    ("seq14", "mnist"): 8,
+    ("branched", "mnist"): 8,
+}
+
+
+# ----------------------------------------------------------------------------- data
+def read_idx(path):
+    """Read a (gzip) IDX file of unsigned bytes into a numpy array."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def to_float(images):
+    """uint8 [N,28,28] -> float32 [N,1,28,28] in [0,1] (pixel/255)."""
+    return (images.astype(np.float32) / np.float32(255.0))[:, None, :, :]
+
+
+def load_dataset(name, raw, fashion_dir=None):
+    if name == "fashion":
+        d = fashion_dir or os.path.join(raw, "fashion-mnist")
+        xtr = read_idx(os.path.join(d, "train-images-idx3-ubyte.gz"))
+        ytr = read_idx(os.path.join(d, "train-labels-idx1-ubyte.gz"))
+        xte = read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz"))
+        yte = read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz"))
+    elif name == "mnist":
+        d = os.path.join(raw, "mnist-10k")
+        x = read_idx(os.path.join(d, "images-idx3-ubyte.gz"))
+        y = read_idx(os.path.join(d, "labels-idx1-ubyte.gz"))
+        assert len(x) == 10000 and len(y) == 10000
+        xtr, ytr, xte, yte = x[:MNIST_TRAIN], y[:MNIST_TRAIN], x[MNIST_TRAIN:], y[MNIST_TRAIN:]
+    else:
+        raise ValueError(name)
+    return to_float(xtr), ytr.astype(np.int64), to_float(xte), yte.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- models
+class LeNet5(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = x.view(x.size(0), -1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, cin, cout, k, stride=1, padding=0):
+        super().__init__(
+            nn.Conv2d(cin, cout, k, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=False),
+        )
+
+
+class Seq14(nn.Module):
+    """The seed paper's 'sequential' net: 14 conv3x3+BN+ReLU, 2x2 max-pools between stages."""
+
+    def __init__(self):
+        super().__init__()
+        widths = [32] * 6 + [64] * 8
+        pool_after = {1, 3, 10}  # after conv1 (28->14), conv3 (14->7), conv10 (7->3)
+        layers, cin = [], 1
+        for i, w in enumerate(widths, start=1):
+            layers.append(ConvBNReLU(cin, w, 3, padding=1))
+            if i in pool_after:
+                layers.append(nn.MaxPool2d(2))
+            cin = w
+        self.features = nn.Sequential(*layers)
+        self.gpool = nn.AdaptiveMaxPool2d(1)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.gpool(self.features(x))
+        x = x.view(x.size(0), -1)
+        return self.fc(x)
+
+
+class Inception(nn.Module):
+    """Four branches, 7 convs: 1x1 | 1x1->3x3 | 1x1->3x3->3x3 | maxpool3x3 s1 -> 1x1."""
+
+    def __init__(self, cin, f):
+        super().__init__()
+        self.a = ConvBNReLU(cin, f, 1)
+        self.b = nn.Sequential(ConvBNReLU(cin, f, 1), ConvBNReLU(f, f, 3, padding=1))
+        self.c = nn.Sequential(ConvBNReLU(cin, f, 1), ConvBNReLU(f, f, 3, padding=1),
+                               ConvBNReLU(f, f, 3, padding=1))
+        self.d = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), ConvBNReLU(cin, f, 1))
+
+    def forward(self, x):
+        return torch.cat([self.a(x), self.b(x), self.c(x), self.d(x)], dim=1)
+
+
+class Branched(nn.Module):
+    """The seed paper's Inception-like 'branched' net, scaled to 28x28 inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = ConvBNReLU(1, 20, 3, stride=2, padding=1)  # 28 -> 14
+        self.inc1 = Inception(20, 16)       # 14x14, 64 ch out
+        self.pool1 = nn.MaxPool2d(2)        # 14 -> 7
+        self.inc2 = Inception(64, 32)       # 7x7, 128 ch out
+        self.pool2 = nn.MaxPool2d(2)        # 7 -> 3
+        self.inc3 = Inception(128, 64)      # 3x3, 256 ch out
+        self.gpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(256, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = self.pool1(self.inc1(x))
+        x = self.pool2(self.inc2(x))
+        x = self.gpool(self.inc3(x))
+        x = x.view(x.size(0), -1)
+        return self.fc(x)
+
+
+MODELS = {"lenet5": LeNet5, "seq14": Seq14, "branched": Branched}
+
+
+# ----------------------------------------------------------------------------- export / eval
+def export_onnx(model, path, fuse_bn=False):
+    model.eval()
+    dummy = torch.zeros(1, 1, 28, 28)
+    mode = torch.onnx.TrainingMode.EVAL if fuse_bn else torch.onnx.TrainingMode.PRESERVE
+    torch.onnx.export(
+        model, (dummy,), path,
+        dynamo=False,
+        opset_version=13,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+        training=mode,
+        do_constant_folding=True,
+    )
+
+
+def ort_accuracy(path, x, y, batch=500):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    correct = 0
+    for i in range(0, len(x), batch):
+        (logits,) = sess.run(["logits"], {"input": x[i:i + batch]})
+        correct += int((logits.argmax(1) == y[i:i + batch]).sum())
+    return correct / len(x)
+
+
+# ----------------------------------------------------------------------------- main
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=sorted(MODELS), required=True)
+    ap.add_argument("--dataset", choices=["fashion", "mnist"], required=True)
+    ap.add_argument("--epochs", type=int, default=None, help="default: per model/dataset table")
+    ap.add_argument("--batch-size", type=int, default=None, help="default 64 (lenet5) / 128")
+    ap.add_argument("--lr", type=float, default=None, help="Adam initial lr (cosine-annealed to 0 per step); default 2e-3")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--raw", default="raw-data", help="folder with fashion-mnist/ and mnist-10k/")
+    ap.add_argument("--fashion-dir", default=None,
+                    help="alternative Fashion-MNIST folder, e.g. /usr/share/datasets/fashion-mnist")
+    ap.add_argument("--out", default=os.path.join(REPO, "models"))
+    ap.add_argument("--fuse-bn-at-export", action="store_true",
+                    help="let the exporter fuse BN into Conv (TrainingMode.EVAL)")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    np.random.seed(a.seed)
+    torch.use_deterministic_algorithms(True)
+
+    epochs = a.epochs or DEFAULT_EPOCHS[(a.model, a.dataset)]
+    bs = a.batch_size or (64 if a.model == "lenet5" else 128)
+    lr = a.lr or 2e-3
+
+    xtr, ytr, xte, yte = load_dataset(a.dataset, a.raw, a.fashion_dir)
+    xtr_t, ytr_t = torch.from_numpy(xtr), torch.from_numpy(ytr)
+
+    model = MODELS[a.model]()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    steps_per_epoch = (len(xtr) + bs - 1) // bs
+    # cosine decay of the lr over all steps (per step)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    gen = torch.Generator().manual_seed(a.seed)
+
+    t0 = time.time()
+    for ep in range(epochs):
+        model.train()
+        perm = torch.randperm(len(xtr), generator=gen)
+        tot, correct, n = 0.0, 0, 0
+        for i in range(0, len(xtr), bs):
+            idx = perm[i:i + bs]
+            xb, yb = xtr_t[idx], ytr_t[idx]
+            out = model(xb)
+            loss = F.cross_entropy(out, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss) * len(idx)
+            correct += int((out.argmax(1) == yb).sum())
+            n += len(idx)
+        print(f"epoch {ep + 1}/{epochs}: loss {tot / n:.4f} train acc {correct / n:.4f} "
+              f"({time.time() - t0:.0f}s)", flush=True)
+    train_s = time.time() - t0
+
+    model.eval()
+    with torch.no_grad():
+        torch_acc = float((torch.cat([model(torch.from_numpy(xte[i:i + 500])) for i in range(0, len(xte), 500)])
+                           .argmax(1).numpy() == yte).mean())
+
+    os.makedirs(a.out, exist_ok=True)
+    name = f"{a.model}-{a.dataset}"
+    path = os.path.join(a.out, name + ".onnx")
+    export_onnx(model, path, fuse_bn=a.fuse_bn_at_export)
+    acc = ort_accuracy(path, xte, yte)
+
+    res = {
+        "model": name, "onnx": os.path.relpath(path, REPO), "epochs": epochs, "batch_size": bs,
+        "lr": lr, "seed": a.seed, "train_images": len(xtr), "test_images": len(xte),
+        "torch_test_accuracy": torch_acc, "ort_test_accuracy": acc, "train_seconds": round(train_s, 1),
+        "onnx_bytes": os.path.getsize(path), "torch": torch.__version__,
+    }
+    rdir = os.path.join(REPO, "training", "results")
+    os.makedirs(rdir, exist_ok=True)
+    with open(os.path.join(rdir, name + ".json"), "w") as f:
+        json.dump(res, f, indent=2)
+        f.write("\n")
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
