@@ -1,1 +1,231 @@
-//! Experiment configuration (in progress).
+//! Experiment configuration: raw TOML (every key checked, unknown keys rejected with file and
+//! line) resolved once into [`Settings`] with paths made absolute and defaults applied.
+
+use crate::fixed::{Arith, Overflow, RangeMode, Rounding};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The config `qdse` runs when none is given.
+pub const DEFAULT_CONFIG: &str = "configs/default.toml";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    name: String,
+    #[serde(default)]
+    seed: Option<u64>,
+    model: RawModel,
+    data: RawData,
+    #[serde(default)]
+    cost: Option<RawCost>,
+    #[serde(default)]
+    search: Option<RawSearch>,
+    #[serde(default)]
+    quant: Option<RawQuant>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawData {
+    images: PathBuf,
+    labels: PathBuf,
+    layout: Option<crate::data::Layout>,
+    scale: Option<f64>,
+    mean: Option<OneOrMany>,
+    std: Option<OneOrMany>,
+    search_samples: usize,
+    /// Use only the first `limit` samples of the files (quick runs).
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(f64),
+    Many(Vec<f64>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<f64> {
+        match self {
+            OneOrMany::One(x) => vec![x],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCost {
+    profile: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSearch {
+    strategy: Option<String>,
+    max_loss: Option<f64>,
+    loss: Option<LossKind>,
+    budget: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuant {
+    rounding: Option<Rounding>,
+    overflow: Option<Overflow>,
+    range: Option<RangeMode>,
+    /// Allow unsigned formats for tensors that are never negative.
+    unsigned: Option<bool>,
+}
+
+/// How accuracy loss is measured against the float model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LossKind {
+    /// (acc_float - acc_q) / acc_float, the seed paper's definition.
+    #[default]
+    Relative,
+    /// acc_float - acc_q.
+    Absolute,
+}
+
+impl LossKind {
+    pub fn loss(&self, float_acc: f64, q_acc: f64) -> f64 {
+        match self {
+            LossKind::Relative if float_acc > 0.0 => (float_acc - q_acc) / float_acc,
+            LossKind::Relative => 0.0,
+            LossKind::Absolute => float_acc - q_acc,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DataSettings {
+    pub images: PathBuf,
+    pub labels: PathBuf,
+    pub layout: Option<crate::data::Layout>,
+    pub scale: f64,
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+    pub search_samples: usize,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchSettings {
+    pub strategy: String,
+    pub max_loss: f64,
+    pub loss: LossKind,
+    pub budget: usize,
+}
+
+/// A resolved experiment: every path absolute, every default applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: PathBuf,
+    pub name: String,
+    pub seed: u64,
+    pub model: PathBuf,
+    pub data: DataSettings,
+    /// A shipped profile name (e.g. "paper") or a path to a profile TOML.
+    pub cost_profile: String,
+    pub search: SearchSettings,
+    pub arith: Arith,
+    pub unsigned: bool,
+}
+
+impl Settings {
+    /// Load a config file. Relative paths inside it are relative to the file's folder.
+    pub fn load(path: &Path) -> Result<Settings> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// The config to use: the one given, else `configs/default.toml` from the working
+    /// directory, else the one shipped beside the sources.
+    pub fn resolve_default(given: Option<&Path>) -> PathBuf {
+        if let Some(p) = given {
+            return p.to_path_buf();
+        }
+        let local = PathBuf::from(DEFAULT_CONFIG);
+        if local.exists() {
+            return local;
+        }
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Settings> {
+        let raw: RawConfig = toml::from_str(text).with_context(|| format!("invalid config {}", path.display()))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let err = |msg: String| anyhow::anyhow!("invalid config {}: {msg}", path.display());
+
+        let d = raw.data;
+        let scale = d.scale.unwrap_or(1.0);
+        if !scale.is_finite() || scale == 0.0 {
+            return Err(err(format!("[data] scale = {scale} must be finite and non-zero")));
+        }
+        let mean = d.mean.map(OneOrMany::into_vec).unwrap_or_else(|| vec![0.0]);
+        let std = d.std.map(OneOrMany::into_vec).unwrap_or_else(|| vec![1.0]);
+        if mean.iter().any(|m| !m.is_finite()) {
+            return Err(err("[data] mean must be finite".into()));
+        }
+        if std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
+            return Err(err("[data] std must be finite and > 0".into()));
+        }
+        if d.search_samples == 0 {
+            return Err(err("[data] search_samples must be at least 1".into()));
+        }
+        let s = raw.search.unwrap_or(RawSearch { strategy: None, max_loss: None, loss: None, budget: None });
+        let max_loss = s.max_loss.unwrap_or(0.01);
+        if !(0.0..1.0).contains(&max_loss) {
+            return Err(err(format!("[search] max_loss = {max_loss} must be in [0, 1)")));
+        }
+        let q = raw.quant.unwrap_or(RawQuant { rounding: None, overflow: None, range: None, unsigned: None });
+        Ok(Settings {
+            source: path.to_path_buf(),
+            name: raw.name,
+            seed: raw.seed.unwrap_or(0),
+            model: abs(&raw.model.path),
+            data: DataSettings {
+                images: abs(&d.images),
+                labels: abs(&d.labels),
+                layout: d.layout,
+                scale,
+                mean,
+                std,
+                search_samples: d.search_samples,
+                limit: d.limit,
+            },
+            cost_profile: raw.cost.and_then(|c| c.profile).unwrap_or_else(|| "paper".into()),
+            search: SearchSettings {
+                strategy: s.strategy.unwrap_or_else(|| "paper".into()),
+                max_loss,
+                loss: s.loss.unwrap_or_default(),
+                budget: s.budget.unwrap_or(2000),
+            },
+            arith: Arith {
+                rounding: q.rounding.unwrap_or_default(),
+                overflow: q.overflow.unwrap_or_default(),
+                range: q.range.unwrap_or_default(),
+            },
+            unsigned: q.unsigned.unwrap_or(true),
+        })
+    }
+
+    /// Refuse names that cannot be a folder name.
+    pub fn check_name(&self) -> Result<()> {
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            bail!("config {}: name '{}' must be a plain folder name", self.source.display(), self.name);
+        }
+        Ok(())
+    }
+}

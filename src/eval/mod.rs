@@ -1,1 +1,46 @@
-//! Evaluators (in progress).
+//! Evaluators: the float32 reference, the bit-true integer engine, calibration, and accuracy
+//! over a data split.
+pub mod calibrate;
+pub mod fixed;
+pub mod float;
+pub mod kernels;
+pub mod runner;
+
+use crate::data::{Dataset, Preprocess};
+use crate::model::Graph;
+use std::ops::Range;
+
+/// Fraction of correctly classified samples.
+pub fn accuracy(predictions: &[usize], labels: &[usize]) -> f64 {
+    if predictions.is_empty() {
+        return 0.0;
+    }
+    let ok = predictions.iter().zip(labels).filter(|(p, l)| p == l).count();
+    ok as f64 / predictions.len() as f64
+}
+
+/// Float predictions over `range` of the data set.
+pub fn predict_float(graph: &Graph, ds: &Dataset, pre: &Preprocess, range: Range<usize>) -> Vec<usize> {
+    let engine = float::FloatEngine::new(graph);
+    let n = ds.sample_len();
+    runner::predict(graph, &engine, range, |i, input| {
+        input.resize(n, 0.0);
+        pre.apply_f32(ds, i, input);
+    })
+}
+
+/// Integer-engine predictions over `range` of the data set.
+pub fn predict_fixed(
+    engine: &fixed::FixedEngine,
+    graph: &Graph,
+    ds: &Dataset,
+    pre: &Preprocess,
+    range: Range<usize>,
+) -> Vec<usize> {
+    let n = ds.sample_len();
+    runner::predict(graph, engine, range, |i, input| {
+        let mut x = vec![0f64; n];
+        pre.apply_f64(ds, i, &mut x);
+        engine.quantize_input(&x, input);
+    })
+}

@@ -177,10 +177,10 @@ impl Assignment {
 
     /// Read and validate a point file.
     pub fn load(path: &Path, graph: &Graph, defaults: &Assignment, non_negative: &[bool]) -> Result<Assignment> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read point file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read point file {}", path.display()))?;
         let a = Self::from_toml(&text, &path.display().to_string(), graph, defaults)?;
-        a.validate(graph, non_negative)
-            .with_context(|| format!("invalid point file {}", path.display()))?;
+        a.validate(graph, non_negative).with_context(|| format!("invalid point file {}", path.display()))?;
         Ok(a)
     }
 }

@@ -66,11 +66,7 @@ impl Format {
     /// `frac = bits - 1 - ceil(log2(max|x|))` (signed) or `bits - ceil(log2(max|x|))` (unsigned).
     /// An all-zero tensor gets the offset of `max|x| = 1`.
     pub fn no_clip_frac(bits: u32, signed: bool, max_abs: f64) -> i32 {
-        let int_bits = if max_abs > 0.0 && max_abs.is_finite() {
-            max_abs.log2().ceil() as i32
-        } else {
-            0
-        };
+        let int_bits = if max_abs > 0.0 && max_abs.is_finite() { max_abs.log2().ceil() as i32 } else { 0 };
         let frac = bits as i32 - i32::from(signed) - int_bits;
         frac.clamp(-MAX_ABS_FRAC, MAX_ABS_FRAC)
     }

@@ -119,11 +119,7 @@ pub fn fit(v: i128, fmt: Format, arith: Arith) -> i64 {
 /// Re-express an exact value `v * 2^-from_frac` in `fmt`: round to its step, then fit.
 pub fn requantize(v: i128, from_frac: i32, fmt: Format, arith: Arith) -> i64 {
     let shift = from_frac - fmt.frac;
-    let r = if shift >= 0 {
-        round_shift(v, shift as u32, arith.rounding)
-    } else {
-        shl_saturating(v, (-shift) as u32)
-    };
+    let r = if shift >= 0 { round_shift(v, shift as u32, arith.rounding) } else { shl_saturating(v, (-shift) as u32) };
     fit(r, fmt, arith)
 }
 
@@ -156,11 +152,8 @@ pub fn dequantize(k: i64, fmt: Format) -> f64 {
 mod tests {
     use super::*;
 
-    const ARITH: Arith = Arith {
-        rounding: Rounding::HalfEven,
-        overflow: Overflow::Saturate,
-        range: RangeMode::TwosComplement,
-    };
+    const ARITH: Arith =
+        Arith { rounding: Rounding::HalfEven, overflow: Overflow::Saturate, range: RangeMode::TwosComplement };
 
     fn with(rounding: Rounding, overflow: Overflow, range: RangeMode) -> Arith {
         Arith { rounding, overflow, range }

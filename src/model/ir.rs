@@ -29,7 +29,10 @@ pub enum Activation {
     None,
     Relu,
     /// Clip(min, max), e.g. ReLU6. Only `min >= 0` clips count as "non-negative".
-    Clip { min: f64, max: f64 },
+    Clip {
+        min: f64,
+        max: f64,
+    },
 }
 
 impl Activation {
@@ -108,12 +111,17 @@ pub enum Op {
     Dense(Dense),
     Affine(Affine),
     /// Element-wise sum of two same-shaped inputs (residual).
-    Add { activation: Activation },
+    Add {
+        activation: Activation,
+    },
     /// Stack inputs along the channel axis.
     Concat,
     MaxPool(Window),
     /// `count_include_pad` as in ONNX (default false).
-    AvgPool { window: Window, count_include_pad: bool },
+    AvgPool {
+        window: Window,
+        count_include_pad: bool,
+    },
     /// Mean over H and W (GlobalAveragePool, ReduceMean over spatial axes).
     GlobalAvgPool,
     /// Max over H and W (GlobalMaxPool, ReduceMax over spatial axes).

@@ -3,3 +3,4 @@ pub mod ir;
 pub mod onnx;
 
 pub use ir::{Activation, Graph, Node, Op, Value, ValueId, Window};
+pub mod summary;

@@ -1,0 +1,130 @@
+//! The float32 reference path: what the model computes before quantization.
+
+use super::kernels::{conv_image, pool_windows, ConvGeom};
+use super::runner::{run_image, Engine, Scratch, Workspace};
+use crate::model::{Activation, Graph, Node, Op};
+
+/// Float parameters of one layer, cast once from the IR's f64.
+struct Params {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+pub struct FloatEngine<'g> {
+    graph: &'g Graph,
+    params: Vec<Option<Params>>,
+}
+
+impl<'g> FloatEngine<'g> {
+    pub fn new(graph: &'g Graph) -> Self {
+        let params = graph
+            .nodes
+            .iter()
+            .map(|n| {
+                n.op.params().map(|(w, b)| Params {
+                    weight: w.iter().map(|&x| x as f32).collect(),
+                    bias: b.iter().map(|&x| x as f32).collect(),
+                })
+            })
+            .collect();
+        FloatEngine { graph, params }
+    }
+
+    /// Run one sample, returning the logits.
+    pub fn forward(&self, input: &[f32]) -> Vec<f32> {
+        let mut ws = Workspace::new(self.graph);
+        run_image(self.graph, self, &mut ws, input, false).to_vec()
+    }
+
+    /// Run one sample keeping every value (for calibration).
+    pub fn forward_all(&self, ws: &mut Workspace<f32>, input: &[f32]) {
+        run_image(self.graph, self, ws, input, true);
+    }
+}
+
+pub fn activate(x: f32, act: Activation) -> f32 {
+    match act {
+        Activation::None => x,
+        Activation::Relu => x.max(0.0),
+        Activation::Clip { min, max } => x.clamp(min as f32, max as f32),
+    }
+}
+
+/// The geometry of a Conv node against the graph's shapes.
+pub fn conv_geom(graph: &Graph, node: &Node) -> ConvGeom {
+    let Op::Conv(c) = &node.op else { unreachable!("conv_geom on {}", node.op.kind()) };
+    let i = graph.shape(node.inputs[0]);
+    let o = graph.shape(node.output);
+    ConvGeom {
+        in_c: i[0],
+        in_h: i[1],
+        in_w: i[2],
+        out_c: o[0],
+        out_h: o[1],
+        out_w: o[2],
+        groups: c.groups,
+        window: c.window,
+    }
+}
+
+impl Engine for FloatEngine<'_> {
+    type T = f32;
+
+    fn compute(&self, idx: usize, node: &Node, ins: &[&[f32]], out: &mut Vec<f32>, s: &mut Scratch) {
+        let g = self.graph;
+        let n_out = g.values[node.output].numel();
+        match &node.op {
+            Op::Conv(c) => {
+                let p = self.params[idx].as_ref().unwrap();
+                let geom = conv_geom(g, node);
+                out.resize(n_out, 0.0);
+                conv_image(&geom, ins[0], &p.weight, |x| x, &mut s.f32, out);
+                let px = geom.pixels();
+                for (oc, chunk) in out.chunks_mut(px).enumerate() {
+                    for v in chunk {
+                        *v = activate(*v + p.bias[oc], c.activation);
+                    }
+                }
+            }
+            Op::Dense(d) => {
+                let p = self.params[idx].as_ref().unwrap();
+                for o in 0..d.out_features {
+                    let row = &p.weight[o * d.in_features..(o + 1) * d.in_features];
+                    let dot: f32 = row.iter().zip(ins[0]).map(|(w, x)| w * x).sum();
+                    out.push(activate(dot + p.bias[o], d.activation));
+                }
+            }
+            Op::Affine(a) => {
+                let p = self.params[idx].as_ref().unwrap();
+                let per = ins[0].len() / a.channels;
+                for (i, &x) in ins[0].iter().enumerate() {
+                    let c = i / per;
+                    out.push(activate(p.weight[c] * x + p.bias[c], a.activation));
+                }
+            }
+            Op::Add { activation } => {
+                out.extend(ins[0].iter().zip(ins[1]).map(|(a, b)| activate(a + b, *activation)));
+            }
+            Op::Concat => {
+                for x in ins {
+                    out.extend_from_slice(x);
+                }
+            }
+            Op::AvgPool { window, count_include_pad } => {
+                let o = g.shape(node.output);
+                out.resize(n_out, 0.0);
+                pool_windows(ins[0], g.shape(node.inputs[0]), window, [o[1], o[2]], |c, i, vals, padded| {
+                    let n = if *count_include_pad { padded } else { vals.len() };
+                    out[c * o[1] * o[2] + i] = vals.iter().sum::<f32>() / n as f32;
+                });
+            }
+            Op::GlobalAvgPool => {
+                let shape = g.shape(node.inputs[0]);
+                let hw = shape[1] * shape[2];
+                out.extend(ins[0].chunks(hw).map(|ch| ch.iter().sum::<f32>() / hw as f32));
+            }
+            Op::Activation(a) => out.extend(ins[0].iter().map(|&x| activate(x, *a))),
+            Op::MaxPool(_) | Op::GlobalMaxPool | Op::Flatten => unreachable!("handled by the runner"),
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The graph walk shared by both engines: value storage, freeing after last use, the ops that
+//! are exact in any number type (max-pooling, flattening), and parallel scoring over images.
+
+use super::kernels::pool_windows;
+use crate::model::{Graph, Node, Op};
+use rayon::prelude::*;
+
+/// What an engine must provide: every op whose arithmetic depends on the number system.
+pub trait Engine: Sync {
+    type T: Copy + PartialOrd + Default + Send + Sync;
+    /// Compute node `idx` for one image. `inputs` are the node's input tensors.
+    fn compute(&self, idx: usize, node: &Node, inputs: &[&[Self::T]], out: &mut Vec<Self::T>, scratch: &mut Scratch);
+}
+
+/// Per-thread scratch buffers reused across images.
+#[derive(Default)]
+pub struct Scratch {
+    pub f32: Vec<f32>,
+    pub f32_b: Vec<f32>,
+    pub f64: Vec<f64>,
+    pub f64_b: Vec<f64>,
+    pub i128: Vec<i128>,
+    pub i128_b: Vec<i128>,
+}
+
+/// Reusable storage for one image's pass.
+pub struct Workspace<T> {
+    values: Vec<Vec<T>>,
+    scratch: Scratch,
+}
+
+impl<T> Workspace<T> {
+    pub fn new(graph: &Graph) -> Self {
+        Workspace { values: (0..graph.values.len()).map(|_| Vec::new()).collect(), scratch: Scratch::default() }
+    }
+}
+
+/// For each node, the values whose last consumer it is (they can be dropped after it runs).
+pub fn last_uses(graph: &Graph) -> Vec<Vec<usize>> {
+    let mut last = vec![None; graph.values.len()];
+    for (i, n) in graph.nodes.iter().enumerate() {
+        for &v in &n.inputs {
+            last[v] = Some(i);
+        }
+    }
+    let mut per_node = vec![Vec::new(); graph.nodes.len()];
+    for (v, l) in last.into_iter().enumerate() {
+        if let Some(i) = l {
+            if v != graph.output {
+                per_node[i].push(v);
+            }
+        }
+    }
+    per_node
+}
+
+/// Run one image through `graph`. When `keep` is false, intermediate values are cleared as soon
+/// as they are dead; the output value is always left in `ws`. Returns the output tensor.
+pub fn run_image<'w, E: Engine>(
+    graph: &Graph,
+    engine: &E,
+    ws: &'w mut Workspace<E::T>,
+    input: &[E::T],
+    keep: bool,
+) -> &'w [E::T] {
+    ws.values[graph.input].clear();
+    ws.values[graph.input].extend_from_slice(input);
+    let dead = if keep { Vec::new() } else { last_uses(graph) };
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let mut out = std::mem::take(&mut ws.values[node.output]);
+        out.clear();
+        {
+            let ins: Vec<&[E::T]> = node.inputs.iter().map(|&v| ws.values[v].as_slice()).collect();
+            match &node.op {
+                Op::MaxPool(w) => {
+                    let shape = graph.shape(node.inputs[0]);
+                    let o = graph.shape(node.output);
+                    out.resize(o.iter().product(), E::T::default());
+                    pool_windows(ins[0], shape, w, [o[1], o[2]], |c, p, vals, _| {
+                        out[c * o[1] * o[2] + p] = max_of(vals);
+                    });
+                }
+                Op::GlobalMaxPool => {
+                    let shape = graph.shape(node.inputs[0]);
+                    let hw = shape[1] * shape[2];
+                    out.extend(ins[0].chunks(hw).map(max_of));
+                }
+                Op::Flatten => out.extend_from_slice(ins[0]),
+                _ => engine.compute(i, node, &ins, &mut out, &mut ws.scratch),
+            }
+        }
+        ws.values[node.output] = out;
+        if !keep {
+            for &v in &dead[i] {
+                ws.values[v].clear();
+            }
+        }
+    }
+    &ws.values[graph.output]
+}
+
+/// All values of the last `run_image` with `keep = true`.
+pub fn values<T>(ws: &Workspace<T>) -> &[Vec<T>] {
+    &ws.values
+}
+
+fn max_of<T: Copy + PartialOrd>(vals: &[T]) -> T {
+    let mut m = vals[0];
+    for &v in &vals[1..] {
+        if v > m {
+            m = v;
+        }
+    }
+    m
+}
+
+/// Index of the largest logit; ties go to the lowest index (FIXED_POINT.md).
+pub fn argmax<T: Copy + PartialOrd>(logits: &[T]) -> usize {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Predicted class of every sample in `samples`, in parallel. `make_input` fills the engine's
+/// input tensor for sample `i`.
+pub fn predict<E: Engine>(
+    graph: &Graph,
+    engine: &E,
+    samples: std::ops::Range<usize>,
+    make_input: impl Fn(usize, &mut Vec<E::T>) + Sync,
+) -> Vec<usize> {
+    samples
+        .into_par_iter()
+        .map_init(
+            || (Workspace::new(graph), Vec::new()),
+            |(ws, input), i| {
+                input.clear();
+                make_input(i, input);
+                argmax(run_image(graph, engine, ws, input, false))
+            },
+        )
+        .collect()
+}

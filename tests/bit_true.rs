@@ -1,0 +1,350 @@
+//! The integer engine against an independent float64 fake-quantization reference
+//! (FIXED_POINT.md, "Identity used as a test oracle"): on random small nets with random
+//! formats, rounding and overflow modes, every tensor must agree bit for bit.
+
+mod common;
+
+use common::Builder;
+use proptest::prelude::*;
+use qdse::eval::fixed::FixedEngine;
+use qdse::fixed::{Arith, Assignment, Format, LayerFormats, Overflow, RangeMode, Rounding};
+use qdse::model::{Activation, Graph, Op, Window};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+// ---------- the reference: plain f64 arithmetic on real values, written independently ----------
+
+fn ref_round(v: f64, mode: Rounding) -> f64 {
+    match mode {
+        Rounding::HalfEven => v.round_ties_even(),
+        Rounding::HalfUp => (v + 0.5).floor(),
+        Rounding::Floor => v.floor(),
+        Rounding::HalfAway => v.round(),
+    }
+}
+
+fn ref_range(f: Format, range: RangeMode) -> (f64, f64) {
+    let b = f.bits as i32;
+    if !f.signed {
+        return (0.0, 2f64.powi(b) - 1.0);
+    }
+    let hi = 2f64.powi(b - 1) - 1.0;
+    match range {
+        RangeMode::TwosComplement => (-hi - 1.0, hi),
+        RangeMode::Symmetric => (-hi, hi),
+    }
+}
+
+/// Integer (as f64) into range: saturate or wrap.
+fn ref_fit(k: f64, f: Format, a: Arith) -> f64 {
+    let (lo, hi) = ref_range(f, a.range);
+    match a.overflow {
+        Overflow::Saturate => k.clamp(lo, hi),
+        Overflow::Wrap => {
+            let m = 2f64.powi(f.bits as i32);
+            let mut w = k.rem_euclid(m);
+            if f.signed && w >= m / 2.0 {
+                w -= m;
+            }
+            w.clamp(lo, hi)
+        }
+    }
+}
+
+/// Fake quantization: the real value after quantizing x into f.
+fn q(x: f64, f: Format, a: Arith) -> f64 {
+    let scale = 2f64.powi(f.frac);
+    ref_fit(ref_round(x * scale, a.rounding), f, a) / scale
+}
+
+fn act(x: f64, act: Activation) -> f64 {
+    match act {
+        Activation::None => x,
+        Activation::Relu => x.max(0.0),
+        Activation::Clip { min, max } => x.clamp(min, max),
+    }
+}
+
+/// A layer's output from its exact accumulator value (real) at frac_acc.
+fn ref_finish(acc: f64, frac_acc: i32, acc_bits: Option<u32>, a_act: Activation, out: Format, a: Arith) -> f64 {
+    let acc = match acc_bits {
+        Some(bits) => {
+            let plain = Arith { range: RangeMode::TwosComplement, ..a };
+            let s = 2f64.powi(frac_acc);
+            ref_fit(acc * s, Format::new(bits, frac_acc, true), plain) / s
+        }
+        None => acc,
+    };
+    q(act(acc, a_act), out, a)
+}
+
+/// Run the reference over the whole graph; returns every value as reals.
+fn reference(g: &Graph, asg: &Assignment, input: &[f64]) -> Vec<Vec<f64>> {
+    let a = asg.arith;
+    let fmts = asg.value_formats(g);
+    let mut vals: Vec<Vec<f64>> = vec![Vec::new(); g.values.len()];
+    vals[g.input] = input.iter().map(|&x| q(x, asg.input, a)).collect();
+    for (i, n) in g.nodes.iter().enumerate() {
+        let l = asg.layer_of(i);
+        let of = fmts[n.output];
+        let x = &vals[n.inputs[0]];
+        let is = g.shape(n.inputs[0]).to_vec();
+        let os = g.shape(n.output).to_vec();
+        let y: Vec<f64> = match &n.op {
+            Op::Conv(_) | Op::Dense(_) | Op::Affine(_) => {
+                let l = l.unwrap();
+                let (wf, bf) = (l.weights.unwrap(), l.bias.unwrap());
+                let (w, b) = n.op.params().unwrap();
+                let wq: Vec<f64> = w.iter().map(|&v| q(v, wf, a)).collect();
+                let fa = fmts[n.inputs[0]].frac + wf.frac;
+                let bq: Vec<f64> = b
+                    .iter()
+                    .map(|&v| {
+                        let v = q(v, bf, a);
+                        if bf.frac > fa {
+                            ref_round(v * 2f64.powi(fa), a.rounding) / 2f64.powi(fa)
+                        } else {
+                            v
+                        }
+                    })
+                    .collect();
+                let fin = |acc: f64| ref_finish(acc, fa, l.accumulator, n.op.activation(), of, a);
+                match &n.op {
+                    Op::Conv(c) => {
+                        let (ic, ih, iw) = (is[0], is[1], is[2]);
+                        let (oc, oh, ow) = (os[0], os[1], os[2]);
+                        let cg = ic / c.groups;
+                        let og = oc / c.groups;
+                        let [kh, kw] = c.window.kernel;
+                        let mut y = vec![0.0; oc * oh * ow];
+                        for o in 0..oc {
+                            let grp = o / og;
+                            for oy in 0..oh {
+                                for ox in 0..ow {
+                                    let mut acc = 0.0;
+                                    for ci in 0..cg {
+                                        let cin = grp * cg + ci;
+                                        for ky in 0..kh {
+                                            for kx in 0..kw {
+                                                let iy =
+                                                    (oy * c.window.stride[0] + ky) as isize - c.window.pads[0] as isize;
+                                                let ix =
+                                                    (ox * c.window.stride[1] + kx) as isize - c.window.pads[1] as isize;
+                                                if iy < 0 || ix < 0 || iy >= ih as isize || ix >= iw as isize {
+                                                    continue;
+                                                }
+                                                let xv = x[cin * ih * iw + iy as usize * iw + ix as usize];
+                                                acc += xv * wq[((o * cg + ci) * kh + ky) * kw + kx];
+                                            }
+                                        }
+                                    }
+                                    y[(o * oh + oy) * ow + ox] = fin(acc + bq[o]);
+                                }
+                            }
+                        }
+                        y
+                    }
+                    Op::Dense(d) => (0..d.out_features)
+                        .map(|o| {
+                            let acc: f64 = (0..d.in_features).map(|k| wq[o * d.in_features + k] * x[k]).sum();
+                            fin(acc + bq[o])
+                        })
+                        .collect(),
+                    Op::Affine(af) => {
+                        let per = x.len() / af.channels;
+                        x.iter().enumerate().map(|(i, &v)| fin(wq[i / per] * v + bq[i / per])).collect()
+                    }
+                    _ => unreachable!(),
+                }
+            }
+            Op::Add { activation } => {
+                let x2 = &vals[n.inputs[1]];
+                x.iter().zip(x2).map(|(p, r)| q(act(p + r, *activation), of, a)).collect()
+            }
+            Op::Concat => n.inputs.iter().flat_map(|&v| vals[v].iter().map(|&e| q(e, of, a))).collect(),
+            Op::MaxPool(w) | Op::AvgPool { window: w, .. } => {
+                let incl = matches!(n.op, Op::AvgPool { count_include_pad: true, .. });
+                let mut y = Vec::new();
+                for c in 0..is[0] {
+                    for oy in 0..os[1] {
+                        for ox in 0..os[2] {
+                            let mut vs = Vec::new();
+                            let mut padded = 0;
+                            for ky in 0..w.kernel[0] {
+                                for kx in 0..w.kernel[1] {
+                                    let iy = (oy * w.stride[0] + ky) as isize - w.pads[0] as isize;
+                                    let ix = (ox * w.stride[1] + kx) as isize - w.pads[1] as isize;
+                                    if iy < (is[1] + w.pads[2]) as isize && ix < (is[2] + w.pads[3]) as isize {
+                                        padded += 1;
+                                    }
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < is[1] && (ix as usize) < is[2] {
+                                        vs.push(x[(c * is[1] + iy as usize) * is[2] + ix as usize]);
+                                    }
+                                }
+                            }
+                            y.push(if matches!(n.op, Op::MaxPool(_)) {
+                                vs.iter().cloned().fold(f64::MIN, f64::max)
+                            } else {
+                                let cnt = if incl { padded } else { vs.len() };
+                                q(vs.iter().sum::<f64>() / cnt as f64, of, a)
+                            });
+                        }
+                    }
+                }
+                y
+            }
+            Op::GlobalAvgPool => {
+                let hw = is[1] * is[2];
+                x.chunks(hw).map(|c| q(c.iter().sum::<f64>() / hw as f64, of, a)).collect()
+            }
+            Op::GlobalMaxPool => x.chunks(is[1] * is[2]).map(|c| c.iter().cloned().fold(f64::MIN, f64::max)).collect(),
+            Op::Activation(ac) => x
+                .iter()
+                .map(|&v| match ac {
+                    Activation::Clip { min, max } => v.clamp(q(*min, of, a), q(*max, of, a)),
+                    _ => act(v, *ac),
+                })
+                .collect(),
+            Op::Flatten => x.clone(),
+        };
+        vals[n.output] = y;
+    }
+    vals
+}
+
+// ---------- random nets and formats ----------
+
+fn random_net(rng: &mut ChaCha8Rng) -> Graph {
+    let c = rng.random_range(1..=3);
+    let hw = rng.random_range(5..=8);
+    let mut b = Builder::new(vec![c, hw, hw]);
+    let mut p = {
+        let mut r = ChaCha8Rng::seed_from_u64(rng.random());
+        move || r.random_range(-1.5..1.5)
+    };
+    let acts = [Activation::None, Activation::Relu, Activation::Clip { min: 0.0, max: 1.5 }];
+    let a1 = acts[rng.random_range(0..3)];
+    let (k, stride, pad) = [(3, 1, 1), (3, 2, 1), (1, 1, 0), (3, 1, 0)][rng.random_range(0..4)];
+    let c1 = rng.random_range(2..=4);
+    let x1 = b.conv("conv1", 0, c1, k, stride, pad, 1, a1, &mut p);
+    let x2 = if rng.random_bool(0.5) { b.affine("bn1", x1, acts[rng.random_range(0..2)], &mut p) } else { x1 };
+    let x3 = b.conv("dw", x2, c1, 3, 1, 1, c1, Activation::None, &mut p);
+    let s = b.shape(x2);
+    let x4 = b.push("add", Op::Add { activation: acts[rng.random_range(0..2)] }, vec![x2, x3], s.clone());
+    let x5 = b.conv("pw", x4, 2, 1, 1, 0, 1, Activation::Relu, &mut p);
+    let s5 = b.shape(x5);
+    let x6 = b.push("cat", Op::Concat, vec![x4, x5], vec![s[0] + s5[0], s[1], s[2]]);
+    let s6 = b.shape(x6);
+    let pad = rng.random_range(0..=1);
+    let w = Window { kernel: [2, 2], stride: [2, 2], pads: [0, 0, pad, pad], dilation: [1, 1] };
+    let [oh, ow] = w.output_hw(s6[1], s6[2]).unwrap();
+    let pool = if rng.random_bool(0.5) {
+        Op::MaxPool(w)
+    } else {
+        Op::AvgPool { window: w, count_include_pad: rng.random_bool(0.5) }
+    };
+    let x7 = b.push("pool", pool, vec![x6], vec![s6[0], oh, ow]);
+    let x8 = if rng.random_bool(0.5) {
+        b.push("gap", Op::GlobalAvgPool, vec![x7], vec![s6[0], 1, 1])
+    } else {
+        b.push("flat", Op::Flatten, vec![x7], vec![s6[0] * oh * ow])
+    };
+    let x9 = b.dense("fc1", x8, 6, acts[rng.random_range(0..3)], &mut p);
+    b.dense("fc2", x9, 4, Activation::None, &mut p);
+    b.g
+}
+
+fn random_format(rng: &mut ChaCha8Rng, signed: bool) -> Format {
+    let bits = rng.random_range(1..=12);
+    let frac = rng.random_range(-3..=bits as i32 + 3);
+    Format::new(bits, frac, signed)
+}
+
+fn random_assignment(g: &Graph, rng: &mut ChaCha8Rng) -> Assignment {
+    let arith = Arith {
+        rounding: [Rounding::HalfEven, Rounding::HalfUp, Rounding::Floor, Rounding::HalfAway][rng.random_range(0..4)],
+        overflow: if rng.random_bool(0.3) { Overflow::Wrap } else { Overflow::Saturate },
+        range: if rng.random_bool(0.3) { RangeMode::Symmetric } else { RangeMode::TwosComplement },
+    };
+    let nn = g.non_negative(true);
+    let layers = g
+        .quant_layers()
+        .map(|(i, n)| {
+            let has = n.op.has_params();
+            let unsigned = nn[n.output] && rng.random_bool(0.5);
+            LayerFormats {
+                node: i,
+                weights: has.then(|| random_format(rng, true)),
+                bias: has.then(|| random_format(rng, true)),
+                output: random_format(rng, !unsigned),
+                accumulator: (has && rng.random_bool(0.3)).then(|| rng.random_range(6..=24)),
+            }
+        })
+        .collect();
+    let input = Format::new(rng.random_range(2..=10), rng.random_range(0..=10), rng.random_bool(0.5));
+    let a = Assignment { arith, input, layers };
+    a.validate(g, &nn).expect("generated assignment is valid");
+    a
+}
+
+fn check(seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let g = random_net(&mut rng);
+    let a = random_assignment(&g, &mut rng);
+    let engine = FixedEngine::new(&g, &a).unwrap();
+    let fmts = a.value_formats(&g);
+    for _ in 0..3 {
+        let input: Vec<f64> = (0..g.values[0].numel()).map(|_| rng.random_range(0.0..1.2)).collect();
+        let mut codes = Vec::new();
+        engine.quantize_input(&input, &mut codes);
+        let got = engine.forward_all(&codes);
+        let want = reference(&g, &a, &input);
+        for (v, (gv, wv)) in got.iter().zip(&want).enumerate() {
+            let f = fmts[v];
+            let got_real: Vec<f64> = gv.iter().map(|&k| k as f64 * 2f64.powi(-f.frac)).collect();
+            assert_eq!(
+                got_real, *wv,
+                "seed {seed}: value {v} ({}) format {f} differs\nassignment: {a:?}",
+                g.values[v].name
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    #[test]
+    fn integer_engine_equals_fake_quant_reference(seed in any::<u64>()) {
+        check(seed);
+    }
+}
+
+/// Wide formats push the conv GEMM off the f32 path onto f64 and i128; all must stay exact.
+#[test]
+fn wide_formats_use_exact_slower_paths() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let g = random_net(&mut rng);
+    let mut a = random_assignment(&g, &mut rng);
+    a.arith = Arith::default();
+    a.input = Format::new(20, 16, false);
+    for l in &mut a.layers {
+        l.accumulator = None;
+        if let Some(w) = &mut l.weights {
+            *w = Format::new(24, 20, true);
+        }
+        l.output = Format::new(28, 20, l.output.signed);
+    }
+    let engine = FixedEngine::new(&g, &a).unwrap();
+    let precisions = engine.precisions();
+    assert!(precisions.iter().flatten().any(|p| *p != qdse::eval::fixed::Precision::F32), "{precisions:?}");
+    let input: Vec<f64> = (0..g.values[0].numel()).map(|_| rng.random_range(0.0..1.0)).collect();
+    let mut codes = Vec::new();
+    engine.quantize_input(&input, &mut codes);
+    let got = engine.forward_all(&codes);
+    let want = reference(&g, &a, &input);
+    let fmts = a.value_formats(&g);
+    for (v, (gv, wv)) in got.iter().zip(&want).enumerate() {
+        let got_real: Vec<f64> = gv.iter().map(|&k| k as f64 * 2f64.powi(-fmts[v].frac)).collect();
+        assert_eq!(&got_real, wv, "value {v}");
+    }
+}
