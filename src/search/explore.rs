@@ -1,0 +1,321 @@
+//! `qdse explore`: run a strategy on an experiment and write the run folder (docs/outputs.md).
+
+use super::nsga2;
+use super::paper::{Budgets, Space};
+use super::score::{key, Scorer};
+use super::{independent, paper, uniform, Evaluation, Pricer, Search};
+use crate::experiment::{Experiment, SplitAccuracy};
+use crate::fixed::Assignment;
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub const STRATEGIES: [&str; 4] = ["uniform", "paper", "independent", "nsga2"];
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub out: Option<PathBuf>,
+    pub strategy: Option<String>,
+    pub budget: Option<usize>,
+    pub seed: Option<u64>,
+    pub resume: bool,
+    pub progress: bool,
+}
+
+/// The priced cost side of a run: objective names, the pricer, the primary objective and the
+/// profile text (copied into the run folder).
+pub struct Costing<'p> {
+    pub names: Vec<String>,
+    pub primary: usize,
+    pub pricer: &'p Pricer<'p>,
+    pub profile_name: String,
+    pub profile_text: String,
+}
+
+/// Write `text` to `path` atomically (temporary sibling, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
+    Ok(())
+}
+
+/// Keys and search accuracies of an earlier run's evaluations.csv.
+fn read_log(path: &Path) -> Result<Vec<(String, f64)>> {
+    let mut r = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let headers = r.headers()?.clone();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let (Some(k), Some(a)) = (col("key"), col("acc_search")) else {
+        bail!("{} has no key/acc_search columns", path.display());
+    };
+    let mut out = Vec::new();
+    for row in r.records() {
+        // A run killed mid-write can leave a partial last line: keep what parses.
+        let Ok(row) = row else { break };
+        if let (Some(key), Some(Ok(acc))) = (row.get(k), row.get(a).map(str::parse::<f64>)) {
+            out.push((key.to_string(), acc));
+        }
+    }
+    Ok(out)
+}
+
+fn csv_row(e: &Evaluation, extra: &[String]) -> String {
+    let mut fields =
+        vec![e.id.to_string(), e.source.clone(), format!("{:.6}", e.acc_search), format!("{:.6}", e.loss_search)];
+    fields.extend(e.objectives.iter().map(|v| format!("{v}")));
+    fields.extend(extra.iter().cloned());
+    fields.push(e.key.clone());
+    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+    w.write_record(&fields).expect("in-memory csv");
+    String::from_utf8(w.into_inner().expect("in-memory csv")).expect("utf-8")
+}
+
+fn per_layer_bits(exp: &Experiment, a: &Assignment) -> Value {
+    Value::Array(
+        a.layers
+            .iter()
+            .map(|l| {
+                json!({
+                    "name": exp.graph.nodes[l.node].name,
+                    "weights_bits": l.weights.map(|f| f.bits),
+                    "bias_bits": l.bias.map(|f| f.bits),
+                    "output_bits": l.output.bits,
+                })
+            })
+            .collect(),
+    )
+}
+
+pub struct Outcome {
+    pub dir: PathBuf,
+    pub summary: Value,
+}
+
+pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Outcome> {
+    let st = &exp.settings;
+    st.check_name()?;
+    let strategy = opts.strategy.clone().unwrap_or_else(|| st.search.strategy.clone());
+    if !STRATEGIES.contains(&strategy.as_str()) {
+        bail!("unknown strategy '{strategy}' (expected one of: {})", STRATEGIES.join(", "));
+    }
+    let budget = opts.budget.unwrap_or(st.search.budget);
+    let seed = opts.seed.unwrap_or(st.seed);
+    let dir = opts.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&st.name));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let started = Instant::now();
+
+    // The search split, preprocessed once.
+    let n = exp.data.sample_len();
+    let inputs: Vec<Vec<f64>> = exp
+        .split
+        .search
+        .clone()
+        .map(|i| {
+            let mut x = vec![0f64; n];
+            exp.pre.apply_f64(&exp.data, i, &mut x);
+            x
+        })
+        .collect();
+    let labels = &exp.data.labels[exp.split.search.clone()];
+    let float = exp.float_accuracy();
+    let mut scorer = Scorer::new(&exp.graph, &inputs, labels, float.search, st.search.loss);
+
+    // The log grows as evaluations finish, so an interrupted run loses nothing.
+    let log_path = dir.join("evaluations.csv");
+    let header = {
+        let mut h = vec!["id".to_string(), "source".into(), "acc_search".into(), "loss_search".into()];
+        h.extend(costing.names.iter().cloned());
+        h.push("key".into());
+        h.join(",")
+    };
+    let mut already = std::collections::HashSet::new();
+    let mut log = if opts.resume && log_path.exists() {
+        for (k, acc) in read_log(&log_path)? {
+            scorer.remember(k.clone(), acc);
+            already.insert(k);
+        }
+        // Rewrite the log from the replay below; the old one stays until the new one is whole.
+        let f = File::create(dir.join("evaluations.csv.resume"))?;
+        writeln!(&f, "{header}")?;
+        f
+    } else {
+        let f = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+        writeln!(&f, "{header}")?;
+        f
+    };
+    let resumed = already.len();
+    let observer = Box::new(|e: &Evaluation| {
+        // Flushed per line: a crash keeps every finished evaluation.
+        let _ = log.write_all(csv_row(e, &[]).as_bytes());
+        let _ = log.flush();
+    });
+    let mut s = Search::new(
+        scorer,
+        costing.pricer,
+        costing.names.clone(),
+        costing.primary,
+        st.search.max_loss,
+        budget,
+        observer,
+    );
+    if opts.progress {
+        let pb = indicatif::ProgressBar::new(budget as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} evals, eta {eta}  {msg}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        s.progress = pb;
+    }
+
+    let unsigned = st.unsigned;
+    let arith = st.arith;
+    let uniform_wba = |w: u32, b: u32, a: u32| {
+        let spec = crate::eval::calibrate::UniformSpec { weights: w, bias: b, activations: a, input: 8, unsigned };
+        crate::eval::calibrate::uniform(&exp.graph, &exp.ranges, spec, arith)
+    };
+    let space = Space { graph: &exp.graph, ranges: &exp.ranges, uniform: &uniform_wba };
+    let budgets = Budgets::default();
+
+    let sweep = uniform::run(&mut s, &|b| exp.uniform(b));
+    let mut notes = Vec::new();
+    match strategy.as_str() {
+        "uniform" => {}
+        "paper" => {
+            paper::run(&mut s, &space, &budgets);
+        }
+        "independent" => {
+            let (_, loss) = independent::run(&mut s, &space, &budgets);
+            notes.push(match loss {
+                Some(l) => format!("independent: the combined assignment loses {:.2}% on the search split", 100.0 * l),
+                None => "independent: the evaluation budget ran out before the combination was scored".into(),
+            });
+        }
+        "nsga2" => {
+            let p = paper::run(&mut s, &space, &budgets);
+            let mut seeds: Vec<Assignment> = uniform::BITS.map(|b| exp.uniform(b)).collect();
+            seeds.push(p);
+            let cap = (4.0 * st.search.max_loss).max(0.05);
+            nsga2::run(&mut s, &space, &seeds, nsga2::Settings { population: 24, seed, loss_cap: cap });
+        }
+        _ => unreachable!("checked above"),
+    }
+    s.progress.finish_and_clear();
+    let evaluated = s.scorer.evaluated;
+    let stopped_early = s.scorer.stopped_early;
+
+    // Choose on the search split only; then measure the holdout split for reporting.
+    let front = s.front();
+    let chosen = s.best_within_budget().cloned();
+    let baseline = exp.baseline();
+    let base_acc = exp.fixed_accuracy(&baseline)?;
+    let base_cost = s.price(&baseline);
+    let loss_of = |acc: f64, float_acc: f64| st.search.loss.loss(float_acc, acc);
+    let holdout_of = |a: &Assignment| -> Result<SplitAccuracy> { exp.fixed_accuracy(a) };
+
+    let mut pareto = String::new();
+    {
+        let mut h = vec!["id".to_string(), "source".into(), "acc_search".into(), "loss_search".into()];
+        h.extend(costing.names.iter().cloned());
+        h.extend(["acc_holdout".into(), "loss_holdout".into(), "chosen".into(), "key".into()]);
+        pareto.push_str(&h.join(","));
+        pareto.push('\n');
+    }
+    let mut sorted_front = front.clone();
+    sorted_front
+        .sort_by(|&a, &b| s.evaluations[a].objectives[s.primary].total_cmp(&s.evaluations[b].objectives[s.primary]));
+    for &i in &sorted_front {
+        let e = &s.evaluations[i];
+        let h = holdout_of(&e.assignment)?;
+        let is_chosen = chosen.as_ref().is_some_and(|c| c.id == e.id);
+        let extra =
+            [format!("{:.6}", h.holdout), format!("{:.6}", loss_of(h.holdout, float.holdout)), is_chosen.to_string()];
+        pareto.push_str(&csv_row(e, &extra));
+    }
+    let all_evals = s.evaluations.clone();
+    drop(s);
+    if opts.resume && dir.join("evaluations.csv.resume").exists() {
+        std::fs::rename(dir.join("evaluations.csv.resume"), &log_path)?;
+    }
+
+    let objectives_json = |vals: &[f64]| -> serde_json::Map<String, Value> {
+        costing.names.iter().zip(vals).map(|(n, v)| (n.clone(), json!(v))).collect()
+    };
+    let mut base_json = objectives_json(&base_cost);
+    base_json.insert("accuracy_search".into(), json!(base_acc.search));
+    base_json.insert("accuracy_holdout".into(), json!(base_acc.holdout));
+    base_json.insert("layers".into(), per_layer_bits(exp, &baseline));
+
+    let chosen_json = match &chosen {
+        Some(c) => {
+            let h = holdout_of(&c.assignment)?;
+            let mut m = objectives_json(&c.objectives);
+            for (name, (v, b)) in costing.names.iter().zip(c.objectives.iter().zip(&base_cost)) {
+                let short = name.strip_suffix("_bits").unwrap_or(name);
+                let r = if *b > 0.0 { 1.0 - v / b } else { 0.0 };
+                m.insert(format!("{short}_reduction_vs_8bit"), json!(r));
+            }
+            m.insert("loss_search".into(), json!(c.loss_search));
+            m.insert("accuracy_search".into(), json!(c.acc_search));
+            m.insert("accuracy_holdout".into(), json!(h.holdout));
+            m.insert("loss_holdout".into(), json!(loss_of(h.holdout, float.holdout)));
+            m.insert("source".into(), json!(c.source));
+            m.insert("layers".into(), per_layer_bits(exp, &c.assignment));
+            write_atomic(&dir.join("chosen.toml"), c.assignment.to_toml(&exp.graph).as_bytes())?;
+            Value::Object(m)
+        }
+        None => {
+            let _ = std::fs::remove_file(dir.join("chosen.toml"));
+            Value::Null
+        }
+    };
+    let sweep_json: Vec<Value> = sweep
+        .iter()
+        .filter_map(|(b, _)| {
+            let k = key(&exp.uniform(*b));
+            all_evals.iter().find(|e| e.key == k).map(|e| {
+                let mut m = objectives_json(&e.objectives);
+                m.insert("bits".into(), json!(b));
+                m.insert("accuracy_search".into(), json!(e.acc_search));
+                m.insert("loss_search".into(), json!(e.loss_search));
+                Value::Object(m)
+            })
+        })
+        .collect();
+    let summary = json!({
+        "name": st.name,
+        "strategy": strategy,
+        "seed": seed,
+        "evaluations": all_evals.len(),
+        "evaluations_run": evaluated,
+        "evaluations_stopped_early": stopped_early,
+        "evaluations_resumed": resumed,
+        "budget": budget,
+        "wall_seconds": started.elapsed().as_secs_f64(),
+        "model": st.model.display().to_string(),
+        "profile": costing.profile_name,
+        "primary": costing.names[costing.primary],
+        "objectives": costing.names,
+        "max_loss": st.search.max_loss,
+        "loss": match st.search.loss { crate::config::LossKind::Relative => "relative", crate::config::LossKind::Absolute => "absolute" },
+        "samples": {"search": exp.split.search.len(), "holdout": exp.split.holdout.len()},
+        "float_accuracy": float,
+        "baseline_8bit": base_json,
+        "chosen": chosen_json,
+        "uniform_sweep": sweep_json,
+        "notes": notes,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    write_atomic(&dir.join("pareto.csv"), pareto.as_bytes())?;
+    write_atomic(&dir.join("baseline-8bit.toml"), baseline.to_toml(&exp.graph).as_bytes())?;
+    let config_text = std::fs::read_to_string(&st.source).unwrap_or_default();
+    write_atomic(&dir.join("config.toml"), config_text.as_bytes())?;
+    write_atomic(&dir.join("profile.toml"), costing.profile_text.as_bytes())?;
+    write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    Ok(Outcome { dir, summary })
+}

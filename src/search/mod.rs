@@ -1,0 +1,182 @@
+//! Searching per-layer assignments: a shared context that scores, prices, records and budgets
+//! evaluations, and the strategies that propose them.
+//!
+//! Every strategy only ever sees the search split (through [`score::Scorer`]); the holdout
+//! split is touched once the search is over, for reporting.
+
+pub mod explore;
+pub mod independent;
+pub mod nsga2;
+pub mod paper;
+pub mod pareto;
+pub mod score;
+pub mod uniform;
+
+use crate::fixed::{Assignment, Format};
+use indicatif::ProgressBar;
+use score::Scorer;
+use std::collections::HashSet;
+
+/// Bits standing in for "float" when a strategy quantizes one kind of tensor alone: 16-bit
+/// no-clip formats lose nothing measurable on these nets and keep the engine on its fast path.
+pub const FLOAT_PROXY_BITS: u32 = 16;
+
+/// One tensor's format slot in an assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    Weights(usize),
+    Bias(usize),
+    Output(usize),
+}
+
+impl Slot {
+    pub fn get(&self, a: &Assignment) -> Format {
+        match *self {
+            Slot::Weights(i) => a.layers[i].weights.expect("weights slot"),
+            Slot::Bias(i) => a.layers[i].bias.expect("bias slot"),
+            Slot::Output(i) => a.layers[i].output,
+        }
+    }
+
+    pub fn set(&self, a: &mut Assignment, f: Format) {
+        match *self {
+            Slot::Weights(i) => a.layers[i].weights = Some(f),
+            Slot::Bias(i) => a.layers[i].bias = Some(f),
+            Slot::Output(i) => a.layers[i].output = f,
+        }
+    }
+
+    pub fn with(&self, a: &Assignment, f: Format) -> Assignment {
+        let mut b = a.clone();
+        self.set(&mut b, f);
+        b
+    }
+}
+
+/// A scored assignment.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub id: usize,
+    pub source: String,
+    pub acc_search: f64,
+    pub loss_search: f64,
+    pub objectives: Vec<f64>,
+    pub key: String,
+    pub assignment: Assignment,
+}
+
+/// Prices an assignment: one value per objective, lower is better.
+pub type Pricer<'p> = dyn Fn(&Assignment) -> Vec<f64> + Sync + 'p;
+
+/// Called with every newly recorded evaluation (the CSV log, a progress display).
+pub type Observer<'o> = dyn FnMut(&Evaluation) + 'o;
+
+pub struct Search<'e> {
+    pub scorer: Scorer<'e>,
+    pricer: &'e Pricer<'e>,
+    pub objective_names: Vec<String>,
+    /// Index of the objective the chosen point minimises.
+    pub primary: usize,
+    pub max_loss: f64,
+    /// Most full evaluations this search may run.
+    pub budget: usize,
+    pub evaluations: Vec<Evaluation>,
+    recorded: HashSet<String>,
+    observer: Box<Observer<'e>>,
+    pub progress: ProgressBar,
+}
+
+impl<'e> Search<'e> {
+    pub fn new(
+        scorer: Scorer<'e>,
+        pricer: &'e Pricer<'e>,
+        objective_names: Vec<String>,
+        primary: usize,
+        max_loss: f64,
+        budget: usize,
+        observer: Box<Observer<'e>>,
+    ) -> Self {
+        Search {
+            scorer,
+            pricer,
+            objective_names,
+            primary,
+            max_loss,
+            budget,
+            evaluations: Vec::new(),
+            recorded: HashSet::new(),
+            observer,
+            progress: ProgressBar::hidden(),
+        }
+    }
+
+    /// The cost objectives of an assignment.
+    pub fn price(&self, a: &Assignment) -> Vec<f64> {
+        (self.pricer)(a)
+    }
+
+    /// Whether the evaluation budget is spent.
+    pub fn exhausted(&self) -> bool {
+        self.scorer.evaluated + self.scorer.stopped_early >= self.budget
+    }
+
+    /// Score `a` (stopping early if its loss certainly exceeds `max_loss`), record it, and
+    /// return its loss on the search split. None: over `max_loss`, or the budget is spent.
+    pub fn evaluate(&mut self, a: &Assignment, source: &str, max_loss: Option<f64>) -> Option<f64> {
+        let key = score::key(a);
+        if self.exhausted() && !self.recorded.contains(&key) {
+            return None;
+        }
+        let (acc, fresh) = self.scorer.score(a, max_loss);
+        if fresh {
+            self.progress.inc(1);
+        }
+        let acc = acc?;
+        let loss = self.scorer.loss(acc);
+        if self.recorded.insert(key.clone()) {
+            let e = Evaluation {
+                id: self.evaluations.len(),
+                source: source.to_string(),
+                acc_search: acc,
+                loss_search: loss,
+                objectives: (self.pricer)(a),
+                key,
+                assignment: a.clone(),
+            };
+            (self.observer)(&e);
+            if loss <= self.max_loss {
+                let best = self.best_within_budget().map(|b| b.objectives[self.primary]);
+                let primary = e.objectives[self.primary];
+                if best.is_none_or(|b| primary < b) {
+                    self.progress.set_message(format!(
+                        "best {} within budget: {primary:.4e}",
+                        self.objective_names[self.primary]
+                    ));
+                }
+            }
+            self.evaluations.push(e);
+        }
+        match max_loss {
+            Some(m) if loss > m + 1e-12 => None,
+            _ => Some(loss),
+        }
+    }
+
+    /// The lowest-cost evaluation (on the primary objective) whose search loss is within budget.
+    pub fn best_within_budget(&self) -> Option<&Evaluation> {
+        self.evaluations
+            .iter()
+            .filter(|e| e.loss_search <= self.max_loss + 1e-12)
+            .min_by(|a, b| a.objectives[self.primary].total_cmp(&b.objectives[self.primary]).then(a.id.cmp(&b.id)))
+    }
+
+    /// Indices (into `evaluations`) of the Pareto front over loss and every objective.
+    pub fn front(&self) -> Vec<usize> {
+        let pts: Vec<Vec<f64>> = self
+            .evaluations
+            .iter()
+            .map(|e| std::iter::once(e.loss_search).chain(e.objectives.iter().copied()).collect())
+            .collect();
+        pareto::front(&pts)
+    }
+}

@@ -1,0 +1,238 @@
+//! NSGA-II (Deb et al. 2002) over per-layer genes: widths of weights, biases and activations and
+//! an offset shift around each no-clip offset. Objectives: loss on the search split and every
+//! cost objective of the profile. Candidates whose loss exceeds a cap are stopped early and
+//! ranked as infeasible (constrained domination), which keeps hopeless candidates cheap.
+
+use super::paper::Space;
+use super::Search;
+use crate::eval::calibrate::{activation_format, param_format, Kind};
+use crate::fixed::{Assignment, Format};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub population: usize,
+    pub seed: u64,
+    /// Candidates with a larger loss are stopped early and treated as infeasible.
+    pub loss_cap: f64,
+}
+
+const BITS: (i32, i32) = (2, 16);
+const BIAS_BITS: (i32, i32) = (1, 16);
+const SHIFT: (i32, i32) = (-2, 2);
+
+/// Genes of one layer: [w_bits, w_shift, b_bits, a_bits, a_shift] (params) or [a_bits, a_shift].
+type Genome = Vec<i32>;
+
+struct Codec<'a> {
+    space: &'a Space<'a>,
+    template: Assignment,
+    /// (gene offset, has params) per layer.
+    layout: Vec<(usize, bool)>,
+    bounds: Vec<(i32, i32)>,
+}
+
+impl<'a> Codec<'a> {
+    fn new(space: &'a Space<'a>, template: Assignment) -> Self {
+        let mut layout = Vec::new();
+        let mut bounds = Vec::new();
+        for l in &template.layers {
+            layout.push((bounds.len(), l.weights.is_some()));
+            if l.weights.is_some() {
+                bounds.extend([BITS, SHIFT, BIAS_BITS]);
+            }
+            bounds.extend([BITS, SHIFT]);
+        }
+        Codec { space, template, layout, bounds }
+    }
+
+    fn no_clip(&self, layer: usize, kind: Kind, bits: u32) -> Format {
+        let node = self.template.layers[layer].node;
+        match kind {
+            Kind::Activation => {
+                let out = self.space.graph.nodes[node].output;
+                let signed = self.template.layers[layer].output.signed;
+                activation_format(self.space.ranges, out, bits, !signed)
+            }
+            k => param_format(self.space.graph, node, k, bits),
+        }
+    }
+
+    fn decode(&self, g: &Genome) -> Assignment {
+        let mut a = self.template.clone();
+        for (i, &(o, params)) in self.layout.iter().enumerate() {
+            let mut at = o;
+            if params {
+                let w = self.no_clip(i, Kind::Weights, g[o] as u32);
+                a.layers[i].weights = Some(Format { frac: w.frac + g[o + 1], ..w });
+                a.layers[i].bias = Some(self.no_clip(i, Kind::Bias, g[o + 2] as u32));
+                at += 3;
+            }
+            let y = self.no_clip(i, Kind::Activation, g[at] as u32);
+            a.layers[i].output = Format { frac: y.frac + g[at + 1], ..y };
+        }
+        a
+    }
+
+    fn encode(&self, a: &Assignment) -> Genome {
+        let mut g = Vec::with_capacity(self.bounds.len());
+        for (i, l) in a.layers.iter().enumerate() {
+            if let (Some(w), Some(b)) = (l.weights, l.bias) {
+                g.extend([w.bits as i32, w.frac - self.no_clip(i, Kind::Weights, w.bits).frac, b.bits as i32]);
+            }
+            let o = l.output;
+            g.extend([o.bits as i32, o.frac - self.no_clip(i, Kind::Activation, o.bits).frac]);
+        }
+        g.iter().zip(&self.bounds).map(|(&x, &(lo, hi))| x.clamp(lo, hi)).collect()
+    }
+}
+
+#[derive(Clone)]
+struct Member {
+    genome: Genome,
+    /// loss then cost objectives; `feasible` = loss within the cap.
+    objectives: Vec<f64>,
+    feasible: bool,
+    rank: usize,
+    crowding: f64,
+}
+
+fn constrained_dominates(a: &Member, b: &Member) -> bool {
+    match (a.feasible, b.feasible) {
+        (true, false) => true,
+        (false, true) => false,
+        (false, false) => false,
+        (true, true) => super::pareto::dominates(&a.objectives, &b.objectives),
+    }
+}
+
+/// Fast non-dominated sort, then crowding distance within each front.
+fn rank(pop: &mut [Member]) {
+    let n = pop.len();
+    let mut dominated_by = vec![0usize; n];
+    let mut dominates: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for i in 0..n {
+        for j in 0..n {
+            if i != j && constrained_dominates(&pop[i], &pop[j]) {
+                dominates[i].push(j);
+            } else if i != j && constrained_dominates(&pop[j], &pop[i]) {
+                dominated_by[i] += 1;
+            }
+        }
+    }
+    let mut current: Vec<usize> = (0..n).filter(|&i| dominated_by[i] == 0).collect();
+    let mut r = 0;
+    while !current.is_empty() {
+        for &i in &current {
+            pop[i].rank = r;
+        }
+        crowding(pop, &current);
+        let mut next = Vec::new();
+        for &i in &current {
+            for &j in &dominates[i] {
+                dominated_by[j] -= 1;
+                if dominated_by[j] == 0 {
+                    next.push(j);
+                }
+            }
+        }
+        current = next;
+        r += 1;
+    }
+}
+
+fn crowding(pop: &mut [Member], front: &[usize]) {
+    for &i in front {
+        pop[i].crowding = 0.0;
+    }
+    let m = pop[front[0]].objectives.len();
+    for k in 0..m {
+        let mut idx = front.to_vec();
+        idx.sort_by(|&a, &b| pop[a].objectives[k].total_cmp(&pop[b].objectives[k]));
+        let (lo, hi) = (pop[idx[0]].objectives[k], pop[*idx.last().unwrap()].objectives[k]);
+        pop[idx[0]].crowding = f64::INFINITY;
+        pop[*idx.last().unwrap()].crowding = f64::INFINITY;
+        if hi > lo {
+            for w in 1..idx.len().saturating_sub(1) {
+                let d = (pop[idx[w + 1]].objectives[k] - pop[idx[w - 1]].objectives[k]) / (hi - lo);
+                pop[idx[w]].crowding += d;
+            }
+        }
+    }
+}
+
+fn better(a: &Member, b: &Member) -> bool {
+    a.rank < b.rank || (a.rank == b.rank && a.crowding > b.crowding)
+}
+
+/// Run until the search's evaluation budget is spent. `seeds` start the population (e.g. the
+/// uniform sweep and the paper's result); the rest is random around them.
+pub fn run(s: &mut Search, space: &Space, seeds: &[Assignment], settings: Settings) {
+    let Some(first) = seeds.first() else { return };
+    let codec = Codec::new(space, first.clone());
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+    let n = settings.population.max(4);
+    let score = |s: &mut Search, g: Genome| -> Option<Member> {
+        let a = codec.decode(&g);
+        if s.exhausted() {
+            return None;
+        }
+        let loss = s.evaluate(&a, "nsga2", Some(settings.loss_cap));
+        let costs = s.price(&a);
+        let feasible = loss.is_some();
+        let objectives = std::iter::once(loss.unwrap_or(1.0)).chain(costs).collect();
+        Some(Member { genome: g, objectives, feasible, rank: 0, crowding: 0.0 })
+    };
+    let mut genomes: Vec<Genome> = seeds.iter().map(|a| codec.encode(a)).collect();
+    while genomes.len() < n {
+        let mut g = genomes[rng.random_range(0..seeds.len())].clone();
+        mutate(&mut g, &codec.bounds, &mut rng, 0.3);
+        genomes.push(g);
+    }
+    let mut pop: Vec<Member> = genomes.into_iter().filter_map(|g| score(s, g)).collect();
+    if pop.is_empty() {
+        return;
+    }
+    rank(&mut pop);
+    while !s.exhausted() {
+        let mut children = Vec::with_capacity(n);
+        while children.len() < n {
+            let pa = tournament(&pop, &mut rng);
+            let pb = tournament(&pop, &mut rng);
+            let mut child: Genome =
+                pa.genome.iter().zip(&pb.genome).map(|(&x, &y)| if rng.random_bool(0.5) { x } else { y }).collect();
+            mutate(&mut child, &codec.bounds, &mut rng, 1.0 / codec.bounds.len() as f64 * 2.0);
+            match score(s, child) {
+                Some(m) => children.push(m),
+                None => break,
+            }
+        }
+        if children.is_empty() {
+            break;
+        }
+        pop.extend(children);
+        rank(&mut pop);
+        pop.sort_by(|a, b| a.rank.cmp(&b.rank).then(b.crowding.total_cmp(&a.crowding)));
+        pop.truncate(n);
+        rank(&mut pop);
+    }
+}
+
+fn tournament<'p>(pop: &'p [Member], rng: &mut ChaCha8Rng) -> &'p Member {
+    let a = &pop[rng.random_range(0..pop.len())];
+    let b = &pop[rng.random_range(0..pop.len())];
+    if better(b, a) {
+        b
+    } else {
+        a
+    }
+}
+
+fn mutate(g: &mut Genome, bounds: &[(i32, i32)], rng: &mut ChaCha8Rng, p: f64) {
+    for (x, &(lo, hi)) in g.iter_mut().zip(bounds) {
+        if rng.random_bool(p.min(1.0)) {
+            *x = (*x + if rng.random_bool(0.5) { 1 } else { -1 }).clamp(lo, hi);
+        }
+    }
+}
