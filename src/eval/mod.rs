@@ -65,3 +65,43 @@ pub fn correct_fixed_bounded(
     }
     Some(labels.len() - errors)
 }
+
+/// Throughput of both engines over a whole data set (the `qdse bench` command).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Throughput {
+    pub images: usize,
+    pub float_images_per_s: f64,
+    pub fixed_images_per_s: f64,
+    pub float_accuracy: f64,
+    pub fixed_accuracy: f64,
+    pub threads: usize,
+}
+
+/// Time the float engine and the integer engine (assignment `a`) over every sample, best of
+/// `repeats` runs each. Preprocessing and input quantization are inside the timed region, as
+/// they are in a real evaluation.
+pub fn throughput(graph: &Graph, ds: &Dataset, pre: &Preprocess, a: &crate::fixed::Assignment, repeats: usize) -> anyhow::Result<Throughput> {
+    use std::time::Instant;
+    let engine = fixed::FixedEngine::new(graph, a)?;
+    let all = 0..ds.len();
+    let time = |f: &dyn Fn() -> Vec<usize>| {
+        let mut best = f64::INFINITY;
+        let mut preds = Vec::new();
+        for _ in 0..repeats.max(1) {
+            let t = Instant::now();
+            preds = f();
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        (best, accuracy(&preds, &ds.labels))
+    };
+    let (tf, af) = time(&|| predict_float(graph, ds, pre, all.clone()));
+    let (tq, aq) = time(&|| predict_fixed(&engine, graph, ds, pre, all.clone()));
+    Ok(Throughput {
+        images: ds.len(),
+        float_images_per_s: ds.len() as f64 / tf,
+        fixed_images_per_s: ds.len() as f64 / tq,
+        float_accuracy: af,
+        fixed_accuracy: aq,
+        threads: rayon::current_num_threads(),
+    })
+}
