@@ -30,6 +30,54 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Price an assignment with a hardware cost profile: per-layer breakdown and totals beside the
+    /// uniform 8-bit assignment and the float32 model.
+    Cost {
+        /// Experiment config (TOML); default: configs/default.toml.
+        config: Option<PathBuf>,
+        /// Point file to price; default: uniform 8-bit.
+        #[arg(long)]
+        point: Option<PathBuf>,
+        /// A profile file or shipped profile name; default: every shipped profile (and the
+        /// config's own, if it is a file).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search per-layer formats and write the run folder: evaluations.csv, pareto.csv,
+    /// chosen.toml, baseline-8bit.toml, summary.json, plots and reports.
+    Explore {
+        /// Experiment config (TOML); default: configs/default.toml.
+        config: Option<PathBuf>,
+        /// Output folder; default: reports/<name>/.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// uniform | paper | independent | nsga2 (default: the config's).
+        #[arg(long)]
+        strategy: Option<String>,
+        /// Most evaluations to run (default: the config's).
+        #[arg(long)]
+        budget: Option<usize>,
+        /// Random seed (default: the config's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Continue from the folder's evaluations.csv: remembered evaluations are not re-run.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Throughput of the float and the integer engine over the config's whole data set.
+    Bench {
+        /// Experiment config (TOML); default: configs/default.toml.
+        config: Option<PathBuf>,
+        /// Timed repetitions (the best is reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a point file of the uniform b-bit no-clip assignment (a starting point to edit).
     Uniform {
         /// Experiment config (TOML); default: configs/default.toml.

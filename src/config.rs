@@ -205,7 +205,12 @@ impl Settings {
                 search_samples: d.search_samples,
                 limit: d.limit,
             },
-            cost_profile: raw.cost.and_then(|c| c.profile).unwrap_or_else(|| "paper".into()),
+            // A shipped profile's name stays a name; anything path-like is relative to the config.
+            cost_profile: match raw.cost.and_then(|c| c.profile) {
+                None => "paper".into(),
+                Some(p) if crate::cost::profile::builtin(&p).is_some() => p,
+                Some(p) => abs(Path::new(&p)).display().to_string(),
+            },
             search: SearchSettings {
                 strategy: s.strategy.unwrap_or_else(|| "paper".into()),
                 max_loss,

@@ -97,3 +97,22 @@ impl Experiment {
         Assignment::load(path, &self.graph, &self.baseline(), &self.ranges.non_negative)
     }
 }
+
+/// A resolved cost profile with the text it came from (copied into run folders).
+pub struct Profile {
+    pub profile: crate::cost::CostProfile,
+    pub text: String,
+    pub warnings: Vec<String>,
+}
+
+impl Profile {
+    /// A shipped profile's name, or a path to a profile file.
+    pub fn resolve(spec: &str) -> Result<Profile> {
+        let (profile, warnings) = crate::cost::CostProfile::resolve(spec)?;
+        let text = match crate::cost::profile::builtin(spec) {
+            Some(t) if !Path::new(spec).exists() => t.to_string(),
+            _ => std::fs::read_to_string(spec).unwrap_or_default(),
+        };
+        Ok(Profile { profile, text, warnings })
+    }
+}

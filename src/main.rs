@@ -2,7 +2,8 @@ use anyhow::Result;
 use clap::Parser;
 use qdse::cli::{Cli, Command};
 use qdse::config::Settings;
-use qdse::experiment::Experiment;
+use qdse::experiment::{Experiment, Profile};
+use qdse::search::explore;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -31,7 +32,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect { model } => {
             let graph = qdse::model::onnx::load(&model)?;
-            write!(out, "{}", qdse::model::summary::inspect_table(&graph))?;
+            write!(out, "{}", qdse::model::inspect_table(&graph))?;
         }
         Command::Eval { config, point, json } => {
             let exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
@@ -64,6 +65,78 @@ fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{:<8} {:>9.2}% {:>9.2}%", "fixed", 100.0 * fixed.search, 100.0 * fixed.holdout)?;
             }
         }
+        Command::Cost { config, point, profile, json } => {
+            let exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
+            let a = match &point {
+                Some(p) => exp.load_point(p)?,
+                None => exp.baseline(),
+            };
+            let specs: Vec<String> = match profile {
+                Some(p) => vec![p],
+                None => {
+                    let mut v: Vec<String> = qdse::cost::profile::BUILTIN_NAMES.iter().map(|s| s.to_string()).collect();
+                    if !v.contains(&exp.settings.cost_profile) {
+                        v.insert(0, exp.settings.cost_profile.clone());
+                    }
+                    v
+                }
+            };
+            let mut all = serde_json::Map::new();
+            for spec in specs {
+                let p = Profile::resolve(&spec)?;
+                for w in &p.warnings {
+                    eprintln!("warning: {w}");
+                }
+                let model = qdse::cost::CostModel::new(&exp.graph, &p.profile);
+                model.check(&a)?;
+                let chosen = model.price(&a);
+                let base = model.price(&exp.baseline());
+                let f32c = qdse::cost::price_float32(&exp.graph, &p.profile);
+                if json {
+                    all.insert(p.profile.name.clone(), qdse::cost::breakdown_json(&exp.graph, &chosen, &base, &f32c));
+                } else {
+                    writeln!(out, "== profile {} ({})", p.profile.name, p.profile.origin)?;
+                    writeln!(out, "{}", qdse::cost::breakdown_table(&exp.graph, &chosen, &base, &f32c))?;
+                }
+            }
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+            }
+        }
+        Command::Explore { config, out: dir, strategy, budget, seed, resume } => {
+            let exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
+            let p = Profile::resolve(&exp.settings.cost_profile)?;
+            for w in &p.warnings {
+                eprintln!("warning: {w}");
+            }
+            let model = qdse::cost::CostModel::new(&exp.graph, &p.profile);
+            let names: Vec<String> = p.profile.objectives.iter().map(|o| o.name().to_string()).collect();
+            let primary = p.profile.objectives.iter().position(|o| *o == p.profile.primary).unwrap_or(0);
+            let pricer = |a: &qdse::fixed::Assignment| -> Vec<f64> { model.objectives(a).iter().map(|(_, v)| v).collect() };
+            let costing = explore::Costing {
+                names,
+                primary,
+                pricer: &pricer,
+                profile_name: p.profile.name.clone(),
+                profile_text: p.text.clone(),
+            };
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let opts = explore::Options { out: dir, strategy, budget, seed, resume, progress };
+            let outcome = explore::explore(&exp, &costing, &opts)?;
+            print_outcome(&mut out, &outcome)?;
+        }
+        Command::Bench { config, repeats, json } => {
+            let exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
+            let t = qdse::eval::throughput(&exp.graph, &exp.data, &exp.pre, &exp.baseline(), repeats)?;
+            if json {
+                let v = serde_json::json!({"model": exp.settings.model.display().to_string(), "throughput": t});
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            } else {
+                writeln!(out, "{} over {} images, {} threads", exp.settings.model.display(), t.images, t.threads)?;
+                writeln!(out, "float32     {:>10.0} images/s  (accuracy {:.2}%)", t.float_images_per_s, 100.0 * t.float_accuracy)?;
+                writeln!(out, "fixed 8-bit {:>10.0} images/s  (accuracy {:.2}%)", t.fixed_images_per_s, 100.0 * t.fixed_accuracy)?;
+            }
+        }
         Command::Uniform { config, bits } => {
             let exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
             if !(1..=qdse::fixed::format::MAX_BITS).contains(&bits) {
@@ -71,6 +144,45 @@ fn run(cli: Cli) -> Result<()> {
             }
             write!(out, "{}", exp.uniform(bits).to_toml(&exp.graph))?;
         }
+    }
+    Ok(())
+}
+
+/// The headline of a finished run.
+fn print_outcome(out: &mut impl Write, o: &explore::Outcome) -> Result<()> {
+    let s = &o.summary;
+    let pct = |v: &serde_json::Value| v.as_f64().map(|x| format!("{:.2}%", 100.0 * x)).unwrap_or_else(|| "-".into());
+    writeln!(out, "run folder: {}", o.dir.display())?;
+    writeln!(
+        out,
+        "{} evaluations ({} run, {} stopped early) in {:.1} s",
+        s["evaluations"], s["evaluations_run"], s["evaluations_stopped_early"], s["wall_seconds"].as_f64().unwrap_or(0.0)
+    )?;
+    writeln!(out, "float accuracy: search {} holdout {}", pct(&s["float_accuracy"]["search"]), pct(&s["float_accuracy"]["holdout"]))?;
+    let b = &s["baseline_8bit"];
+    writeln!(out, "uniform 8-bit:  search {} holdout {}", pct(&b["accuracy_search"]), pct(&b["accuracy_holdout"]))?;
+    let c = &s["chosen"];
+    if c.is_null() {
+        writeln!(out, "no evaluated point meets the loss budget of {}", pct(&s["max_loss"]))?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "chosen ({}): loss search {} holdout {} (holdout accuracy {})",
+        c["source"].as_str().unwrap_or("?"),
+        pct(&c["loss_search"]),
+        pct(&c["loss_holdout"]),
+        pct(&c["accuracy_holdout"])
+    )?;
+    for name in s["objectives"].as_array().into_iter().flatten().filter_map(|n| n.as_str()) {
+        let short = name.strip_suffix("_bits").unwrap_or(name);
+        writeln!(
+            out,
+            "  {name:<12} {:>14.6e} vs 8-bit {:>14.6e}  reduction {}",
+            c[name].as_f64().unwrap_or(f64::NAN),
+            b[name].as_f64().unwrap_or(f64::NAN),
+            pct(&c[format!("{short}_reduction_vs_8bit")])
+        )?;
     }
     Ok(())
 }
