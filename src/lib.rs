@@ -9,5 +9,6 @@ pub mod cost;
 pub mod data;
 pub mod eval;
 pub mod experiment;
+pub mod export;
 pub mod fixed;
 pub mod model;
