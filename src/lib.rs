@@ -9,6 +9,7 @@ pub mod cost;
 pub mod data;
 pub mod eval;
 pub mod experiment;
+pub mod export;
 pub mod fixed;
 pub mod model;
 pub mod search;
