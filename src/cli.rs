@@ -67,6 +67,21 @@ pub enum Command {
         #[arg(long)]
         resume: bool,
     },
+    /// Hand an operating point to the RTL team: formats table, SystemVerilog package, C header,
+    /// integer weights and biases ($readmemh), golden vectors of every layer.
+    Export {
+        /// Experiment config (TOML); default: configs/default.toml.
+        config: Option<PathBuf>,
+        /// Point file to export (e.g. a run's chosen.toml).
+        #[arg(long)]
+        point: PathBuf,
+        /// Output folder (replaced only if it is empty or an earlier export).
+        #[arg(long)]
+        out: PathBuf,
+        /// Golden-vector samples, taken from the start of the holdout split.
+        #[arg(long, default_value_t = crate::export::DEFAULT_GOLDEN_SAMPLES)]
+        samples: usize,
+    },
     /// Throughput of the float and the integer engine over the config's whole data set.
     Bench {
         /// Experiment config (TOML); default: configs/default.toml.

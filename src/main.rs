@@ -125,6 +125,25 @@ fn run(cli: Cli) -> Result<()> {
             let outcome = explore::explore(&exp, &costing, &opts)?;
             print_outcome(&mut out, &outcome)?;
         }
+        Command::Export { config, point, out: dir, samples } => {
+            let cfg = Settings::resolve_default(config.as_deref());
+            let exp = Experiment::from_config(&cfg)?;
+            let a = exp.load_point(&point)?;
+            let golden: Vec<(Vec<f64>, usize)> = exp
+                .split
+                .holdout
+                .clone()
+                .take(samples)
+                .map(|i| {
+                    let mut x = vec![0f64; exp.data.sample_len()];
+                    exp.pre.apply_f64(&exp.data, i, &mut x);
+                    (x, exp.data.labels[i])
+                })
+                .collect();
+            let meta = qdse::export::ExportMeta::new(exp.settings.model.display().to_string(), Some(cfg.display().to_string()));
+            qdse::export::export(&exp.graph, &a, &golden, &dir, &meta)?;
+            writeln!(out, "exported {} ({} golden samples) to {}", point.display(), golden.len(), dir.display())?;
+        }
         Command::Bench { config, repeats, json } => {
             let exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
             let t = qdse::eval::throughput(&exp.graph, &exp.data, &exp.pre, &exp.baseline(), repeats)?;

@@ -201,7 +201,10 @@ fn reference(g: &Graph, asg: &Assignment, input: &[f64]) -> Vec<Vec<f64>> {
             Op::Activation(ac) => x
                 .iter()
                 .map(|&v| match ac {
-                    Activation::Clip { min, max } => v.clamp(q(*min, of, a), q(*max, of, a)),
+                    Activation::Clip { min, max } => {
+                    let sat = Arith { overflow: Overflow::Saturate, ..a };
+                    v.clamp(q(*min, of, sat), q(*max, of, sat))
+                }
                     _ => act(v, *ac),
                 })
                 .collect(),
@@ -227,6 +230,13 @@ fn random_net(rng: &mut ChaCha8Rng) -> Graph {
     let (k, stride, pad) = [(3, 1, 1), (3, 2, 1), (1, 1, 0), (3, 1, 0)][rng.random_range(0..4)];
     let c1 = rng.random_range(2..=4);
     let x1 = b.conv("conv1", 0, c1, k, stride, pad, 1, a1, &mut p);
+    // An unfused activation (its input's format passes through), sometimes.
+    let x1 = if rng.random_bool(0.4) {
+        let s1 = b.shape(x1);
+        b.push("act", Op::Activation(acts[rng.random_range(1..3)]), vec![x1], s1)
+    } else {
+        x1
+    };
     let x2 = if rng.random_bool(0.5) { b.affine("bn1", x1, acts[rng.random_range(0..2)], &mut p) } else { x1 };
     let x3 = b.conv("dw", x2, c1, 3, 1, 1, c1, Activation::None, &mut p);
     let s = b.shape(x2);

@@ -353,7 +353,12 @@ impl Engine for FixedEngine<'_> {
                 let (lo, hi) = match act {
                     Activation::None => (i64::MIN, i64::MAX),
                     Activation::Relu => (0, i64::MAX),
-                    Activation::Clip { min, max } => (quantize(*min, of, self.arith), quantize(*max, of, self.arith)),
+                    // Bounds are constants: saturate them into the format even under wrap, so
+                    // that a bound outside the range cannot wrap below the other one.
+                    Activation::Clip { min, max } => {
+                        let sat = Arith { overflow: crate::fixed::Overflow::Saturate, ..self.arith };
+                        (quantize(*min, of, sat), quantize(*max, of, sat))
+                    }
                 };
                 out.extend(ins[0].iter().map(|&k| k.clamp(lo, hi)));
             }

@@ -22,8 +22,8 @@ pub use table::sanitize;
 use crate::eval::fixed::FixedEngine;
 use crate::eval::runner::argmax;
 use crate::fixed::round::quantize;
-use crate::fixed::{Assignment, Overflow};
-use crate::model::{Activation, Graph, Op};
+use crate::fixed::Assignment;
+use crate::model::Graph;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use table::{kebab, value_file, Row};
@@ -66,7 +66,6 @@ pub fn export(
     meta: &ExportMeta,
 ) -> Result<()> {
     a.validate(graph, &graph.non_negative(!a.input.signed)).context("the assignment does not fit the model")?;
-    check_clips(graph, a)?;
     let n_in = graph.values[graph.input].numel();
     for (i, (x, _)) in samples.iter().enumerate() {
         if x.len() != n_in {
@@ -93,27 +92,6 @@ pub fn export(
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result.with_context(|| format!("cannot write the export {}", out.display()))
-}
-
-/// An unfused clip clamps codes to `[Q(min), Q(max)]` in its input's format; with wrapping
-/// overflow a bound can wrap around so that the interval is empty, which has no meaning.
-fn check_clips(graph: &Graph, a: &Assignment) -> Result<()> {
-    let fmts = a.value_formats(graph);
-    for node in &graph.nodes {
-        if let Op::Activation(Activation::Clip { min, max }) = node.op {
-            let f = fmts[node.output];
-            let (lo, hi) = (quantize(min, f, a.arith), quantize(max, f, a.arith));
-            if lo > hi {
-                bail!(
-                    "node '{}': Clip({min}, {max}) in format {f} gives codes [{lo}, {hi}] (the bounds {} the format); \
-                     choose a format that holds them",
-                    node.name,
-                    if a.arith.overflow == Overflow::Wrap { "wrap around in" } else { "do not fit" }
-                );
-            }
-        }
-    }
-    Ok(())
 }
 
 fn remove(p: &Path) -> Result<()> {

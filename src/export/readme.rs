@@ -237,7 +237,7 @@ count). GlobalAvgPool: `n = H*W`. The output is the exact mean rounded into the 
 Exact on codes; the output keeps the input's format. Max pools take the max over the window
 positions inside the input (padding never wins). Flatten keeps the code order. An unfused
 activation clamps codes: `relu`: `max(k, 0)`; `clip:<min>:<max>`: `clamp(k, Q(min), Q(max))` with
-`Q` at the input's format.
+`Q` at the input's format, saturating (a bound outside the format saturates even under wrap).
 
 ### Classification
 `predicted = argmax` of the final integer codes (logits); ties go to the lowest index.
