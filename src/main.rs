@@ -112,7 +112,8 @@ fn run(cli: Cli) -> Result<()> {
             let model = qdse::cost::CostModel::new(&exp.graph, &p.profile);
             let names: Vec<String> = p.profile.objectives.iter().map(|o| o.name().to_string()).collect();
             let primary = p.profile.objectives.iter().position(|o| *o == p.profile.primary).unwrap_or(0);
-            let pricer = |a: &qdse::fixed::Assignment| -> Vec<f64> { model.objectives(a).iter().map(|(_, v)| v).collect() };
+            let pricer =
+                |a: &qdse::fixed::Assignment| -> Vec<f64> { model.objectives(a).iter().map(|(_, v)| v).collect() };
             let costing = explore::Costing {
                 names,
                 primary,
@@ -140,7 +141,10 @@ fn run(cli: Cli) -> Result<()> {
                     (x, exp.data.labels[i])
                 })
                 .collect();
-            let meta = qdse::export::ExportMeta::new(exp.settings.model.display().to_string(), Some(cfg.display().to_string()));
+            let meta = qdse::export::ExportMeta::new(
+                exp.settings.model.display().to_string(),
+                Some(cfg.display().to_string()),
+            );
             qdse::export::export(&exp.graph, &a, &golden, &dir, &meta)?;
             writeln!(out, "exported {} ({} golden samples) to {}", point.display(), golden.len(), dir.display())?;
         }
@@ -152,8 +156,18 @@ fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
                 writeln!(out, "{} over {} images, {} threads", exp.settings.model.display(), t.images, t.threads)?;
-                writeln!(out, "float32     {:>10.0} images/s  (accuracy {:.2}%)", t.float_images_per_s, 100.0 * t.float_accuracy)?;
-                writeln!(out, "fixed 8-bit {:>10.0} images/s  (accuracy {:.2}%)", t.fixed_images_per_s, 100.0 * t.fixed_accuracy)?;
+                writeln!(
+                    out,
+                    "float32     {:>10.0} images/s  (accuracy {:.2}%)",
+                    t.float_images_per_s,
+                    100.0 * t.float_accuracy
+                )?;
+                writeln!(
+                    out,
+                    "fixed 8-bit {:>10.0} images/s  (accuracy {:.2}%)",
+                    t.fixed_images_per_s,
+                    100.0 * t.fixed_accuracy
+                )?;
             }
         }
         Command::Uniform { config, bits } => {
@@ -175,9 +189,17 @@ fn print_outcome(out: &mut impl Write, o: &explore::Outcome) -> Result<()> {
     writeln!(
         out,
         "{} evaluations ({} run, {} stopped early) in {:.1} s",
-        s["evaluations"], s["evaluations_run"], s["evaluations_stopped_early"], s["wall_seconds"].as_f64().unwrap_or(0.0)
+        s["evaluations"],
+        s["evaluations_run"],
+        s["evaluations_stopped_early"],
+        s["wall_seconds"].as_f64().unwrap_or(0.0)
     )?;
-    writeln!(out, "float accuracy: search {} holdout {}", pct(&s["float_accuracy"]["search"]), pct(&s["float_accuracy"]["holdout"]))?;
+    writeln!(
+        out,
+        "float accuracy: search {} holdout {}",
+        pct(&s["float_accuracy"]["search"]),
+        pct(&s["float_accuracy"]["holdout"])
+    )?;
     let b = &s["baseline_8bit"];
     writeln!(out, "uniform 8-bit:  search {} holdout {}", pct(&b["accuracy_search"]), pct(&b["accuracy_holdout"]))?;
     let c = &s["chosen"];

@@ -202,9 +202,9 @@ fn reference(g: &Graph, asg: &Assignment, input: &[f64]) -> Vec<Vec<f64>> {
                 .iter()
                 .map(|&v| match ac {
                     Activation::Clip { min, max } => {
-                    let sat = Arith { overflow: Overflow::Saturate, ..a };
-                    v.clamp(q(*min, of, sat), q(*max, of, sat))
-                }
+                        let sat = Arith { overflow: Overflow::Saturate, ..a };
+                        v.clamp(q(*min, of, sat), q(*max, of, sat))
+                    }
                     _ => act(v, *ac),
                 })
                 .collect(),

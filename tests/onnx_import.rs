@@ -20,11 +20,7 @@ fn dims_proto(dims: &[i64]) -> pb::TypeProto {
     let dim = dims
         .iter()
         .map(|&d| Dimension {
-            value: Some(if d < 0 {
-                D::DimParam("N".into())
-            } else {
-                D::DimValue(d)
-            }),
+            value: Some(if d < 0 { D::DimParam("N".into()) } else { D::DimValue(d) }),
             ..Default::default()
         })
         .collect();
@@ -38,11 +34,7 @@ fn dims_proto(dims: &[i64]) -> pb::TypeProto {
 }
 
 fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(dims_proto(dims)),
-        ..Default::default()
-    }
+    pb::ValueInfoProto { name: name.into(), r#type: Some(dims_proto(dims)), ..Default::default() }
 }
 
 /// float32 tensor in raw_data (as PyTorch writes it).
@@ -67,56 +59,25 @@ fn tensor_i64(name: &str, dims: &[i64], data: &[i64]) -> pb::TensorProto {
 }
 
 fn a_int(name: &str, i: i64) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: 2,
-        i,
-        ..Default::default()
-    }
+    pb::AttributeProto { name: name.into(), r#type: 2, i, ..Default::default() }
 }
 fn a_ints(name: &str, ints: &[i64]) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: 7,
-        ints: ints.to_vec(),
-        ..Default::default()
-    }
+    pb::AttributeProto { name: name.into(), r#type: 7, ints: ints.to_vec(), ..Default::default() }
 }
 fn a_float(name: &str, f: f32) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: 1,
-        f,
-        ..Default::default()
-    }
+    pb::AttributeProto { name: name.into(), r#type: 1, f, ..Default::default() }
 }
 fn a_str(name: &str, s: &str) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: 3,
-        s: s.as_bytes().to_vec(),
-        ..Default::default()
-    }
+    pb::AttributeProto { name: name.into(), r#type: 3, s: s.as_bytes().to_vec(), ..Default::default() }
 }
 fn a_tensor(name: &str, t: pb::TensorProto) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: 4,
-        t: Some(t),
-        ..Default::default()
-    }
+    pb::AttributeProto { name: name.into(), r#type: 4, t: Some(t), ..Default::default() }
 }
 
 impl Model {
     /// A model with one input "x" of the given shape (a negative entry is the symbolic batch).
     fn new(input: &[i64]) -> Model {
-        Model {
-            graph: pb::GraphProto {
-                input: vec![value_info("x", input)],
-                ..Default::default()
-            },
-            opset: 13,
-        }
+        Model { graph: pb::GraphProto { input: vec![value_info("x", input)], ..Default::default() }, opset: 13 }
     }
     fn opset(mut self, v: i64) -> Model {
         self.opset = v;
@@ -149,20 +110,14 @@ impl Model {
         self
     }
     fn output(&mut self, name: &str) -> &mut Self {
-        self.graph.output.push(pb::ValueInfoProto {
-            name: name.into(),
-            ..Default::default()
-        });
+        self.graph.output.push(pb::ValueInfoProto { name: name.into(), ..Default::default() });
         self
     }
     fn bytes(&self) -> Vec<u8> {
         pb::ModelProto {
             ir_version: 8,
             producer_name: "qdse-test".into(),
-            opset_import: vec![pb::OperatorSetIdProto {
-                domain: String::new(),
-                version: self.opset,
-            }],
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: self.opset }],
             graph: Some(self.graph.clone()),
             ..Default::default()
         }
@@ -189,10 +144,7 @@ impl Model {
 fn vals(n: usize, seed: u32) -> Vec<f32> {
     (0..n)
         .map(|i| {
-            let x = (i as u32)
-                .wrapping_mul(2654435761)
-                .wrapping_add(seed.wrapping_mul(40503))
-                >> 8;
+            let x = (i as u32).wrapping_mul(2654435761).wrapping_add(seed.wrapping_mul(40503)) >> 8;
             (x % 2001) as f32 / 1000.0 - 1.0
         })
         .collect()
@@ -236,10 +188,7 @@ fn conv_model() -> Model {
             "conv",
             &["x", "w", "b"],
             &["c"],
-            vec![
-                a_ints("kernel_shape", &[3, 3]),
-                a_ints("pads", &[1, 1, 1, 1]),
-            ],
+            vec![a_ints("kernel_shape", &[3, 3]), a_ints("pads", &[1, 1, 1, 1])],
         );
     m
 }
@@ -254,15 +203,9 @@ fn bn_scale(o: usize) -> f64 {
 #[test]
 fn conv_bn_relu_folds_into_one_conv() {
     let mut m = conv_model();
-    m.node(
-        "BatchNormalization",
-        "bn",
-        &["c", "g", "be", "m", "v"],
-        &["n"],
-        vec![a_float("epsilon", BN_EPS)],
-    )
-    .node("Relu", "relu", &["n"], &["y"], vec![])
-    .output("y");
+    m.node("BatchNormalization", "bn", &["c", "g", "be", "m", "v"], &["n"], vec![a_float("epsilon", BN_EPS)])
+        .node("Relu", "relu", &["n"], &["y"], vec![])
+        .output("y");
     let g = m.ok();
     assert_eq!(kinds(&g), ["Conv+Relu"]);
     assert_eq!(g.nodes[0].name, "conv");
@@ -275,11 +218,7 @@ fn conv_bn_relu_folds_into_one_conv() {
     for o in 0..3 {
         let s = bn_scale(o);
         for k in 0..18 {
-            assert_eq!(
-                c.weight[o * 18 + k],
-                f64::from(w[o * 18 + k]) * s,
-                "weight {o},{k}"
-            );
+            assert_eq!(c.weight[o * 18 + k], f64::from(w[o * 18 + k]) * s, "weight {o},{k}");
         }
         let want = (f64::from(b[o]) - f64::from(BN_MEAN[o])) * s + f64::from(BN_BETA[o]);
         assert_eq!(c.bias[o], want, "bias {o}");
@@ -294,23 +233,14 @@ fn conv_bn_relu_folds_into_one_conv() {
 fn conv_without_bias_gets_folded_bias() {
     let mut m = conv_model();
     m.graph.node[0].input.truncate(2);
-    m.node(
-        "BatchNormalization",
-        "bn",
-        &["c", "g", "be", "m", "v"],
-        &["y"],
-        vec![a_float("epsilon", BN_EPS)],
-    )
-    .output("y");
+    m.node("BatchNormalization", "bn", &["c", "g", "be", "m", "v"], &["y"], vec![a_float("epsilon", BN_EPS)])
+        .output("y");
     let g = m.ok();
     let c = conv(&g, 0);
     assert!(c.has_bias);
     for o in 0..3 {
         let s = bn_scale(o);
-        assert_eq!(
-            c.bias[o],
-            (0.0 - f64::from(BN_MEAN[o])) * s + f64::from(BN_BETA[o])
-        );
+        assert_eq!(c.bias[o], (0.0 - f64::from(BN_MEAN[o])) * s + f64::from(BN_BETA[o]));
     }
 }
 
@@ -318,32 +248,18 @@ fn conv_without_bias_gets_folded_bias() {
 fn conv_relu_bn_gives_conv_relu_and_affine() {
     let mut m = conv_model();
     m.node("Relu", "relu", &["c"], &["r"], vec![])
-        .node(
-            "BatchNormalization",
-            "bn",
-            &["r", "g", "be", "m", "v"],
-            &["y"],
-            vec![a_float("epsilon", BN_EPS)],
-        )
+        .node("BatchNormalization", "bn", &["r", "g", "be", "m", "v"], &["y"], vec![a_float("epsilon", BN_EPS)])
         .output("y");
     let g = m.ok();
     assert_eq!(kinds(&g), ["Conv+Relu", "Affine"]);
     assert_eq!(g.nodes[1].name, "bn");
-    assert_eq!(
-        conv(&g, 0).bias,
-        vals(3, 2).iter().map(|&b| f64::from(b)).collect::<Vec<_>>()
-    );
-    let Op::Affine(a) = &g.nodes[1].op else {
-        panic!()
-    };
+    assert_eq!(conv(&g, 0).bias, vals(3, 2).iter().map(|&b| f64::from(b)).collect::<Vec<_>>());
+    let Op::Affine(a) = &g.nodes[1].op else { panic!() };
     assert_eq!(a.channels, 3);
     for o in 0..3 {
         let s = bn_scale(o);
         assert_eq!(a.scale[o], s);
-        assert_eq!(
-            a.shift[o],
-            f64::from(BN_BETA[o]) - f64::from(BN_MEAN[o]) * s
-        );
+        assert_eq!(a.shift[o], f64::from(BN_BETA[o]) - f64::from(BN_MEAN[o]) * s);
     }
     assert_eq!(g.nodes[1].inputs, vec![g.nodes[0].output]);
     assert_eq!(g.values[g.nodes[0].output].name, "r");
@@ -352,15 +268,9 @@ fn conv_relu_bn_gives_conv_relu_and_affine() {
 #[test]
 fn bn_after_conv_with_two_consumers_stays_affine() {
     let mut m = conv_model();
-    m.node(
-        "BatchNormalization",
-        "bn",
-        &["c", "g", "be", "m", "v"],
-        &["n"],
-        vec![],
-    )
-    .node("Add", "add", &["n", "c"], &["y"], vec![])
-    .output("y");
+    m.node("BatchNormalization", "bn", &["c", "g", "be", "m", "v"], &["n"], vec![])
+        .node("Add", "add", &["n", "c"], &["y"], vec![])
+        .output("y");
     let g = m.ok();
     assert_eq!(kinds(&g), ["Conv", "Affine", "Add"]);
 }
@@ -368,16 +278,11 @@ fn bn_after_conv_with_two_consumers_stays_affine() {
 #[test]
 fn relu_whose_input_has_two_consumers_stays_separate() {
     let mut m = conv_model();
-    m.node("Relu", "relu", &["c"], &["r"], vec![])
-        .node("Add", "add", &["c", "r"], &["y"], vec![])
-        .output("y");
+    m.node("Relu", "relu", &["c"], &["r"], vec![]).node("Add", "add", &["c", "r"], &["y"], vec![]).output("y");
     let g = m.ok();
     assert_eq!(kinds(&g), ["Conv", "Activation(Relu)", "Add"]);
     assert_eq!(g.nodes[1].op, Op::Activation(Activation::Relu));
-    assert_eq!(
-        g.nodes[2].inputs,
-        vec![g.nodes[0].output, g.nodes[1].output]
-    );
+    assert_eq!(g.nodes[2].inputs, vec![g.nodes[0].output, g.nodes[1].output]);
 }
 
 #[test]
@@ -397,18 +302,11 @@ fn relu_whose_output_has_two_consumers_still_fuses() {
 #[test]
 fn add_of_constant_becomes_conv_bias() {
     let mut m = conv_model();
-    m.init("cb", &[1, 3, 1, 1], &[1.0, 2.0, 3.0])
-        .node("Add", "addb", &["c", "cb"], &["y"], vec![])
-        .output("y");
+    m.init("cb", &[1, 3, 1, 1], &[1.0, 2.0, 3.0]).node("Add", "addb", &["c", "cb"], &["y"], vec![]).output("y");
     let g = m.ok();
     assert_eq!(kinds(&g), ["Conv"]);
     let b = vals(3, 2);
-    assert_eq!(
-        conv(&g, 0).bias,
-        (0..3)
-            .map(|o| f64::from(b[o]) + (o + 1) as f64)
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(conv(&g, 0).bias, (0..3).map(|o| f64::from(b[o]) + (o + 1) as f64).collect::<Vec<_>>());
     assert_eq!(g.values[g.output].name, "y");
 }
 
@@ -417,20 +315,11 @@ fn add_of_constant_not_after_conv_is_an_error() {
     let mut m = conv_model();
     m.init("cb", &[3, 1, 1], &[1.0, 2.0, 3.0])
         .node("Relu", "r", &["c"], &["r"], vec![])
-        .node(
-            "MaxPool",
-            "pool",
-            &["r"],
-            &["p"],
-            vec![a_ints("kernel_shape", &[2, 2])],
-        )
+        .node("MaxPool", "pool", &["r"], &["p"], vec![a_ints("kernel_shape", &[2, 2])])
         .node("Add", "addb", &["p", "cb"], &["y"], vec![])
         .output("y");
     let e = m.err();
-    assert!(
-        e.contains("node 'addb' (op Add)") && e.contains("bias"),
-        "{e}"
-    );
+    assert!(e.contains("node 'addb' (op Add)") && e.contains("bias"), "{e}");
 }
 
 #[test]
@@ -441,13 +330,7 @@ fn gemm_trans_b_alpha_beta() {
     let mut m = Model::new(&[-1, 4]);
     m.init("B", &[4, 3], &bmat)
         .init("C", &[3], &cvec)
-        .node(
-            "Gemm",
-            "fc",
-            &["x", "B", "C"],
-            &["y"],
-            vec![a_float("alpha", 0.5), a_float("beta", 2.0)],
-        )
+        .node("Gemm", "fc", &["x", "B", "C"], &["y"], vec![a_float("alpha", 0.5), a_float("beta", 2.0)])
         .output("y");
     let g = m.ok();
     let d = dense(&g, 0);
@@ -463,33 +346,19 @@ fn gemm_trans_b_alpha_beta() {
     // transB = 1: B is [out, in], alpha 1.5, no C
     let mut m = Model::new(&[-1, 4]);
     m.init("B", &[3, 4], &bmat)
-        .node(
-            "Gemm",
-            "fc",
-            &["x", "B"],
-            &["y"],
-            vec![a_int("transB", 1), a_float("alpha", 1.5)],
-        )
+        .node("Gemm", "fc", &["x", "B"], &["y"], vec![a_int("transB", 1), a_float("alpha", 1.5)])
         .output("y");
     let g = m.ok();
     let d = dense(&g, 0);
     assert!(!d.has_bias);
-    assert_eq!(
-        d.weight,
-        bmat.iter().map(|&v| 1.5 * f64::from(v)).collect::<Vec<_>>()
-    );
+    assert_eq!(d.weight, bmat.iter().map(|&v| 1.5 * f64::from(v)).collect::<Vec<_>>());
     assert_eq!(d.bias, vec![0.0; 3]);
 
     // in_features mismatch
     let mut m = Model::new(&[-1, 5]);
-    m.init("B", &[3, 4], &bmat)
-        .node("Gemm", "fc", &["x", "B"], &["y"], vec![a_int("transB", 1)])
-        .output("y");
+    m.init("B", &[3, 4], &bmat).node("Gemm", "fc", &["x", "B"], &["y"], vec![a_int("transB", 1)]).output("y");
     let e = m.err();
-    assert!(
-        e.contains("node 'fc' (op Gemm)") && e.contains("in_features"),
-        "{e}"
-    );
+    assert!(e.contains("node 'fc' (op Gemm)") && e.contains("in_features"), "{e}");
 }
 
 #[test]
@@ -522,61 +391,24 @@ fn view_flatten_model(opset: i64) -> Model {
     m.init("W", &[4, 18], &vals(72, 7))
         .node("Relu", "relu", &["x"], &["r"], vec![])
         .node("Shape", "/Shape", &["r"], &["s"], vec![])
-        .node(
-            "Constant",
-            "/Constant",
-            &[],
-            &["zero"],
-            vec![a_tensor("value", tensor_i64("", &[], &[0]))],
-        )
-        .node(
-            "Gather",
-            "/Gather",
-            &["s", "zero"],
-            &["n"],
-            vec![a_int("axis", 0)],
-        );
+        .node("Constant", "/Constant", &[], &["zero"], vec![a_tensor("value", tensor_i64("", &[], &[0]))])
+        .node("Gather", "/Gather", &["s", "zero"], &["n"], vec![a_int("axis", 0)]);
     if opset >= 13 {
-        m.node(
-            "Constant",
-            "Constant_9",
-            &[],
-            &["ax"],
-            vec![a_tensor("value", tensor_i64("", &[1], &[0]))],
-        )
-        .node("Unsqueeze", "/Unsqueeze", &["n", "ax"], &["n1"], vec![]);
-    } else {
-        m.node(
+        m.node("Constant", "Constant_9", &[], &["ax"], vec![a_tensor("value", tensor_i64("", &[1], &[0]))]).node(
             "Unsqueeze",
             "/Unsqueeze",
-            &["n"],
+            &["n", "ax"],
             &["n1"],
-            vec![a_ints("axes", &[0])],
+            vec![],
         );
+    } else {
+        m.node("Unsqueeze", "/Unsqueeze", &["n"], &["n1"], vec![a_ints("axes", &[0])]);
     }
-    m.node(
-        "Constant",
-        "/Constant_1",
-        &[],
-        &["m1"],
-        vec![a_tensor("value", tensor_i64("", &[1], &[-1]))],
-    )
-    .node(
-        "Concat",
-        "/Concat",
-        &["n1", "m1"],
-        &["shape"],
-        vec![a_int("axis", 0)],
-    )
-    .node("Reshape", "/Reshape", &["r", "shape"], &["f"], vec![])
-    .node(
-        "Gemm",
-        "/fc/Gemm",
-        &["f", "W"],
-        &["y"],
-        vec![a_int("transB", 1)],
-    )
-    .output("y");
+    m.node("Constant", "/Constant_1", &[], &["m1"], vec![a_tensor("value", tensor_i64("", &[1], &[-1]))])
+        .node("Concat", "/Concat", &["n1", "m1"], &["shape"], vec![a_int("axis", 0)])
+        .node("Reshape", "/Reshape", &["r", "shape"], &["f"], vec![])
+        .node("Gemm", "/fc/Gemm", &["f", "W"], &["y"], vec![a_int("transB", 1)])
+        .output("y");
     m
 }
 
@@ -584,21 +416,12 @@ fn view_flatten_model(opset: i64) -> Model {
 fn pytorch_view_shape_subgraph_folds_to_flatten() {
     for opset in [11, 13] {
         let g = view_flatten_model(opset).ok();
-        assert_eq!(
-            kinds(&g),
-            ["Activation(Relu)", "Flatten", "Dense"],
-            "opset {opset}"
-        );
+        assert_eq!(kinds(&g), ["Activation(Relu)", "Flatten", "Dense"], "opset {opset}");
         assert_eq!(g.nodes[1].name, "/Reshape");
         assert_eq!(g.shape(g.nodes[1].output), &[18]);
         assert_eq!(g.values[g.nodes[1].output].name, "f");
         assert_eq!(dense(&g, 2).in_features, 18);
-        assert_eq!(
-            g.values.len(),
-            4,
-            "no constant or shape values left: {:?}",
-            g.values
-        );
+        assert_eq!(g.values.len(), 4, "no constant or shape values left: {:?}", g.values);
     }
 }
 
@@ -607,41 +430,25 @@ fn reshape_from_initializer_and_flatten_op() {
     // dynamo style: shape initializer [-1, 18] with allowzero=1
     let mut m = Model::new(&[-1, 2, 3, 3]);
     m.init_i64("sh", &[2], &[-1, 18])
-        .node(
-            "Reshape",
-            "rs",
-            &["x", "sh"],
-            &["y"],
-            vec![a_int("allowzero", 1)],
-        )
+        .node("Reshape", "rs", &["x", "sh"], &["y"], vec![a_int("allowzero", 1)])
         .output("y");
     assert_eq!(kinds(&m.ok()), ["Flatten"]);
     // [0, -1]: 0 copies the batch axis
     let mut m = Model::new(&[-1, 2, 3, 3]);
-    m.init_i64("sh", &[2], &[0, -1])
-        .node("Reshape", "rs", &["x", "sh"], &["y"], vec![])
-        .output("y");
+    m.init_i64("sh", &[2], &[0, -1]).node("Reshape", "rs", &["x", "sh"], &["y"], vec![]).output("y");
     assert_eq!(m.ok().shape(1), &[18]);
     // Flatten node
     let mut m = Model::new(&[-1, 2, 3, 3]);
-    m.node("Flatten", "fl", &["x"], &["y"], vec![a_int("axis", 1)])
-        .output("y");
+    m.node("Flatten", "fl", &["x"], &["y"], vec![a_int("axis", 1)]).output("y");
     assert_eq!(kinds(&m.ok()), ["Flatten"]);
     // reshape to something that is not a flatten
     let mut m = Model::new(&[-1, 2, 3, 3]);
-    m.init_i64("sh", &[3], &[-1, 6, 3])
-        .node("Reshape", "rs", &["x", "sh"], &["y"], vec![])
-        .output("y");
+    m.init_i64("sh", &[3], &[-1, 6, 3]).node("Reshape", "rs", &["x", "sh"], &["y"], vec![]).output("y");
     let e = m.err();
-    assert!(
-        e.contains("node 'rs' (op Reshape)") && e.contains("flatten"),
-        "{e}"
-    );
+    assert!(e.contains("node 'rs' (op Reshape)") && e.contains("flatten"), "{e}");
     // reshape that folds the batch axis away
     let mut m = Model::new(&[-1, 2, 3, 3]);
-    m.init_i64("sh", &[1], &[-1])
-        .node("Reshape", "rs", &["x", "sh"], &["y"], vec![])
-        .output("y");
+    m.init_i64("sh", &[1], &[-1]).node("Reshape", "rs", &["x", "sh"], &["y"], vec![]).output("y");
     assert!(m.err().contains("batch"));
 }
 
@@ -662,59 +469,26 @@ fn squeeze_after_global_pool_is_a_flatten() {
 fn clip_bounds_from_inputs_and_attributes() {
     // opset 13: min/max as (constant) inputs
     let mut m = conv_model();
-    m.node(
-        "Constant",
-        "lo",
-        &[],
-        &["lo"],
-        vec![a_tensor("value", tensor_f32("", &[], &[0.0]))],
-    )
-    .init("hi", &[], &[6.0])
-    .node("Clip", "clip", &["c", "lo", "hi"], &["y"], vec![])
-    .output("y");
-    assert_eq!(
-        conv(&m.ok(), 0).activation,
-        Activation::Clip { min: 0.0, max: 6.0 }
-    );
+    m.node("Constant", "lo", &[], &["lo"], vec![a_tensor("value", tensor_f32("", &[], &[0.0]))])
+        .init("hi", &[], &[6.0])
+        .node("Clip", "clip", &["c", "lo", "hi"], &["y"], vec![])
+        .output("y");
+    assert_eq!(conv(&m.ok(), 0).activation, Activation::Clip { min: 0.0, max: 6.0 });
     // min only, 0 -> Relu
     let mut m = conv_model();
-    m.init("lo", &[], &[0.0])
-        .node("Clip", "clip", &["c", "lo"], &["y"], vec![])
-        .output("y");
+    m.init("lo", &[], &[0.0]).node("Clip", "clip", &["c", "lo"], &["y"], vec![]).output("y");
     assert_eq!(conv(&m.ok(), 0).activation, Activation::Relu);
     // max only (empty name for the missing min)
     let mut m = conv_model();
-    m.init("hi", &[], &[1.0])
-        .node("Clip", "clip", &["c", "", "hi"], &["y"], vec![])
-        .output("y");
-    assert_eq!(
-        conv(&m.ok(), 0).activation,
-        Activation::Clip {
-            min: f64::NEG_INFINITY,
-            max: 1.0
-        }
-    );
+    m.init("hi", &[], &[1.0]).node("Clip", "clip", &["c", "", "hi"], &["y"], vec![]).output("y");
+    assert_eq!(conv(&m.ok(), 0).activation, Activation::Clip { min: f64::NEG_INFINITY, max: 1.0 });
     // opset 6: attributes
     let mut m = conv_model().opset(6);
-    m.node(
-        "Clip",
-        "clip",
-        &["c"],
-        &["y"],
-        vec![a_float("min", -1.0), a_float("max", 1.0)],
-    )
-    .output("y");
-    assert_eq!(
-        conv(&m.ok(), 0).activation,
-        Activation::Clip {
-            min: -1.0,
-            max: 1.0
-        }
-    );
+    m.node("Clip", "clip", &["c"], &["y"], vec![a_float("min", -1.0), a_float("max", 1.0)]).output("y");
+    assert_eq!(conv(&m.ok(), 0).activation, Activation::Clip { min: -1.0, max: 1.0 });
     // a clip bound that is computed at run time
     let mut m = conv_model();
-    m.node("Clip", "clip", &["c", "x"], &["y"], vec![])
-        .output("y");
+    m.node("Clip", "clip", &["c", "x"], &["y"], vec![]).output("y");
     assert!(m.err().contains("node 'clip' (op Clip)"));
 }
 
@@ -722,40 +496,21 @@ fn clip_bounds_from_inputs_and_attributes() {
 fn reduce_mean_and_max_over_spatial_axes() {
     // opset 13: axes attribute, keepdims 0
     let mut m = Model::new(&[-1, 3, 4, 4]);
-    m.node(
-        "ReduceMean",
-        "rm",
-        &["x"],
-        &["y"],
-        vec![a_ints("axes", &[2, 3]), a_int("keepdims", 0)],
-    )
-    .output("y");
+    m.node("ReduceMean", "rm", &["x"], &["y"], vec![a_ints("axes", &[2, 3]), a_int("keepdims", 0)]).output("y");
     let g = m.ok();
     assert_eq!(g.nodes[0].op, Op::GlobalAvgPool);
     assert_eq!(g.shape(g.output), &[3]);
     // opset 18: axes input, negative axes, keepdims default 1
     let mut m = Model::new(&[-1, 3, 4, 4]).opset(18);
-    m.init_i64("axes", &[2], &[-1, -2])
-        .node("ReduceMax", "rx", &["x", "axes"], &["y"], vec![])
-        .output("y");
+    m.init_i64("axes", &[2], &[-1, -2]).node("ReduceMax", "rx", &["x", "axes"], &["y"], vec![]).output("y");
     let g = m.ok();
     assert_eq!(g.nodes[0].op, Op::GlobalMaxPool);
     assert_eq!(g.shape(g.output), &[3, 1, 1]);
     // not the spatial axes
     let mut m = Model::new(&[-1, 3, 4, 4]);
-    m.node(
-        "ReduceMean",
-        "rm",
-        &["x"],
-        &["y"],
-        vec![a_ints("axes", &[1])],
-    )
-    .output("y");
+    m.node("ReduceMean", "rm", &["x"], &["y"], vec![a_ints("axes", &[1])]).output("y");
     let e = m.err();
-    assert!(
-        e.contains("node 'rm' (op ReduceMean)") && e.contains("[2, 3]"),
-        "{e}"
-    );
+    assert!(e.contains("node 'rm' (op ReduceMean)") && e.contains("[2, 3]"), "{e}");
 }
 
 #[test]
@@ -764,13 +519,7 @@ fn concat_on_channels() {
         let mut m = conv_model();
         m.init("w2", &[4, 2, 1, 1], &vals(8, 9))
             .node("Conv", "conv2", &["x", "w2"], &["c2"], vec![])
-            .node(
-                "Concat",
-                "cat",
-                &["c", "c2"],
-                &["y"],
-                vec![a_int("axis", axis)],
-            )
+            .node("Concat", "cat", &["c", "c2"], &["y"], vec![a_int("axis", axis)])
             .output("y");
         let g = m.ok();
         assert_eq!(kinds(&g), ["Conv", "Conv", "Concat"]);
@@ -780,30 +529,14 @@ fn concat_on_channels() {
     // spatial mismatch
     let mut m = conv_model();
     m.init("w2", &[4, 2, 1, 1], &vals(8, 9))
-        .node(
-            "Conv",
-            "conv2",
-            &["x", "w2"],
-            &["c2"],
-            vec![a_ints("strides", &[2, 2])],
-        )
-        .node(
-            "Concat",
-            "cat",
-            &["c", "c2"],
-            &["y"],
-            vec![a_int("axis", 1)],
-        )
+        .node("Conv", "conv2", &["x", "w2"], &["c2"], vec![a_ints("strides", &[2, 2])])
+        .node("Concat", "cat", &["c", "c2"], &["y"], vec![a_int("axis", 1)])
         .output("y");
     let e = m.err();
-    assert!(
-        e.contains("node 'cat' (op Concat)") && e.contains("[3, 5, 5]") && e.contains("[4, 3, 3]"),
-        "{e}"
-    );
+    assert!(e.contains("node 'cat' (op Concat)") && e.contains("[3, 5, 5]") && e.contains("[4, 3, 3]"), "{e}");
     // spatial axis
     let mut m = conv_model();
-    m.node("Concat", "cat", &["c", "c"], &["y"], vec![a_int("axis", 2)])
-        .output("y");
+    m.node("Concat", "cat", &["c", "c"], &["y"], vec![a_int("axis", 2)]).output("y");
     assert!(m.err().contains("channel axis"));
 }
 
@@ -812,13 +545,7 @@ fn final_softmax_is_dropped() {
     for op in ["Softmax", "LogSoftmax"] {
         let mut m = Model::new(&[-1, 4]);
         m.init("B", &[3, 4], &vals(12, 1))
-            .node(
-                "Gemm",
-                "fc",
-                &["x", "B"],
-                &["logits"],
-                vec![a_int("transB", 1)],
-            )
+            .node("Gemm", "fc", &["x", "B"], &["logits"], vec![a_int("transB", 1)])
             .node(op, "sm", &["logits"], &["probs"], vec![a_int("axis", 1)])
             .output("probs");
         let g = m.ok();
@@ -855,11 +582,7 @@ fn depthwise_conv_and_auto_pad() {
             "dw",
             &["x", "w"],
             &["y"],
-            vec![
-                a_int("group", 4),
-                a_str("auto_pad", "SAME_UPPER"),
-                a_ints("strides", &[2, 2]),
-            ],
+            vec![a_int("group", 4), a_str("auto_pad", "SAME_UPPER"), a_ints("strides", &[2, 2])],
         )
         .output("y");
     let g = m.ok();
@@ -871,20 +594,10 @@ fn depthwise_conv_and_auto_pad() {
     assert_eq!(c.window.output_hw(5, 5), Some([3, 3]));
 
     // even kernel: SAME_UPPER pads at the end, SAME_LOWER at the beginning
-    for (mode, pads) in [
-        ("SAME_UPPER", [0, 0, 1, 1]),
-        ("SAME_LOWER", [1, 1, 0, 0]),
-        ("VALID", [0, 0, 0, 0]),
-    ] {
+    for (mode, pads) in [("SAME_UPPER", [0, 0, 1, 1]), ("SAME_LOWER", [1, 1, 0, 0]), ("VALID", [0, 0, 0, 0])] {
         let mut m = Model::new(&[-1, 1, 4, 4]);
         m.init("w", &[2, 1, 2, 2], &vals(8, 3))
-            .node(
-                "Conv",
-                "c",
-                &["x", "w"],
-                &["y"],
-                vec![a_str("auto_pad", mode), a_ints("dilations", &[1, 1])],
-            )
+            .node("Conv", "c", &["x", "w"], &["y"], vec![a_str("auto_pad", mode), a_ints("dilations", &[1, 1])])
             .output("y");
         let g = m.ok();
         assert_eq!(conv(&g, 0).window.pads, pads, "{mode}");
@@ -893,19 +606,10 @@ fn depthwise_conv_and_auto_pad() {
     }
     let mut m = Model::new(&[-1, 1, 4, 4]);
     m.init("w", &[2, 1, 2, 2], &vals(8, 3))
-        .node(
-            "Conv",
-            "c",
-            &["x", "w"],
-            &["y"],
-            vec![a_str("auto_pad", "FOO")],
-        )
+        .node("Conv", "c", &["x", "w"], &["y"], vec![a_str("auto_pad", "FOO")])
         .output("y");
     let e = m.err();
-    assert!(
-        e.contains("node 'c' (op Conv)") && e.contains("auto_pad 'FOO'"),
-        "{e}"
-    );
+    assert!(e.contains("node 'c' (op Conv)") && e.contains("auto_pad 'FOO'"), "{e}");
 }
 
 #[test]
@@ -916,33 +620,14 @@ fn pools() {
         "mp",
         &["x"],
         &["a"],
-        vec![
-            a_ints("kernel_shape", &[3, 3]),
-            a_ints("strides", &[2, 2]),
-            a_ints("pads", &[1, 1, 1, 1]),
-        ],
+        vec![a_ints("kernel_shape", &[3, 3]), a_ints("strides", &[2, 2]), a_ints("pads", &[1, 1, 1, 1])],
     )
-    .node(
-        "AveragePool",
-        "ap",
-        &["a"],
-        &["y"],
-        vec![
-            a_ints("kernel_shape", &[2, 2]),
-            a_int("count_include_pad", 1),
-        ],
-    )
+    .node("AveragePool", "ap", &["a"], &["y"], vec![a_ints("kernel_shape", &[2, 2]), a_int("count_include_pad", 1)])
     .output("y");
     let g = m.ok();
     assert_eq!(g.shape(g.nodes[0].output), &[2, 4, 4]);
     assert_eq!(g.shape(g.output), &[2, 3, 3]);
-    let Op::AvgPool {
-        window,
-        count_include_pad,
-    } = g.nodes[1].op
-    else {
-        panic!()
-    };
+    let Op::AvgPool { window, count_include_pad } = g.nodes[1].op else { panic!() };
     assert!(count_include_pad);
     assert_eq!(window.stride, [1, 1]);
     // ceil_mode that changes the size
@@ -952,11 +637,7 @@ fn pools() {
         "mp",
         &["x"],
         &["y"],
-        vec![
-            a_ints("kernel_shape", &[2, 2]),
-            a_ints("strides", &[2, 2]),
-            a_int("ceil_mode", 1),
-        ],
+        vec![a_ints("kernel_shape", &[2, 2]), a_ints("strides", &[2, 2]), a_int("ceil_mode", 1)],
     )
     .output("y");
     assert!(m.err().contains("ceil_mode"));
@@ -986,17 +667,13 @@ fn tensor_encodings() {
         name: "B".into(),
         dims: vec![2, 3],
         data_type: 10,
-        raw_data: [0x3800u16, 0xBD00, 0x4000, 0, 0x4300, 0xBA00]
-            .iter()
-            .flat_map(|h| h.to_le_bytes())
-            .collect(),
+        raw_data: [0x3800u16, 0xBD00, 0x4000, 0, 0x4300, 0xBA00].iter().flat_map(|h| h.to_le_bytes()).collect(),
         ..Default::default()
     };
     for t in [tensor_f32("B", &[2, 3], &w), typed, double, half] {
         let mut m = Model::new(&[-1, 3]);
         m.graph.initializer.push(t);
-        m.node("Gemm", "fc", &["x", "B"], &["y"], vec![a_int("transB", 1)])
-            .output("y");
+        m.node("Gemm", "fc", &["x", "B"], &["y"], vec![a_int("transB", 1)]).output("y");
         variants.push(dense(&m.ok(), 0).weight.clone());
     }
     for v in &variants {
@@ -1004,9 +681,7 @@ fn tensor_encodings() {
     }
     // wrong element count
     let mut m = Model::new(&[-1, 3]);
-    m.init("B", &[2, 3], &w[..5])
-        .node("Gemm", "fc", &["x", "B"], &["y"], vec![a_int("transB", 1)])
-        .output("y");
+    m.init("B", &[2, 3], &w[..5]).node("Gemm", "fc", &["x", "B"], &["y"], vec![a_int("transB", 1)]).output("y");
     let e = m.err();
     assert!(e.contains("tensor 'B'") && e.contains("6 values"), "{e}");
 }
@@ -1015,14 +690,7 @@ fn tensor_encodings() {
 fn unnamed_nodes_get_synthesized_names() {
     let mut m = conv_model();
     m.graph.node[0].name.clear();
-    m.node(
-        "MaxPool",
-        "",
-        &["c"],
-        &["y"],
-        vec![a_ints("kernel_shape", &[2, 2])],
-    )
-    .output("y");
+    m.node("MaxPool", "", &["c"], &["y"], vec![a_ints("kernel_shape", &[2, 2])]).output("y");
     let g = m.ok();
     let names: Vec<&str> = g.nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, ["Conv_0", "MaxPool_1"]);
@@ -1033,11 +701,7 @@ fn unnamed_nodes_get_synthesized_names() {
 
 #[test]
 fn garbage_bytes_are_not_onnx() {
-    for bytes in [
-        &b"\xff\xff\xff\xff\xff garbage"[..],
-        b"hello world, not a model",
-        b"",
-    ] {
+    for bytes in [&b"\xff\xff\xff\xff\xff garbage"[..], b"hello world, not a model", b""] {
         let e = import(bytes).unwrap_err();
         assert!(matches!(e, ImportError::NotOnnx(_)), "{e:?}");
         assert!(e.to_string().starts_with("not an ONNX model"), "{e}");
@@ -1059,10 +723,7 @@ fn truncated_model_is_not_onnx() {
         let bytes = std::fs::read(p).unwrap();
         for cut in [bytes.len() / 2, bytes.len() - 3, 100] {
             let e = import(&bytes[..cut]).unwrap_err();
-            assert!(
-                e.to_string().starts_with("not an ONNX model"),
-                "cut {cut}: {e}"
-            );
+            assert!(e.to_string().starts_with("not an ONNX model"), "cut {cut}: {e}");
         }
     }
 }
@@ -1071,10 +732,7 @@ fn truncated_model_is_not_onnx() {
 fn model_without_graph() {
     let bytes = pb::ModelProto {
         ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
         ..Default::default()
     }
     .encode_to_vec();
@@ -1084,71 +742,48 @@ fn model_without_graph() {
 #[test]
 fn unsupported_op_names_the_node() {
     let mut m = conv_model();
-    m.node("LeakyRelu", "/act/LeakyRelu", &["c"], &["y"], vec![])
-        .output("y");
-    assert_eq!(
-        m.err(),
-        "node '/act/LeakyRelu' (op LeakyRelu): unsupported op"
-    );
+    m.node("LeakyRelu", "/act/LeakyRelu", &["c"], &["y"], vec![]).output("y");
+    assert_eq!(m.err(), "node '/act/LeakyRelu' (op LeakyRelu): unsupported op");
 }
 
 #[test]
 fn conv_3d_is_rejected() {
     let mut m = Model::new(&[-1, 1, 4, 4, 4]);
-    m.init("w", &[2, 1, 3, 3, 3], &vals(54, 1))
-        .node("Conv", "c3", &["x", "w"], &["y"], vec![])
-        .output("y");
+    m.init("w", &[2, 1, 3, 3, 3], &vals(54, 1)).node("Conv", "c3", &["x", "w"], &["y"], vec![]).output("y");
     let e = m.err();
     // the 5-D input itself is rejected first
     assert!(e.contains("graph input 'x'"), "{e}");
     let mut m = conv_model();
-    m.init("w3", &[2, 3, 3, 3, 3], &vals(162, 1))
-        .node("Conv", "c3", &["c", "w3"], &["y"], vec![])
-        .output("y");
-    assert_eq!(
-        m.err(),
-        "node 'c3' (op Conv): 3-D convolution is not supported"
-    );
+    m.init("w3", &[2, 3, 3, 3, 3], &vals(162, 1)).node("Conv", "c3", &["c", "w3"], &["y"], vec![]).output("y");
+    assert_eq!(m.err(), "node 'c3' (op Conv): 3-D convolution is not supported");
 }
 
 #[test]
 fn channel_mismatch() {
     let mut m = Model::new(&[-1, 3, 5, 5]);
-    m.init("w", &[4, 2, 3, 3], &vals(72, 1))
-        .node("Conv", "convX", &["x", "w"], &["y"], vec![])
-        .output("y");
+    m.init("w", &[4, 2, 3, 3], &vals(72, 1)).node("Conv", "convX", &["x", "w"], &["y"], vec![]).output("y");
     let e = m.err();
-    assert!(
-        e.starts_with("node 'convX' (op Conv): input has 3 channels"),
-        "{e}"
-    );
+    assert!(e.starts_with("node 'convX' (op Conv): input has 3 channels"), "{e}");
 }
 
 #[test]
 fn add_shape_mismatch() {
     let mut m = conv_model();
-    m.node("Add", "add", &["c", "x"], &["y"], vec![])
-        .output("y");
+    m.node("Add", "add", &["c", "x"], &["y"], vec![]).output("y");
     let e = m.err();
-    assert!(
-        e.contains("node 'add' (op Add)") && e.contains("[3, 5, 5] vs [2, 5, 5]"),
-        "{e}"
-    );
+    assert!(e.contains("node 'add' (op Add)") && e.contains("[3, 5, 5] vs [2, 5, 5]"), "{e}");
 }
 
 #[test]
 fn dangling_input_missing_initializer_and_cycle() {
     let mut m = Model::new(&[-1, 2, 5, 5]);
-    m.node("Conv", "conv", &["x", "w_missing"], &["y"], vec![])
-        .output("y");
+    m.node("Conv", "conv", &["x", "w_missing"], &["y"], vec![]).output("y");
     assert_eq!(
         m.err(),
         "node 'conv' (op Conv): input 'w_missing' is not produced by any node, initializer or graph input"
     );
     let mut m = Model::new(&[-1, 2]);
-    m.node("Relu", "a", &["x2"], &["x1"], vec![])
-        .node("Relu", "b", &["x1"], &["x2"], vec![])
-        .output("x2");
+    m.node("Relu", "a", &["x2"], &["x1"], vec![]).node("Relu", "b", &["x1"], &["x2"], vec![]).output("x2");
     let e = m.err();
     assert!(e.contains("cycle"), "{e}");
     assert!(matches!(m.import(), Err(ImportError::Cycle { .. })));
@@ -1157,9 +792,7 @@ fn dangling_input_missing_initializer_and_cycle() {
 #[test]
 fn graph_inputs_and_outputs() {
     let mut m = conv_model();
-    m.node("Relu", "relu", &["c"], &["y"], vec![])
-        .output("y")
-        .output("c");
+    m.node("Relu", "relu", &["c"], &["y"], vec![]).output("y").output("c");
     assert!(m.err().contains("exactly one output"));
     let mut m = conv_model();
     m.graph.input.push(value_info("x2", &[-1, 2]));
@@ -1183,9 +816,7 @@ fn graph_inputs_and_outputs() {
 #[test]
 fn mul_on_activations_is_rejected() {
     let mut m = conv_model();
-    m.init("k", &[], &[2.0])
-        .node("Mul", "scale", &["c", "k"], &["y"], vec![])
-        .output("y");
+    m.init("k", &[], &[2.0]).node("Mul", "scale", &["c", "k"], &["y"], vec![]).output("y");
     assert!(m.err().starts_with("node 'scale' (op Mul)"));
 }
 
@@ -1203,9 +834,7 @@ fn malformed_attributes_do_not_panic() {
     ];
     for attrs in cases {
         let mut m = Model::new(&[-1, 2, 5, 5]);
-        m.init("w", &[3, 2, 3, 3], &vals(54, 1))
-            .node("Conv", "c", &["x", "w"], &["y"], attrs.clone())
-            .output("y");
+        m.init("w", &[3, 2, 3, 3], &vals(54, 1)).node("Conv", "c", &["x", "w"], &["y"], attrs.clone()).output("y");
         let e = m.err();
         assert!(e.starts_with("node 'c' (op Conv)"), "{attrs:?}: {e}");
     }
@@ -1219,9 +848,7 @@ fn malformed_attributes_do_not_panic() {
 fn mutate_and_import(bytes: &[u8], rounds: usize, seed: u64) -> (usize, usize) {
     let mut state = seed;
     let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (state >> 33) as usize
     };
     let (mut ok, mut err) = (0, 0);
@@ -1252,24 +879,16 @@ fn mutate_and_import(bytes: &[u8], rounds: usize, seed: u64) -> (usize, usize) {
 #[test]
 fn corrupted_models_never_panic() {
     let mut m = view_flatten_model(13);
-    m.node(
-        "BatchNormalization",
-        "bn",
-        &["y", "g", "be", "m", "v"],
-        &["z"],
-        vec![],
-    );
+    m.node("BatchNormalization", "bn", &["y", "g", "be", "m", "v"], &["z"], vec![]);
     m.graph.output[0].name = "z".into();
-    m.init("g", &[4], &[1.0, 2.0, 3.0, 4.0])
-        .init("be", &[4], &[0.0; 4])
-        .init("m", &[4], &[0.5; 4])
-        .init("v", &[4], &[1.0; 4]);
+    m.init("g", &[4], &[1.0, 2.0, 3.0, 4.0]).init("be", &[4], &[0.0; 4]).init("m", &[4], &[0.5; 4]).init(
+        "v",
+        &[4],
+        &[1.0; 4],
+    );
     assert!(m.import().is_ok());
     // ONNX_MUTATION_ROUNDS=100000 for a longer run
-    let rounds: usize = std::env::var("ONNX_MUTATION_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3000);
+    let rounds: usize = std::env::var("ONNX_MUTATION_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3000);
     let (ok, err) = mutate_and_import(&m.bytes(), rounds, 1);
     println!("small model: {ok} imported, {err} rejected");
     if let Some(p) = fixture("tests/fixtures/zoo-legacy.onnx") {
@@ -1299,11 +918,8 @@ fn zoo_legacy_imports() {
     };
     let g = load(&p).unwrap();
     println!("{}", inspect_table(&g));
-    let got: Vec<(String, String)> = g
-        .nodes
-        .iter()
-        .map(|n| (n.name.clone(), qdse::model::summary::op_label(n)))
-        .collect();
+    let got: Vec<(String, String)> =
+        g.nodes.iter().map(|n| (n.name.clone(), qdse::model::summary::op_label(n))).collect();
     let want = [
         ("/conv1/Conv", "Conv+Relu"),
         ("/conv2/Conv", "Conv+Clip(0,6)"),
@@ -1322,16 +938,10 @@ fn zoo_legacy_imports() {
         ("/Add_2", "Add+Relu"),
         ("/fc2/Gemm", "Dense"),
     ];
-    let want: Vec<(String, String)> = want
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
+    let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     assert_eq!(got, want);
     assert!(conv(&g, 1).has_bias, "BN folded into conv2 gives it a bias");
-    assert!(
-        dense(&g, 13).has_bias,
-        "the Add of b became the MatMul's bias"
-    );
+    assert!(dense(&g, 13).has_bias, "the Add of b became the MatMul's bias");
     assert_eq!(g.input_shape(), &[1, 12, 12]);
     assert_eq!(g.values[g.output].name, "logits");
     assert_eq!(g.num_classes(), 10);
@@ -1382,53 +992,28 @@ fn lenet5_fashion_imports() {
     println!("{table}");
     assert_eq!(
         kinds(&g),
-        [
-            "Conv+Relu",
-            "MaxPool",
-            "Conv+Relu",
-            "MaxPool",
-            "Flatten",
-            "Dense+Relu",
-            "Dense+Relu",
-            "Dense"
-        ]
+        ["Conv+Relu", "MaxPool", "Conv+Relu", "MaxPool", "Flatten", "Dense+Relu", "Dense+Relu", "Dense"]
     );
     assert_eq!(g.input_shape(), &[1, 28, 28]);
     assert_eq!(g.shape(g.nodes[4].output), &[400]);
-    let params: usize = g
-        .nodes
-        .iter()
-        .map(|n| g.param_counts(n).0 + g.param_counts(n).1)
-        .sum();
+    let params: usize = g.nodes.iter().map(|n| g.param_counts(n).0 + g.param_counts(n).1).sum();
     assert_eq!(params, 61_706);
     let macs: u64 = g.nodes.iter().map(|n| g.macs(n)).sum();
     assert_eq!(macs, 117_600 + 240_000 + 48_000 + 10_080 + 840);
-    assert!(
-        table.contains("/conv1/Conv") && table.contains("Conv+Relu") && table.contains("61,706"),
-        "{table}"
-    );
+    assert!(table.contains("/conv1/Conv") && table.contains("Conv+Relu") && table.contains("61,706"), "{table}");
     check_mnist_logits(&g, "lenet5-fashion");
 }
 
 #[test]
 fn other_shipped_models_import() {
-    for name in [
-        "seq14-fashion",
-        "branched-fashion",
-        "lenet5-mnist",
-        "seq14-mnist",
-        "branched-mnist",
-    ] {
+    for name in ["seq14-fashion", "branched-fashion", "lenet5-mnist", "seq14-mnist", "branched-mnist"] {
         let Some(p) = fixture(&format!("models/{name}.onnx")) else {
             continue;
         };
         let g = load(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
         println!("{name}\n{}", inspect_table(&g));
         assert_eq!(g.num_classes(), 10, "{name}");
-        assert!(
-            !g.nodes.iter().any(|n| matches!(n.op, Op::Affine(_))),
-            "{name}: every BN follows a conv"
-        );
+        assert!(!g.nodes.iter().any(|n| matches!(n.op, Op::Affine(_))), "{name}: every BN follows a conv");
         check_mnist_logits(&g, name);
     }
 }
@@ -1468,20 +1053,14 @@ fn run(g: &Graph, input: &[f64]) -> Vec<f64> {
                             for ci in 0..cg {
                                 for ky in 0..kh {
                                     for kx in 0..kw {
-                                        let iy = (oy * c.window.stride[0]
-                                            + ky * c.window.dilation[0])
-                                            as isize
+                                        let iy = (oy * c.window.stride[0] + ky * c.window.dilation[0]) as isize
                                             - c.window.pads[0] as isize;
-                                        let ix = (ox * c.window.stride[1]
-                                            + kx * c.window.dilation[1])
-                                            as isize
+                                        let ix = (ox * c.window.stride[1] + kx * c.window.dilation[1]) as isize
                                             - c.window.pads[1] as isize;
-                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize
-                                        {
+                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
                                             continue;
                                         }
-                                        let xi =
-                                            ((gi * cg + ci) * h + iy as usize) * w + ix as usize;
+                                        let xi = ((gi * cg + ci) * h + iy as usize) * w + ix as usize;
                                         s += x[xi] * c.weight[((o * cg + ci) * kh + ky) * kw + kx];
                                     }
                                 }
@@ -1496,30 +1075,16 @@ fn run(g: &Graph, input: &[f64]) -> Vec<f64> {
                 .map(|o| {
                     act(
                         d.activation,
-                        d.bias[o]
-                            + (0..d.in_features)
-                                .map(|i| d.weight[o * d.in_features + i] * x[i])
-                                .sum::<f64>(),
+                        d.bias[o] + (0..d.in_features).map(|i| d.weight[o * d.in_features + i] * x[i]).sum::<f64>(),
                     )
                 })
                 .collect(),
             Op::Affine(a) => {
                 let per = x.len() / a.channels;
-                x.iter()
-                    .enumerate()
-                    .map(|(i, &v)| act(a.activation, a.scale[i / per] * v + a.shift[i / per]))
-                    .collect()
+                x.iter().enumerate().map(|(i, &v)| act(a.activation, a.scale[i / per] * v + a.shift[i / per])).collect()
             }
-            Op::Add { activation } => x
-                .iter()
-                .zip(&vals[n.inputs[1]])
-                .map(|(a, b)| act(*activation, a + b))
-                .collect(),
-            Op::Concat => n
-                .inputs
-                .iter()
-                .flat_map(|&v| vals[v].iter().copied())
-                .collect(),
+            Op::Add { activation } => x.iter().zip(&vals[n.inputs[1]]).map(|(a, b)| act(*activation, a + b)).collect(),
+            Op::Concat => n.inputs.iter().flat_map(|&v| vals[v].iter().copied()).collect(),
             Op::Activation(a) => x.iter().map(|&v| act(*a, v)).collect(),
             Op::Flatten => x.clone(),
             Op::GlobalAvgPool | Op::GlobalMaxPool => {
@@ -1545,10 +1110,10 @@ fn run(g: &Graph, input: &[f64]) -> Vec<f64> {
                             let (mut m, mut s, mut cnt) = (f64::NEG_INFINITY, 0.0, 0usize);
                             for ky in 0..win.kernel[0] {
                                 for kx in 0..win.kernel[1] {
-                                    let iy = (oy * win.stride[0] + ky * win.dilation[0]) as isize
-                                        - win.pads[0] as isize;
-                                    let ix = (ox * win.stride[1] + kx * win.dilation[1]) as isize
-                                        - win.pads[1] as isize;
+                                    let iy =
+                                        (oy * win.stride[0] + ky * win.dilation[0]) as isize - win.pads[0] as isize;
+                                    let ix =
+                                        (ox * win.stride[1] + kx * win.dilation[1]) as isize - win.pads[1] as isize;
                                     if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
                                         continue;
                                     }
@@ -1559,10 +1124,9 @@ fn run(g: &Graph, input: &[f64]) -> Vec<f64> {
                                 }
                             }
                             y.push(match n.op {
-                                Op::AvgPool {
-                                    count_include_pad: true,
-                                    ..
-                                } => s / (win.kernel[0] * win.kernel[1]) as f64,
+                                Op::AvgPool { count_include_pad: true, .. } => {
+                                    s / (win.kernel[0] * win.kernel[1]) as f64
+                                }
                                 Op::AvgPool { .. } => s / cnt as f64,
                                 _ => m,
                             });
@@ -1585,22 +1149,9 @@ fn read_npy(p: &Path) -> (Vec<usize>, Vec<f32>) {
     let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
     let header = std::str::from_utf8(&b[10..10 + hl]).unwrap();
     assert!(header.contains("'<f4'"), "{header}");
-    let shape_s = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap();
-    let shape = shape_s
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().unwrap())
-        .collect();
-    let data = b[10 + hl..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let shape_s = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape = shape_s.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+    let data = b[10 + hl..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     (shape, data)
 }
 
@@ -1613,27 +1164,20 @@ fn compare(g: &Graph, inputs: &[Vec<f64>], want: &[f32], tol: f64, what: &str) {
             worst = worst.max((v - f64::from(want[s * k + j])).abs());
         }
     }
-    println!(
-        "{what}: max |ours - onnxruntime| = {worst:.2e} over {} samples",
-        inputs.len()
-    );
+    println!("{what}: max |ours - onnxruntime| = {worst:.2e} over {} samples", inputs.len());
     assert!(worst < tol, "{what}: max abs difference {worst}");
 }
 
 fn check_logits(g: &Graph, input: &str, logits: &str, tol: f64) {
-    let (Some(xi), Some(yi)) = (
-        fixture(&format!("tests/fixtures/{input}")),
-        fixture(&format!("tests/fixtures/{logits}")),
-    ) else {
+    let (Some(xi), Some(yi)) =
+        (fixture(&format!("tests/fixtures/{input}")), fixture(&format!("tests/fixtures/{logits}")))
+    else {
         return;
     };
     let (xs, x) = read_npy(&xi);
     let (_, y) = read_npy(&yi);
     let per: usize = xs[1..].iter().product();
-    let inputs: Vec<Vec<f64>> = x
-        .chunks(per)
-        .map(|c| c.iter().map(|&v| f64::from(v)).collect())
-        .collect();
+    let inputs: Vec<Vec<f64>> = x.chunks(per).map(|c| c.iter().map(|&v| f64::from(v)).collect()).collect();
     compare(g, &inputs, &y, tol, logits);
 }
 
@@ -1650,13 +1194,9 @@ fn check_mnist_logits(g: &Graph, model: &str) {
         return;
     };
     let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(img).unwrap())
-        .read_to_end(&mut raw)
-        .unwrap();
-    let inputs: Vec<Vec<f64>> = raw[16..16 + 64 * 784]
-        .chunks(784)
-        .map(|c| c.iter().map(|&p| f64::from(p as f32 / 255.0)).collect())
-        .collect();
+    flate2::read::GzDecoder::new(std::fs::File::open(img).unwrap()).read_to_end(&mut raw).unwrap();
+    let inputs: Vec<Vec<f64>> =
+        raw[16..16 + 64 * 784].chunks(784).map(|c| c.iter().map(|&p| f64::from(p as f32 / 255.0)).collect()).collect();
     let (_, y) = read_npy(&lg);
     compare(g, &inputs, &y, 1e-3, model);
 }

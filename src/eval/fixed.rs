@@ -233,6 +233,22 @@ impl<'g> FixedEngine<'g> {
     }
 }
 
+impl FixedEngine<'_> {
+    /// A dense layer as a matrix-vector product in the carrier type `G`.
+    fn dense<G: Carrier>(&self, idx: usize, node: &Node, input: &[i64], s: &mut Scratch, out: &mut Vec<i64>) {
+        let (QNode::Params(p), Op::Dense(d)) = (&self.nodes[idx], &node.op) else { unreachable!("dense layer") };
+        let (x, acc) = G::scratch(s);
+        x.clear();
+        x.extend(input.iter().map(|&k| G::from_code(k)));
+        acc.resize(d.out_features, G::default());
+        G::gemm(d.out_features, d.in_features, 1, G::weights(p), x, acc);
+        let of = self.fmts[node.output];
+        out.extend(
+            acc.iter().zip(&p.bias_acc).map(|(&a, &b)| self.finish(idx, a.to_i128() + b, p.frac_acc, of, d.activation)),
+        );
+    }
+}
+
 /// A number type that carries integer codes exactly through a GEMM (within the bound checked
 /// by [`choose_precision`]).
 trait Carrier: Gemm {
@@ -249,7 +265,8 @@ impl Carrier for f32 {
         k as f32
     }
     fn to_i128(self) -> i128 {
-        self as i128
+        // Exact integers below 2^24: the i64 conversion is exact and much cheaper.
+        self as i64 as i128
     }
     fn scratch(s: &mut Scratch) -> (&mut Vec<Self>, &mut Vec<Self>) {
         (&mut s.f32, &mut s.f32_b)
@@ -264,7 +281,7 @@ impl Carrier for f64 {
         k as f64
     }
     fn to_i128(self) -> i128 {
-        self as i128
+        self as i64 as i128
     }
     fn scratch(s: &mut Scratch) -> (&mut Vec<Self>, &mut Vec<Self>) {
         (&mut s.f64, &mut s.f64_b)
@@ -301,15 +318,11 @@ impl Engine for FixedEngine<'_> {
                 Precision::F64 => self.conv::<f64>(idx, node, ins[0], s, out),
                 Precision::I128 => self.conv::<i128>(idx, node, ins[0], s, out),
             },
-            (Op::Dense(d), QNode::Params(p)) => {
-                // One exact dot product per output; i128 keeps every width exact.
-                let w = &p.w_i128;
-                for o in 0..d.out_features {
-                    let row = &w[o * d.in_features..(o + 1) * d.in_features];
-                    let dot: i128 = row.iter().zip(ins[0]).map(|(&w, &x)| w * x as i128).sum();
-                    out.push(self.finish(idx, dot + p.bias_acc[o], p.frac_acc, of, d.activation));
-                }
-            }
+            (Op::Dense(_), QNode::Params(p)) => match p.precision {
+                Precision::F32 => self.dense::<f32>(idx, node, ins[0], s, out),
+                Precision::F64 => self.dense::<f64>(idx, node, ins[0], s, out),
+                Precision::I128 => self.dense::<i128>(idx, node, ins[0], s, out),
+            },
             (Op::Affine(a), QNode::Params(p)) => {
                 let w = &p.w_i128;
                 let per = ins[0].len() / a.channels;

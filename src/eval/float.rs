@@ -1,6 +1,6 @@
 //! The float32 reference path: what the model computes before quantization.
 
-use super::kernels::{conv_image, pool_windows, ConvGeom};
+use super::kernels::{conv_image, pool_windows, ConvGeom, Gemm};
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use crate::model::{Activation, Graph, Node, Op};
 
@@ -88,10 +88,10 @@ impl Engine for FloatEngine<'_> {
             }
             Op::Dense(d) => {
                 let p = self.params[idx].as_ref().unwrap();
-                for o in 0..d.out_features {
-                    let row = &p.weight[o * d.in_features..(o + 1) * d.in_features];
-                    let dot: f32 = row.iter().zip(ins[0]).map(|(w, x)| w * x).sum();
-                    out.push(activate(dot + p.bias[o], d.activation));
+                out.resize(d.out_features, 0.0);
+                f32::gemm(d.out_features, d.in_features, 1, &p.weight, ins[0], out);
+                for (v, b) in out.iter_mut().zip(&p.bias) {
+                    *v = activate(*v + b, d.activation);
                 }
             }
             Op::Affine(a) => {

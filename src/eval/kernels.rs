@@ -112,6 +112,15 @@ pub fn conv_image<S: Copy, G: Gemm>(
             for ky in 0..kh {
                 for kx in 0..kw {
                     let dst = &mut col[row * p..(row + 1) * p];
+                    // Output columns whose input column ox*sw + kx*dw - pl lies inside the row.
+                    let off = (kx * dw) as isize - pl;
+                    let ox_lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(sw) }.min(g.out_w);
+                    let ox_hi = if (g.in_w as isize) <= off {
+                        0
+                    } else {
+                        ((g.in_w as isize - off) as usize).div_ceil(sw).min(g.out_w)
+                    }
+                    .max(ox_lo);
                     for oy in 0..g.out_h {
                         let iy = (oy * sh + ky * dh) as isize - pt;
                         let d = &mut dst[oy * g.out_w..(oy + 1) * g.out_w];
@@ -120,9 +129,18 @@ pub fn conv_image<S: Copy, G: Gemm>(
                             continue;
                         }
                         let src = &plane[iy as usize * g.in_w..(iy as usize + 1) * g.in_w];
-                        for (ox, v) in d.iter_mut().enumerate() {
-                            let ix = (ox * sw + kx * dw) as isize - pl;
-                            *v = if ix < 0 || ix >= g.in_w as isize { G::default() } else { conv(src[ix as usize]) };
+                        d[..ox_lo].fill(G::default());
+                        d[ox_hi..].fill(G::default());
+                        let start = (ox_lo * sw) as isize + off;
+                        if sw == 1 {
+                            let s0 = start as usize;
+                            for (v, &x) in d[ox_lo..ox_hi].iter_mut().zip(&src[s0..s0 + (ox_hi - ox_lo)]) {
+                                *v = conv(x);
+                            }
+                        } else {
+                            for (j, v) in d[ox_lo..ox_hi].iter_mut().enumerate() {
+                                *v = conv(src[start as usize + j * sw]);
+                            }
                         }
                     }
                     row += 1;
@@ -144,6 +162,24 @@ pub fn pool_windows<T: Copy>(
 ) {
     let (c, h, wd) = (shape[0], shape[1], shape[2]);
     let mut buf = Vec::with_capacity(w.kernel[0] * w.kernel[1]);
+    if w.pads == [0; 4] && w.dilation == [1, 1] {
+        // Every window lies inside the image: no bounds checks.
+        let full = w.kernel[0] * w.kernel[1];
+        for ch in 0..c {
+            let plane = &input[ch * h * wd..(ch + 1) * h * wd];
+            for oy in 0..out_hw[0] {
+                for ox in 0..out_hw[1] {
+                    buf.clear();
+                    for ky in 0..w.kernel[0] {
+                        let row = (oy * w.stride[0] + ky) * wd + ox * w.stride[1];
+                        buf.extend_from_slice(&plane[row..row + w.kernel[1]]);
+                    }
+                    f(ch, oy * out_hw[1] + ox, &buf, full);
+                }
+            }
+        }
+        return;
+    }
     for ch in 0..c {
         let plane = &input[ch * h * wd..(ch + 1) * h * wd];
         for oy in 0..out_hw[0] {

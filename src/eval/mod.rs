@@ -80,7 +80,13 @@ pub struct Throughput {
 /// Time the float engine and the integer engine (assignment `a`) over every sample, best of
 /// `repeats` runs each. Preprocessing and input quantization are inside the timed region, as
 /// they are in a real evaluation.
-pub fn throughput(graph: &Graph, ds: &Dataset, pre: &Preprocess, a: &crate::fixed::Assignment, repeats: usize) -> anyhow::Result<Throughput> {
+pub fn throughput(
+    graph: &Graph,
+    ds: &Dataset,
+    pre: &Preprocess,
+    a: &crate::fixed::Assignment,
+    repeats: usize,
+) -> anyhow::Result<Throughput> {
     use std::time::Instant;
     let engine = fixed::FixedEngine::new(graph, a)?;
     let all = 0..ds.len();

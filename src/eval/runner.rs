@@ -27,11 +27,17 @@ pub struct Scratch {
 pub struct Workspace<T> {
     values: Vec<Vec<T>>,
     scratch: Scratch,
+    /// Values to drop after each node (computed once per workspace, not per image).
+    dead: Vec<Vec<usize>>,
 }
 
 impl<T> Workspace<T> {
     pub fn new(graph: &Graph) -> Self {
-        Workspace { values: (0..graph.values.len()).map(|_| Vec::new()).collect(), scratch: Scratch::default() }
+        Workspace {
+            values: (0..graph.values.len()).map(|_| Vec::new()).collect(),
+            scratch: Scratch::default(),
+            dead: last_uses(graph),
+        }
     }
 }
 
@@ -65,7 +71,6 @@ pub fn run_image<'w, E: Engine>(
 ) -> &'w [E::T] {
     ws.values[graph.input].clear();
     ws.values[graph.input].extend_from_slice(input);
-    let dead = if keep { Vec::new() } else { last_uses(graph) };
     for (i, node) in graph.nodes.iter().enumerate() {
         let mut out = std::mem::take(&mut ws.values[node.output]);
         out.clear();
@@ -91,7 +96,8 @@ pub fn run_image<'w, E: Engine>(
         }
         ws.values[node.output] = out;
         if !keep {
-            for &v in &dead[i] {
+            for k in 0..ws.dead[i].len() {
+                let v = ws.dead[i][k];
                 ws.values[v].clear();
             }
         }

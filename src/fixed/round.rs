@@ -99,6 +99,22 @@ pub fn round_shift(v: i128, shift: u32, mode: Rounding) -> i128 {
     }
 }
 
+/// [`round_shift`] in 64-bit arithmetic, for `shift < 62` and `|v| < 2^62`.
+fn round_shift_i64(v: i64, shift: u32, mode: Rounding) -> i64 {
+    if shift == 0 {
+        return v;
+    }
+    let q = v >> shift;
+    let r = v - (q << shift);
+    let half = 1i64 << (shift - 1);
+    match mode {
+        Rounding::Floor => q,
+        Rounding::HalfUp => q + i64::from(r >= half),
+        Rounding::HalfEven => q + i64::from(r > half || (r == half && q & 1 == 1)),
+        Rounding::HalfAway => q + i64::from(r > half || (r == half && v >= 0)),
+    }
+}
+
 /// Bring an exact integer into a format's code range: saturate, or wrap to its bits.
 pub fn fit(v: i128, fmt: Format, arith: Arith) -> i64 {
     let (lo, hi) = fmt.code_range(arith.range);
@@ -119,6 +135,15 @@ pub fn fit(v: i128, fmt: Format, arith: Arith) -> i64 {
 /// Re-express an exact value `v * 2^-from_frac` in `fmt`: round to its step, then fit.
 pub fn requantize(v: i128, from_frac: i32, fmt: Format, arith: Arith) -> i64 {
     let shift = from_frac - fmt.frac;
+    // Fast path (the common case): the value and the shift fit 64-bit arithmetic.
+    if (0..62).contains(&shift) && i64::try_from(v).is_ok_and(|x| x.unsigned_abs() < 1 << 62) {
+        let r = round_shift_i64(v as i64, shift as u32, arith.rounding);
+        if arith.overflow == Overflow::Saturate {
+            let (lo, hi) = fmt.code_range(arith.range);
+            return r.clamp(lo, hi);
+        }
+        return fit(r as i128, fmt, arith);
+    }
     let r = if shift >= 0 { round_shift(v, shift as u32, arith.rounding) } else { shl_saturating(v, (-shift) as u32) };
     fit(r, fmt, arith)
 }

@@ -56,30 +56,19 @@ pub enum ImportError {
     #[error("node '{node}' (op {op}): unsupported op")]
     UnsupportedOp { node: String, op: String },
     #[error("node '{node}' (op {op}): input '{input}' is not produced by any node, initializer or graph input")]
-    DanglingInput {
-        node: String,
-        op: String,
-        input: String,
-    },
+    DanglingInput { node: String, op: String, input: String },
     #[error("node '{node}' (op {op}): the graph has a cycle through this node")]
     Cycle { node: String, op: String },
     /// Anything else wrong with one node: attributes, shapes, non-constant weights, fusing.
     #[error("node '{node}' (op {op}): {msg}")]
-    Node {
-        node: String,
-        op: String,
-        msg: String,
-    },
+    Node { node: String, op: String, msg: String },
 }
 
 type Result<T> = std::result::Result<T, ImportError>;
 
 /// Reads and imports an ONNX file.
 pub fn load(path: &Path) -> Result<Graph> {
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| ImportError::Io { path: path.to_path_buf(), source })?;
     import(&bytes)
 }
 
@@ -93,9 +82,7 @@ pub fn import(bytes: &[u8]) -> Result<Graph> {
 pub fn import_model(model: &pb::ModelProto) -> Result<Graph> {
     let Some(graph) = model.graph.as_ref() else {
         if model.ir_version == 0 && model.opset_import.is_empty() {
-            return Err(ImportError::NotOnnx(
-                "no graph, IR version or opset (is this an ONNX file?)".into(),
-            ));
+            return Err(ImportError::NotOnnx("no graph, IR version or opset (is this an ONNX file?)".into()));
         }
         return Err(ImportError::MissingGraph);
     };
@@ -105,11 +92,7 @@ pub fn import_model(model: &pb::ModelProto) -> Result<Graph> {
         .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map(|o| o.version)
         .max()
-        .ok_or_else(|| {
-            ImportError::NotOnnx(
-                "no opset_import for the default ONNX domain (truncated file?)".into(),
-            )
-        })?;
+        .ok_or_else(|| ImportError::NotOnnx("no opset_import for the default ONNX domain (truncated file?)".into()))?;
     Lowering::new(opset).run(graph)
 }
 
@@ -137,16 +120,10 @@ struct Tensor {
 
 impl Tensor {
     fn ints(dims: Vec<usize>, v: Vec<i64>) -> Tensor {
-        Tensor {
-            dims,
-            data: Data::I(v),
-        }
+        Tensor { dims, data: Data::I(v) }
     }
     fn floats(dims: Vec<usize>, v: Vec<f64>) -> Tensor {
-        Tensor {
-            dims,
-            data: Data::F(v),
-        }
+        Tensor { dims, data: Data::F(v) }
     }
     fn len(&self) -> usize {
         match &self.data {
@@ -167,10 +144,7 @@ impl Tensor {
         }
     }
     fn with_dims(&self, dims: Vec<usize>) -> Tensor {
-        Tensor {
-            dims,
-            data: self.data.clone(),
-        }
+        Tensor { dims, data: self.data.clone() }
     }
     /// Picks elements by flat index (used by gather/slice/broadcast).
     fn pick(&self, dims: Vec<usize>, idx: &[usize]) -> Tensor {
@@ -187,13 +161,7 @@ fn numel(dims: &[usize]) -> Option<usize> {
 }
 
 fn shape_str(dims: &[usize]) -> String {
-    format!(
-        "[{}]",
-        dims.iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    format!("[{}]", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
 }
 
 fn f16_to_f64(h: u16) -> f64 {
@@ -225,9 +193,7 @@ fn read_tensor(t: &pb::TensorProto) -> std::result::Result<Tensor, String> {
         }
         dims.push(usize::try_from(d).map_err(|_| format!("dimension {d} too large"))?);
     }
-    let n = numel(&dims)
-        .filter(|&n| n <= MAX_ELEMS)
-        .ok_or_else(|| format!("too many elements (dims {:?})", t.dims))?;
+    let n = numel(&dims).filter(|&n| n <= MAX_ELEMS).ok_or_else(|| format!("too many elements (dims {:?})", t.dims))?;
     let raw = &t.raw_data;
     let dt = D::try_from(t.data_type).map_err(|_| format!("unknown data type {}", t.data_type))?;
     // element size in raw_data, and how to decode one element
@@ -236,12 +202,7 @@ fn read_tensor(t: &pb::TensorProto) -> std::result::Result<Tensor, String> {
         D::Double | D::Int64 | D::Uint64 => 8,
         D::Float16 | D::Bfloat16 | D::Int16 | D::Uint16 => 2,
         D::Int8 | D::Uint8 | D::Bool => 1,
-        other => {
-            return Err(format!(
-                "data type {} is not supported",
-                other.as_str_name()
-            ))
-        }
+        other => return Err(format!("data type {} is not supported", other.as_str_name())),
     };
     let typed_len = match dt {
         D::Float => t.float_data.len(),
@@ -251,11 +212,7 @@ fn read_tensor(t: &pb::TensorProto) -> std::result::Result<Tensor, String> {
         _ => t.int32_data.len(),
     };
     let from_raw = !raw.is_empty() || typed_len == 0;
-    let got = if from_raw {
-        raw.len() / elem
-    } else {
-        typed_len
-    };
+    let got = if from_raw { raw.len() / elem } else { typed_len };
     if (from_raw && raw.len() != n * elem) || (!from_raw && typed_len != n) {
         return Err(format!(
             "dims {} need {n} values, found {got} ({})",
@@ -268,41 +225,20 @@ fn read_tensor(t: &pb::TensorProto) -> std::result::Result<Tensor, String> {
     let le4 = |c: &[u8]| [c[0], c[1], c[2], c[3]];
     let le8 = |c: &[u8]| [c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]];
     let data = match dt {
-        D::Float if from_raw => Data::F(
-            chunks
-                .map(|c| f64::from(f32::from_le_bytes(le4(c))))
-                .collect(),
-        ),
+        D::Float if from_raw => Data::F(chunks.map(|c| f64::from(f32::from_le_bytes(le4(c)))).collect()),
         D::Float => Data::F(t.float_data.iter().map(|&x| f64::from(x)).collect()),
         D::Double if from_raw => Data::F(chunks.map(|c| f64::from_le_bytes(le8(c))).collect()),
         D::Double => Data::F(t.double_data.clone()),
         D::Float16 if from_raw => Data::F(chunks.map(|c| f16_to_f64(le2(c))).collect()),
         D::Float16 => Data::F(t.int32_data.iter().map(|&x| f16_to_f64(x as u16)).collect()),
         D::Bfloat16 if from_raw => Data::F(chunks.map(|c| bf16_to_f64(le2(c))).collect()),
-        D::Bfloat16 => Data::F(
-            t.int32_data
-                .iter()
-                .map(|&x| bf16_to_f64(x as u16))
-                .collect(),
-        ),
+        D::Bfloat16 => Data::F(t.int32_data.iter().map(|&x| bf16_to_f64(x as u16)).collect()),
         D::Int64 if from_raw => Data::I(chunks.map(|c| i64::from_le_bytes(le8(c))).collect()),
         D::Int64 => Data::I(t.int64_data.clone()),
-        D::Uint64 if from_raw => {
-            Data::I(chunks.map(|c| u64::from_le_bytes(le8(c)) as i64).collect())
-        }
-        D::Uint64 | D::Uint32 if !from_raw => {
-            Data::I(t.uint64_data.iter().map(|&x| x as i64).collect())
-        }
-        D::Uint32 => Data::I(
-            chunks
-                .map(|c| i64::from(u32::from_le_bytes(le4(c))))
-                .collect(),
-        ),
-        D::Int32 if from_raw => Data::I(
-            chunks
-                .map(|c| i64::from(i32::from_le_bytes(le4(c))))
-                .collect(),
-        ),
+        D::Uint64 if from_raw => Data::I(chunks.map(|c| u64::from_le_bytes(le8(c)) as i64).collect()),
+        D::Uint64 | D::Uint32 if !from_raw => Data::I(t.uint64_data.iter().map(|&x| x as i64).collect()),
+        D::Uint32 => Data::I(chunks.map(|c| i64::from(u32::from_le_bytes(le4(c)))).collect()),
+        D::Int32 if from_raw => Data::I(chunks.map(|c| i64::from(i32::from_le_bytes(le4(c)))).collect()),
         D::Int16 if from_raw => Data::I(chunks.map(|c| i64::from(le2(c) as i16)).collect()),
         D::Uint16 if from_raw => Data::I(chunks.map(|c| i64::from(le2(c))).collect()),
         D::Int8 if from_raw => Data::I(chunks.map(|c| i64::from(c[0] as i8)).collect()),
@@ -323,16 +259,8 @@ fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i + a.len() >= r {
-            a[i + a.len() - r]
-        } else {
-            1
-        };
-        let db = if i + b.len() >= r {
-            b[i + b.len() - r]
-        } else {
-            1
-        };
+        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
+        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -396,11 +324,7 @@ struct Bn {
 
 impl Bn {
     fn scale(&self) -> Vec<f64> {
-        self.gamma
-            .iter()
-            .zip(&self.var)
-            .map(|(g, v)| g / (v + self.eps).sqrt())
-            .collect()
+        self.gamma.iter().zip(&self.var).map(|(g, v)| g / (v + self.eps).sqrt()).collect()
     }
 }
 
@@ -424,11 +348,7 @@ struct PNode {
 
 impl PNode {
     fn err(&self, msg: impl Into<String>) -> ImportError {
-        ImportError::Node {
-            node: self.name.clone(),
-            op: self.onnx_op.clone(),
-            msg: msg.into(),
-        }
+        ImportError::Node { node: self.name.clone(), op: self.onnx_op.clone(), msg: msg.into() }
     }
 }
 
@@ -441,11 +361,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&self, msg: impl fmt::Display) -> ImportError {
-        ImportError::Node {
-            node: self.name.into(),
-            op: self.op.into(),
-            msg: msg.to_string(),
-        }
+        ImportError::Node { node: self.name.into(), op: self.op.into(), msg: msg.to_string() }
     }
 }
 
@@ -478,14 +394,7 @@ fn attr_str(node: &pb::NodeProto, name: &str) -> Option<String> {
 }
 
 /// Spatial attribute list of exactly `n` entries, each in `min..=MAX_ATTR`.
-fn spatial(
-    ctx: Ctx,
-    node: &pb::NodeProto,
-    name: &str,
-    n: usize,
-    min: i64,
-    default: usize,
-) -> Result<Vec<usize>> {
+fn spatial(ctx: Ctx, node: &pb::NodeProto, name: &str, n: usize, min: i64, default: usize) -> Result<Vec<usize>> {
     let Some(v) = attr_ints(node, name) else {
         return Ok(vec![default; n]);
     };
@@ -549,23 +458,10 @@ fn window(
         }
         other => return Err(ctx.err(format!("auto_pad '{other}' is not supported"))),
     };
-    let win = Window {
-        kernel,
-        stride: [stride[0], stride[1]],
-        pads,
-        dilation: [dilation[0], dilation[1]],
-    };
+    let win = Window { kernel, stride: [stride[0], stride[1]], pads, dilation: [dilation[0], dilation[1]] };
     let mut out = [0usize; 2];
     for ax in 0..2 {
-        out[ax] = out_dim(
-            hw[ax],
-            kernel[ax],
-            stride[ax],
-            dilation[ax],
-            pads[ax],
-            pads[ax + 2],
-        )
-        .ok_or_else(|| {
+        out[ax] = out_dim(hw[ax], kernel[ax], stride[ax], dilation[ax], pads[ax], pads[ax + 2]).ok_or_else(|| {
             ctx.err(format!(
                 "kernel {}x{} (dilation {:?}) does not fit the padded input {}x{} (pads {:?})",
                 kernel[0], kernel[1], win.dilation, hw[0], hw[1], pads
@@ -590,20 +486,11 @@ fn window(
 
 impl Lowering {
     fn new(opset: i64) -> Self {
-        Lowering {
-            opset,
-            syms: HashMap::new(),
-            values: Vec::new(),
-            nodes: Vec::new(),
-            names: HashSet::new(),
-        }
+        Lowering { opset, syms: HashMap::new(), values: Vec::new(), nodes: Vec::new(), names: HashSet::new() }
     }
 
     fn new_value(&mut self, name: &str, shape: Vec<usize>) -> ValueId {
-        self.values.push(Value {
-            name: name.to_string(),
-            shape,
-        });
+        self.values.push(Value { name: name.to_string(), shape });
         self.values.len() - 1
     }
 
@@ -615,26 +502,16 @@ impl Lowering {
         // constants
         let mut init_names = HashSet::new();
         for t in &g.initializer {
-            let tensor = read_tensor(t).map_err(|msg| ImportError::Tensor {
-                name: t.name.clone(),
-                msg,
-            })?;
+            let tensor = read_tensor(t).map_err(|msg| ImportError::Tensor { name: t.name.clone(), msg })?;
             init_names.insert(t.name.clone());
-            self.syms
-                .insert(t.name.clone(), Sym::Const(Rc::new(tensor)));
+            self.syms.insert(t.name.clone(), Sym::Const(Rc::new(tensor)));
         }
         if !g.sparse_initializer.is_empty() {
-            return Err(ImportError::Graph(
-                "sparse initializers are not supported".into(),
-            ));
+            return Err(ImportError::Graph("sparse initializers are not supported".into()));
         }
 
         // the one input
-        let inputs: Vec<&pb::ValueInfoProto> = g
-            .input
-            .iter()
-            .filter(|i| !init_names.contains(&i.name))
-            .collect();
+        let inputs: Vec<&pb::ValueInfoProto> = g.input.iter().filter(|i| !init_names.contains(&i.name)).collect();
         let [input] = inputs.as_slice() else {
             let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
             return Err(ImportError::Graph(format!(
@@ -657,25 +534,14 @@ impl Lowering {
 
         let order = topo_order(g, &init_names, &input.name, &output.name)?;
         // every name that something reads (to reject used secondary outputs)
-        let mut read: HashSet<&str> = g
-            .node
-            .iter()
-            .flat_map(|n| n.input.iter().map(String::as_str))
-            .collect();
+        let mut read: HashSet<&str> = g.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
         read.insert(output.name.as_str());
 
         for &i in &order {
             let node = &g.node[i];
-            let name = if node.name.is_empty() {
-                format!("{}_{i}", node.op_type)
-            } else {
-                node.name.clone()
-            };
+            let name = if node.name.is_empty() { format!("{}_{i}", node.op_type) } else { node.name.clone() };
             let name = self.unique_name(name, i);
-            let ctx = Ctx {
-                name: &name,
-                op: &node.op_type,
-            };
+            let ctx = Ctx { name: &name, op: &node.op_type };
             if !(node.domain.is_empty() || node.domain == "ai.onnx") {
                 return Err(ImportError::UnsupportedOp {
                     node: name.clone(),
@@ -685,9 +551,7 @@ impl Lowering {
             if node.output.first().is_none_or(|o| o.is_empty()) {
                 return Err(ctx.err("node has no output"));
             }
-            let keep = if node.op_type == "Dropout"
-                || node.op_type == "BatchNormalization"
-                || node.op_type == "MaxPool"
+            let keep = if node.op_type == "Dropout" || node.op_type == "BatchNormalization" || node.op_type == "MaxPool"
             {
                 1
             } else {
@@ -699,14 +563,14 @@ impl Lowering {
                 .skip(keep.min(node.output.len()))
                 .find(|o| !o.is_empty() && read.contains(o.as_str()))
             {
-                return Err(ctx.err(format!(
-                    "secondary output '{extra}' is used; only inference-mode outputs are supported"
-                )));
+                return Err(
+                    ctx.err(format!("secondary output '{extra}' is used; only inference-mode outputs are supported"))
+                );
             }
-            if (node.op_type == "Softmax" || node.op_type == "LogSoftmax")
-                && node.output[0] != output.name
-            {
-                return Err(ctx.err("Softmax/LogSoftmax is supported only as the last node (its output must be the graph output)"));
+            if (node.op_type == "Softmax" || node.op_type == "LogSoftmax") && node.output[0] != output.name {
+                return Err(ctx.err(
+                    "Softmax/LogSoftmax is supported only as the last node (its output must be the graph output)",
+                ));
             }
             self.lower(ctx, node)?;
         }
@@ -714,16 +578,10 @@ impl Lowering {
         let out_id = match self.syms.get(&output.name) {
             Some(Sym::Act(v)) => *v,
             Some(Sym::Const(_)) => {
-                return Err(ImportError::Graph(format!(
-                    "graph output '{}' is a constant",
-                    output.name
-                )));
+                return Err(ImportError::Graph(format!("graph output '{}' is a constant", output.name)));
             }
             None => {
-                return Err(ImportError::Graph(format!(
-                    "graph output '{}' is not produced by any node",
-                    output.name
-                )));
+                return Err(ImportError::Graph(format!("graph output '{}' is not produced by any node", output.name)));
             }
         };
         self.finish(in_id, out_id)
@@ -733,11 +591,7 @@ impl Lowering {
         let mut n = name.clone();
         let mut k = 0;
         while self.names.contains(&n) {
-            n = if k == 0 {
-                format!("{name}_{index}")
-            } else {
-                format!("{name}_{index}_{k}")
-            };
+            n = if k == 0 { format!("{name}_{index}") } else { format!("{name}_{index}_{k}") };
             k += 1;
         }
         self.names.insert(n.clone());
@@ -750,33 +604,24 @@ impl Lowering {
         match node.input.get(i) {
             None => Ok(None),
             Some(n) if n.is_empty() => Ok(None),
-            Some(n) => self
-                .syms
-                .get(n)
-                .cloned()
-                .map(Some)
-                .ok_or_else(|| ctx.err(format!("input '{n}' is not available"))),
+            Some(n) => {
+                self.syms.get(n).cloned().map(Some).ok_or_else(|| ctx.err(format!("input '{n}' is not available")))
+            }
         }
     }
 
     fn act(&self, ctx: Ctx, node: &pb::NodeProto, i: usize) -> Result<ValueId> {
         match self.input(ctx, node, i)? {
             Some(Sym::Act(v)) => Ok(v),
-            Some(Sym::Const(_)) => Err(ctx.err(format!(
-                "input {i} ('{}') is a constant; an activation tensor was expected",
-                node.input[i]
-            ))),
+            Some(Sym::Const(_)) => {
+                Err(ctx
+                    .err(format!("input {i} ('{}') is a constant; an activation tensor was expected", node.input[i])))
+            }
             None => Err(ctx.err(format!("missing input {i}"))),
         }
     }
 
-    fn opt_const(
-        &self,
-        ctx: Ctx,
-        node: &pb::NodeProto,
-        i: usize,
-        what: &str,
-    ) -> Result<Option<Rc<Tensor>>> {
+    fn opt_const(&self, ctx: Ctx, node: &pb::NodeProto, i: usize, what: &str) -> Result<Option<Rc<Tensor>>> {
         match self.input(ctx, node, i)? {
             Some(Sym::Const(t)) => Ok(Some(t)),
             Some(Sym::Act(_)) => Err(ctx.err(format!(
@@ -788,18 +633,11 @@ impl Lowering {
     }
 
     fn konst(&self, ctx: Ctx, node: &pb::NodeProto, i: usize, what: &str) -> Result<Rc<Tensor>> {
-        self.opt_const(ctx, node, i, what)?
-            .ok_or_else(|| ctx.err(format!("missing {what} (input {i})")))
+        self.opt_const(ctx, node, i, what)?.ok_or_else(|| ctx.err(format!("missing {what} (input {i})")))
     }
 
     /// Integer list from a constant input (shape, axes, ...).
-    fn const_ints(
-        &self,
-        ctx: Ctx,
-        node: &pb::NodeProto,
-        i: usize,
-        what: &str,
-    ) -> Result<Option<Vec<i64>>> {
+    fn const_ints(&self, ctx: Ctx, node: &pb::NodeProto, i: usize, what: &str) -> Result<Option<Vec<i64>>> {
         match self.opt_const(ctx, node, i, what)? {
             None => Ok(None),
             Some(t) => t
@@ -825,38 +663,19 @@ impl Lowering {
         self.set(node, Sym::Const(Rc::new(t)));
     }
 
-    fn emit(
-        &mut self,
-        ctx: Ctx,
-        node: &pb::NodeProto,
-        op: POp,
-        inputs: Vec<ValueId>,
-        shape: Vec<usize>,
-    ) -> Result<()> {
+    fn emit(&mut self, ctx: Ctx, node: &pb::NodeProto, op: POp, inputs: Vec<ValueId>, shape: Vec<usize>) -> Result<()> {
         if numel(&shape).is_none_or(|n| n > MAX_ELEMS) {
             return Err(ctx.err(format!("output shape {} is too large", shape_str(&shape))));
         }
         let out = self.new_value(&node.output[0], shape);
-        self.nodes.push(PNode {
-            name: ctx.name.to_string(),
-            onnx_op: ctx.op.to_string(),
-            op,
-            inputs,
-            output: out,
-        });
+        self.nodes.push(PNode { name: ctx.name.to_string(), onnx_op: ctx.op.to_string(), op, inputs, output: out });
         self.set(node, Sym::Act(out));
         Ok(())
     }
 
     /// An activation reshaped to `per_sample`: the same value when the shape is unchanged, a
     /// `Flatten` when it becomes 1-D, else an error.
-    fn reshape_act(
-        &mut self,
-        ctx: Ctx,
-        node: &pb::NodeProto,
-        x: ValueId,
-        per_sample: Vec<usize>,
-    ) -> Result<()> {
+    fn reshape_act(&mut self, ctx: Ctx, node: &pb::NodeProto, x: ValueId, per_sample: Vec<usize>) -> Result<()> {
         let from = self.shape(x).to_vec();
         if per_sample == from {
             self.set(node, Sym::Act(x));
@@ -881,9 +700,7 @@ impl Lowering {
                 self.set_const(node, t);
             }
             "Identity" | "Dropout" => {
-                let x = self
-                    .input(ctx, node, 0)?
-                    .ok_or_else(|| ctx.err("missing input 0"))?;
+                let x = self.input(ctx, node, 0)?.ok_or_else(|| ctx.err("missing input 0"))?;
                 self.set(node, x);
             }
             "Softmax" | "LogSoftmax" => {
@@ -898,24 +715,14 @@ impl Lowering {
             "Relu" => {
                 let x = self.act(ctx, node, 0)?;
                 let s = self.shape(x).to_vec();
-                self.emit(
-                    ctx,
-                    node,
-                    POp::Ir(Op::Activation(Activation::Relu)),
-                    vec![x],
-                    s,
-                )?;
+                self.emit(ctx, node, POp::Ir(Op::Activation(Activation::Relu)), vec![x], s)?;
             }
             "Clip" => self.clip(ctx, node)?,
             "MaxPool" | "AveragePool" => self.pool(ctx, node)?,
             "GlobalAveragePool" | "GlobalMaxPool" => {
                 let x = self.act(ctx, node, 0)?;
                 let s = self.chw(ctx, x)?;
-                let op = if node.op_type == "GlobalMaxPool" {
-                    Op::GlobalMaxPool
-                } else {
-                    Op::GlobalAvgPool
-                };
+                let op = if node.op_type == "GlobalMaxPool" { Op::GlobalMaxPool } else { Op::GlobalAvgPool };
                 self.emit(ctx, node, POp::Ir(op), vec![x], vec![s[0], 1, 1])?;
             }
             "ReduceMean" | "ReduceMax" => self.reduce(ctx, node)?,
@@ -925,9 +732,7 @@ impl Lowering {
                 let rank = self.shape(x).len() + 1;
                 let axis = attr_int(node, "axis", 1);
                 if norm_axis(axis, rank) != Some(1) {
-                    return Err(ctx.err(format!(
-                        "Flatten axis {axis} is not supported (only 1: keep the batch axis)"
-                    )));
+                    return Err(ctx.err(format!("Flatten axis {axis} is not supported (only 1: keep the batch axis)")));
                 }
                 let n = numel(self.shape(x)).unwrap_or(0);
                 self.reshape_act(ctx, node, x, vec![n])?;
@@ -937,9 +742,7 @@ impl Lowering {
             "Concat" => self.concat(ctx, node)?,
             "Shape" => {
                 let full = match self.input(ctx, node, 0)? {
-                    Some(Sym::Act(x)) => std::iter::once(1)
-                        .chain(self.shape(x).iter().copied())
-                        .collect::<Vec<_>>(),
+                    Some(Sym::Act(x)) => std::iter::once(1).chain(self.shape(x).iter().copied()).collect::<Vec<_>>(),
                     Some(Sym::Const(t)) => t.dims.clone(),
                     None => return Err(ctx.err("missing input 0")),
                 };
@@ -948,11 +751,7 @@ impl Lowering {
                 let start = clampi(attr_int(node, "start", 0));
                 let end = clampi(attr_int(node, "end", r));
                 let v: Vec<i64> = full.iter().map(|&d| d as i64).collect();
-                let v = if start < end {
-                    v[start..end].to_vec()
-                } else {
-                    Vec::new()
-                };
+                let v = if start < end { v[start..end].to_vec() } else { Vec::new() };
                 self.set_const(node, Tensor::ints(vec![v.len()], v));
             }
             "Gather" => {
@@ -964,23 +763,14 @@ impl Lowering {
             "Slice" => self.slice(ctx, node)?,
             "Cast" => self.cast(ctx, node)?,
             "ConstantOfShape" => {
-                let dims = self
-                    .const_ints(ctx, node, 0, "shape")?
-                    .ok_or_else(|| ctx.err("missing shape"))?;
+                let dims = self.const_ints(ctx, node, 0, "shape")?.ok_or_else(|| ctx.err("missing shape"))?;
                 let dims: Vec<usize> = dims
                     .iter()
-                    .map(|&d| {
-                        usize::try_from(d)
-                            .map_err(|_| ctx.err(format!("negative dimension in {dims:?}")))
-                    })
+                    .map(|&d| usize::try_from(d).map_err(|_| ctx.err(format!("negative dimension in {dims:?}"))))
                     .collect::<Result<_>>()?;
-                let n = numel(&dims)
-                    .filter(|&n| n <= MAX_ELEMS)
-                    .ok_or_else(|| ctx.err("shape too large"))?;
+                let n = numel(&dims).filter(|&n| n <= MAX_ELEMS).ok_or_else(|| ctx.err("shape too large"))?;
                 let value = match attr(node, "value").and_then(|a| a.t.as_ref()) {
-                    Some(t) => {
-                        read_tensor(t).map_err(|m| ctx.err(format!("attribute value: {m}")))?
-                    }
+                    Some(t) => read_tensor(t).map_err(|m| ctx.err(format!("attribute value: {m}")))?,
                     None => Tensor::floats(vec![1], vec![0.0]),
                 };
                 if value.len() != 1 {
@@ -990,10 +780,7 @@ impl Lowering {
                 self.set_const(node, t);
             }
             _ => {
-                return Err(ImportError::UnsupportedOp {
-                    node: ctx.name.into(),
-                    op: ctx.op.into(),
-                });
+                return Err(ImportError::UnsupportedOp { node: ctx.name.into(), op: ctx.op.into() });
             }
         }
         Ok(())
@@ -1017,11 +804,7 @@ impl Lowering {
             4 => {}
             5 => return Err(ctx.err("3-D convolution is not supported")),
             3 => return Err(ctx.err("1-D convolution is not supported")),
-            n => {
-                return Err(ctx.err(format!(
-                    "weight must be 4-D [M, C/group, kH, kW], got rank {n}"
-                )))
-            }
+            n => return Err(ctx.err(format!("weight must be 4-D [M, C/group, kH, kW], got rank {n}"))),
         }
         let x = self.act(ctx, node, 0)?;
         if self.shape(x).len() != 3 {
@@ -1035,17 +818,11 @@ impl Lowering {
         let [c, h, wd] = self.chw(ctx, x)?;
         let (m, cg, kh, kw) = (w.dims[0], w.dims[1], w.dims[2], w.dims[3]);
         if m == 0 || cg == 0 || kh == 0 || kw == 0 {
-            return Err(ctx.err(format!(
-                "weight has an empty dimension: {}",
-                shape_str(&w.dims)
-            )));
+            return Err(ctx.err(format!("weight has an empty dimension: {}", shape_str(&w.dims))));
         }
         if let Some(k) = attr_ints(node, "kernel_shape") {
             if k != [kh as i64, kw as i64] {
-                return Err(ctx.err(format!(
-                    "kernel_shape {k:?} does not match the weight {}",
-                    shape_str(&w.dims)
-                )));
+                return Err(ctx.err(format!("kernel_shape {k:?} does not match the weight {}", shape_str(&w.dims))));
             }
         }
         let group = attr_int(node, "group", 1);
@@ -1061,9 +838,7 @@ impl Lowering {
             )));
         }
         if m % group != 0 {
-            return Err(ctx.err(format!(
-                "{m} output channels are not divisible by group {group}"
-            )));
+            return Err(ctx.err(format!("{m} output channels are not divisible by group {group}")));
         }
         let (win, [oh, ow]) = window(ctx, node, [kh, kw], [h, wd], false)?;
         let (bias, has_bias) = match self.opt_const(ctx, node, 2, "bias")? {
@@ -1125,10 +900,7 @@ impl Lowering {
         let weight: Vec<f64> = if trans_b {
             bv.iter().map(|&v| alpha * v).collect()
         } else {
-            (0..m)
-                .flat_map(|o| (0..k).map(move |i| (o, i)))
-                .map(|(o, i)| alpha * bv[i * m + o])
-                .collect()
+            (0..m).flat_map(|o| (0..k).map(move |i| (o, i))).map(|(o, i)| alpha * bv[i * m + o]).collect()
         };
         let (bias, has_bias) = match self.opt_const(ctx, node, 2, "bias C")? {
             Some(c) => {
@@ -1147,14 +919,7 @@ impl Lowering {
             }
             None => (vec![0.0; m], false),
         };
-        let d = Dense {
-            in_features: k,
-            out_features: m,
-            weight,
-            bias,
-            has_bias,
-            activation: Activation::None,
-        };
+        let d = Dense { in_features: k, out_features: m, weight, bias, has_bias, activation: Activation::None };
         self.emit(ctx, node, POp::Ir(Op::Dense(d)), vec![x], vec![m])
     }
 
@@ -1163,10 +928,7 @@ impl Lowering {
         let k = self.flat_features(ctx, x)?;
         let b = self.konst(ctx, node, 1, "weight")?;
         let [kin, m] = *b.dims.as_slice() else {
-            return Err(ctx.err(format!(
-                "weight must be 2-D [K, M], got {}",
-                shape_str(&b.dims)
-            )));
+            return Err(ctx.err(format!("weight must be 2-D [K, M], got {}", shape_str(&b.dims))));
         };
         if kin != k {
             return Err(ctx.err(format!(
@@ -1176,9 +938,7 @@ impl Lowering {
         }
         let bv = b.to_f64();
         let bv = &bv;
-        let weight = (0..m)
-            .flat_map(|o| (0..k).map(move |i| bv[i * m + o]))
-            .collect();
+        let weight = (0..m).flat_map(|o| (0..k).map(move |i| bv[i * m + o])).collect();
         let d = Dense {
             in_features: k,
             out_features: m,
@@ -1191,12 +951,8 @@ impl Lowering {
     }
 
     fn binary(&mut self, ctx: Ctx, node: &pb::NodeProto) -> Result<()> {
-        let a = self
-            .input(ctx, node, 0)?
-            .ok_or_else(|| ctx.err("missing input 0"))?;
-        let b = self
-            .input(ctx, node, 1)?
-            .ok_or_else(|| ctx.err("missing input 1"))?;
+        let a = self.input(ctx, node, 0)?.ok_or_else(|| ctx.err("missing input 0"))?;
+        let b = self.input(ctx, node, 1)?.ok_or_else(|| ctx.err("missing input 1"))?;
         match (a, b) {
             (Sym::Const(a), Sym::Const(b)) => {
                 let t = elementwise(node.op_type.as_str(), &a, &b).map_err(|m| ctx.err(m))?;
@@ -1212,19 +968,9 @@ impl Lowering {
                         shape_str(&sb)
                     )));
                 }
-                self.emit(
-                    ctx,
-                    node,
-                    POp::Ir(Op::Add {
-                        activation: Activation::None,
-                    }),
-                    vec![a, b],
-                    sa,
-                )
+                self.emit(ctx, node, POp::Ir(Op::Add { activation: Activation::None }), vec![a, b], sa)
             }
-            (Sym::Act(x), Sym::Const(c)) | (Sym::Const(c), Sym::Act(x))
-                if node.op_type == "Add" =>
-            {
+            (Sym::Act(x), Sym::Const(c)) | (Sym::Const(c), Sym::Act(x)) if node.op_type == "Add" => {
                 let s = self.shape(x).to_vec();
                 let ch = s.first().copied().unwrap_or(1);
                 // the constant must broadcast per channel: [.., ch, 1, 1] for [C, H, W], [.., F] for [F]
@@ -1232,10 +978,8 @@ impl Lowering {
                 while dims.len() > s.len() && dims.first() == Some(&1) {
                     dims = &dims[1..];
                 }
-                let per_channel = !dims.is_empty()
-                    && dims.len() == s.len()
-                    && dims[0] == ch
-                    && dims[1..].iter().all(|&d| d == 1);
+                let per_channel =
+                    !dims.is_empty() && dims.len() == s.len() && dims[0] == ch && dims[1..].iter().all(|&d| d == 1);
                 if c.len() != 1 && !per_channel {
                     return Err(ctx.err(format!(
                         "constant of shape {} does not broadcast per channel over {}",
@@ -1245,10 +989,7 @@ impl Lowering {
                 }
                 self.emit(ctx, node, POp::AddConst(c.to_f64()), vec![x], s)
             }
-            _ => Err(ctx.err(format!(
-                "{} on activation tensors is not supported (only on constants)",
-                node.op_type
-            ))),
+            _ => Err(ctx.err(format!("{} on activation tensors is not supported (only on constants)", node.op_type))),
         }
     }
 
@@ -1261,10 +1002,7 @@ impl Lowering {
             match self.opt_const(ctx, node, i, name)? {
                 None => Ok(None),
                 Some(t) if t.len() == 1 => Ok(Some(t.to_f64()[0])),
-                Some(t) => Err(ctx.err(format!(
-                    "{name} must be a scalar, got shape {}",
-                    shape_str(&t.dims)
-                ))),
+                Some(t) => Err(ctx.err(format!("{name} must be a scalar, got shape {}", shape_str(&t.dims)))),
             }
         };
         let min = bound(1, "min")?.unwrap_or(f64::NEG_INFINITY);
@@ -1276,11 +1014,7 @@ impl Lowering {
             self.set(node, Sym::Act(x));
             return Ok(());
         }
-        let act = if min == 0.0 && max == f64::INFINITY {
-            Activation::Relu
-        } else {
-            Activation::Clip { min, max }
-        };
+        let act = if min == 0.0 && max == f64::INFINITY { Activation::Relu } else { Activation::Clip { min, max } };
         let s = self.shape(x).to_vec();
         self.emit(ctx, node, POp::Ir(Op::Activation(act)), vec![x], s)
     }
@@ -1299,10 +1033,7 @@ impl Lowering {
         let op = if node.op_type == "MaxPool" {
             Op::MaxPool(win)
         } else {
-            Op::AvgPool {
-                window: win,
-                count_include_pad: attr_int(node, "count_include_pad", 0) != 0,
-            }
+            Op::AvgPool { window: win, count_include_pad: attr_int(node, "count_include_pad", 0) != 0 }
         };
         self.emit(ctx, node, POp::Ir(op), vec![x], vec![c, oh, ow])
     }
@@ -1318,18 +1049,8 @@ impl Lowering {
             )));
         }
         let keep = attr_int(node, "keepdims", 1) != 0;
-        let op = if node.op_type == "ReduceMax" {
-            Op::GlobalMaxPool
-        } else {
-            Op::GlobalAvgPool
-        };
-        self.emit(
-            ctx,
-            node,
-            POp::Ir(op),
-            vec![x],
-            if keep { vec![c, 1, 1] } else { vec![c] },
-        )
+        let op = if node.op_type == "ReduceMax" { Op::GlobalMaxPool } else { Op::GlobalAvgPool };
+        self.emit(ctx, node, POp::Ir(op), vec![x], if keep { vec![c, 1, 1] } else { vec![c] })
     }
 
     fn batchnorm(&mut self, ctx: Ctx, node: &pb::NodeProto) -> Result<()> {
@@ -1345,46 +1066,25 @@ impl Lowering {
         for (i, what) in [(1, "scale"), (2, "bias"), (3, "mean"), (4, "var")] {
             let t = self.konst(ctx, node, i, what)?;
             if t.len() != ch {
-                return Err(ctx.err(format!(
-                    "{what} has {} values, the input has {ch} channels",
-                    t.len()
-                )));
+                return Err(ctx.err(format!("{what} has {} values, the input has {ch} channels", t.len())));
             }
             p.push(t.to_f64());
         }
         let eps = attr_float(node, "epsilon").unwrap_or(1e-5);
-        let [gamma, beta, mean, var]: [Vec<f64>; 4] = p
-            .try_into()
-            .map_err(|_| ctx.err("internal: parameter count"))?;
+        let [gamma, beta, mean, var]: [Vec<f64>; 4] = p.try_into().map_err(|_| ctx.err("internal: parameter count"))?;
         if let Some(v) = var.iter().find(|&&v| v + eps <= 0.0 || v.is_nan()) {
             return Err(ctx.err(format!("variance {v} + epsilon is not positive")));
         }
-        self.emit(
-            ctx,
-            node,
-            POp::Bn(Bn {
-                gamma,
-                beta,
-                mean,
-                var,
-                eps,
-            }),
-            vec![x],
-            s,
-        )
+        self.emit(ctx, node, POp::Bn(Bn { gamma, beta, mean, var, eps }), vec![x], s)
     }
 
     fn reshape(&mut self, ctx: Ctx, node: &pb::NodeProto) -> Result<()> {
         let target = match self.input(ctx, node, 1)? {
-            Some(Sym::Const(t)) => t
-                .as_ints()
-                .map(<[i64]>::to_vec)
-                .ok_or_else(|| ctx.err("shape must be an integer tensor"))?,
+            Some(Sym::Const(t)) => {
+                t.as_ints().map(<[i64]>::to_vec).ok_or_else(|| ctx.err("shape must be an integer tensor"))?
+            }
             Some(Sym::Act(_)) => {
-                return Err(ctx.err(format!(
-                    "the target shape '{}' could not be folded to a constant",
-                    node.input[1]
-                )));
+                return Err(ctx.err(format!("the target shape '{}' could not be folded to a constant", node.input[1])));
             }
             None => match attr_ints(node, "shape") {
                 Some(s) => s.to_vec(), // opset 1-4
@@ -1392,19 +1092,14 @@ impl Lowering {
             },
         };
         let allowzero = attr_int(node, "allowzero", 0) != 0;
-        match self
-            .input(ctx, node, 0)?
-            .ok_or_else(|| ctx.err("missing input 0"))?
-        {
+        match self.input(ctx, node, 0)?.ok_or_else(|| ctx.err("missing input 0"))? {
             Sym::Const(t) => {
                 let dims = reshape_dims(&t.dims, &target, allowzero).map_err(|m| ctx.err(m))?;
                 self.set_const(node, t.with_dims(dims));
                 Ok(())
             }
             Sym::Act(x) => {
-                let full: Vec<usize> = std::iter::once(1)
-                    .chain(self.shape(x).iter().copied())
-                    .collect();
+                let full: Vec<usize> = std::iter::once(1).chain(self.shape(x).iter().copied()).collect();
                 let dims = reshape_dims(&full, &target, allowzero).map_err(|m| ctx.err(m))?;
                 if dims.first() != Some(&1) {
                     return Err(ctx.err(format!(
@@ -1419,14 +1114,10 @@ impl Lowering {
 
     fn squeeze(&mut self, ctx: Ctx, node: &pb::NodeProto) -> Result<()> {
         let axes = self.axes(ctx, node, 1)?;
-        let x = self
-            .input(ctx, node, 0)?
-            .ok_or_else(|| ctx.err("missing input 0"))?;
+        let x = self.input(ctx, node, 0)?.ok_or_else(|| ctx.err("missing input 0"))?;
         let full: Vec<usize> = match &x {
             Sym::Const(t) => t.dims.clone(),
-            Sym::Act(v) => std::iter::once(1)
-                .chain(self.shape(*v).iter().copied())
-                .collect(),
+            Sym::Act(v) => std::iter::once(1).chain(self.shape(*v).iter().copied()).collect(),
         };
         let dims = if node.op_type == "Squeeze" {
             let r = full.len();
@@ -1436,39 +1127,23 @@ impl Lowering {
                     .iter()
                     .map(|&ax| match norm_axis(ax, r) {
                         Some(i) if full[i] == 1 => Ok(i),
-                        _ => Err(ctx.err(format!(
-                            "cannot squeeze axis {ax} of shape {}",
-                            shape_str(&full)
-                        ))),
+                        _ => Err(ctx.err(format!("cannot squeeze axis {ax} of shape {}", shape_str(&full)))),
                     })
                     .collect::<Result<_>>()?,
             };
-            (0..r)
-                .filter(|i| !drop.contains(i))
-                .map(|i| full[i])
-                .collect::<Vec<_>>()
+            (0..r).filter(|i| !drop.contains(i)).map(|i| full[i]).collect::<Vec<_>>()
         } else {
             let axes = axes.ok_or_else(|| ctx.err("missing axes"))?;
             let r = full.len() + axes.len();
             let add: BTreeSet<usize> = axes
                 .iter()
-                .map(|&ax| {
-                    norm_axis(ax, r).ok_or_else(|| ctx.err(format!("axis {ax} out of range")))
-                })
+                .map(|&ax| norm_axis(ax, r).ok_or_else(|| ctx.err(format!("axis {ax} out of range"))))
                 .collect::<Result<_>>()?;
             if add.len() != axes.len() {
                 return Err(ctx.err(format!("repeated axes {axes:?}")));
             }
             let mut src = full.iter();
-            (0..r)
-                .map(|i| {
-                    if add.contains(&i) {
-                        1
-                    } else {
-                        src.next().copied().unwrap_or(1)
-                    }
-                })
-                .collect()
+            (0..r).map(|i| if add.contains(&i) { 1 } else { src.next().copied().unwrap_or(1) }).collect()
         };
         match x {
             Sym::Const(t) => {
@@ -1485,9 +1160,7 @@ impl Lowering {
     }
 
     fn concat(&mut self, ctx: Ctx, node: &pb::NodeProto) -> Result<()> {
-        let axis = attr(node, "axis")
-            .map(|a| a.i)
-            .ok_or_else(|| ctx.err("missing attribute axis"))?;
+        let axis = attr(node, "axis").map(|a| a.i).ok_or_else(|| ctx.err("missing attribute axis"))?;
         let mut syms = Vec::new();
         for i in 0..node.input.len() {
             if let Some(s) = self.input(ctx, node, i)? {
@@ -1498,10 +1171,8 @@ impl Lowering {
             return Err(ctx.err("no inputs"));
         }
         if syms.iter().all(|s| matches!(s, Sym::Const(_))) {
-            let ts: Vec<Rc<Tensor>> = syms
-                .into_iter()
-                .filter_map(|s| if let Sym::Const(t) = s { Some(t) } else { None })
-                .collect();
+            let ts: Vec<Rc<Tensor>> =
+                syms.into_iter().filter_map(|s| if let Sym::Const(t) = s { Some(t) } else { None }).collect();
             let t = concat_const(&ts, axis).map_err(|m| ctx.err(m))?;
             self.set_const(node, t);
             return Ok(());
@@ -1520,9 +1191,7 @@ impl Lowering {
         }
         let first = self.shape(ids[0]).to_vec();
         if norm_axis(axis, first.len() + 1) != Some(1) {
-            return Err(ctx.err(format!(
-                "only concatenation on the channel axis (1) is supported, got axis {axis}"
-            )));
+            return Err(ctx.err(format!("only concatenation on the channel axis (1) is supported, got axis {axis}")));
         }
         let mut out = first.clone();
         out[0] = 0;
@@ -1544,105 +1213,50 @@ impl Lowering {
     fn slice(&mut self, ctx: Ctx, node: &pb::NodeProto) -> Result<()> {
         let data = self.konst(ctx, node, 0, "data")?;
         let (starts, ends, axes, steps) = if self.opset < 10 || attr(node, "starts").is_some() {
-            let s = attr_ints(node, "starts")
-                .ok_or_else(|| ctx.err("missing starts"))?
-                .to_vec();
-            let e = attr_ints(node, "ends")
-                .ok_or_else(|| ctx.err("missing ends"))?
-                .to_vec();
+            let s = attr_ints(node, "starts").ok_or_else(|| ctx.err("missing starts"))?.to_vec();
+            let e = attr_ints(node, "ends").ok_or_else(|| ctx.err("missing ends"))?.to_vec();
             (s, e, attr_ints(node, "axes").map(<[i64]>::to_vec), None)
         } else {
-            let s = self
-                .const_ints(ctx, node, 1, "starts")?
-                .ok_or_else(|| ctx.err("missing starts"))?;
-            let e = self
-                .const_ints(ctx, node, 2, "ends")?
-                .ok_or_else(|| ctx.err("missing ends"))?;
-            (
-                s,
-                e,
-                self.const_ints(ctx, node, 3, "axes")?,
-                self.const_ints(ctx, node, 4, "steps")?,
-            )
+            let s = self.const_ints(ctx, node, 1, "starts")?.ok_or_else(|| ctx.err("missing starts"))?;
+            let e = self.const_ints(ctx, node, 2, "ends")?.ok_or_else(|| ctx.err("missing ends"))?;
+            (s, e, self.const_ints(ctx, node, 3, "axes")?, self.const_ints(ctx, node, 4, "steps")?)
         };
-        let t = slice_const(&data, &starts, &ends, axes.as_deref(), steps.as_deref())
-            .map_err(|m| ctx.err(m))?;
+        let t = slice_const(&data, &starts, &ends, axes.as_deref(), steps.as_deref()).map_err(|m| ctx.err(m))?;
         self.set_const(node, t);
         Ok(())
     }
 
     fn cast(&mut self, ctx: Ctx, node: &pb::NodeProto) -> Result<()> {
         use pb::tensor_proto::DataType as D;
-        let to = attr(node, "to")
-            .map(|a| a.i)
-            .ok_or_else(|| ctx.err("missing attribute to"))?;
+        let to = attr(node, "to").map(|a| a.i).ok_or_else(|| ctx.err("missing attribute to"))?;
         let to = i32::try_from(to)
             .ok()
             .and_then(|t| D::try_from(t).ok())
             .ok_or_else(|| ctx.err(format!("unknown type {to}")))?;
         let is_float = matches!(to, D::Float | D::Double | D::Float16 | D::Bfloat16);
-        match self
-            .input(ctx, node, 0)?
-            .ok_or_else(|| ctx.err("missing input 0"))?
-        {
+        match self.input(ctx, node, 0)?.ok_or_else(|| ctx.err("missing input 0"))? {
             Sym::Act(x) if is_float => {
                 self.set(node, Sym::Act(x));
                 Ok(())
             }
-            Sym::Act(_) => Err(ctx.err(format!(
-                "casting an activation to {} is not supported",
-                to.as_str_name()
-            ))),
+            Sym::Act(_) => Err(ctx.err(format!("casting an activation to {} is not supported", to.as_str_name()))),
             Sym::Const(t) => {
                 let data = match (&t.data, to) {
-                    (_, D::Float) => Data::F(
-                        t.to_f64()
-                            .into_iter()
-                            .map(|v| f64::from(v as f32))
-                            .collect(),
-                    ),
+                    (_, D::Float) => Data::F(t.to_f64().into_iter().map(|v| f64::from(v as f32)).collect()),
                     (_, D::Double | D::Float16 | D::Bfloat16) => Data::F(t.to_f64()),
-                    (Data::I(v), D::Bool) => {
-                        Data::I(v.iter().map(|&x| i64::from(x != 0)).collect())
-                    }
-                    (Data::F(v), D::Bool) => {
-                        Data::I(v.iter().map(|&x| i64::from(x != 0.0)).collect())
-                    }
+                    (Data::I(v), D::Bool) => Data::I(v.iter().map(|&x| i64::from(x != 0)).collect()),
+                    (Data::F(v), D::Bool) => Data::I(v.iter().map(|&x| i64::from(x != 0.0)).collect()),
                     (
                         Data::I(v),
-                        D::Int64
-                        | D::Int32
-                        | D::Int16
-                        | D::Int8
-                        | D::Uint8
-                        | D::Uint16
-                        | D::Uint32
-                        | D::Uint64,
+                        D::Int64 | D::Int32 | D::Int16 | D::Int8 | D::Uint8 | D::Uint16 | D::Uint32 | D::Uint64,
                     ) => Data::I(v.clone()),
                     (
                         Data::F(v),
-                        D::Int64
-                        | D::Int32
-                        | D::Int16
-                        | D::Int8
-                        | D::Uint8
-                        | D::Uint16
-                        | D::Uint32
-                        | D::Uint64,
+                        D::Int64 | D::Int32 | D::Int16 | D::Int8 | D::Uint8 | D::Uint16 | D::Uint32 | D::Uint64,
                     ) => Data::I(v.iter().map(|&x| x.trunc() as i64).collect()),
-                    _ => {
-                        return Err(
-                            ctx.err(format!("cast to {} is not supported", to.as_str_name()))
-                        )
-                    }
+                    _ => return Err(ctx.err(format!("cast to {} is not supported", to.as_str_name()))),
                 };
-                self.set_const(
-                    node,
-                    Tensor {
-                        dims: t.dims.clone(),
-                        data,
-                    },
-                );
+                self.set_const(node, Tensor { dims: t.dims.clone(), data });
                 Ok(())
             }
         }
@@ -1700,9 +1314,7 @@ impl Lowering {
             };
             let p = sole_producer(&nodes, i);
             let folded = match p.and_then(|p| nodes[p].as_mut()).map(|pn| &mut pn.op) {
-                Some(POp::Ir(
-                    Op::Conv(Conv { bias, has_bias, .. }) | Op::Dense(Dense { bias, has_bias, .. }),
-                )) => {
+                Some(POp::Ir(Op::Conv(Conv { bias, has_bias, .. }) | Op::Dense(Dense { bias, has_bias, .. }))) => {
                     for (o, b) in bias.iter_mut().enumerate() {
                         *b += if c.len() == 1 { c[0] } else { c[o] };
                     }
@@ -1739,9 +1351,7 @@ impl Lowering {
                     conv.has_bias = true;
                     true
                 }
-                Some(POp::Ir(Op::Dense(d)))
-                    if d.activation == Activation::None && d.out_features == s.len() =>
-                {
+                Some(POp::Ir(Op::Dense(d))) if d.activation == Activation::None && d.out_features == s.len() => {
                     fold_bn(&mut d.weight, &mut d.bias, d.in_features, &bn, &s);
                     d.has_bias = true;
                     true
@@ -1753,19 +1363,8 @@ impl Lowering {
                     merge(&mut nodes, p, i);
                 }
             } else if let Some(n) = nodes[i].as_mut() {
-                let shift = bn
-                    .beta
-                    .iter()
-                    .zip(&bn.mean)
-                    .zip(&s)
-                    .map(|((b, m), s)| b - m * s)
-                    .collect();
-                n.op = POp::Ir(Op::Affine(Affine {
-                    channels: s.len(),
-                    scale: s,
-                    shift,
-                    activation: Activation::None,
-                }));
+                let shift = bn.beta.iter().zip(&bn.mean).zip(&s).map(|((b, m), s)| b - m * s).collect();
+                n.op = POp::Ir(Op::Affine(Affine { channels: s.len(), scale: s, shift, activation: Activation::None }));
             }
         }
 
@@ -1821,12 +1420,7 @@ impl Lowering {
                 output: remap[n.output],
             });
         }
-        Ok(Graph {
-            values: new_values,
-            nodes: out_nodes,
-            input: remap[input],
-            output: remap[output],
-        })
+        Ok(Graph { values: new_values, nodes: out_nodes, input: remap[input], output: remap[output] })
     }
 }
 
@@ -1852,14 +1446,8 @@ fn input_shape(input: &pb::ValueInfoProto) -> Result<Vec<usize>> {
         return Err(err("not a tensor".into()));
     };
     use pb::tensor_proto::DataType as D;
-    if ![D::Undefined, D::Float, D::Double, D::Float16, D::Bfloat16]
-        .iter()
-        .any(|&d| d as i32 == tt.elem_type)
-    {
-        return Err(err(format!(
-            "element type {} is not a float type",
-            tt.elem_type
-        )));
+    if ![D::Undefined, D::Float, D::Double, D::Float16, D::Bfloat16].iter().any(|&d| d as i32 == tt.elem_type) {
+        return Err(err(format!("element type {} is not a float type", tt.elem_type)));
     }
     let Some(shape) = tt.shape.as_ref() else {
         return Err(err("has no shape".into()));
@@ -1874,19 +1462,13 @@ fn input_shape(input: &pb::ValueInfoProto) -> Result<Vec<usize>> {
         })
         .collect();
     if dims.len() != 4 && dims.len() != 2 {
-        return Err(err(format!(
-            "shape [{}] must be [N, C, H, W] or [N, F]",
-            dims.join(", ")
-        )));
+        return Err(err(format!("shape [{}] must be [N, C, H, W] or [N, F]", dims.join(", "))));
     }
     let per_sample: Vec<usize> = shape.dim[1..]
         .iter()
         .map(|d| match d.value {
             Some(Dim::DimValue(v)) if v > 0 && v <= MAX_ELEMS as i64 => Ok(v as usize),
-            _ => Err(err(format!(
-                "shape [{}]: all but the batch axis must be fixed positive sizes",
-                dims.join(", ")
-            ))),
+            _ => Err(err(format!("shape [{}]: all but the batch axis must be fixed positive sizes", dims.join(", ")))),
         })
         .collect::<Result<_>>()?;
     if numel(&per_sample).is_none_or(|n| n > MAX_ELEMS) {
@@ -1897,33 +1479,17 @@ fn input_shape(input: &pb::ValueInfoProto) -> Result<Vec<usize>> {
 
 /// Node indices in a topological order (file order where free), restricted to the nodes the
 /// graph output depends on. Checks for dangling inputs, duplicate outputs and cycles.
-fn topo_order(
-    g: &pb::GraphProto,
-    inits: &HashSet<String>,
-    input: &str,
-    output: &str,
-) -> Result<Vec<usize>> {
+fn topo_order(g: &pb::GraphProto, inits: &HashSet<String>, input: &str, output: &str) -> Result<Vec<usize>> {
     let name_of = |i: usize| {
         let n = &g.node[i];
-        (
-            if n.name.is_empty() {
-                format!("{}_{i}", n.op_type)
-            } else {
-                n.name.clone()
-            },
-            n.op_type.clone(),
-        )
+        (if n.name.is_empty() { format!("{}_{i}", n.op_type) } else { n.name.clone() }, n.op_type.clone())
     };
     let mut producer: HashMap<&str, usize> = HashMap::new();
     for (i, n) in g.node.iter().enumerate() {
         for o in n.output.iter().filter(|o| !o.is_empty()) {
             if producer.insert(o.as_str(), i).is_some() || inits.contains(o) || o == input {
                 let (node, op) = name_of(i);
-                return Err(ImportError::Node {
-                    node,
-                    op,
-                    msg: format!("output '{o}' is defined twice"),
-                });
+                return Err(ImportError::Node { node, op, msg: format!("output '{o}' is defined twice") });
             }
         }
     }
@@ -1934,11 +1500,7 @@ fn topo_order(
                 deps[i].push(p);
             } else if !(inits.contains(inp) || inp == input) {
                 let (node, op) = name_of(i);
-                return Err(ImportError::DanglingInput {
-                    node,
-                    op,
-                    input: inp.clone(),
-                });
+                return Err(ImportError::DanglingInput { node, op, input: inp.clone() });
             }
         }
     }
@@ -1979,22 +1541,14 @@ fn topo_order(
 
 /// The value of a `Constant` node.
 fn constant_value(ctx: Ctx, node: &pb::NodeProto) -> Result<Tensor> {
-    let a = node
-        .attribute
-        .first()
-        .ok_or_else(|| ctx.err("Constant without a value attribute"))?;
+    let a = node.attribute.first().ok_or_else(|| ctx.err("Constant without a value attribute"))?;
     match a.name.as_str() {
         "value" => {
-            let t =
-                a.t.as_ref()
-                    .ok_or_else(|| ctx.err("attribute value holds no tensor"))?;
+            let t = a.t.as_ref().ok_or_else(|| ctx.err("attribute value holds no tensor"))?;
             read_tensor(t).map_err(|m| ctx.err(format!("attribute value: {m}")))
         }
         "value_float" => Ok(Tensor::floats(vec![], vec![f64::from(a.f)])),
-        "value_floats" => Ok(Tensor::floats(
-            vec![a.floats.len()],
-            a.floats.iter().map(|&f| f64::from(f)).collect(),
-        )),
+        "value_floats" => Ok(Tensor::floats(vec![a.floats.len()], a.floats.iter().map(|&f| f64::from(f)).collect())),
         "value_int" => Ok(Tensor::ints(vec![], vec![a.i])),
         "value_ints" => Ok(Tensor::ints(vec![a.ints.len()], a.ints.clone())),
         other => Err(ctx.err(format!("Constant attribute '{other}' is not supported"))),
@@ -2002,13 +1556,8 @@ fn constant_value(ctx: Ctx, node: &pb::NodeProto) -> Result<Tensor> {
 }
 
 fn elementwise(op: &str, a: &Tensor, b: &Tensor) -> std::result::Result<Tensor, String> {
-    let dims = broadcast_shape(&a.dims, &b.dims).ok_or_else(|| {
-        format!(
-            "shapes {} and {} do not broadcast",
-            shape_str(&a.dims),
-            shape_str(&b.dims)
-        )
-    })?;
+    let dims = broadcast_shape(&a.dims, &b.dims)
+        .ok_or_else(|| format!("shapes {} and {} do not broadcast", shape_str(&a.dims), shape_str(&b.dims)))?;
     if numel(&dims).is_none_or(|n| n > MAX_ELEMS) {
         return Err("result too large".into());
     }
@@ -2068,12 +1617,7 @@ fn gather(data: &Tensor, idx: &Tensor, axis: i64) -> std::result::Result<Tensor,
             }
         }
     }
-    let dims = data.dims[..ax]
-        .iter()
-        .chain(&idx.dims)
-        .chain(&data.dims[ax + 1..])
-        .copied()
-        .collect();
+    let dims = data.dims[..ax].iter().chain(&idx.dims).chain(&data.dims[ax + 1..]).copied().collect();
     Ok(data.pick(dims, &picks))
 }
 
@@ -2083,17 +1627,8 @@ fn concat_const(ts: &[Rc<Tensor>], axis: i64) -> std::result::Result<Tensor, Str
     let mut dims = first.clone();
     dims[ax] = 0;
     for t in ts {
-        if t.dims.len() != first.len()
-            || t.dims
-                .iter()
-                .enumerate()
-                .any(|(i, &d)| i != ax && d != first[i])
-        {
-            return Err(format!(
-                "shapes {} and {} cannot be concatenated",
-                shape_str(first),
-                shape_str(&t.dims)
-            ));
+        if t.dims.len() != first.len() || t.dims.iter().enumerate().any(|(i, &d)| i != ax && d != first[i]) {
+            return Err(format!("shapes {} and {} cannot be concatenated", shape_str(first), shape_str(&t.dims)));
         }
         dims[ax] += t.dims[ax];
     }
@@ -2111,11 +1646,7 @@ fn concat_const(ts: &[Rc<Tensor>], axis: i64) -> std::result::Result<Tensor, Str
             }
         }
     }
-    Ok(if all_int {
-        Tensor::ints(dims, fi)
-    } else {
-        Tensor::floats(dims, ff)
-    })
+    Ok(if all_int { Tensor::ints(dims, fi) } else { Tensor::floats(dims, ff) })
 }
 
 fn slice_const(
@@ -2181,11 +1712,7 @@ fn slice_const(
 }
 
 /// Resolves a Reshape target (`-1` inferred once, `0` copies the input unless `allowzero`).
-fn reshape_dims(
-    from: &[usize],
-    target: &[i64],
-    allowzero: bool,
-) -> std::result::Result<Vec<usize>, String> {
+fn reshape_dims(from: &[usize], target: &[i64], allowzero: bool) -> std::result::Result<Vec<usize>, String> {
     let total = numel(from).ok_or("input too large")?;
     let mut out = Vec::with_capacity(target.len());
     let mut infer = None;
@@ -2195,9 +1722,9 @@ fn reshape_dims(
                 infer = Some(i);
                 out.push(1);
             }
-            0 if !allowzero => out.push(*from.get(i).ok_or_else(|| {
-                format!("target {target:?}: 0 at axis {i} has no input axis to copy")
-            })?),
+            0 if !allowzero => out.push(
+                *from.get(i).ok_or_else(|| format!("target {target:?}: 0 at axis {i} has no input axis to copy"))?,
+            ),
             t if t > 0 => out.push(usize::try_from(t).map_err(|_| "dimension too large")?),
             _ => return Err(format!("target shape {target:?} is invalid")),
         }
@@ -2210,10 +1737,7 @@ fn reshape_dims(
         out[i] = total / known;
     }
     if numel(&out) != Some(total) {
-        return Err(format!(
-            "cannot reshape {} ({total} elements) to {target:?}",
-            shape_str(from)
-        ));
+        return Err(format!("cannot reshape {} ({total} elements) to {target:?}", shape_str(from)));
     }
     Ok(out)
 }

@@ -6,11 +6,7 @@ pub fn shape_str(shape: &[usize]) -> String {
     if shape.is_empty() {
         return "-".into();
     }
-    shape
-        .iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join("x")
+    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
 }
 
 fn activation_str(a: Activation) -> Option<String> {
@@ -56,32 +52,18 @@ pub fn inspect_table(graph: &Graph) -> String {
         let macs = graph.macs(node);
         total_params += params;
         total_macs += macs;
-        let inputs: Vec<String> = node
-            .inputs
-            .iter()
-            .map(|&v| shape_str(graph.shape(v)))
-            .collect();
+        let inputs: Vec<String> = node.inputs.iter().map(|&v| shape_str(graph.shape(v))).collect();
         rows.push([
             node.name.clone(),
             op_label(node),
             inputs.join(" + "),
             shape_str(graph.shape(node.output)),
-            if params == 0 {
-                "-".into()
-            } else {
-                group(params)
-            },
+            if params == 0 { "-".into() } else { group(params) },
             if macs == 0 { "-".into() } else { group(macs) },
         ]);
     }
-    let total_row = [
-        "total".to_string(),
-        String::new(),
-        String::new(),
-        String::new(),
-        group(total_params),
-        group(total_macs),
-    ];
+    let total_row =
+        ["total".to_string(), String::new(), String::new(), String::new(), group(total_params), group(total_macs)];
     let mut width = header.map(str::len);
     for r in rows.iter().chain(std::iter::once(&total_row)) {
         for (w, c) in width.iter_mut().zip(r) {
