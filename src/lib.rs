@@ -11,3 +11,4 @@ pub mod eval;
 pub mod experiment;
 pub mod fixed;
 pub mod model;
+pub mod report;
