@@ -82,6 +82,11 @@ pub enum Command {
         #[arg(long, default_value_t = crate::export::DEFAULT_GOLDEN_SAMPLES)]
         samples: usize,
     },
+    /// Rebuild a run folder's plots and reports from its CSV/JSON, without searching again.
+    Report {
+        /// A run folder written by `qdse explore`.
+        dir: PathBuf,
+    },
     /// Throughput of the float and the integer engine over the config's whole data set.
     Bench {
         /// Experiment config (TOML); default: configs/default.toml.

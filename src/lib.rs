@@ -12,4 +12,5 @@ pub mod experiment;
 pub mod export;
 pub mod fixed;
 pub mod model;
+pub mod report;
 pub mod search;

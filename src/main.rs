@@ -124,7 +124,9 @@ fn run(cli: Cli) -> Result<()> {
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             let opts = explore::Options { out: dir, strategy, budget, seed, resume, progress };
             let outcome = explore::explore(&exp, &costing, &opts)?;
+            let files = qdse::report::render_run(&outcome.dir)?;
             print_outcome(&mut out, &outcome)?;
+            writeln!(out, "report: {} ({} files)", outcome.dir.join("report.html").display(), files.len())?;
         }
         Command::Export { config, point, out: dir, samples } => {
             let cfg = Settings::resolve_default(config.as_deref());
@@ -147,6 +149,11 @@ fn run(cli: Cli) -> Result<()> {
             );
             qdse::export::export(&exp.graph, &a, &golden, &dir, &meta)?;
             writeln!(out, "exported {} ({} golden samples) to {}", point.display(), golden.len(), dir.display())?;
+        }
+        Command::Report { dir } => {
+            for f in qdse::report::render_run(&dir)? {
+                writeln!(out, "{}", f.display())?;
+            }
         }
         Command::Bench { config, repeats, json } => {
             let exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;

@@ -1,0 +1,545 @@
+//! `qdse report`: render synthetic run folders (docs/outputs.md) and check the plots and reports.
+//!
+//! Set QDSE_REPORT_DEMO_DIR=/some/dir to also keep a rendered synthetic run there (for a look in a browser,
+//! see docs/report.md).
+
+use qdse::report::render_run;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// xorshift64*: deterministic, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn range(&mut self, lo: u32, hi: u32) -> u32 {
+        lo + (self.next() % (hi - lo + 1) as u64) as u32
+    }
+}
+
+/// A layer of the synthetic LeNet-5: name, weights, biases, outputs, MACs, sensitivity.
+struct Layer {
+    name: &'static str,
+    weights: f64,
+    biases: f64,
+    outputs: f64,
+    macs: f64,
+    sens: f64,
+}
+
+const LAYERS: [Layer; 7] = [
+    Layer { name: "/conv1/Conv", weights: 150.0, biases: 6.0, outputs: 4704.0, macs: 29_400.0, sens: 1.6 },
+    Layer { name: "/pool1/MaxPool", weights: 0.0, biases: 0.0, outputs: 1176.0, macs: 0.0, sens: 0.0 },
+    Layer { name: "/conv2/Conv", weights: 2400.0, biases: 16.0, outputs: 1600.0, macs: 240_000.0, sens: 1.0 },
+    Layer { name: "/pool2/MaxPool", weights: 0.0, biases: 0.0, outputs: 400.0, macs: 0.0, sens: 0.0 },
+    Layer { name: "/fc1/Gemm", weights: 48_000.0, biases: 120.0, outputs: 120.0, macs: 48_000.0, sens: 0.6 },
+    Layer { name: "/fc2/Gemm", weights: 10_080.0, biases: 84.0, outputs: 84.0, macs: 10_080.0, sens: 0.7 },
+    Layer {
+        name: "/classifier/very_long_layer_name_for_testing/Gemm",
+        weights: 840.0,
+        biases: 10.0,
+        outputs: 10.0,
+        macs: 840.0,
+        sens: 1.3,
+    },
+];
+
+const FLOAT_SEARCH: f64 = 0.905;
+const FLOAT_HOLDOUT: f64 = 0.904;
+
+/// Bits per layer: (weights, bias, output); layers without parameters only use output.
+type Bits = Vec<(u32, u32, u32)>;
+
+struct Point {
+    id: usize,
+    source: String,
+    bits: Bits,
+    acc: f64,
+    acc_holdout: f64,
+    loss: f64,
+    loss_holdout: f64,
+    costs: Vec<f64>,
+}
+
+fn costs(bits: &Bits, objectives: &[&str]) -> Vec<f64> {
+    let mut mem = 0.0;
+    let mut mult = 0.0;
+    let mut in_bits = 8.0;
+    for (l, &(w, b, o)) in LAYERS.iter().zip(bits) {
+        mem += l.weights * w as f64 + l.biases * b as f64 + l.outputs * o as f64;
+        mult += l.macs * w as f64 * in_bits;
+        in_bits = o as f64;
+    }
+    objectives
+        .iter()
+        .map(|o| match *o {
+            "memory_bits" => mem,
+            "mult_cost" => mult,
+            "energy_pj" => mult * 0.0021 + mem * 0.013,
+            "area_um2" => mult.sqrt() * 3.7 + 1500.0,
+            other => panic!("unknown objective {other}"),
+        })
+        .collect()
+}
+
+fn accuracy(bits: &Bits, noise: f64) -> f64 {
+    // About 0.1 % lost at 8 bits, 0.5 % at 6, 4 % at 4, 20 % at 2 bits everywhere.
+    let mut penalty = 0.0;
+    for (l, &(w, _, o)) in LAYERS.iter().zip(bits) {
+        if l.weights > 0.0 {
+            penalty += 0.2 * l.sens * 2f64.powf(-1.3 * w as f64);
+        }
+        penalty += 0.05 * 2f64.powf(-1.3 * o as f64);
+    }
+    (FLOAT_SEARCH - penalty + noise).clamp(0.08, FLOAT_SEARCH - 0.0003)
+}
+
+fn key(bits: &Bits) -> String {
+    let mut k = String::from("in=u8.8");
+    for (i, (l, &(w, b, o))) in LAYERS.iter().zip(bits).enumerate() {
+        if l.weights > 0.0 {
+            let _ = write!(k, ";L{i}=w{w}.{},b{b}.{},o{o}.{}", w - 1, b as i32 - 3, o / 2);
+        } else {
+            let _ = write!(k, ";L{i}=o{o}.{}", o / 2);
+        }
+    }
+    k
+}
+
+fn uniform(b: u32) -> Bits {
+    LAYERS.iter().map(|_| (b, b, b)).collect()
+}
+
+fn point_toml(bits: &Bits) -> String {
+    let mut t = String::from("rounding = \"half-even\"\noverflow = \"saturate\"\nrange = \"twos-complement\"\n\n");
+    t.push_str("[input]\nbits = 8\nfrac = 8\nsigned = false\n");
+    for (l, &(w, b, o)) in LAYERS.iter().zip(bits) {
+        let _ = write!(t, "\n[[layer]]\nname = \"{}\"\n", l.name);
+        if l.weights > 0.0 {
+            let _ = writeln!(t, "weights = {{ bits = {w}, frac = {} }}", w - 1);
+            let _ = writeln!(t, "bias = {{ bits = {b}, frac = {} }}", b as i32 - 3);
+        }
+        let _ = writeln!(t, "output = {{ bits = {o}, frac = {}, signed = false }}", o / 2);
+    }
+    t
+}
+
+fn layers_json(bits: &Bits) -> Value {
+    Value::Array(
+        LAYERS
+            .iter()
+            .zip(bits)
+            .map(|(l, &(w, b, o))| {
+                if l.weights > 0.0 {
+                    json!({"name": l.name, "weights_bits": w, "bias_bits": b, "output_bits": o})
+                } else {
+                    json!({"name": l.name, "weights_bits": null, "bias_bits": null, "output_bits": o})
+                }
+            })
+            .collect(),
+    )
+}
+
+fn dominates(a: &Point, b: &Point) -> bool {
+    let le = a.loss <= b.loss && a.costs.iter().zip(&b.costs).all(|(x, y)| x <= y);
+    let lt = a.loss < b.loss || a.costs.iter().zip(&b.costs).any(|(x, y)| x < y);
+    le && lt
+}
+
+struct Options {
+    objectives: Vec<&'static str>,
+    evaluations: usize,
+    /// Budget; a tiny one leaves no point within it (`"chosen": null`).
+    max_loss: f64,
+    relative: bool,
+    with_config: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            objectives: vec!["memory_bits", "mult_cost"],
+            evaluations: 420,
+            max_loss: 0.01,
+            relative: true,
+            with_config: true,
+        }
+    }
+}
+
+/// Write a synthetic run folder; returns its summary.json.
+fn make_run(dir: &Path, opt: &Options) -> Value {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let loss_of = |acc: f64, float: f64| if opt.relative { (float - acc) / float } else { float - acc };
+    let mut points: Vec<Point> = Vec::new();
+    let push = |source: String, bits: Bits, rng: &mut Rng, points: &mut Vec<Point>| {
+        let acc = accuracy(&bits, (rng.unit() - 0.5) * 0.004);
+        let acc_holdout = acc - 0.001 + (rng.unit() - 0.5) * 0.003;
+        points.push(Point {
+            id: points.len(),
+            source,
+            costs: costs(&bits, &opt.objectives),
+            loss: loss_of(acc, FLOAT_SEARCH),
+            loss_holdout: loss_of(acc_holdout, FLOAT_HOLDOUT),
+            bits,
+            acc,
+            acc_holdout,
+        });
+    };
+    let sweep_bits = [2u32, 3, 4, 5, 6, 7, 8, 10, 12, 16];
+    for b in sweep_bits {
+        push(format!("uniform-{b}"), uniform(b), &mut rng, &mut points);
+    }
+    while points.len() < opt.evaluations {
+        let source = if points.len() % 3 == 0 { "independent" } else { "nsga2" };
+        let bits: Bits = LAYERS
+            .iter()
+            .map(|l| {
+                if l.weights > 0.0 {
+                    (rng.range(2, 9), rng.range(4, 12), rng.range(3, 10))
+                } else {
+                    let o = rng.range(3, 10);
+                    (o, o, o)
+                }
+            })
+            .collect();
+        push(source.into(), bits, &mut rng, &mut points);
+    }
+
+    // evaluations.csv
+    let header = format!("id,source,acc_search,loss_search,{},key\n", opt.objectives.join(","));
+    let mut csv = header.clone();
+    for p in &points {
+        let costs: Vec<String> = p.costs.iter().map(|c| format!("{c}")).collect();
+        let _ =
+            writeln!(csv, "{},{},{:.6},{:.6},{},\"{}\"", p.id, p.source, p.acc, p.loss, costs.join(","), key(&p.bits));
+    }
+    std::fs::write(dir.join("evaluations.csv"), csv).unwrap();
+
+    // Front, chosen point (lowest primary cost within budget).
+    let front: Vec<&Point> = points.iter().filter(|p| !points.iter().any(|q| dominates(q, p))).collect();
+    let primary = opt.objectives.len() - 1;
+    let chosen = front
+        .iter()
+        .filter(|p| p.loss <= opt.max_loss)
+        .min_by(|a, b| a.costs[primary].total_cmp(&b.costs[primary]))
+        .copied();
+    let mut pareto =
+        format!("id,source,acc_search,loss_search,{},key,acc_holdout,loss_holdout,chosen\n", opt.objectives.join(","));
+    for p in &front {
+        let costs: Vec<String> = p.costs.iter().map(|c| format!("{c}")).collect();
+        let is_chosen = chosen.is_some_and(|c| c.id == p.id);
+        let _ = writeln!(
+            pareto,
+            "{},{},{:.6},{:.6},{},\"{}\",{:.6},{:.6},{}",
+            p.id,
+            p.source,
+            p.acc,
+            p.loss,
+            costs.join(","),
+            key(&p.bits),
+            p.acc_holdout,
+            p.loss_holdout,
+            is_chosen
+        );
+    }
+    std::fs::write(dir.join("pareto.csv"), pareto).unwrap();
+
+    let base = &points[6]; // uniform-8
+    assert_eq!(base.source, "uniform-8");
+    std::fs::write(dir.join("baseline-8bit.toml"), point_toml(&base.bits)).unwrap();
+    let mut baseline = json!({
+        "accuracy_search": base.acc, "accuracy_holdout": base.acc_holdout, "layers": layers_json(&base.bits),
+    });
+    for (o, c) in opt.objectives.iter().zip(&base.costs) {
+        baseline[*o] = json!(c);
+    }
+    let chosen_json = match chosen {
+        Some(c) => {
+            std::fs::write(dir.join("chosen.toml"), point_toml(&c.bits)).unwrap();
+            let mut v = json!({
+                "loss_search": c.loss, "loss_holdout": c.loss_holdout,
+                "accuracy_search": c.acc, "accuracy_holdout": c.acc_holdout,
+                "layers": layers_json(&c.bits),
+            });
+            for ((o, cv), bv) in opt.objectives.iter().zip(&c.costs).zip(&base.costs) {
+                v[*o] = json!(cv);
+                // As in docs/outputs.md: "memory_reduction_vs_8bit" for memory_bits, else "<objective>_...".
+                let k = if *o == "memory_bits" { "memory".to_string() } else { o.to_string() };
+                v[format!("{k}_reduction_vs_8bit")] = json!(1.0 - cv / bv);
+            }
+            v
+        }
+        None => Value::Null,
+    };
+    let sweep: Vec<Value> = points
+        .iter()
+        .filter(|p| p.source.starts_with("uniform-"))
+        .map(|p| {
+            let mut v = json!({"bits": p.bits[0].0, "accuracy_search": p.acc, "loss_search": p.loss});
+            for (o, c) in opt.objectives.iter().zip(&p.costs) {
+                v[*o] = json!(c);
+            }
+            v
+        })
+        .collect();
+    let summary = json!({
+        "name": "default", "strategy": "paper", "seed": 1, "evaluations": points.len(), "wall_seconds": 37.2,
+        "model": "models/lenet5-fashion.onnx", "profile": "paper", "primary": opt.objectives[primary],
+        "objectives": opt.objectives,
+        "max_loss": opt.max_loss, "loss": if opt.relative { "relative" } else { "absolute" },
+        "samples": {"search": 2000, "holdout": 8000},
+        "float_accuracy": {"search": FLOAT_SEARCH, "holdout": FLOAT_HOLDOUT},
+        "baseline_8bit": baseline,
+        "chosen": chosen_json,
+        "uniform_sweep": sweep,
+        "version": "0.1.0"
+    });
+    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap()).unwrap();
+    if opt.with_config {
+        std::fs::write(
+            dir.join("config.toml"),
+            "name = \"default\"\nseed = 1\n\n[model]\npath = \"../models/lenet5-fashion.onnx\"\n\n[search]\nstrategy = \"paper\"\nmax_loss = 0.01\nloss = \"relative\"\n# a <tag> & ```fence``` to escape\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("profile.toml"), "name = \"paper\"\n[mult]\ncost = \"wbits * abits\"\n").unwrap();
+    }
+    summary
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn check_png(p: &Path) {
+    let bytes = std::fs::read(p).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is not a PNG", p.display());
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert!(w >= 1000 && h >= 600, "{}: {w}x{h}", p.display());
+    assert!(bytes.len() > 10_000, "{}: suspiciously small", p.display());
+}
+
+fn pct(v: &Value) -> String {
+    format!("{:.2}%", v.as_f64().unwrap() * 100.0)
+}
+
+/// Names of the files the renderer leaves in `dir` (temporary files would start with '.').
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn renders_all_outputs_of_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("default");
+    let summary = make_run(&dir, &Options::default());
+    let written = render_run(&dir).unwrap();
+
+    let expected: Vec<PathBuf> = [
+        "pareto_memory_bits.svg",
+        "pareto_memory_bits.png",
+        "pareto_mult_cost.svg",
+        "pareto_mult_cost.png",
+        "layers.svg",
+        "layers.png",
+        "report.html",
+        "report.md",
+    ]
+    .iter()
+    .map(|f| dir.join(f))
+    .collect();
+    assert_eq!(written, expected);
+    for f in &expected {
+        assert!(f.is_file(), "{} missing", f.display());
+    }
+    assert!(listing(&dir).iter().all(|f| !f.starts_with('.')), "temporary files left: {:?}", listing(&dir));
+    for png in ["pareto_memory_bits.png", "pareto_mult_cost.png", "layers.png"] {
+        check_png(&dir.join(png));
+    }
+
+    // Plots: axis titles, the chosen point, the 8-bit baseline, float and budget lines, sweep labels.
+    let mem = read(&dir.join("pareto_memory_bits.svg"));
+    let mult = read(&dir.join("pareto_mult_cost.svg"));
+    for (svg, title) in [(&mem, "memory (bits)"), (&mult, "multiplication cost (bit-ops)")] {
+        assert!(svg.starts_with("<svg"), "not an SVG document");
+        for needle in [title, "accuracy on the search split (%)", "chosen", "8-bit", "float", "budget", "4-bit"] {
+            assert!(svg.contains(needle), "SVG lacks {needle:?}");
+        }
+    }
+    assert!(mult.contains("(log scale)"), "mult_cost spans > 30x: log scale expected");
+    assert!(!mem.contains("(log scale)"), "memory spans < 30x: linear scale expected");
+    let c = &summary["chosen"];
+    let red = |k: &str| format!("\u{2212}{:.0}%", c[k].as_f64().unwrap() * 100.0);
+    // "chosen: −53% memory, −77% mult cost vs 8-bit; holdout loss 0.9%", broken after "; " if long.
+    let annotation = [
+        format!(
+            "chosen: {} memory, {} mult cost vs 8-bit;",
+            red("memory_reduction_vs_8bit"),
+            red("mult_cost_reduction_vs_8bit")
+        ),
+        format!("holdout loss {:.1}%", c["loss_holdout"].as_f64().unwrap() * 100.0),
+    ];
+    for a in &annotation {
+        assert!(mem.contains(a.as_str()) && mult.contains(a.as_str()), "annotation {a:?} missing");
+    }
+    let layers = read(&dir.join("layers.svg"));
+    for needle in ["conv1/Conv", "fc2/Gemm", "weights, chosen", "8-bit baseline", "bits"] {
+        assert!(layers.contains(needle), "layers.svg lacks {needle:?}");
+    }
+
+    // report.html: self-contained, plots inline, headline numbers from summary.json.
+    let html = read(&dir.join("report.html"));
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    for bad in ["src=\"http", "href=\"http", "src='http", "href='http", "url(", "@import", "<link", "<script", "<img"] {
+        assert!(!html.contains(bad), "report.html references an external resource: {bad}");
+    }
+    assert_eq!(html.matches("<svg").count(), 3, "three inline SVG plots");
+    let headline = &html[html.find("id=\"headline\"").unwrap()..html.find("id=\"run\"").unwrap()];
+    for needle in [
+        pct(&summary["float_accuracy"]["search"]),
+        pct(&summary["float_accuracy"]["holdout"]),
+        pct(&summary["baseline_8bit"]["accuracy_search"]),
+        pct(&c["accuracy_holdout"]),
+        format!("holdout loss {:.2}%", c["loss_holdout"].as_f64().unwrap() * 100.0),
+        format!("search loss {:.2}%", c["loss_search"].as_f64().unwrap() * 100.0),
+        red("memory_reduction_vs_8bit"),
+        red("mult_cost_reduction_vs_8bit"),
+    ] {
+        assert!(headline.contains(&needle), "headline lacks {needle:?}");
+    }
+    for needle in [
+        "models/lenet5-fashion.onnx",
+        "37.2 s",
+        "0.1.0",
+        "/classifier/very_long_layer_name_for_testing/Gemm",
+        "u8.8",
+        "Pareto front",
+        "&lt;tag&gt; &amp;",
+        "name = &quot;paper&quot;",
+    ] {
+        assert!(html.contains(needle), "report.html lacks {needle:?}");
+    }
+
+    // report.md: the same tables, PNGs referenced.
+    let md = read(&dir.join("report.md"));
+    for needle in [
+        "## Headline",
+        "| layer | 8-bit: weights |",
+        "| id | source | acc. search |",
+        "| memory (bits) |",
+        "![memory (bits)](pareto_memory_bits.png)",
+        "![per-layer bitwidths](layers.png)",
+        "(layers.png)",
+        "````toml",
+        &pct(&summary["float_accuracy"]["search"]),
+    ] {
+        assert!(md.contains(needle), "report.md lacks {needle:?}");
+    }
+    assert!(md.contains(&red("mult_cost_reduction_vs_8bit")));
+
+    // Rendering again replaces the files (atomic rename over existing ones).
+    let again = render_run(&dir).unwrap();
+    assert_eq!(again, expected);
+    assert_eq!(read(&dir.join("pareto_memory_bits.svg")), mem);
+
+    if let Some(demo) = std::env::var_os("QDSE_REPORT_DEMO_DIR") {
+        let demo = PathBuf::from(demo);
+        make_run(&demo.join("default"), &Options::default());
+        render_run(&demo.join("default")).unwrap();
+        let none = demo.join("no-point");
+        make_run(&none, &Options { max_loss: 1e-5, ..Options::default() });
+        render_run(&none).unwrap();
+        let four = demo.join("four-objectives");
+        make_run(
+            &four,
+            &Options {
+                objectives: vec!["memory_bits", "energy_pj", "area_um2", "mult_cost"],
+                relative: false,
+                ..Options::default()
+            },
+        );
+        render_run(&four).unwrap();
+    }
+}
+
+#[test]
+fn missing_summary_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_run(tmp.path(), &Options::default());
+    std::fs::remove_file(tmp.path().join("summary.json")).unwrap();
+    let e = format!("{:#}", render_run(tmp.path()).unwrap_err());
+    assert!(e.contains("summary.json") && e.contains("qdse explore"), "{e}");
+    assert!(!tmp.path().join("report.html").exists());
+
+    let e = format!("{:#}", render_run(&tmp.path().join("nope")).unwrap_err());
+    assert!(e.contains("does not exist"), "{e}");
+}
+
+#[test]
+fn objective_missing_from_csv_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_run(tmp.path(), &Options::default());
+    let p = tmp.path().join("evaluations.csv");
+    std::fs::write(&p, read(&p).replacen("mult_cost", "mults", 1)).unwrap();
+    let e = format!("{:#}", render_run(tmp.path()).unwrap_err());
+    assert!(e.contains("mult_cost") && e.contains("evaluations.csv"), "{e}");
+}
+
+#[test]
+fn no_point_within_budget_renders_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let summary = make_run(tmp.path(), &Options { max_loss: 1e-5, with_config: false, ..Options::default() });
+    assert!(summary["chosen"].is_null());
+    // A stale chosen.toml of an earlier run must not be shown.
+    std::fs::write(tmp.path().join("chosen.toml"), "[[layer]]\nname = \"/conv1/Conv\"\nweights = { bits = 3 }\n")
+        .unwrap();
+    let written = render_run(tmp.path()).unwrap();
+    assert_eq!(written.len(), 8);
+    let html = read(&tmp.path().join("report.html"));
+    assert!(html.contains("No point meets the budget"), "report.html lacks the message");
+    assert!(!html.contains("chosen: weights"));
+    let md = read(&tmp.path().join("report.md"));
+    assert!(md.contains("No point meets the budget"));
+    let svg = read(&tmp.path().join("pareto_mult_cost.svg"));
+    assert!(svg.contains("no point meets the budget"));
+    assert!(!svg.contains("chosen:"));
+    check_png(&tmp.path().join("pareto_mult_cost.png"));
+    check_png(&tmp.path().join("layers.png"));
+}
+
+#[test]
+fn other_objectives_absolute_loss_and_truncated_last_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opt = Options {
+        objectives: vec!["memory_bits", "energy_pj", "area_um2", "mult_cost"],
+        relative: false,
+        evaluations: 150,
+        ..Options::default()
+    };
+    make_run(tmp.path(), &opt);
+    // An interrupted search leaves a cut-off last line in evaluations.csv.
+    let p = tmp.path().join("evaluations.csv");
+    std::fs::write(&p, format!("{}151,nsga2,0.8", read(&p))).unwrap();
+    let written = render_run(tmp.path()).unwrap();
+    assert_eq!(written.len(), 4 * 2 + 4);
+    assert!(read(&tmp.path().join("pareto_energy_pj.svg")).contains("energy per inference (pJ)"));
+    assert!(read(&tmp.path().join("pareto_area_um2.svg")).contains("area (µm²)"));
+    let html = read(&tmp.path().join("report.html"));
+    assert!(html.contains(" pp"), "absolute losses are in accuracy points");
+    assert!(html.contains("150"), "evaluations count");
+}
