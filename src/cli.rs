@@ -66,6 +66,10 @@ pub enum Command {
         /// Continue from the folder's evaluations.csv: remembered evaluations are not re-run.
         #[arg(long)]
         resume: bool,
+        /// Recompute every candidate from the input instead of reusing the layers it shares with
+        /// the previous one (for measuring that speedup; results are identical).
+        #[arg(long, hide = true)]
+        no_prefix_reuse: bool,
     },
     /// Hand an operating point to the RTL team: formats table, SystemVerilog package, C header,
     /// integer weights and biases ($readmemh), golden vectors of every layer.

@@ -103,7 +103,7 @@ fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
             }
         }
-        Command::Explore { config, out: dir, strategy, budget, seed, resume } => {
+        Command::Explore { config, out: dir, strategy, budget, seed, resume, no_prefix_reuse } => {
             let exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
             let p = Profile::resolve(&exp.settings.cost_profile)?;
             for w in &p.warnings {
@@ -122,7 +122,7 @@ fn run(cli: Cli) -> Result<()> {
                 profile_text: p.text.clone(),
             };
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let opts = explore::Options { out: dir, strategy, budget, seed, resume, progress };
+            let opts = explore::Options { out: dir, strategy, budget, seed, resume, progress, no_prefix_reuse };
             let outcome = explore::explore(&exp, &costing, &opts)?;
             let files = qdse::report::render_run(&outcome.dir)?;
             print_outcome(&mut out, &outcome)?;

@@ -45,27 +45,6 @@ pub fn predict_fixed(
     })
 }
 
-/// Number of correct integer-engine predictions over `range`, giving up (None) as soon as more
-/// than `max_errors` samples are wrong: a candidate that cannot meet its budget stops early.
-pub fn correct_fixed_bounded(
-    engine: &fixed::FixedEngine,
-    graph: &Graph,
-    inputs: &[Vec<f64>],
-    labels: &[usize],
-    max_errors: Option<usize>,
-) -> Option<usize> {
-    const CHUNK: usize = 250;
-    let mut errors = 0;
-    for (xs, ls) in inputs.chunks(CHUNK).zip(labels.chunks(CHUNK)) {
-        let preds = runner::predict(graph, engine, 0..xs.len(), |i, input| engine.quantize_input(&xs[i], input));
-        errors += preds.iter().zip(ls).filter(|(p, l)| p != l).count();
-        if max_errors.is_some_and(|m| errors > m) {
-            return None;
-        }
-    }
-    Some(labels.len() - errors)
-}
-
 /// Throughput of both engines over a whole data set (the `qdse bench` command).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Throughput {

@@ -71,7 +71,21 @@ pub fn run_image<'w, E: Engine>(
 ) -> &'w [E::T] {
     ws.values[graph.input].clear();
     ws.values[graph.input].extend_from_slice(input);
-    for (i, node) in graph.nodes.iter().enumerate() {
+    run_nodes(graph, engine, ws, 0..graph.nodes.len(), keep);
+    &ws.values[graph.output]
+}
+
+/// Run nodes `range` (in order) on the values already in `ws`: a whole pass, or the part of
+/// one after a cached prefix.
+pub fn run_nodes<E: Engine>(
+    graph: &Graph,
+    engine: &E,
+    ws: &mut Workspace<E::T>,
+    range: std::ops::Range<usize>,
+    keep: bool,
+) {
+    for i in range {
+        let node = &graph.nodes[i];
         let mut out = std::mem::take(&mut ws.values[node.output]);
         out.clear();
         {
@@ -102,7 +116,43 @@ pub fn run_image<'w, E: Engine>(
             }
         }
     }
-    &ws.values[graph.output]
+}
+
+/// The values live between node `cut - 1` and node `cut`: produced before the cut (or the
+/// input) and read at or after it; the output itself once every node has run.
+pub fn live_at(graph: &Graph, cut: usize) -> Vec<usize> {
+    if cut >= graph.nodes.len() {
+        return vec![graph.output];
+    }
+    let mut produced_before = vec![false; graph.values.len()];
+    produced_before[graph.input] = true;
+    for n in &graph.nodes[..cut] {
+        produced_before[n.output] = true;
+    }
+    let mut live: Vec<usize> =
+        graph.nodes[cut..].iter().flat_map(|n| n.inputs.iter().copied()).filter(|&v| produced_before[v]).collect();
+    live.sort_unstable();
+    live.dedup();
+    live
+}
+
+impl<T: Copy> Workspace<T> {
+    /// Put saved values back (to resume a pass at a cut).
+    pub fn load(&mut self, ids: &[usize], vals: &[Vec<T>]) {
+        for (&v, x) in ids.iter().zip(vals) {
+            self.values[v].clear();
+            self.values[v].extend_from_slice(x);
+        }
+    }
+
+    /// Copy values out (to save a pass at a cut).
+    pub fn save(&self, ids: &[usize]) -> Vec<Vec<T>> {
+        ids.iter().map(|&v| self.values[v].clone()).collect()
+    }
+
+    pub fn value(&self, v: usize) -> &[T] {
+        &self.values[v]
+    }
 }
 
 /// All values of the last `run_image` with `keep = true`.

@@ -23,6 +23,8 @@ pub struct Options {
     pub seed: Option<u64>,
     pub resume: bool,
     pub progress: bool,
+    /// Recompute every candidate from the input (only to measure what prefix reuse saves).
+    pub no_prefix_reuse: bool,
 }
 
 /// The priced cost side of a run: objective names, the pricer, the primary objective and the
@@ -122,6 +124,7 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
     let labels = &exp.data.labels[exp.split.search.clone()];
     let float = exp.float_accuracy();
     let mut scorer = Scorer::new(&exp.graph, &inputs, labels, float.search, st.search.loss);
+    scorer.reuse_prefix = !opts.no_prefix_reuse;
 
     // The log grows as evaluations finish, so an interrupted run loses nothing.
     let log_path = dir.join("evaluations.csv");
@@ -207,6 +210,7 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
     }
     s.progress.finish_and_clear();
     let evaluated = s.scorer.evaluated;
+    let nodes_run = s.scorer.nodes_run;
     let stopped_early = s.scorer.stopped_early;
 
     // Choose on the search split only; then measure the holdout split for reporting.
@@ -295,6 +299,8 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
         "evaluations_run": evaluated,
         "evaluations_stopped_early": stopped_early,
         "evaluations_resumed": resumed,
+        "sample_layers_run": nodes_run,
+        "prefix_reuse": !opts.no_prefix_reuse,
         "budget": budget,
         "wall_seconds": started.elapsed().as_secs_f64(),
         "model": st.model.display().to_string(),

@@ -2,11 +2,38 @@
 //! once a candidate can no longer meet the accuracy it is asked to meet.
 
 use crate::config::LossKind;
-use crate::eval::{correct_fixed_bounded, fixed::FixedEngine};
+use crate::eval::fixed::FixedEngine;
+use crate::eval::runner::{argmax, live_at, run_nodes, Workspace};
 use crate::fixed::{Assignment, Format};
 use crate::model::Graph;
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::fmt::Write;
+
+/// Saved tensors of every search sample at a cut between two nodes, valid for every assignment
+/// that agrees with `assignment` on all nodes before the cut. Sequential strategies change one
+/// layer at a time, so most candidates resume here instead of recomputing the layers before.
+struct Prefix {
+    assignment: Assignment,
+    cut: usize,
+    live: Vec<usize>,
+    /// `[sample][live value]` codes.
+    values: Vec<Vec<Vec<i64>>>,
+}
+
+/// Largest prefix cache kept, in bytes.
+const PREFIX_BYTES: usize = 1 << 30;
+/// Samples per early-stopping check.
+const CHUNK: usize = 250;
+
+/// First node whose computation differs between `a` and `b` (every node before it produces the
+/// same codes under both).
+fn first_difference(graph: &Graph, a: &Assignment, b: &Assignment) -> usize {
+    if a.input != b.input || a.arith != b.arith {
+        return 0;
+    }
+    a.layers.iter().zip(&b.layers).find(|(x, y)| x != y).map(|(x, _)| x.node).unwrap_or(graph.nodes.len())
+}
 
 /// What is known of an assignment's accuracy on the search split.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -23,6 +50,12 @@ pub struct Scorer<'e> {
     pub float_accuracy: f64,
     pub loss_kind: LossKind,
     memo: HashMap<String, Known>,
+    prefix: Option<Prefix>,
+    last: Option<Assignment>,
+    /// Whether to reuse saved prefixes (off only to measure what they save).
+    pub reuse_prefix: bool,
+    /// Nodes run over all samples, summed over evaluations (the work done).
+    pub nodes_run: usize,
     /// Full evaluations run, and evaluations stopped early (memo hits excluded).
     pub evaluated: usize,
     pub stopped_early: usize,
@@ -64,6 +97,10 @@ impl<'e> Scorer<'e> {
             float_accuracy,
             loss_kind,
             memo: HashMap::new(),
+            prefix: None,
+            last: None,
+            reuse_prefix: true,
+            nodes_run: 0,
             evaluated: 0,
             stopped_early: 0,
         }
@@ -104,8 +141,9 @@ impl<'e> Scorer<'e> {
             Some(Known::MoreErrorsThan(e)) if limit.is_some_and(|l| l <= *e) => return (None, false),
             _ => {}
         }
-        let engine = FixedEngine::new(self.graph, a).expect("validated assignment");
-        match correct_fixed_bounded(&engine, self.graph, self.inputs, self.labels, limit) {
+        let correct = self.count_correct(a, limit);
+        self.last = Some(a.clone());
+        match correct {
             Some(correct) => {
                 self.evaluated += 1;
                 let acc = correct as f64 / self.samples() as f64;
@@ -118,5 +156,87 @@ impl<'e> Scorer<'e> {
                 (None, true)
             }
         }
+    }
+
+    /// Correct predictions of `a` on the search split, or None once more than `limit` are wrong.
+    fn count_correct(&mut self, a: &Assignment, limit: Option<usize>) -> Option<usize> {
+        let graph = self.graph;
+        let n_nodes = graph.nodes.len();
+        let engine = FixedEngine::new(graph, a).expect("validated assignment");
+        // Where this candidate can start: after a saved prefix it agrees with, else the input.
+        let mut start = match &self.prefix {
+            Some(p) if self.reuse_prefix && first_difference(graph, &p.assignment, a) >= p.cut => p.cut,
+            _ => 0,
+        };
+        // Save a new prefix up to the first node this candidate changes against the previous one:
+        // the next candidates of a sequential search most likely agree with it that far.
+        let target = self.last.as_ref().map_or(0, |l| first_difference(graph, l, a)).min(n_nodes - 1);
+        if self.reuse_prefix && target > start {
+            let live = live_at(graph, target);
+            let per_sample: usize = live.iter().map(|&v| graph.values[v].numel()).sum();
+            if per_sample * self.inputs.len() * 8 <= PREFIX_BYTES {
+                let values = self.run_prefix(&engine, start, target, &live);
+                self.nodes_run += (target - start) * self.inputs.len();
+                self.prefix = Some(Prefix { assignment: a.clone(), cut: target, live, values });
+                start = target;
+            }
+        }
+        let from_prefix = start > 0;
+        let mut errors = 0;
+        for c0 in (0..self.inputs.len()).step_by(CHUNK) {
+            let range = c0..(c0 + CHUNK).min(self.inputs.len());
+            let prefix = self.prefix.as_ref().filter(|_| from_prefix);
+            let inputs = self.inputs;
+            let wrong: usize = range
+                .clone()
+                .into_par_iter()
+                .map_init(
+                    || (Workspace::new(graph), Vec::new()),
+                    |(ws, codes), i| {
+                        match prefix {
+                            Some(p) => ws.load(&p.live, &p.values[i]),
+                            None => {
+                                codes.clear();
+                                engine.quantize_input(&inputs[i], codes);
+                                ws.load(&[graph.input], std::slice::from_ref(codes));
+                            }
+                        }
+                        run_nodes(graph, &engine, ws, start..n_nodes, false);
+                        usize::from(argmax(ws.value(graph.output)) != self.labels[i])
+                    },
+                )
+                .sum();
+            self.nodes_run += (n_nodes - start) * range.len();
+            errors += wrong;
+            if limit.is_some_and(|m| errors > m) {
+                return None;
+            }
+        }
+        Some(self.labels.len() - errors)
+    }
+
+    /// Run nodes `from..to` for every sample (from the saved prefix when `from > 0`) and save
+    /// the values live at `to`.
+    fn run_prefix(&self, engine: &FixedEngine, from: usize, to: usize, live: &[usize]) -> Vec<Vec<Vec<i64>>> {
+        let graph = self.graph;
+        let prefix = self.prefix.as_ref().filter(|_| from > 0);
+        (0..self.inputs.len())
+            .into_par_iter()
+            .map_init(
+                || (Workspace::new(graph), Vec::new()),
+                |(ws, codes), i| {
+                    match prefix {
+                        Some(p) => ws.load(&p.live, &p.values[i]),
+                        None => {
+                            codes.clear();
+                            engine.quantize_input(&self.inputs[i], codes);
+                            ws.load(&[graph.input], std::slice::from_ref(codes));
+                        }
+                    }
+                    run_nodes(graph, engine, ws, from..to, false);
+                    ws.save(live)
+                },
+            )
+            .collect()
     }
 }
