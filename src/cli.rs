@@ -88,8 +88,12 @@ pub enum Command {
     },
     /// Rebuild a run folder's plots and reports from its CSV/JSON, without searching again.
     Report {
-        /// A run folder written by `qdse explore`.
-        dir: PathBuf,
+        /// Run folders written by `qdse explore`.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Print one Markdown results table over the runs instead (reports/README.md).
+        #[arg(long)]
+        table: bool,
     },
     /// Throughput of the float and the integer engine over the config's whole data set.
     Bench {

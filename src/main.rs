@@ -150,9 +150,15 @@ fn run(cli: Cli) -> Result<()> {
             qdse::export::export(&exp.graph, &a, &golden, &dir, &meta)?;
             writeln!(out, "exported {} ({} golden samples) to {}", point.display(), golden.len(), dir.display())?;
         }
-        Command::Report { dir } => {
-            for f in qdse::report::render_run(&dir)? {
-                writeln!(out, "{}", f.display())?;
+        Command::Report { dirs, table } => {
+            if table {
+                write!(out, "{}", qdse::report::results::results_table(&dirs)?)?;
+            } else {
+                for dir in &dirs {
+                    for f in qdse::report::render_run(dir)? {
+                        writeln!(out, "{}", f.display())?;
+                    }
+                }
             }
         }
         Command::Bench { config, repeats, json } => {

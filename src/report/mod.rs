@@ -21,6 +21,7 @@ pub mod html;
 pub mod markdown;
 pub mod plot;
 pub mod raster;
+pub mod results;
 pub mod run;
 
 pub use plot::Figure;
