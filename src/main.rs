@@ -1,4 +1,4 @@
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use qdse::cli::{Cli, Command};
 use qdse::config::Settings;
@@ -31,7 +31,8 @@ fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Inspect { model } => {
-            let graph = qdse::model::onnx::load(&model)?;
+            let graph =
+                qdse::model::onnx::load(&model).with_context(|| format!("cannot import model {}", model.display()))?;
             write!(out, "{}", qdse::model::inspect_table(&graph))?;
         }
         Command::Eval { config, point, json } => {

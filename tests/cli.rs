@@ -215,7 +215,6 @@ fn truncated_onnx_is_an_error() {
 }
 
 #[test]
-#[ignore = "bug: `qdse inspect` on a bad file says 'not an ONNX model: ...' without naming the file (eval/explore name it)"]
 fn inspect_error_names_the_file() {
     let t = TempDir::new().unwrap();
     let m = write(t.path(), "truncated.onnx", &std::fs::read(lenet()).unwrap()[..1000]);
@@ -232,8 +231,6 @@ fn text_file_is_not_onnx() {
 }
 
 #[test]
-#[ignore = "bug: an unreadable file's OS error is printed twice ('cannot read X: No such file ...' and again as \
-            'caused by: No such file ...'): ImportError::Io and DataError::Unreadable both embed {source} and mark it #[source]"]
 fn io_error_cause_is_not_repeated() {
     let t = TempDir::new().unwrap();
     let missing = t.path().join("missing.onnx");

@@ -464,8 +464,6 @@ fn resume_continues_a_run_and_survives_a_half_written_line() {
 }
 
 #[test]
-#[ignore = "bug: --resume remembers acc_search as printed in evaluations.csv (6 decimals), so a resumed run \
-            reports rounded accuracies and different losses (e.g. 137/150: loss -0.014815 becomes -0.014814)"]
 fn resume_of_a_finished_run_is_byte_identical() {
     let t = TempDir::new().unwrap();
     let cfg = tiny(t.path());
@@ -482,8 +480,6 @@ fn resume_of_a_finished_run_is_byte_identical() {
 }
 
 #[test]
-#[ignore = "bug: after --resume, remembered rows carry 6-decimal accuracies and fresh rows exact ones, so equal \
-            accuracies compare unequal: pareto.csv lists a point dominated by a remembered one (paper, budget 30 twice)"]
 fn resume_keeps_the_pareto_front_exact() {
     let t = TempDir::new().unwrap();
     let cfg = tiny(t.path());
@@ -494,8 +490,6 @@ fn resume_keeps_the_pareto_front_exact() {
 }
 
 #[test]
-#[ignore = "bug: a last line cut inside its quoted key still parses (the csv reader accepts an unterminated \
-            quote at EOF), so --resume remembers a truncated key and counts it in evaluations_resumed"]
 fn resume_ignores_a_half_written_line() {
     let t = TempDir::new().unwrap();
     let cfg = tiny(t.path());

@@ -10,7 +10,7 @@ use super::Layout;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The file could not be opened or read.
-    #[error("cannot read {}: {source}", .path.display())]
+    #[error("cannot read {}", .path.display())]
     Unreadable {
         path: PathBuf,
         #[source]

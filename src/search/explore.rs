@@ -47,7 +47,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Keys and search accuracies of an earlier run's evaluations.csv.
 fn read_log(path: &Path) -> Result<Vec<(String, f64)>> {
-    let mut r = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // A run killed mid-write leaves a last line without its newline: it is not a finished
+    // evaluation (and a cut key could even name another assignment), so drop it.
+    if !text.ends_with('\n') {
+        text.truncate(text.rfind('\n').map_or(0, |i| i + 1));
+    }
+    let mut r = csv::Reader::from_reader(text.as_bytes());
     let headers = r.headers()?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let (Some(k), Some(a)) = (col("key"), col("acc_search")) else {
@@ -55,7 +61,6 @@ fn read_log(path: &Path) -> Result<Vec<(String, f64)>> {
     };
     let mut out = Vec::new();
     for row in r.records() {
-        // A run killed mid-write can leave a partial last line: keep what parses.
         let Ok(row) = row else { break };
         if let (Some(key), Some(Ok(acc))) = (row.get(k), row.get(a).map(str::parse::<f64>)) {
             out.push((key.to_string(), acc));
@@ -65,8 +70,8 @@ fn read_log(path: &Path) -> Result<Vec<(String, f64)>> {
 }
 
 fn csv_row(e: &Evaluation, extra: &[String]) -> String {
-    let mut fields =
-        vec![e.id.to_string(), e.source.clone(), format!("{:.6}", e.acc_search), format!("{:.6}", e.loss_search)];
+    // Full precision: a resumed run must compare remembered accuracies exactly.
+    let mut fields = vec![e.id.to_string(), e.source.clone(), e.acc_search.to_string(), e.loss_search.to_string()];
     fields.extend(e.objectives.iter().map(|v| format!("{v}")));
     fields.extend(extra.iter().cloned());
     fields.push(e.key.clone());
@@ -237,8 +242,7 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
         let e = &s.evaluations[i];
         let h = holdout_of(&e.assignment)?;
         let is_chosen = chosen.as_ref().is_some_and(|c| c.id == e.id);
-        let extra =
-            [format!("{:.6}", h.holdout), format!("{:.6}", loss_of(h.holdout, float.holdout)), is_chosen.to_string()];
+        let extra = [h.holdout.to_string(), loss_of(h.holdout, float.holdout).to_string(), is_chosen.to_string()];
         pareto.push_str(&csv_row(e, &extra));
     }
     let all_evals = s.evaluations.clone();
