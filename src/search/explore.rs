@@ -4,6 +4,7 @@ use super::nsga2;
 use super::paper::{Budgets, Space};
 use super::score::{key, Scorer};
 use super::{independent, paper, uniform, Evaluation, Pricer, Search};
+use crate::report::write_atomic;
 use crate::experiment::{Experiment, SplitAccuracy};
 use crate::fixed::Assignment;
 use anyhow::{bail, Context, Result};
@@ -35,14 +36,6 @@ pub struct Costing<'p> {
     pub pricer: &'p Pricer<'p>,
     pub profile_name: String,
     pub profile_text: String,
-}
-
-/// Write `text` to `path` atomically (temporary sibling, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
-    Ok(())
 }
 
 /// Keys and search accuracies of an earlier run's evaluations.csv.

@@ -26,6 +26,26 @@ const PREFIX_BYTES: usize = 1 << 30;
 /// Samples per early-stopping check.
 const CHUNK: usize = 250;
 
+/// Load sample `i` into `ws`: its saved prefix tensors, or its quantized input.
+fn begin(
+    graph: &Graph,
+    engine: &FixedEngine,
+    prefix: Option<&Prefix>,
+    input: &[f64],
+    i: usize,
+    ws: &mut Workspace<i64>,
+    codes: &mut Vec<i64>,
+) {
+    match prefix {
+        Some(p) => ws.load(&p.live, &p.values[i]),
+        None => {
+            codes.clear();
+            engine.quantize_input(input, codes);
+            ws.load(&[graph.input], std::slice::from_ref(codes));
+        }
+    }
+}
+
 /// First node whose computation differs between `a` and `b` (every node before it produces the
 /// same codes under both).
 fn first_difference(graph: &Graph, a: &Assignment, b: &Assignment) -> usize {
@@ -193,14 +213,7 @@ impl<'e> Scorer<'e> {
                 .map_init(
                     || (Workspace::new(graph), Vec::new()),
                     |(ws, codes), i| {
-                        match prefix {
-                            Some(p) => ws.load(&p.live, &p.values[i]),
-                            None => {
-                                codes.clear();
-                                engine.quantize_input(&inputs[i], codes);
-                                ws.load(&[graph.input], std::slice::from_ref(codes));
-                            }
-                        }
+                        begin(graph, &engine, prefix, &inputs[i], i, ws, codes);
                         run_nodes(graph, &engine, ws, start..n_nodes, false);
                         usize::from(argmax(ws.value(graph.output)) != self.labels[i])
                     },
@@ -225,14 +238,7 @@ impl<'e> Scorer<'e> {
             .map_init(
                 || (Workspace::new(graph), Vec::new()),
                 |(ws, codes), i| {
-                    match prefix {
-                        Some(p) => ws.load(&p.live, &p.values[i]),
-                        None => {
-                            codes.clear();
-                            engine.quantize_input(&self.inputs[i], codes);
-                            ws.load(&[graph.input], std::slice::from_ref(codes));
-                        }
-                    }
+                    begin(graph, engine, prefix, &self.inputs[i], i, ws, codes);
                     run_nodes(graph, engine, ws, from..to, false);
                     ws.save(live)
                 },
