@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::Builder;
+use common::{inputs_f32, inputs_f64, pixel_over_255, shipped_model, shipped_test_data, Builder, SHIPPED_MODELS};
 use proptest::prelude::*;
+use qdse::eval::calibrate::{activation_format, param_format, uniform, Kind, Ranges, UniformSpec};
 use qdse::eval::fixed::FixedEngine;
 use qdse::fixed::{Arith, Assignment, Format, LayerFormats, Overflow, RangeMode, Rounding};
 use qdse::model::{Activation, Graph, Op, Window};
@@ -78,8 +79,47 @@ fn ref_finish(acc: f64, frac_acc: i32, acc_bits: Option<u32>, a_act: Activation,
     q(act(acc, a_act), out, a)
 }
 
+/// Quantized parameters (reals) of one layer: the weights, and the bias aligned to the
+/// accumulator's frac.
+type RefParams = Vec<Option<(Vec<f64>, Vec<f64>)>>;
+
+/// The quantized parameters of every node (None for nodes without parameters).
+fn ref_params(g: &Graph, asg: &Assignment) -> RefParams {
+    let a = asg.arith;
+    let fmts = asg.value_formats(g);
+    g.nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let (w, b) = n.op.params()?;
+            let l = asg.layer_of(i).unwrap();
+            let (wf, bf) = (l.weights.unwrap(), l.bias.unwrap());
+            let wq: Vec<f64> = w.iter().map(|&v| q(v, wf, a)).collect();
+            let fa = fmts[n.inputs[0]].frac + wf.frac;
+            let bq: Vec<f64> = b
+                .iter()
+                .map(|&v| {
+                    let v = q(v, bf, a);
+                    if bf.frac > fa {
+                        ref_round(v * 2f64.powi(fa), a.rounding) / 2f64.powi(fa)
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            Some((wq, bq))
+        })
+        .collect()
+}
+
 /// Run the reference over the whole graph; returns every value as reals.
 fn reference(g: &Graph, asg: &Assignment, input: &[f64]) -> Vec<Vec<f64>> {
+    reference_with(g, asg, &ref_params(g, asg), input)
+}
+
+/// [`reference`] with the parameters quantized once by [`ref_params`] (many images, one
+/// assignment).
+fn reference_with(g: &Graph, asg: &Assignment, params: &RefParams, input: &[f64]) -> Vec<Vec<f64>> {
     let a = asg.arith;
     let fmts = asg.value_formats(g);
     let mut vals: Vec<Vec<f64>> = vec![Vec::new(); g.values.len()];
@@ -93,21 +133,8 @@ fn reference(g: &Graph, asg: &Assignment, input: &[f64]) -> Vec<Vec<f64>> {
         let y: Vec<f64> = match &n.op {
             Op::Conv(_) | Op::Dense(_) | Op::Affine(_) => {
                 let l = l.unwrap();
-                let (wf, bf) = (l.weights.unwrap(), l.bias.unwrap());
-                let (w, b) = n.op.params().unwrap();
-                let wq: Vec<f64> = w.iter().map(|&v| q(v, wf, a)).collect();
-                let fa = fmts[n.inputs[0]].frac + wf.frac;
-                let bq: Vec<f64> = b
-                    .iter()
-                    .map(|&v| {
-                        let v = q(v, bf, a);
-                        if bf.frac > fa {
-                            ref_round(v * 2f64.powi(fa), a.rounding) / 2f64.powi(fa)
-                        } else {
-                            v
-                        }
-                    })
-                    .collect();
+                let (wq, bq) = params[i].as_ref().unwrap();
+                let fa = fmts[n.inputs[0]].frac + l.weights.unwrap().frac;
                 let fin = |acc: f64| ref_finish(acc, fa, l.accumulator, n.op.activation(), of, a);
                 match &n.op {
                     Op::Conv(c) => {
@@ -116,33 +143,56 @@ fn reference(g: &Graph, asg: &Assignment, input: &[f64]) -> Vec<Vec<f64>> {
                         let cg = ic / c.groups;
                         let og = oc / c.groups;
                         let [kh, kw] = c.window.kernel;
-                        let mut y = vec![0.0; oc * oh * ow];
+                        assert_eq!(c.window.dilation, [1, 1], "the reference has no dilation");
+                        let [sy, sx] = c.window.stride;
+                        let (pt, pl) = (c.window.pads[0] as isize, c.window.pads[1] as isize);
+                        // Every product is a multiple of 2^-fa and every sum stays far below
+                        // 2^53 steps, so f64 sums are exact and their order is free: loop over
+                        // the weights and sweep the output plane (much faster on real models).
+                        let mut sums = vec![0.0; oc * oh * ow];
                         for o in 0..oc {
                             let grp = o / og;
-                            for oy in 0..oh {
-                                for ox in 0..ow {
-                                    let mut acc = 0.0;
-                                    for ci in 0..cg {
-                                        let cin = grp * cg + ci;
-                                        for ky in 0..kh {
-                                            for kx in 0..kw {
-                                                let iy =
-                                                    (oy * c.window.stride[0] + ky) as isize - c.window.pads[0] as isize;
-                                                let ix =
-                                                    (ox * c.window.stride[1] + kx) as isize - c.window.pads[1] as isize;
-                                                if iy < 0 || ix < 0 || iy >= ih as isize || ix >= iw as isize {
-                                                    continue;
+                            let plane = &mut sums[o * oh * ow..(o + 1) * oh * ow];
+                            for ci in 0..cg {
+                                let cin = grp * cg + ci;
+                                let xp = &x[cin * ih * iw..(cin + 1) * ih * iw];
+                                for ky in 0..kh {
+                                    for kx in 0..kw {
+                                        let wv = wq[((o * cg + ci) * kh + ky) * kw + kx];
+                                        // Output columns ox whose input column ox*sx + kx - pl
+                                        // lies inside the row: lo..hi.
+                                        let first = pl - kx as isize; // ox*sx >= first
+                                        let last = iw as isize - 1 + pl - kx as isize; // ox*sx <= last
+                                        let lo = (first.max(0) as usize).div_ceil(sx);
+                                        let hi = if last < 0 { 0 } else { (last as usize / sx + 1).min(ow) };
+                                        if lo >= hi {
+                                            continue;
+                                        }
+                                        let ix0 = (lo * sx) as isize - first; // >= 0
+                                        for oy in 0..oh {
+                                            let iy = (oy * sy + ky) as isize - pt;
+                                            if iy < 0 || iy >= ih as isize {
+                                                continue;
+                                            }
+                                            let row = &xp[iy as usize * iw..(iy as usize + 1) * iw];
+                                            let out = &mut plane[oy * ow + lo..oy * ow + hi];
+                                            if sx == 1 {
+                                                let src = &row[ix0 as usize..ix0 as usize + out.len()];
+                                                for (acc, &xv) in out.iter_mut().zip(src) {
+                                                    *acc += xv * wv;
                                                 }
-                                                let xv = x[cin * ih * iw + iy as usize * iw + ix as usize];
-                                                acc += xv * wq[((o * cg + ci) * kh + ky) * kw + kx];
+                                            } else {
+                                                let src = row[ix0 as usize..].iter().step_by(sx);
+                                                for (acc, &xv) in out.iter_mut().zip(src) {
+                                                    *acc += xv * wv;
+                                                }
                                             }
                                         }
                                     }
-                                    y[(o * oh + oy) * ow + ox] = fin(acc + bq[o]);
                                 }
                             }
                         }
-                        y
+                        sums.iter().enumerate().map(|(i, &acc)| fin(acc + bq[i / (oh * ow)])).collect()
                     }
                     Op::Dense(d) => (0..d.out_features)
                         .map(|o| {
@@ -357,4 +407,190 @@ fn wide_formats_use_exact_slower_paths() {
         let got_real: Vec<f64> = gv.iter().map(|&k| k as f64 * 2f64.powi(-fmts[v].frac)).collect();
         assert_eq!(&got_real, wv, "value {v}");
     }
+}
+
+// ---------- the shipped models on real images ----------
+
+/// Images of each shipped model's test split checked bit for bit, per assignment. The naive
+/// reference costs ~18 ms per image for seq14 (13 M multiply-adds) and ~12 ms for branched on
+/// one core, ~1.5 ms for lenet5, so the two big nets get fewer images to keep the whole test
+/// at about 20 s on two cores.
+fn shipped_images(model: &str) -> usize {
+    if model.starts_with("seq14") {
+        150
+    } else if model.starts_with("branched") {
+        200
+    } else {
+        500
+    }
+}
+
+/// How far a random assignment strays from the no-clip 8-bit point.
+struct Spread {
+    bits: std::ops::RangeInclusive<u32>,
+    /// Added to each no-clip frac (positive: clips large values; negative: wastes range).
+    frac_offset: std::ops::RangeInclusive<i32>,
+    /// An accumulator width is `full - slack` bits, where `full` = input bits + weight bits +
+    /// ceil(log2 fan-in) is about the widest sum the layer can make (slack 0: rarely bounds).
+    acc_slack: std::ops::RangeInclusive<u32>,
+}
+
+/// Stress: anything from 2 to 12 bits, fracs 2 steps either way, accumulators up to 12 bits
+/// short. Most data saturates or wraps somewhere (accuracy near chance): corner cases.
+const WILD: Spread = Spread { bits: 2..=12, frac_offset: -2..=2, acc_slack: 0..=12 };
+/// Realistic: 6 to 12 bits, fracs one step either way, accumulators up to 4 bits short. The
+/// network still classifies, so rounding runs on meaningful values all the way to the logits.
+const MILD: Spread = Spread { bits: 6..=12, frac_offset: -1..=1, acc_slack: 0..=4 };
+
+/// A random assignment for a real model under `arith`: every bit width and frac offset drawn
+/// from `spread` around the no-clip formats, unsigned activations at random where legal, and
+/// an accumulator width on ~40% of the parameterised layers.
+fn random_shipped_assignment(
+    g: &Graph,
+    ranges: &Ranges,
+    arith: Arith,
+    spread: &Spread,
+    rng: &mut ChaCha8Rng,
+) -> Assignment {
+    let act_format = |rng: &mut ChaCha8Rng, v: usize| {
+        let unsigned = ranges.non_negative[v] && rng.random_bool(0.7);
+        let f = activation_format(ranges, v, rng.random_range(spread.bits.clone()), unsigned);
+        Format::new(f.bits, f.frac + rng.random_range(spread.frac_offset.clone()), f.signed)
+    };
+    let param = |rng: &mut ChaCha8Rng, i: usize, kind: Kind| {
+        let f = param_format(g, i, kind, rng.random_range(spread.bits.clone()));
+        Format::new(f.bits, f.frac + rng.random_range(spread.frac_offset.clone()), true)
+    };
+    let input = act_format(rng, g.input);
+    let layers = g
+        .quant_layers()
+        .map(|(i, n)| {
+            let has = n.op.has_params();
+            LayerFormats {
+                node: i,
+                weights: has.then(|| param(rng, i, Kind::Weights)),
+                bias: has.then(|| param(rng, i, Kind::Bias)),
+                output: act_format(rng, n.output),
+                accumulator: None,
+            }
+        })
+        .collect();
+    let mut a = Assignment { arith, input, layers };
+    let fmts = a.value_formats(g);
+    for l in &mut a.layers {
+        let n = &g.nodes[l.node];
+        if let (Some(w), true) = (l.weights, rng.random_bool(0.4)) {
+            let full = fmts[n.inputs[0]].bits + w.bits + (g.fan_in(n) as u32).next_power_of_two().trailing_zeros();
+            l.accumulator = Some(full.saturating_sub(rng.random_range(spread.acc_slack.clone())).clamp(2, 64));
+        }
+    }
+    a
+}
+
+/// The arithmetic of model `m`'s wild random assignment: over the six models every rounding
+/// mode, both overflow modes and both range modes occur, and each architecture wraps once.
+fn wild_arith(m: usize) -> Arith {
+    Arith {
+        rounding: [Rounding::HalfEven, Rounding::HalfUp, Rounding::Floor, Rounding::HalfAway][m % 4],
+        overflow: if m % 2 == 1 { Overflow::Wrap } else { Overflow::Saturate },
+        range: if m % 3 == 0 { RangeMode::Symmetric } else { RangeMode::TwosComplement },
+    }
+}
+
+/// The arithmetic of model `m`'s mild random assignment: saturating (a wrapped value is noise,
+/// and the point of the mild run is meaningful values), every rounding and range mode.
+fn mild_arith(m: usize) -> Arith {
+    Arith {
+        rounding: [Rounding::HalfEven, Rounding::HalfUp, Rounding::Floor, Rounding::HalfAway][(m + 2) % 4],
+        overflow: Overflow::Saturate,
+        range: if m % 2 == 0 { RangeMode::Symmetric } else { RangeMode::TwosComplement },
+    }
+}
+
+/// Runs every image through the engine and the reference. Returns the first value of the first
+/// image (in image order) where they differ, described with the model's node, value, format,
+/// element and both reals, and the engine's predicted class of each image.
+fn check_images(g: &Graph, a: &Assignment, engine: &FixedEngine, inputs: &[Vec<f64>]) -> (Option<String>, Vec<usize>) {
+    use rayon::prelude::*;
+    let fmts = a.value_formats(g);
+    let params = ref_params(g, a);
+    let producer = |v: usize| g.nodes.iter().find(|n| n.output == v).map_or("(graph input)", |n| n.name.as_str());
+    let per_image: Vec<(Option<String>, usize)> = inputs
+        .par_iter()
+        .enumerate()
+        .map(|(img, x)| {
+            let mut codes = Vec::new();
+            engine.quantize_input(x, &mut codes);
+            let got = engine.forward_all(&codes);
+            let want = reference_with(g, a, &params, x);
+            let mismatch = got.iter().zip(&want).enumerate().find_map(|(v, (gv, wv))| {
+                let f = fmts[v];
+                if gv.len() != wv.len() {
+                    return Some(format!(
+                        "image {img}: value {v} has {} elements, the reference {}",
+                        gv.len(),
+                        wv.len()
+                    ));
+                }
+                let step = 2f64.powi(-f.frac);
+                let e = gv.iter().zip(wv).position(|(&k, &r)| k as f64 * step != r)?;
+                Some(format!(
+                    "image {img}: node '{}' value {v} '{}' format {f}: first differing element {e} of {}: \
+                     engine code {} = {}, reference {}",
+                    producer(v),
+                    g.values[v].name,
+                    gv.len(),
+                    gv[e],
+                    gv[e] as f64 * step,
+                    wv[e]
+                ))
+            });
+            (mismatch, common::argmax(&got[g.output]))
+        })
+        .collect();
+    let first = per_image.iter().find_map(|(m, _)| m.clone());
+    (first, per_image.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Every shipped model on real test images (500 for lenet5, 200 for branched, 150 for seq14,
+/// see [`shipped_images`]): at the uniform 8-bit no-clip assignment (unsigned where legal,
+/// calibrated on the same images) and at two random assignments ([`WILD`], [`MILD`]), every
+/// value of every image equals the float64 fake-quantization reference exactly.
+#[test]
+fn shipped_models_integer_engine_equals_reference() {
+    let mut failures = Vec::new();
+    for (m, name) in SHIPPED_MODELS.into_iter().enumerate() {
+        let g = shipped_model(name);
+        let ds = shipped_test_data(name);
+        let n = shipped_images(name);
+        let xs = inputs_f64(&ds, n);
+        assert_eq!(xs.len(), n, "{name}: images");
+        let ranges = Ranges::measure(&g, &inputs_f32(&ds, n), pixel_over_255().non_negative(&ds));
+        let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_0000 + m as u64);
+        let points = [
+            ("uniform 8-bit no-clip", uniform(&g, &ranges, UniformSpec::all(8, true), Arith::default())),
+            ("random wild", random_shipped_assignment(&g, &ranges, wild_arith(m), &WILD, &mut rng)),
+            ("random mild", random_shipped_assignment(&g, &ranges, mild_arith(m), &MILD, &mut rng)),
+        ];
+        for (label, a) in points {
+            a.validate(&g, &ranges.non_negative).unwrap_or_else(|e| panic!("{name} {label}: {e}"));
+            let engine = FixedEngine::new(&g, &a).unwrap();
+            let t = std::time::Instant::now();
+            let (mismatch, preds) = check_images(&g, &a, &engine, &xs);
+            println!(
+                "{name}, {label} ({:?}, {} accumulator widths, precisions {:?}): {n} images in {:.1} s, \
+                 accuracy {:.3}: {}",
+                a.arith,
+                a.layers.iter().filter(|l| l.accumulator.is_some()).count(),
+                engine.precisions().iter().flatten().collect::<Vec<_>>(),
+                t.elapsed().as_secs_f64(),
+                qdse::eval::accuracy(&preds, &ds.labels[..n]),
+                if mismatch.is_none() { "bit-true" } else { "MISMATCH" }
+            );
+            if let Some(msg) = mismatch {
+                failures.push(format!("{name}, {label}: {msg}\nassignment:\n{}", a.to_toml(&g)));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -94,3 +94,93 @@ impl Builder {
         self.push(name, op, vec![x], s)
     }
 }
+
+// ---------- shipped models, data and fixtures ----------
+
+/// The six shipped models (`models/<name>.onnx`).
+pub const SHIPPED_MODELS: [&str; 6] =
+    ["lenet5-fashion", "lenet5-mnist", "seq14-fashion", "seq14-mnist", "branched-fashion", "branched-mnist"];
+
+/// A path relative to the repository root; panics if the file is missing (the shipped models,
+/// data and fixtures are committed, so a missing one is an error, not a reason to skip).
+pub fn repo_file(rel: &str) -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    assert!(p.exists(), "{rel} is missing (it is committed in the repository)");
+    p
+}
+
+/// Imports `models/<name>.onnx`.
+pub fn shipped_model(name: &str) -> Graph {
+    let p = repo_file(&format!("models/{name}.onnx"));
+    qdse::model::onnx::load(&p).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The test split a shipped model is evaluated on: Fashion-MNIST t10k for `*-fashion`, the
+/// held-out MNIST digits for `*-mnist`.
+pub fn shipped_test_data(model: &str) -> qdse::data::Dataset {
+    let (img, lbl) = if model.ends_with("-fashion") {
+        ("data/fashion-mnist/t10k-images-idx3-ubyte.gz", "data/fashion-mnist/t10k-labels-idx1-ubyte.gz")
+    } else if model.ends_with("-mnist") {
+        ("data/mnist-10k/test-images-idx3-ubyte.gz", "data/mnist-10k/test-labels-idx1-ubyte.gz")
+    } else {
+        panic!("no data set for model {model}")
+    };
+    qdse::data::load(&repo_file(img), &repo_file(lbl), None).unwrap_or_else(|e| panic!("{model}: {e}"))
+}
+
+/// The shipped models' preprocessing: pixel / 255, no mean/std.
+pub fn pixel_over_255() -> qdse::data::Preprocess {
+    qdse::data::Preprocess { scale: 1.0 / 255.0, mean: vec![0.0], std: vec![1.0] }
+}
+
+/// The first `n` images of `ds`, preprocessed to f32 (as the float engine takes them).
+pub fn inputs_f32(ds: &qdse::data::Dataset, n: usize) -> Vec<Vec<f32>> {
+    let pre = pixel_over_255();
+    (0..n.min(ds.len()))
+        .map(|i| {
+            let mut x = vec![0f32; ds.sample_len()];
+            pre.apply_f32(ds, i, &mut x);
+            x
+        })
+        .collect()
+}
+
+/// The first `n` images of `ds`, preprocessed in f64 (as the integer engine takes them).
+pub fn inputs_f64(ds: &qdse::data::Dataset, n: usize) -> Vec<Vec<f64>> {
+    let pre = pixel_over_255();
+    (0..n.min(ds.len()))
+        .map(|i| {
+            let mut x = vec![0f64; ds.sample_len()];
+            pre.apply_f64(ds, i, &mut x);
+            x
+        })
+        .collect()
+}
+
+/// Reads a little-endian float32 `.npy` (format v1.0, C order): (shape, data).
+pub fn read_npy_f32(p: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
+    let b = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert_eq!(&b[..6], b"\x93NUMPY", "{}: not a .npy file", p.display());
+    assert_eq!(b[6], 1, "{}: only .npy v1.0 is read here", p.display());
+    let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
+    let header = std::str::from_utf8(&b[10..10 + hl]).unwrap();
+    assert!(header.contains("'descr': '<f4'"), "{}: {header}", p.display());
+    assert!(header.contains("'fortran_order': False"), "{}: {header}", p.display());
+    let shape_s = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> =
+        shape_s.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+    let data: Vec<f32> = b[10 + hl..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    assert_eq!(data.len(), shape.iter().product::<usize>(), "{}: data length vs shape {shape:?}", p.display());
+    (shape, data)
+}
+
+/// Index of the largest element (the first one on ties).
+pub fn argmax<T: PartialOrd + Copy>(xs: &[T]) -> usize {
+    let mut best = 0;
+    for (i, &x) in xs.iter().enumerate() {
+        if x > xs[best] {
+            best = i;
+        }
+    }
+    best
+}
