@@ -165,7 +165,7 @@ impl Settings {
     pub fn parse(text: &str, path: &Path) -> Result<Settings> {
         let raw: RawConfig = toml::from_str(text).with_context(|| format!("invalid config {}", path.display()))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let abs = |p: &Path| normalize(&if p.is_absolute() { p.to_path_buf() } else { base.join(p) });
         let err = |msg: String| anyhow::anyhow!("invalid config {}: {msg}", path.display());
 
         let d = raw.data;
@@ -232,5 +232,39 @@ impl Settings {
             bail!("config {}: name '{}' must be a plain folder name", self.source.display(), self.name);
         }
         Ok(())
+    }
+}
+
+/// Remove `.` and `name/..` pairs without touching the file system, so that paths in reports
+/// read `models/x.onnx` rather than `configs/../models/x.onnx`.
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+    use std::path::Path;
+
+    #[test]
+    fn normalize_folds_parent_and_current_dirs() {
+        assert_eq!(normalize(Path::new("configs/../models/a.onnx")), Path::new("models/a.onnx"));
+        assert_eq!(normalize(Path::new("./a/./b")), Path::new("a/b"));
+        assert_eq!(normalize(Path::new("../x")), Path::new("../x"), "a leading .. stays");
+        assert_eq!(normalize(Path::new("/r/c/../m")), Path::new("/r/m"));
     }
 }
