@@ -12,55 +12,38 @@ pub trait Gemm: Copy + Default + Send + Sync + 'static {
     fn gemm(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self]);
 }
 
-impl Gemm for f32 {
-    fn gemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-        assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-        // SAFETY: the slices hold at least the addressed elements (checked above).
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                1.0,
-                a.as_ptr(),
-                k as isize,
-                1,
-                b.as_ptr(),
-                n as isize,
-                1,
-                0.0,
-                c.as_mut_ptr(),
-                n as isize,
-                1,
-            )
+/// Row-major GEMM through matrixmultiply's `sgemm` / `dgemm`.
+macro_rules! blas_gemm {
+    ($t:ty, $f:path) => {
+        impl Gemm for $t {
+            fn gemm(m: usize, k: usize, n: usize, a: &[$t], b: &[$t], c: &mut [$t]) {
+                assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+                // SAFETY: the slices hold at least the addressed elements (checked above).
+                unsafe {
+                    $f(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        k as isize,
+                        1,
+                        b.as_ptr(),
+                        n as isize,
+                        1,
+                        0.0,
+                        c.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                }
+            }
         }
-    }
+    };
 }
 
-impl Gemm for f64 {
-    fn gemm(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], c: &mut [f64]) {
-        assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-        // SAFETY: as above.
-        unsafe {
-            matrixmultiply::dgemm(
-                m,
-                k,
-                n,
-                1.0,
-                a.as_ptr(),
-                k as isize,
-                1,
-                b.as_ptr(),
-                n as isize,
-                1,
-                0.0,
-                c.as_mut_ptr(),
-                n as isize,
-                1,
-            )
-        }
-    }
-}
+blas_gemm!(f32, matrixmultiply::sgemm);
+blas_gemm!(f64, matrixmultiply::dgemm);
 
 /// Shape of one convolution, resolved against its input.
 #[derive(Debug, Clone, Copy)]
