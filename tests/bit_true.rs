@@ -493,7 +493,7 @@ fn wild_arith(m: usize) -> Arith {
     Arith {
         rounding: [Rounding::HalfEven, Rounding::HalfUp, Rounding::Floor, Rounding::HalfAway][m % 4],
         overflow: if m % 2 == 1 { Overflow::Wrap } else { Overflow::Saturate },
-        range: if m % 3 == 0 { RangeMode::Symmetric } else { RangeMode::TwosComplement },
+        range: if m.is_multiple_of(3) { RangeMode::Symmetric } else { RangeMode::TwosComplement },
     }
 }
 
@@ -503,7 +503,7 @@ fn mild_arith(m: usize) -> Arith {
     Arith {
         rounding: [Rounding::HalfEven, Rounding::HalfUp, Rounding::Floor, Rounding::HalfAway][(m + 2) % 4],
         overflow: Overflow::Saturate,
-        range: if m % 2 == 0 { RangeMode::Symmetric } else { RangeMode::TwosComplement },
+        range: if m.is_multiple_of(2) { RangeMode::Symmetric } else { RangeMode::TwosComplement },
     }
 }
 

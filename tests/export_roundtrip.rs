@@ -37,7 +37,7 @@ fn net(seed: u64) -> Graph {
     let w = Window { kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1], dilation: [1, 1] };
     let avg = b.push(
         "/avg/AveragePool",
-        Op::AvgPool { window: w, count_include_pad: seed % 3 == 0 },
+        Op::AvgPool { window: w, count_include_pad: seed.is_multiple_of(3) },
         vec![cat],
         vec![7, 4, 4],
     );
@@ -46,7 +46,7 @@ fn net(seed: u64) -> Graph {
     let act = if seed % 3 == 1 { Activation::Relu } else { Activation::Clip { min: 0.0, max: 0.75 } };
     let clip = b.push("/clip/Clip", Op::Activation(act), vec![mp], vec![7, 2, 2]);
     let flat = b.push("/flat/Flatten", Op::Flatten, vec![clip], vec![28]);
-    let act = if seed % 2 == 0 { Activation::Relu } else { Activation::Clip { min: 0.0, max: 1.5 } };
+    let act = if seed.is_multiple_of(2) { Activation::Relu } else { Activation::Clip { min: 0.0, max: 1.5 } };
     let fc1 = b.dense("/fc1/Gemm", flat, 8, act, &mut p);
     b.dense("/fc2/Gemm", fc1, 5, Activation::None, &mut p);
     b.g

@@ -201,7 +201,7 @@ fn make_run(dir: &Path, opt: &Options) -> Value {
         push(format!("uniform-{b}"), uniform(b), &mut rng, &mut points);
     }
     while points.len() < opt.evaluations {
-        let source = if points.len() % 3 == 0 { "independent" } else { "nsga2" };
+        let source = if points.len().is_multiple_of(3) { "independent" } else { "nsga2" };
         let bits: Bits = LAYERS
             .iter()
             .map(|l| {

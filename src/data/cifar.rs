@@ -17,7 +17,7 @@ fn records(path: &Path, bytes: &[u8]) -> Result<usize, DataError> {
     if bytes.is_empty() {
         return Err(DataError::Empty { path: path.to_path_buf() });
     }
-    if bytes.len() % RECORD != 0 {
+    if !bytes.len().is_multiple_of(RECORD) {
         let whole = bytes.len().div_ceil(RECORD);
         return Err(DataError::Truncated {
             path: path.to_path_buf(),

@@ -473,7 +473,7 @@ fn window(
         for ax in 0..2 {
             let eff = (kernel[ax] - 1) * dilation[ax] + 1;
             let span = hw[ax] + pads[ax] + pads[ax + 2] - eff;
-            if span % stride[ax] != 0 {
+            if !span.is_multiple_of(stride[ax]) {
                 return Err(ctx.err(format!(
                     "ceil_mode=1 changes the output size here ({}x{} input); not supported",
                     hw[0], hw[1]
