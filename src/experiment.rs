@@ -65,6 +65,13 @@ impl Experiment {
         Self::load(Settings::load(path)?)
     }
 
+    /// Sample `i` after preprocessing, in f64 (what the integer engine quantizes).
+    pub fn input_f64(&self, i: usize) -> Vec<f64> {
+        let mut x = vec![0f64; self.data.sample_len()];
+        self.pre.apply_f64(&self.data, i, &mut x);
+        x
+    }
+
     /// Every tensor at `bits` with its no-clip offset (unsigned where legal, if configured).
     pub fn uniform(&self, bits: u32) -> Assignment {
         uniform(&self.graph, &self.ranges, UniformSpec::all(bits, self.settings.unsigned), self.settings.arith)

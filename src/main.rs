@@ -133,17 +133,8 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = Settings::resolve_default(config.as_deref());
             let exp = Experiment::from_config(&cfg)?;
             let a = exp.load_point(&point)?;
-            let golden: Vec<(Vec<f64>, usize)> = exp
-                .split
-                .holdout
-                .clone()
-                .take(samples)
-                .map(|i| {
-                    let mut x = vec![0f64; exp.data.sample_len()];
-                    exp.pre.apply_f64(&exp.data, i, &mut x);
-                    (x, exp.data.labels[i])
-                })
-                .collect();
+            let golden: Vec<(Vec<f64>, usize)> =
+                exp.split.holdout.clone().take(samples).map(|i| (exp.input_f64(i), exp.data.labels[i])).collect();
             let meta = qdse::export::ExportMeta::new(
                 exp.settings.model.display().to_string(),
                 Some(cfg.display().to_string()),

@@ -28,7 +28,7 @@ pub fn op_label(node: &Node) -> String {
 }
 
 /// Thousands separators: `1234567` -> `1,234,567`.
-fn group(n: u64) -> String {
+pub fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {

@@ -72,14 +72,7 @@ pub fn fmt_num(v: f64) -> String {
         return sig_digits(v, 4);
     }
     let r = v.round();
-    let digits = format!("{}", r.abs() as u128);
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
+    let out = crate::model::summary::group(r.abs() as u64);
     if r < 0.0 {
         format!("{MINUS}{out}")
     } else {

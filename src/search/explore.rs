@@ -108,17 +108,7 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
     let started = Instant::now();
 
     // The search split, preprocessed once.
-    let n = exp.data.sample_len();
-    let inputs: Vec<Vec<f64>> = exp
-        .split
-        .search
-        .clone()
-        .map(|i| {
-            let mut x = vec![0f64; n];
-            exp.pre.apply_f64(&exp.data, i, &mut x);
-            x
-        })
-        .collect();
+    let inputs: Vec<Vec<f64>> = exp.split.search.clone().map(|i| exp.input_f64(i)).collect();
     let labels = &exp.data.labels[exp.split.search.clone()];
     let float = exp.float_accuracy();
     let mut scorer = Scorer::new(&exp.graph, &inputs, labels, float.search, st.search.loss);
