@@ -7,7 +7,7 @@ mod common;
 use common::{inputs_f32, inputs_f64, pixel_over_255, shipped_model, shipped_test_data, Builder, SHIPPED_MODELS};
 use proptest::prelude::*;
 use qdse::eval::calibrate::{activation_format, param_format, uniform, Kind, Ranges, UniformSpec};
-use qdse::eval::fixed::FixedEngine;
+use qdse::eval::fixed::{Carriers, FixedEngine, Precision};
 use qdse::fixed::{Arith, Assignment, Format, LayerFormats, Overflow, RangeMode, Rounding};
 use qdse::model::{Activation, Graph, Op, Window};
 use rand::{Rng, SeedableRng};
@@ -347,26 +347,32 @@ fn random_assignment(g: &Graph, rng: &mut ChaCha8Rng) -> Assignment {
     a
 }
 
+/// Both carrier sets (the machine's fastest, and the portable f32/f64/i128 ones) against the
+/// reference, so that each is checked whichever the machine would pick.
 fn check(seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let g = random_net(&mut rng);
     let a = random_assignment(&g, &mut rng);
-    let engine = FixedEngine::new(&g, &a).unwrap();
+    let engines = [Carriers::Fastest, Carriers::Portable].map(|c| FixedEngine::with_carriers(&g, &a, c).unwrap());
     let fmts = a.value_formats(&g);
     for _ in 0..3 {
         let input: Vec<f64> = (0..g.values[0].numel()).map(|_| rng.random_range(0.0..1.2)).collect();
-        let mut codes = Vec::new();
-        engine.quantize_input(&input, &mut codes);
-        let got = engine.forward_all(&codes);
         let want = reference(&g, &a, &input);
-        for (v, (gv, wv)) in got.iter().zip(&want).enumerate() {
-            let f = fmts[v];
-            let got_real: Vec<f64> = gv.iter().map(|&k| k as f64 * 2f64.powi(-f.frac)).collect();
-            assert_eq!(
-                got_real, *wv,
-                "seed {seed}: value {v} ({}) format {f} differs\nassignment: {a:?}",
-                g.values[v].name
-            );
+        for engine in &engines {
+            let mut codes = Vec::new();
+            engine.quantize_input(&input, &mut codes);
+            let got = engine.forward_all(&codes);
+            for (v, (gv, wv)) in got.iter().zip(&want).enumerate() {
+                let f = fmts[v];
+                let got_real: Vec<f64> = gv.iter().map(|&k| k as f64 * 2f64.powi(-f.frac)).collect();
+                assert_eq!(
+                    got_real,
+                    *wv,
+                    "seed {seed}: value {v} ({}) format {f} differs (carriers {:?})\nassignment: {a:?}",
+                    g.values[v].name,
+                    engine.precisions()
+                );
+            }
         }
     }
 }
@@ -396,7 +402,7 @@ fn wide_formats_use_exact_slower_paths() {
     }
     let engine = FixedEngine::new(&g, &a).unwrap();
     let precisions = engine.precisions();
-    assert!(precisions.iter().flatten().any(|p| *p != qdse::eval::fixed::Precision::F32), "{precisions:?}");
+    assert!(precisions.iter().flatten().any(|p| *p != Precision::F32), "{precisions:?}");
     let input: Vec<f64> = (0..g.values[0].numel()).map(|_| rng.random_range(0.0..1.0)).collect();
     let mut codes = Vec::new();
     engine.quantize_input(&input, &mut codes);
@@ -572,14 +578,24 @@ fn shipped_models_integer_engine_equals_reference() {
             ("random wild", random_shipped_assignment(&g, &ranges, wild_arith(m), &WILD, &mut rng)),
             ("random mild", random_shipped_assignment(&g, &ranges, mild_arith(m), &MILD, &mut rng)),
         ];
-        for (label, a) in points {
+        // The uniform point runs on both carrier sets: on an AVX2 machine the fastest one is
+        // the i16 carrier (asserted), the portable one f32.
+        let runs = points.into_iter().enumerate().flat_map(|(i, (label, a))| {
+            let carriers: &[Carriers] =
+                if i == 0 { &[Carriers::Fastest, Carriers::Portable] } else { &[Carriers::Fastest] };
+            carriers.iter().map(move |&c| (label, a.clone(), c))
+        });
+        for (label, a, carriers) in runs {
             a.validate(&g, &ranges.non_negative).unwrap_or_else(|e| panic!("{name} {label}: {e}"));
-            let engine = FixedEngine::new(&g, &a).unwrap();
+            let engine = FixedEngine::with_carriers(&g, &a, carriers).unwrap();
+            if label.starts_with("uniform") && carriers == Carriers::Fastest && qdse::eval::int16::available() {
+                assert!(engine.precisions().iter().flatten().all(|&p| p == Precision::I16), "{name}: 8-bit not on i16");
+            }
             let t = std::time::Instant::now();
             let (mismatch, preds) = check_images(&g, &a, &engine, &xs);
             println!(
-                "{name}, {label} ({:?}, {} accumulator widths, precisions {:?}): {n} images in {:.1} s, \
-                 accuracy {:.3}: {}",
+                "{name}, {label}, {carriers:?} carriers ({:?}, {} accumulator widths, precisions {:?}): {n} images \
+                 in {:.1} s, accuracy {:.3}: {}",
                 a.arith,
                 a.layers.iter().filter(|l| l.accumulator.is_some()).count(),
                 engine.precisions().iter().flatten().collect::<Vec<_>>(),

@@ -1,19 +1,23 @@
 //! The bit-true integer engine (FIXED_POINT.md). Every tensor is a vector of integer codes `k`
-//! in its format; products and sums are exact. Convolutions run as GEMMs in f32 or f64 when a
-//! per-layer bound proves every partial sum is an exactly representable integer there (2^24,
-//! 2^53), and in i128 otherwise, so the fast path never changes a single bit.
+//! in its format; products and sums are exact. Convolutions run as GEMMs in the cheapest carrier
+//! a per-layer bound proves exact: i16 codes with i32 sums (AVX2, `int16.rs`), else f32 or f64
+//! when every partial sum is an exactly representable integer there (2^24, 2^53), else i128.
+//! No carrier changes a single bit.
 
 use super::float::conv_geom;
-use super::kernels::{conv_image, pool_windows, Gemm};
+use super::int16::{self, PackedWeights, Requant};
+use super::kernels::{conv_image, im2col, pool_windows, Gemm};
 use super::runner::{run_image, Engine, Scratch, Workspace};
-use crate::fixed::round::{fit, quantize, requantize, round_div, round_shift, shl_saturating};
-use crate::fixed::{Arith, Assignment, Format};
+use crate::fixed::round::{fit, quantize, quantize_scaled, requantize, round_div, round_shift, shl_saturating};
+use crate::fixed::{Arith, Assignment, Format, Overflow};
 use crate::model::{Activation, Graph, Node, Op};
 use anyhow::Result;
 
 /// Which number type carries a layer's exact products and sums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
+    /// i16 codes, i32 sums (AVX2 only).
+    I16,
     F32,
     F64,
     I128,
@@ -38,6 +42,27 @@ impl Gemm for i128 {
     }
 }
 
+/// Which carriers the engine may choose from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carriers {
+    /// The fastest exact carrier this machine has (the default).
+    Fastest,
+    /// Only the carriers every machine has (f32, f64, i128): tests compare the two sets.
+    Portable,
+}
+
+/// The i16 carrier's form of a layer's parameters.
+struct I16Params {
+    /// Conv: packed weights of each group.
+    packed: Vec<PackedWeights>,
+    /// Dense: weight codes `[out][in]`.
+    dense: Vec<i16>,
+    /// Bias codes aligned to the accumulator (they fit i32: the carrier's bound includes them).
+    bias: Vec<i32>,
+    /// The vectorized epilogue, where the layer's arithmetic is its common case.
+    requant: Option<Requant>,
+}
+
 /// A parameterised layer, quantized once.
 struct QParams {
     /// Weight codes in the GEMM type chosen by `precision` (f32/f64 only when chosen), and
@@ -45,6 +70,7 @@ struct QParams {
     w_f32: Vec<f32>,
     w_f64: Vec<f64>,
     w_i128: Vec<i128>,
+    i16: Option<I16Params>,
     precision: Precision,
     /// Bias codes aligned to `frac_acc` (FIXED_POINT.md: exact, or re-rounded if finer).
     bias_acc: Vec<i128>,
@@ -68,10 +94,13 @@ pub struct FixedEngine<'g> {
     nodes: Vec<QNode>,
 }
 
-/// The largest |sum| a layer can produce: fan_in * max|a| * max|w| (+ |bias|).
-fn choose_precision(fan_in: usize, max_a: u64, max_w: u64, max_b: u128) -> Precision {
+/// The largest |sum| a layer can produce: fan_in * max|a| * max|w| (+ |bias|). `codes_fit_i16`:
+/// every input and weight code fits i16 and the i16 carrier may be used.
+fn choose_precision(fan_in: usize, max_a: u64, max_w: u64, max_b: u128, codes_fit_i16: bool) -> Precision {
     let bound = (fan_in as f64) * (max_a as f64) * (max_w as f64) + max_b as f64;
-    if bound < (1u64 << 24) as f64 {
+    if codes_fit_i16 && bound < (1u64 << 31) as f64 {
+        Precision::I16
+    } else if bound < (1u64 << 24) as f64 {
         Precision::F32
     } else if bound < (1u64 << 53) as f64 {
         Precision::F64
@@ -89,9 +118,21 @@ fn align_bias(k: i64, frac_b: i32, frac_acc: i32, arith: Arith) -> i128 {
     }
 }
 
+/// Whether every code of `f` fits i16.
+fn format_fits_i16(f: Format, arith: Arith) -> bool {
+    let (lo, hi) = f.code_range(arith.range);
+    lo >= i16::MIN as i64 && hi <= i16::MAX as i64
+}
+
 impl<'g> FixedEngine<'g> {
     /// Quantize the parameters of `graph` to `a`. The assignment must be validated.
     pub fn new(graph: &'g Graph, a: &Assignment) -> Result<Self> {
+        Self::with_carriers(graph, a, Carriers::Fastest)
+    }
+
+    /// [`FixedEngine::new`] restricted to a set of carriers.
+    pub fn with_carriers(graph: &'g Graph, a: &Assignment, carriers: Carriers) -> Result<Self> {
+        let i16_allowed = carriers == Carriers::Fastest && int16::available();
         let fmts = a.value_formats(graph);
         let arith = a.arith;
         let mut acc_bits = vec![None; graph.nodes.len()];
@@ -111,11 +152,52 @@ impl<'g> FixedEngine<'g> {
                         b.iter().map(|&x| align_bias(quantize(x, bf, arith), bf.frac, frac_acc, arith)).collect();
                     let max_w = w_codes.iter().map(|k| k.unsigned_abs()).max().unwrap_or(0);
                     let max_b = bias_acc.iter().map(|k| k.unsigned_abs()).max().unwrap_or(0);
-                    let precision = choose_precision(graph.fan_in(node), fin.max_abs_code(arith.range), max_w, max_b);
+                    let codes_fit_i16 =
+                        i16_allowed && format_fits_i16(fin, arith) && w_codes.iter().all(|&k| i16::try_from(k).is_ok());
+                    let precision = choose_precision(
+                        graph.fan_in(node),
+                        fin.max_abs_code(arith.range),
+                        max_w,
+                        max_b,
+                        codes_fit_i16,
+                    );
+                    let i16 = (precision == Precision::I16).then(|| {
+                        let out = fmts[node.output];
+                        let act = node.op.activation();
+                        let shift = frac_acc - out.frac;
+                        let common = arith.overflow == Overflow::Saturate
+                            && l.accumulator.is_none()
+                            && matches!(act, Activation::None | Activation::Relu)
+                            && (0..=31).contains(&shift);
+                        let (lo, hi) = out.code_range(arith.range);
+                        I16Params {
+                            packed: match &node.op {
+                                Op::Conv(c) => {
+                                    let og = c.out_channels / c.groups;
+                                    let k = w_codes.len() / c.out_channels;
+                                    w_codes.chunks(og * k).map(|g| PackedWeights::new(og, k, g)).collect()
+                                }
+                                _ => Vec::new(),
+                            },
+                            dense: match &node.op {
+                                Op::Dense(_) => w_codes.iter().map(|&k| k as i16).collect(),
+                                _ => Vec::new(),
+                            },
+                            bias: bias_acc.iter().map(|&b| b as i32).collect(),
+                            requant: common.then(|| Requant {
+                                shift: shift as u32,
+                                rounding: arith.rounding,
+                                relu: act == Activation::Relu,
+                                lo: lo.max(i32::MIN as i64) as i32,
+                                hi: hi.min(i32::MAX as i64) as i32,
+                            }),
+                        }
+                    });
                     let mut p = QParams {
                         w_f32: Vec::new(),
                         w_f64: Vec::new(),
                         w_i128: Vec::new(),
+                        i16,
                         precision,
                         bias_acc,
                         frac_acc,
@@ -123,7 +205,7 @@ impl<'g> FixedEngine<'g> {
                     match precision {
                         Precision::F32 => p.w_f32 = w_codes.iter().map(|&k| k as f32).collect(),
                         Precision::F64 => p.w_f64 = w_codes.iter().map(|&k| k as f64).collect(),
-                        Precision::I128 => {}
+                        Precision::I128 | Precision::I16 => {}
                     }
                     p.w_i128 = w_codes.iter().map(|&k| k as i128).collect();
                     QNode::Params(p)
@@ -147,7 +229,8 @@ impl<'g> FixedEngine<'g> {
     /// Quantize a preprocessed (f64) input into the input format.
     pub fn quantize_input(&self, x: &[f64], out: &mut Vec<i64>) {
         let f = self.input_format();
-        out.extend(x.iter().map(|&v| quantize(v, f, self.arith)));
+        let scale = (2.0f64).powi(f.frac);
+        out.extend(x.iter().map(|&v| quantize_scaled(v * scale, f, self.arith)));
     }
 
     /// Run one sample and return the integer logits.
@@ -249,6 +332,81 @@ impl FixedEngine<'_> {
     }
 }
 
+/// The i16 carrier (chosen only where `I16Params` exist).
+impl FixedEngine<'_> {
+    fn conv_i16(&self, idx: usize, node: &Node, p: &QParams, input: &[i64], s: &mut Scratch, out: &mut Vec<i64>) {
+        let q = p.i16.as_ref().expect("i16 parameters");
+        let geom = conv_geom(self.graph, node);
+        let og = geom.out_c / geom.groups;
+        let layout = if geom.window.stride == [1, 1] {
+            // Runs of a padded copy of the input (see `Padded`): no im2col pass at all.
+            let (w, pads) = (&geom.window, geom.window.pads);
+            let (hp, wp) = (pads[0] + geom.in_h + pads[2], pads[1] + geom.in_w + pads[3]);
+            let n = geom.out_h * wp;
+            let tail = (w.kernel[1] - 1) * w.dilation[1] + n.div_ceil(16) * 16;
+            int16::Padded::new(input, [geom.in_c, geom.in_h, geom.in_w], pads, tail, &mut s.i16);
+            s.i32.resize(geom.out_c * n, 0);
+            let cg = geom.in_c / geom.groups;
+            for (grp, wts) in q.packed.iter().enumerate() {
+                s.offsets.clear();
+                for c in grp * cg..(grp + 1) * cg {
+                    for ky in 0..w.kernel[0] {
+                        for kx in 0..w.kernel[1] {
+                            s.offsets.push((c * hp + ky * w.dilation[0]) * wp + kx * w.dilation[1]);
+                        }
+                    }
+                }
+                int16::pack_runs(&s.offsets, n, &s.i16, &mut s.i16_b);
+                int16::gemm(wts, n, &s.i16_b, &mut s.i32[grp * og * n..(grp + 1) * og * n]);
+            }
+            int16::SumLayout { per_row: n, seg_stride: wp, seg_len: geom.out_w }
+        } else {
+            let (k, px) = (geom.k(), geom.pixels());
+            s.i32.resize(geom.out_c * px, 0);
+            for (grp, wts) in q.packed.iter().enumerate() {
+                im2col(&geom, grp, input, |x| x as i16, &mut s.i16);
+                int16::pack_columns(k, px, &s.i16, &mut s.i16_b);
+                int16::gemm(wts, px, &s.i16_b, &mut s.i32[grp * og * px..(grp + 1) * og * px]);
+            }
+            int16::SumLayout::dense(px)
+        };
+        self.finish_i32(idx, node, p, layout, out, &s.i32);
+    }
+
+    fn dense_i16(&self, idx: usize, node: &Node, p: &QParams, input: &[i64], s: &mut Scratch, out: &mut Vec<i64>) {
+        let (q, Op::Dense(d)) = (p.i16.as_ref().expect("i16 parameters"), &node.op) else { unreachable!("dense") };
+        s.i16.clear();
+        s.i16.extend(input.iter().map(|&x| x as i16));
+        s.i32.resize(d.out_features, 0);
+        int16::gemv(d.in_features, &q.dense, &s.i16, &mut s.i32);
+        self.finish_i32(idx, node, p, int16::SumLayout::dense(1), out, &s.i32);
+    }
+
+    /// Finish i32 sums, one row per channel laid out as `layout`: vectorized in the common case.
+    fn finish_i32(
+        &self,
+        idx: usize,
+        node: &Node,
+        p: &QParams,
+        layout: int16::SumLayout,
+        out: &mut Vec<i64>,
+        acc: &[i32],
+    ) {
+        let q = p.i16.as_ref().expect("i16 parameters");
+        match &q.requant {
+            Some(rq) => int16::requant_rows(acc, layout, &q.bias, rq, out),
+            None => {
+                let (of, act) = (self.fmts[node.output], node.op.activation());
+                for (row, &bias) in acc.chunks_exact(layout.per_row).zip(&p.bias_acc) {
+                    for seg in layout.segments(row) {
+                        out.extend(seg.iter().map(|&a| self.finish(idx, a as i128 + bias, p.frac_acc, of, act)));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A number type that carries integer codes exactly through a GEMM (within the bound checked
 /// by [`choose_precision`]).
 trait Carrier: Gemm {
@@ -314,11 +472,13 @@ impl Engine for FixedEngine<'_> {
         let of = self.fmts[node.output];
         match (&node.op, &self.nodes[idx]) {
             (Op::Conv(_), QNode::Params(p)) => match p.precision {
+                Precision::I16 => self.conv_i16(idx, node, p, ins[0], s, out),
                 Precision::F32 => self.conv::<f32>(idx, node, ins[0], s, out),
                 Precision::F64 => self.conv::<f64>(idx, node, ins[0], s, out),
                 Precision::I128 => self.conv::<i128>(idx, node, ins[0], s, out),
             },
             (Op::Dense(_), QNode::Params(p)) => match p.precision {
+                Precision::I16 => self.dense_i16(idx, node, p, ins[0], s, out),
                 Precision::F32 => self.dense::<f32>(idx, node, ins[0], s, out),
                 Precision::F64 => self.dense::<f64>(idx, node, ins[0], s, out),
                 Precision::I128 => self.dense::<i128>(idx, node, ins[0], s, out),

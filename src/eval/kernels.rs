@@ -79,58 +79,70 @@ pub fn conv_image<S: Copy, G: Gemm>(
     col: &mut Vec<G>,
     out: &mut [G],
 ) {
-    let k = g.k();
+    let (k, p) = (g.k(), g.pixels());
+    let og = g.out_c / g.groups;
+    for grp in 0..g.groups {
+        im2col(g, grp, input, &conv, col);
+        G::gemm(og, k, p, &weight[grp * og * k..(grp + 1) * og * k], col, &mut out[grp * og * p..(grp + 1) * og * p]);
+    }
+}
+
+/// The im2col matrix of group `grp` of one image: `col[k][pixels]`, row `(c, ky, kx)` holding
+/// the input element under that kernel tap for every output pixel (zero in the padding).
+pub fn im2col<S: Copy, G: Copy + Default>(
+    g: &ConvGeom,
+    grp: usize,
+    input: &[S],
+    conv: impl Fn(S) -> G,
+    col: &mut Vec<G>,
+) {
     let p = g.pixels();
     let cg = g.in_c / g.groups;
-    let og = g.out_c / g.groups;
-    col.resize(k * p, G::default());
+    col.resize(g.k() * p, G::default());
     let [kh, kw] = g.window.kernel;
     let [sh, sw] = g.window.stride;
     let [dh, dw] = g.window.dilation;
     let (pt, pl) = (g.window.pads[0] as isize, g.window.pads[1] as isize);
-    for grp in 0..g.groups {
-        let mut row = 0;
-        for c in grp * cg..(grp + 1) * cg {
-            let plane = &input[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    let dst = &mut col[row * p..(row + 1) * p];
-                    // Output columns whose input column ox*sw + kx*dw - pl lies inside the row.
-                    let off = (kx * dw) as isize - pl;
-                    let ox_lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(sw) }.min(g.out_w);
-                    let ox_hi = if (g.in_w as isize) <= off {
-                        0
-                    } else {
-                        ((g.in_w as isize - off) as usize).div_ceil(sw).min(g.out_w)
-                    }
-                    .max(ox_lo);
-                    for oy in 0..g.out_h {
-                        let iy = (oy * sh + ky * dh) as isize - pt;
-                        let d = &mut dst[oy * g.out_w..(oy + 1) * g.out_w];
-                        if iy < 0 || iy >= g.in_h as isize {
-                            d.fill(G::default());
-                            continue;
-                        }
-                        let src = &plane[iy as usize * g.in_w..(iy as usize + 1) * g.in_w];
-                        d[..ox_lo].fill(G::default());
-                        d[ox_hi..].fill(G::default());
-                        let start = (ox_lo * sw) as isize + off;
-                        if sw == 1 {
-                            let s0 = start as usize;
-                            for (v, &x) in d[ox_lo..ox_hi].iter_mut().zip(&src[s0..s0 + (ox_hi - ox_lo)]) {
-                                *v = conv(x);
-                            }
-                        } else {
-                            for (j, v) in d[ox_lo..ox_hi].iter_mut().enumerate() {
-                                *v = conv(src[start as usize + j * sw]);
-                            }
-                        }
-                    }
-                    row += 1;
+    let mut row = 0;
+    for c in grp * cg..(grp + 1) * cg {
+        let plane = &input[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let dst = &mut col[row * p..(row + 1) * p];
+                // Output columns whose input column ox*sw + kx*dw - pl lies inside the row.
+                let off = (kx * dw) as isize - pl;
+                let ox_lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(sw) }.min(g.out_w);
+                let ox_hi = if (g.in_w as isize) <= off {
+                    0
+                } else {
+                    ((g.in_w as isize - off) as usize).div_ceil(sw).min(g.out_w)
                 }
+                .max(ox_lo);
+                for oy in 0..g.out_h {
+                    let iy = (oy * sh + ky * dh) as isize - pt;
+                    let d = &mut dst[oy * g.out_w..(oy + 1) * g.out_w];
+                    if iy < 0 || iy >= g.in_h as isize {
+                        d.fill(G::default());
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.in_w..(iy as usize + 1) * g.in_w];
+                    d[..ox_lo].fill(G::default());
+                    d[ox_hi..].fill(G::default());
+                    let start = (ox_lo * sw) as isize + off;
+                    if sw == 1 {
+                        let s0 = start as usize;
+                        for (v, &x) in d[ox_lo..ox_hi].iter_mut().zip(&src[s0..s0 + (ox_hi - ox_lo)]) {
+                            *v = conv(x);
+                        }
+                    } else {
+                        for (j, v) in d[ox_lo..ox_hi].iter_mut().enumerate() {
+                            *v = conv(src[start as usize + j * sw]);
+                        }
+                    }
+                }
+                row += 1;
             }
         }
-        G::gemm(og, k, p, &weight[grp * og * k..(grp + 1) * og * k], col, &mut out[grp * og * p..(grp + 1) * og * p]);
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod calibrate;
 pub mod fixed;
 pub mod float;
+pub mod int16;
 pub mod kernels;
 pub mod runner;
 

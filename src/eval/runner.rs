@@ -2,7 +2,7 @@
 //! are exact in any number type (max-pooling, flattening), and parallel scoring over images.
 
 use super::kernels::pool_windows;
-use crate::model::{Graph, Node, Op};
+use crate::model::{Graph, Node, Op, Window};
 use rayon::prelude::*;
 
 /// What an engine must provide: every op whose arithmetic depends on the number system.
@@ -21,6 +21,10 @@ pub struct Scratch {
     pub f64_b: Vec<f64>,
     pub i128: Vec<i128>,
     pub i128_b: Vec<i128>,
+    pub i16: Vec<i16>,
+    pub i16_b: Vec<i16>,
+    pub i32: Vec<i32>,
+    pub offsets: Vec<usize>,
 }
 
 /// Reusable storage for one image's pass.
@@ -91,6 +95,9 @@ pub fn run_nodes<E: Engine>(
         {
             let ins: Vec<&[E::T]> = node.inputs.iter().map(|&v| ws.values[v].as_slice()).collect();
             match &node.op {
+                Op::MaxPool(w) if w.pads == [0; 4] && w.dilation == [1, 1] => {
+                    max_pool_unpadded(ins[0], graph.shape(node.inputs[0]), w, graph.shape(node.output), &mut out)
+                }
                 Op::MaxPool(w) => {
                     let shape = graph.shape(node.inputs[0]);
                     let o = graph.shape(node.output);
@@ -158,6 +165,29 @@ impl<T: Copy> Workspace<T> {
 /// All values of the last `run_image` with `keep = true`.
 pub fn values<T>(ws: &Workspace<T>) -> &[Vec<T>] {
     &ws.values
+}
+
+/// Max-pooling where every window lies inside the image (the common case), without gathering
+/// windows: the hot op after the convolutions once those are fast.
+fn max_pool_unpadded<T: Copy + PartialOrd>(input: &[T], shape: &[usize], w: &Window, o: &[usize], out: &mut Vec<T>) {
+    let (h, wd) = (shape[1], shape[2]);
+    let ([kh, kw], [sh, sw]) = (w.kernel, w.stride);
+    for plane in input.chunks_exact(h * wd) {
+        for oy in 0..o[1] {
+            let rows = &plane[oy * sh * wd..(oy * sh + kh - 1) * wd + wd];
+            out.extend((0..o[2]).map(|ox| {
+                let mut m = rows[ox * sw];
+                for ky in 0..kh {
+                    for &v in &rows[ky * wd + ox * sw..ky * wd + ox * sw + kw] {
+                        if v > m {
+                            m = v;
+                        }
+                    }
+                }
+                m
+            }));
+        }
+    }
 }
 
 fn max_of<T: Copy + PartialOrd>(vals: &[T]) -> T {

@@ -161,9 +161,19 @@ pub fn shl_saturating(v: i128, s: u32) -> i128 {
 
 /// Quantize a real number into `fmt`: `k = fit(round(x * 2^frac))`.
 pub fn quantize(x: f64, fmt: Format, arith: Arith) -> i64 {
-    let scaled = x * (2.0f64).powi(fmt.frac);
+    quantize_scaled(x * (2.0f64).powi(fmt.frac), fmt, arith)
+}
+
+/// [`quantize`] of `x` given `scaled = x * 2^frac` (exact: a power of two), so that loops over
+/// a tensor compute the power once.
+pub fn quantize_scaled(scaled: f64, fmt: Format, arith: Arith) -> i64 {
     let r = round_f64(scaled, arith.rounding);
-    // Anything beyond ±2^100 saturates every format; clamp before the integer cast.
+    if arith.overflow == Overflow::Saturate {
+        // The range ends (|.| <= 2^32) are exact in f64, so clamping before the cast is `fit`.
+        let (lo, hi) = fmt.code_range(arith.range);
+        return r.clamp(lo as f64, hi as f64) as i64;
+    }
+    // Beyond ±2^100 only the cast matters (the code wraps anyway); clamp before it.
     let r = r.clamp(-1e30, 1e30);
     fit(r as i128, fmt, arith)
 }
