@@ -8,7 +8,9 @@ use super::float::conv_geom;
 use super::int16::{self, PackedWeights, Requant};
 use super::kernels::{conv_image, im2col, pool_windows, Gemm};
 use super::runner::{run_image, Engine, Scratch, Workspace};
-use crate::fixed::round::{fit, quantize, quantize_scaled, requantize, round_div, round_shift, shl_saturating};
+use crate::fixed::round::{
+    fit, quantize, quantize_scaled, requantize, requantize_codes, round_div, round_shift, shl_saturating,
+};
 use crate::fixed::{Arith, Assignment, Format, Overflow};
 use crate::model::{Activation, Graph, Node, Op};
 use anyhow::Result;
@@ -502,7 +504,7 @@ impl Engine for FixedEngine<'_> {
             (Op::Concat, _) => {
                 for (x, &v) in ins.iter().zip(&node.inputs) {
                     let fi = self.fmts[v].frac;
-                    out.extend(x.iter().map(|&k| requantize(k as i128, fi, of, self.arith)));
+                    requantize_codes(x, fi, of, self.arith, out);
                 }
             }
             (Op::AvgPool { window, count_include_pad }, _) => {

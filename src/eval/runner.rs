@@ -95,8 +95,8 @@ pub fn run_nodes<E: Engine>(
         {
             let ins: Vec<&[E::T]> = node.inputs.iter().map(|&v| ws.values[v].as_slice()).collect();
             match &node.op {
-                Op::MaxPool(w) if w.pads == [0; 4] && w.dilation == [1, 1] => {
-                    max_pool_unpadded(ins[0], graph.shape(node.inputs[0]), w, graph.shape(node.output), &mut out)
+                Op::MaxPool(w) if w.dilation == [1, 1] && (0..4).all(|i| w.pads[i] < w.kernel[i % 2]) => {
+                    max_pool(ins[0], graph.shape(node.inputs[0]), w, graph.shape(node.output), &mut out)
                 }
                 Op::MaxPool(w) => {
                     let shape = graph.shape(node.inputs[0]);
@@ -167,18 +167,24 @@ pub fn values<T>(ws: &Workspace<T>) -> &[Vec<T>] {
     &ws.values
 }
 
-/// Max-pooling where every window lies inside the image (the common case), without gathering
-/// windows: the hot op after the convolutions once those are fast.
-fn max_pool_unpadded<T: Copy + PartialOrd>(input: &[T], shape: &[usize], w: &Window, o: &[usize], out: &mut Vec<T>) {
+/// Max-pooling without dilation, each window clipped to the image (ONNX pads max-pooling with
+/// -inf), without gathering windows: the hot op after the convolutions once those are fast.
+/// Every window holds at least one element: every pad is below the kernel.
+fn max_pool<T: Copy + PartialOrd>(input: &[T], shape: &[usize], w: &Window, o: &[usize], out: &mut Vec<T>) {
     let (h, wd) = (shape[1], shape[2]);
     let ([kh, kw], [sh, sw]) = (w.kernel, w.stride);
+    let clip = |o: usize, s: usize, pad: usize, k: usize, n: usize| {
+        let lo = (o * s).saturating_sub(pad);
+        (lo, (o * s + k).saturating_sub(pad).min(n))
+    };
     for plane in input.chunks_exact(h * wd) {
         for oy in 0..o[1] {
-            let rows = &plane[oy * sh * wd..(oy * sh + kh - 1) * wd + wd];
+            let (y0, y1) = clip(oy, sh, w.pads[0], kh, h);
             out.extend((0..o[2]).map(|ox| {
-                let mut m = rows[ox * sw];
-                for ky in 0..kh {
-                    for &v in &rows[ky * wd + ox * sw..ky * wd + ox * sw + kw] {
+                let (x0, x1) = clip(ox, sw, w.pads[1], kw, wd);
+                let mut m = plane[y0 * wd + x0];
+                for y in y0..y1 {
+                    for &v in &plane[y * wd + x0..y * wd + x1] {
                         if v > m {
                             m = v;
                         }
