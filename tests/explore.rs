@@ -364,6 +364,31 @@ fn strategy_independent() {
     check_run(&cfg, &out, "independent", 30);
 }
 
+/// descent: a whole run folder; it refines the paper point, so its chosen point is at least as
+/// cheap as the paper's best within budget, and on this run strictly cheaper.
+#[test]
+fn strategy_descent_refines_the_paper_point() {
+    let t = TempDir::new().unwrap();
+    let cfg = tiny(t.path());
+    let out = t.path().join("run");
+    let budget = 400;
+    explore(&cfg, &out, "descent", budget, None, false);
+    let s = check_run(&cfg, &out, "descent", budget);
+    let objectives = strings(&s["objectives"]);
+    let primary = objectives.iter().position(|o| *o == s["primary"].as_str().unwrap()).unwrap();
+    let r = rows(&out.join("evaluations.csv"), &objectives);
+    let best = |src: &str| {
+        r.iter()
+            .filter(|x| x.source == src && x.loss_search <= 0.01 + 1e-12)
+            .map(|x| x.objectives[primary])
+            .fold(f64::INFINITY, f64::min)
+    };
+    let (paper, descent) = (best("paper"), best("descent"));
+    assert!(paper.is_finite(), "the paper search finds a point within 1 %");
+    assert!(descent < paper, "descent {descent} not below the paper point {paper}");
+    assert_eq!(s["chosen"]["source"], "descent");
+}
+
 /// nsga2: a whole run folder, and the same seed gives the same bytes; another seed, another run.
 #[test]
 fn strategy_nsga2_is_deterministic_per_seed() {

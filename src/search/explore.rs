@@ -3,7 +3,7 @@
 use super::nsga2;
 use super::paper::{Budgets, Space};
 use super::score::{key, Scorer};
-use super::{independent, paper, uniform, Evaluation, Pricer, Search};
+use super::{descent, independent, paper, uniform, Evaluation, Pricer, Search};
 use crate::experiment::{Experiment, SplitAccuracy};
 use crate::fixed::Assignment;
 use crate::report::write_atomic;
@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub const STRATEGIES: [&str; 4] = ["uniform", "paper", "independent", "nsga2"];
+pub const STRATEGIES: [&str; 5] = ["uniform", "paper", "descent", "independent", "nsga2"];
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -180,6 +180,10 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
         "paper" => {
             paper::run(&mut s, &space, &budgets);
         }
+        "descent" => {
+            let p = paper::run(&mut s, &space, &budgets);
+            descent::run(&mut s, p, "descent", usize::MAX);
+        }
         "independent" => {
             let (_, loss) = independent::run(&mut s, &space, &budgets);
             notes.push(match loss {
@@ -189,8 +193,12 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
         }
         "nsga2" => {
             let p = paper::run(&mut s, &space, &budgets);
+            // The descent refines the paper point with at most half of what is left; NSGA-II
+            // gets the rest.
+            let left = budget.saturating_sub(s.scorer.evaluated + s.scorer.stopped_early);
+            let d = descent::run(&mut s, p.clone(), "descent", left / 2);
             let mut seeds: Vec<Assignment> = uniform::BITS.map(|b| exp.uniform(b)).collect();
-            seeds.push(p);
+            seeds.extend([p, d]);
             let cap = (4.0 * st.search.max_loss).max(0.05);
             nsga2::run(&mut s, &space, &seeds, nsga2::Settings { population: 24, seed, loss_cap: cap });
         }

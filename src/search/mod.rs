@@ -4,6 +4,7 @@
 //! Every strategy only ever sees the search split (through [`score::Scorer`]); the holdout
 //! split is touched once the search is over, for reporting.
 
+pub mod descent;
 pub mod explore;
 pub mod independent;
 pub mod nsga2;
