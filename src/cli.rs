@@ -54,7 +54,7 @@ pub enum Command {
         /// Output folder; default: reports/<name>/.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// uniform | paper | independent | nsga2 (default: the config's).
+        /// uniform | paper | descent | independent | nsga2 (default: the config's).
         #[arg(long)]
         strategy: Option<String>,
         /// Most evaluations to run (default: the config's).

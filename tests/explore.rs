@@ -364,8 +364,9 @@ fn strategy_independent() {
     check_run(&cfg, &out, "independent", 30);
 }
 
-/// descent: a whole run folder; it refines the paper point, so its chosen point is at least as
-/// cheap as the paper's best within budget, and on this run strictly cheaper.
+/// descent: a whole run folder; it refines the point of the paper search (with cost-weighted
+/// budgets), so its chosen point is at least as cheap as that search's best within budget, and
+/// on this run strictly cheaper.
 #[test]
 fn strategy_descent_refines_the_paper_point() {
     let t = TempDir::new().unwrap();
@@ -383,7 +384,7 @@ fn strategy_descent_refines_the_paper_point() {
             .map(|x| x.objectives[primary])
             .fold(f64::INFINITY, f64::min)
     };
-    let (paper, descent) = (best("paper"), best("descent"));
+    let (paper, descent) = (best("paper-weighted"), best("descent"));
     assert!(paper.is_finite(), "the paper search finds a point within 1 %");
     assert!(descent < paper, "descent {descent} not below the paper point {paper}");
     assert_eq!(s["chosen"]["source"], "descent");

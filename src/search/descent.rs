@@ -5,9 +5,11 @@
 //! The paper method lowers every tensor in a fixed order against per-layer budgets and never
 //! looks at what a bit costs: it spends the loss budget as readily on a bias of 64 values as on
 //! the activation feeding a layer of 1.8M multiplications, and it stops with budget left over.
-//! The descent spends what is left where the profile says bits are expensive.
+//! The descent spends what is left where the profile says bits are expensive. When no narrowing
+//! fits, it widens a tensor whose bits cost nothing on the primary objective (a bias, under a
+//! multiplication-cost primary) if that lowers the loss, and goes on narrowing.
 
-use super::{Search, Slot};
+use super::{Search, Slot, FLOAT_PROXY_BITS};
 use crate::fixed::{Assignment, Format};
 
 /// Every slot of an assignment: weights and bias of each parameterised layer, every output.
@@ -29,6 +31,14 @@ fn narrowings(f: Format) -> Vec<Format> {
         return Vec::new();
     }
     vec![Format::new(f.bits - 1, f.frac - 1, f.signed), Format::new(f.bits - 1, f.frac, f.signed)]
+}
+
+/// The one-bit widenings of a format: a finer step, or twice the range.
+fn widenings(f: Format) -> Vec<Format> {
+    if f.bits >= FLOAT_PROXY_BITS {
+        return Vec::new();
+    }
+    vec![Format::new(f.bits + 1, f.frac + 1, f.signed), Format::new(f.bits + 1, f.frac, f.signed)]
 }
 
 /// Descend from `start` (scored or not) until no narrowing stays within `max_loss`, the
@@ -71,6 +81,9 @@ pub fn run(s: &mut Search, start: Assignment, src: &str, limit: usize) -> Assign
                 }
             }
         }
+        if best.is_none() {
+            best = free_widening(s, &cur, cost, loss, src, &spent).map(|(a, l)| (a, l, 0.0));
+        }
         match best {
             Some((a, l, _)) => {
                 cur = a;
@@ -80,6 +93,33 @@ pub fn run(s: &mut Search, start: Assignment, src: &str, limit: usize) -> Assign
         }
     }
     cur
+}
+
+/// The widening that costs nothing on the primary objective and lowers the loss most, if any
+/// lowers it at all.
+fn free_widening(
+    s: &mut Search,
+    cur: &Assignment,
+    cost: f64,
+    loss: f64,
+    src: &str,
+    spent: &dyn Fn(&Search) -> bool,
+) -> Option<(Assignment, f64)> {
+    let mut best: Option<(Assignment, f64)> = None;
+    for slot in slots(cur) {
+        for f in widenings(slot.get(cur)) {
+            let a = slot.with(cur, f);
+            if spent(s) || s.price(&a)[s.primary] > cost {
+                continue;
+            }
+            if let Some(l) = s.evaluate(&a, src, Some(s.max_loss)) {
+                if l < best.as_ref().map_or(loss, |b| b.1) - 1e-12 {
+                    best = Some((a, l));
+                }
+            }
+        }
+    }
+    best
 }
 
 #[cfg(test)]

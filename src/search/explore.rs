@@ -178,10 +178,11 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
     match strategy.as_str() {
         "uniform" => {}
         "paper" => {
-            paper::run(&mut s, &space, &budgets);
+            paper::run(&mut s, &space, &budgets, "paper");
         }
         "descent" => {
-            let p = paper::run(&mut s, &space, &budgets);
+            let weighted = Budgets { cost_weighted: true, ..budgets };
+            let p = paper::run(&mut s, &space, &weighted, "paper-weighted");
             descent::run(&mut s, p, "descent", usize::MAX);
         }
         "independent" => {
@@ -192,7 +193,7 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
             });
         }
         "nsga2" => {
-            let p = paper::run(&mut s, &space, &budgets);
+            let p = paper::run(&mut s, &space, &budgets, "paper");
             // The descent refines the paper point with at most half of what is left; NSGA-II
             // gets the rest.
             let left = budget.saturating_sub(s.scorer.evaluated + s.scorer.stopped_early);

@@ -20,6 +20,10 @@ pub struct Budgets {
     pub keep_wider_gain: f64,
     /// Uniform starting loss limit per kind, when raising the starting width.
     pub start_loss: f64,
+    /// Grow the weight and activation budgets in proportion to what each tensor's bits cost on
+    /// the primary objective, instead of by layer index (the paper's schedule). The total per
+    /// kind is the paper's.
+    pub cost_weighted: bool,
 }
 
 impl Default for Budgets {
@@ -31,6 +35,7 @@ impl Default for Budgets {
             activations: 0.005,
             keep_wider_gain: 0.0015,
             start_loss: 0.005,
+            cost_weighted: false,
         }
     }
 }
@@ -132,11 +137,11 @@ pub fn lower(s: &mut Search, cur: &mut Assignment, slot: Slot, budget: f64, b: &
 
 /// Starting widths: 12 (weights, activations) and 8 (biases), raised by 4 until that kind
 /// alone, uniform, stays within `start_loss` (the other kinds at the float proxy).
-pub fn start_widths(s: &mut Search, space: &Space, b: &Budgets) -> (u32, u32, u32) {
+pub fn start_widths(s: &mut Search, space: &Space, b: &Budgets, src: &str) -> (u32, u32, u32) {
     let p = FLOAT_PROXY_BITS;
     let mut raise = |start: u32, make: &dyn Fn(u32) -> Assignment| {
         let mut w = start;
-        while w < p && s.evaluate(&make(w), "paper", Some(b.start_loss)).is_none() {
+        while w < p && s.evaluate(&make(w), src, Some(b.start_loss)).is_none() {
             w += 4;
         }
         w.min(p)
@@ -148,9 +153,13 @@ pub fn start_widths(s: &mut Search, space: &Space, b: &Budgets) -> (u32, u32, u3
 }
 
 impl Budgets {
-    /// Budget of the `i`-th (0-based) of `n` tensors of `kind`.
+    /// Budget of the `i`-th (0-based) of `n` tensors of `kind`, the paper's schedule.
     pub fn for_slot(&self, kind: Kind, i: usize, n: usize) -> f64 {
-        let frac_done = (i + 1) as f64 / n as f64;
+        self.for_progress(kind, (i + 1) as f64 / n as f64)
+    }
+
+    /// Budget once `frac_done` of a kind's share (of layers, or of cost) has been lowered.
+    fn for_progress(&self, kind: Kind, frac_done: f64) -> f64 {
         match kind {
             Kind::Weights => self.weights * frac_done,
             Kind::Bias => self.biases,
@@ -159,17 +168,46 @@ impl Budgets {
     }
 }
 
-/// Run the whole method; returns the final assignment.
-pub fn run(s: &mut Search, space: &Space, b: &Budgets) -> Assignment {
-    let (w, bias, a) = start_widths(s, space, b);
+/// What one bit of each slot costs on the primary objective at `a` (the saving of narrowing it
+/// by one bit), normalised to cumulative fractions: entry `i` is the share of slots `0..=i`.
+/// None when no slot's bits cost anything (e.g. biases under a multiplication-cost primary).
+fn cumulative_cost_shares(s: &Search, a: &Assignment, slots: &[Slot]) -> Option<Vec<f64>> {
+    let cost = s.price(a)[s.primary];
+    let shares: Vec<f64> = slots
+        .iter()
+        .map(|slot| {
+            let f = slot.get(a);
+            let narrower = Format::new(f.bits.saturating_sub(1).max(1), f.frac, f.signed);
+            (cost - s.price(&slot.with(a, narrower))[s.primary]).max(0.0)
+        })
+        .collect();
+    let total: f64 = shares.iter().sum();
+    (total > 0.0).then(|| {
+        shares
+            .iter()
+            .scan(0.0, |acc, x| {
+                *acc += x;
+                Some(*acc / total)
+            })
+            .collect()
+    })
+}
+
+/// Run the whole method; returns the final assignment. `src` labels its evaluations.
+pub fn run(s: &mut Search, space: &Space, b: &Budgets, src: &str) -> Assignment {
+    let (w, bias, a) = start_widths(s, space, b, src);
     let mut cur = (space.uniform)(w, bias, a);
-    s.evaluate(&cur, "paper", None);
+    s.evaluate(&cur, src, None);
     for kind in [Kind::Weights, Kind::Bias, Kind::Activation] {
         let slots = space.slots(&cur, kind);
         let n = slots.len();
+        let shares = if b.cost_weighted && kind != Kind::Bias { cumulative_cost_shares(s, &cur, &slots) } else { None };
         for (i, slot) in slots.into_iter().enumerate() {
-            let budget = b.for_slot(kind, i, n);
-            lower(s, &mut cur, slot, budget, b, "paper");
+            let budget = match &shares {
+                Some(sh) => b.for_progress(kind, sh[i]),
+                None => b.for_slot(kind, i, n),
+            };
+            lower(s, &mut cur, slot, budget, b, src);
             if s.exhausted() {
                 return cur;
             }
