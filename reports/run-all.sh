@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
-# Regenerate the run folder of every shipped config (except default, which is lenet5-fashion)
-# and the results table in reports/table.md. Usage: reports/run-all.sh [config ...]
+# Regenerate the run folders of reports/ and the results table in reports/table.md.
+# Usage: reports/run-all.sh [RUN ...]   (RUN = a folder name below; default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(configs/lenet5-fashion.toml configs/lenet5-mnist.toml configs/seq14-fashion.toml configs/seq14-mnist.toml configs/branched-fashion.toml configs/branched-mnist.toml)
-for c in "${configs[@]}"; do
-  name=$(basename "$c" .toml)
-  cargo run --release --quiet -- explore "$c" --out "reports/$name"
+# folder  config  strategy  [extra explore flags]
+runs=(
+  "lenet5-fashion          configs/lenet5-fashion.toml   paper"
+  "lenet5-fashion-descent  configs/lenet5-fashion.toml   descent"
+  "lenet5-fashion-nsga2    configs/lenet5-fashion.toml   nsga2   --budget 600"
+  "lenet5-mnist            configs/lenet5-mnist.toml     paper"
+  "lenet5-mnist-descent    configs/lenet5-mnist.toml     descent"
+  "seq14-fashion           configs/seq14-fashion.toml    paper"
+  "seq14-fashion-descent   configs/seq14-fashion.toml    descent"
+  "seq14-mnist             configs/seq14-mnist.toml      paper"
+  "seq14-mnist-descent     configs/seq14-mnist.toml      descent"
+  "branched-mnist          configs/branched-mnist.toml   paper"
+  "branched-mnist-descent  configs/branched-mnist.toml   descent"
+)
+for r in "${runs[@]}"; do
+  read -r name config strategy extra <<<"$r"
+  if [ $# -gt 0 ] && [[ " $* " != *" $name "* ]]; then continue; fi
+  # shellcheck disable=SC2086
+  cargo run --release --quiet -- explore "$config" --strategy "$strategy" --out "reports/$name" $extra
 done
 dirs=()
 for d in reports/*/; do [ -f "$d/summary.json" ] && dirs+=("$d"); done
