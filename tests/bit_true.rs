@@ -143,7 +143,7 @@ fn reference_with(g: &Graph, asg: &Assignment, params: &RefParams, input: &[f64]
                         let cg = ic / c.groups;
                         let og = oc / c.groups;
                         let [kh, kw] = c.window.kernel;
-                        assert_eq!(c.window.dilation, [1, 1], "the reference has no dilation");
+                        let [dy, dx] = c.window.dilation;
                         let [sy, sx] = c.window.stride;
                         let (pt, pl) = (c.window.pads[0] as isize, c.window.pads[1] as isize);
                         // Every product is a multiple of 2^-fa and every sum stays far below
@@ -159,10 +159,10 @@ fn reference_with(g: &Graph, asg: &Assignment, params: &RefParams, input: &[f64]
                                 for ky in 0..kh {
                                     for kx in 0..kw {
                                         let wv = wq[((o * cg + ci) * kh + ky) * kw + kx];
-                                        // Output columns ox whose input column ox*sx + kx - pl
+                                        // Output columns ox whose input column ox*sx + kx*dx - pl
                                         // lies inside the row: lo..hi.
-                                        let first = pl - kx as isize; // ox*sx >= first
-                                        let last = iw as isize - 1 + pl - kx as isize; // ox*sx <= last
+                                        let first = pl - (kx * dx) as isize; // ox*sx >= first
+                                        let last = iw as isize - 1 + pl - (kx * dx) as isize; // ox*sx <= last
                                         let lo = (first.max(0) as usize).div_ceil(sx);
                                         let hi = if last < 0 { 0 } else { (last as usize / sx + 1).min(ow) };
                                         if lo >= hi {
@@ -170,7 +170,7 @@ fn reference_with(g: &Graph, asg: &Assignment, params: &RefParams, input: &[f64]
                                         }
                                         let ix0 = (lo * sx) as isize - first; // >= 0
                                         for oy in 0..oh {
-                                            let iy = (oy * sy + ky) as isize - pt;
+                                            let iy = (oy * sy + ky * dy) as isize - pt;
                                             if iy < 0 || iy >= ih as isize {
                                                 continue;
                                             }
@@ -277,9 +277,13 @@ fn random_net(rng: &mut ChaCha8Rng) -> Graph {
     };
     let acts = [Activation::None, Activation::Relu, Activation::Clip { min: 0.0, max: 1.5 }];
     let a1 = acts[rng.random_range(0..3)];
-    let (k, stride, pad) = [(3, 1, 1), (3, 2, 1), (1, 1, 0), (3, 1, 0)][rng.random_range(0..4)];
+    let square =
+        |k: usize, s: usize, p: usize| Window { kernel: [k, k], stride: [s, s], pads: [p; 4], dilation: [1, 1] };
+    // The last: rectangular, dilated, asymmetrically padded (stride 1: the padded-runs path).
+    let odd = Window { kernel: [3, 2], stride: [1, 1], pads: [1, 0, 0, 1], dilation: [2, 1] };
+    let w1 = [square(3, 1, 1), square(3, 2, 1), square(1, 1, 0), square(3, 1, 0), odd][rng.random_range(0..5)];
     let c1 = rng.random_range(2..=4);
-    let x1 = b.conv("conv1", 0, c1, k, stride, pad, 1, a1, &mut p);
+    let x1 = b.conv_window("conv1", 0, c1, w1, 1, a1, &mut p);
     // An unfused activation (its input's format passes through), sometimes.
     let x1 = if rng.random_bool(0.4) {
         let s1 = b.shape(x1);

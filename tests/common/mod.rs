@@ -45,10 +45,25 @@ impl Builder {
         act: Activation,
         params: &mut impl FnMut() -> f64,
     ) -> usize {
-        let s = self.shape(x);
         let window = Window { kernel: [k, k], stride: [stride, stride], pads: [pad; 4], dilation: [1, 1] };
+        self.conv_window(name, x, out_c, window, groups, act, params)
+    }
+
+    /// [`Builder::conv`] with any window (rectangular kernel, asymmetric pads, dilation).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_window(
+        &mut self,
+        name: &str,
+        x: usize,
+        out_c: usize,
+        window: Window,
+        groups: usize,
+        act: Activation,
+        params: &mut impl FnMut() -> f64,
+    ) -> usize {
+        let s = self.shape(x);
         let [oh, ow] = window.output_hw(s[1], s[2]).expect("valid conv");
-        let weight = (0..out_c * s[0] / groups * k * k).map(|_| params()).collect();
+        let weight = (0..out_c * s[0] / groups * window.kernel[0] * window.kernel[1]).map(|_| params()).collect();
         let bias = (0..out_c).map(|_| params()).collect();
         let op = Op::Conv(Conv {
             in_channels: s[0],
