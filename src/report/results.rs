@@ -46,7 +46,8 @@ pub fn results_table(dirs: &[PathBuf]) -> Result<String> {
         let _ = writeln!(
             t,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {}, {:.0} | {} |",
-            s.name,
+            // The folder: several runs of one config (strategies) share its name.
+            dir.file_name().map_or_else(|| s.name.clone(), |f| f.to_string_lossy().into_owned()),
             s.strategy,
             s.profile,
             pct2(s.float_accuracy.holdout),
