@@ -70,6 +70,10 @@ pub enum Command {
         /// the previous one (for measuring that speedup; results are identical).
         #[arg(long, hide = true)]
         no_prefix_reuse: bool,
+        /// Score every candidate on the whole search split instead of stopping once it cannot
+        /// meet its loss limit (for measuring that speedup; the search takes the same path).
+        #[arg(long, hide = true)]
+        no_early_stop: bool,
     },
     /// Hand an operating point to the RTL team: formats table, SystemVerilog package, C header,
     /// integer weights and biases ($readmemh), golden vectors of every layer.

@@ -104,7 +104,7 @@ fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
             }
         }
-        Command::Explore { config, out: dir, strategy, budget, seed, resume, no_prefix_reuse } => {
+        Command::Explore { config, out: dir, strategy, budget, seed, resume, no_prefix_reuse, no_early_stop } => {
             let exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
             let p = Profile::resolve(&exp.settings.cost_profile)?;
             for w in &p.warnings {
@@ -123,7 +123,8 @@ fn run(cli: Cli) -> Result<()> {
                 profile_text: p.text.clone(),
             };
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let opts = explore::Options { out: dir, strategy, budget, seed, resume, progress, no_prefix_reuse };
+            let opts =
+                explore::Options { out: dir, strategy, budget, seed, resume, progress, no_prefix_reuse, no_early_stop };
             let outcome = explore::explore(&exp, &costing, &opts)?;
             let files = qdse::report::render_run(&outcome.dir)?;
             print_outcome(&mut out, &outcome)?;

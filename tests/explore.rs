@@ -390,6 +390,29 @@ fn strategy_descent_refines_the_paper_point() {
     assert_eq!(s["chosen"]["source"], "descent");
 }
 
+/// The measuring switches change the work, not the search: without prefix reuse or early
+/// stopping the paper search visits the same candidates in the same order.
+#[test]
+fn measuring_switches_keep_the_search_path() {
+    let t = TempDir::new().unwrap();
+    let cfg = tiny(t.path());
+    let dirs = ["default", "no-prefix", "no-stop"].map(|d| t.path().join(d));
+    explore(&cfg, &dirs[0], "paper", 80, None, false);
+    qdse(&[&"explore", &cfg, &"--out", &dirs[1], &"--strategy", &"paper", &"--budget", &"80", &"--no-prefix-reuse"]);
+    qdse(&[&"explore", &cfg, &"--out", &dirs[2], &"--strategy", &"paper", &"--budget", &"80", &"--no-early-stop"]);
+    let s: Vec<serde_json::Value> = dirs.iter().map(|d| summary(d)).collect();
+    let objectives = strings(&s[0]["objectives"]);
+    let keys = |d: &Path| rows(&d.join("evaluations.csv"), &objectives).into_iter().map(|r| r.key).collect::<Vec<_>>();
+    assert_eq!(read(&dirs[0].join("evaluations.csv")), read(&dirs[1].join("evaluations.csv")));
+    assert!(s[1]["sample_layers_run"].as_u64() > s[0]["sample_layers_run"].as_u64());
+    // Without early stopping the rows are a superset, in the same order.
+    assert_eq!(s[2]["evaluations_stopped_early"], 0);
+    assert!(s[0]["evaluations_stopped_early"].as_u64().unwrap() > 0, "the run stops some candidates early");
+    let (with, without) = (keys(&dirs[0]), keys(&dirs[2]));
+    let mut it = without.iter();
+    assert!(with.iter().all(|k| it.any(|w| w == k)), "early stopping changed the order of the search");
+}
+
 /// nsga2: a whole run folder, and the same seed gives the same bytes; another seed, another run.
 #[test]
 fn strategy_nsga2_is_deterministic_per_seed() {

@@ -26,6 +26,8 @@ pub struct Options {
     pub progress: bool,
     /// Recompute every candidate from the input (only to measure what prefix reuse saves).
     pub no_prefix_reuse: bool,
+    /// Score every candidate fully (only to measure what early stopping saves).
+    pub no_early_stop: bool,
 }
 
 /// The priced cost side of a run: objective names, the pricer, the primary objective and the
@@ -113,6 +115,7 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
     let float = exp.float_accuracy();
     let mut scorer = Scorer::new(&exp.graph, &inputs, labels, float.search, st.search.loss);
     scorer.reuse_prefix = !opts.no_prefix_reuse;
+    scorer.early_stop = !opts.no_early_stop;
 
     // The log grows as evaluations finish, so an interrupted run loses nothing.
     let log_path = dir.join("evaluations.csv");
@@ -297,6 +300,7 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
         "evaluations_resumed": resumed,
         "sample_layers_run": nodes_run,
         "prefix_reuse": !opts.no_prefix_reuse,
+        "early_stop": !opts.no_early_stop,
         "budget": budget,
         "wall_seconds": started.elapsed().as_secs_f64(),
         "model": st.model.display().to_string(),

@@ -74,6 +74,9 @@ pub struct Scorer<'e> {
     last: Option<Assignment>,
     /// Whether to reuse saved prefixes (off only to measure what they save).
     pub reuse_prefix: bool,
+    /// Whether to stop scoring a candidate once it cannot meet its loss limit (off only to
+    /// measure what that saves: the caller still sees the limit exceeded).
+    pub early_stop: bool,
     /// Nodes run over all samples, summed over evaluations (the work done).
     pub nodes_run: usize,
     /// Full evaluations run, and evaluations stopped early (memo hits excluded).
@@ -120,6 +123,7 @@ impl<'e> Scorer<'e> {
             prefix: None,
             last: None,
             reuse_prefix: true,
+            early_stop: true,
             nodes_run: 0,
             evaluated: 0,
             stopped_early: 0,
@@ -155,7 +159,7 @@ impl<'e> Scorer<'e> {
     /// The flag says whether it was computed now rather than remembered.
     pub fn score(&mut self, a: &Assignment, max_loss: Option<f64>) -> (Option<f64>, bool) {
         let k = key(a);
-        let limit = max_loss.map(|l| self.max_errors(l));
+        let limit = max_loss.filter(|_| self.early_stop).map(|l| self.max_errors(l));
         match self.memo.get(&k) {
             Some(Known::Accuracy(acc)) => return (Some(*acc), false),
             Some(Known::MoreErrorsThan(e)) if limit.is_some_and(|l| l <= *e) => return (None, false),
