@@ -65,6 +65,50 @@ struct I16Params {
     requant: Option<Requant>,
 }
 
+impl I16Params {
+    /// The i16 form of a layer whose codes (`w_codes`, `bias_acc` at `frac_acc`) passed the
+    /// carrier's bound; `out` is its output format, `accumulator` its accumulator width.
+    fn new(
+        node: &Node,
+        w_codes: &[i64],
+        bias_acc: &[i128],
+        frac_acc: i32,
+        out: Format,
+        arith: Arith,
+        accumulator: Option<u32>,
+    ) -> Self {
+        let act = node.op.activation();
+        let shift = frac_acc - out.frac;
+        let common = arith.overflow == Overflow::Saturate
+            && accumulator.is_none()
+            && matches!(act, Activation::None | Activation::Relu)
+            && (0..=31).contains(&shift);
+        let (lo, hi) = out.code_range(arith.range);
+        I16Params {
+            packed: match &node.op {
+                Op::Conv(c) => {
+                    let og = c.out_channels / c.groups;
+                    let k = w_codes.len() / c.out_channels;
+                    w_codes.chunks(og * k).map(|g| PackedWeights::new(og, k, g)).collect()
+                }
+                _ => Vec::new(),
+            },
+            dense: match &node.op {
+                Op::Dense(_) => w_codes.iter().map(|&k| k as i16).collect(),
+                _ => Vec::new(),
+            },
+            bias: bias_acc.iter().map(|&b| b as i32).collect(),
+            requant: common.then(|| Requant {
+                shift: shift as u32,
+                rounding: arith.rounding,
+                relu: act == Activation::Relu,
+                lo: lo.max(i32::MIN as i64) as i32,
+                hi: hi.min(i32::MAX as i64) as i32,
+            }),
+        }
+    }
+}
+
 /// A parameterised layer, quantized once.
 struct QParams {
     /// Weight codes in the GEMM type chosen by `precision` (f32/f64 only when chosen), and
@@ -164,36 +208,7 @@ impl<'g> FixedEngine<'g> {
                         codes_fit_i16,
                     );
                     let i16 = (precision == Precision::I16).then(|| {
-                        let out = fmts[node.output];
-                        let act = node.op.activation();
-                        let shift = frac_acc - out.frac;
-                        let common = arith.overflow == Overflow::Saturate
-                            && l.accumulator.is_none()
-                            && matches!(act, Activation::None | Activation::Relu)
-                            && (0..=31).contains(&shift);
-                        let (lo, hi) = out.code_range(arith.range);
-                        I16Params {
-                            packed: match &node.op {
-                                Op::Conv(c) => {
-                                    let og = c.out_channels / c.groups;
-                                    let k = w_codes.len() / c.out_channels;
-                                    w_codes.chunks(og * k).map(|g| PackedWeights::new(og, k, g)).collect()
-                                }
-                                _ => Vec::new(),
-                            },
-                            dense: match &node.op {
-                                Op::Dense(_) => w_codes.iter().map(|&k| k as i16).collect(),
-                                _ => Vec::new(),
-                            },
-                            bias: bias_acc.iter().map(|&b| b as i32).collect(),
-                            requant: common.then(|| Requant {
-                                shift: shift as u32,
-                                rounding: arith.rounding,
-                                relu: act == Activation::Relu,
-                                lo: lo.max(i32::MIN as i64) as i32,
-                                hi: hi.min(i32::MAX as i64) as i32,
-                            }),
-                        }
+                        I16Params::new(node, &w_codes, &bias_acc, frac_acc, fmts[node.output], arith, l.accumulator)
                     });
                     let mut p = QParams {
                         w_f32: Vec::new(),
