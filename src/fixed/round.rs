@@ -152,10 +152,7 @@ pub fn requantize(v: i128, from_frac: i32, fmt: Format, arith: Arith) -> i64 {
 /// value is within the 64-bit fast path), checking the format's case once instead of per code.
 pub fn requantize_codes(codes: &[i64], from_frac: i32, fmt: Format, arith: Arith, out: &mut Vec<i64>) {
     let shift = from_frac - fmt.frac;
-    if shift == 0 && arith.overflow == Overflow::Saturate {
-        let (lo, hi) = fmt.code_range(arith.range);
-        out.extend(codes.iter().map(|&k| k.clamp(lo, hi)));
-    } else if (0..62).contains(&shift) && arith.overflow == Overflow::Saturate {
+    if (0..62).contains(&shift) && arith.overflow == Overflow::Saturate {
         let (lo, hi) = fmt.code_range(arith.range);
         out.extend(codes.iter().map(|&k| round_shift_i64(k, shift as u32, arith.rounding).clamp(lo, hi)));
     } else {
