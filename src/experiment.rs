@@ -99,6 +99,15 @@ impl Experiment {
         Ok(SplitAccuracy { search: acc(self.split.search.clone()), holdout: acc(self.split.holdout.clone()) })
     }
 
+    /// A 95% interval for the loss of `a` against the float model on the holdout split.
+    pub fn holdout_loss_interval(&self, a: &Assignment) -> Result<(f64, f64)> {
+        let engine = FixedEngine::new(&self.graph, a)?;
+        let r = self.split.holdout.clone();
+        let float = eval::predict_float(&self.graph, &self.data, &self.pre, r.clone());
+        let fixed = eval::predict_fixed(&engine, &self.graph, &self.data, &self.pre, r.clone());
+        Ok(eval::loss_interval95(self.settings.search.loss, &float, &fixed, &self.data.labels[r]))
+    }
+
     /// Read a point file over the baseline (a point file may override only some layers).
     pub fn load_point(&self, path: &Path) -> Result<Assignment> {
         Assignment::load(path, &self.graph, &self.baseline(), &self.ranges.non_negative)

@@ -215,10 +215,12 @@ fn print_outcome(out: &mut impl Write, o: &explore::Outcome) -> Result<()> {
     }
     writeln!(
         out,
-        "chosen ({}): loss search {} holdout {} (holdout accuracy {})",
+        "chosen ({}): loss search {} holdout {} (95% interval {} to {}; holdout accuracy {})",
         c["source"].as_str().unwrap_or("?"),
         pct(&c["loss_search"]),
         pct(&c["loss_holdout"]),
+        pct(&c["loss_holdout_ci95"][0]),
+        pct(&c["loss_holdout_ci95"][1]),
         pct(&c["accuracy_holdout"])
     )?;
     for name in s["objectives"].as_array().into_iter().flatten().filter_map(|n| n.as_str()) {

@@ -253,6 +253,12 @@ fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_f
                 correct_of(c["accuracy_holdout"].as_f64().unwrap(), s["samples"]["holdout"].as_u64().unwrap() as usize),
                 h
             );
+            // The holdout interval brackets the holdout loss, and is a real spread unless the point
+            // disagrees with the float model on no holdout image.
+            let ci: Vec<f64> = c["loss_holdout_ci95"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let lh = c["loss_holdout"].as_f64().unwrap();
+            assert!(ci[0] <= lh + 1e-12 && lh <= ci[1] + 1e-12, "{strategy}: {ci:?} does not bracket {lh}");
+            assert!(ci[1] > ci[0] || lh == 0.0, "{strategy}: a loss of {lh} with no spread {ci:?}");
 
             // `qdse eval --point chosen.toml` measures exactly what the summary reports.
             let point = dir.join("chosen.toml");

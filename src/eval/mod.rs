@@ -7,6 +7,7 @@ pub mod int16;
 pub mod kernels;
 pub mod runner;
 
+use crate::config::LossKind;
 use crate::data::{Dataset, Preprocess};
 use crate::model::Graph;
 use std::ops::Range;
@@ -18,6 +19,30 @@ pub fn accuracy(predictions: &[usize], labels: &[usize]) -> f64 {
     }
     let ok = predictions.iter().zip(labels).filter(|(p, l)| p == l).count();
     ok as f64 / predictions.len() as f64
+}
+
+/// A 95% interval for the accuracy loss of `fixed` against `float` predictions on the same
+/// samples: a normal approximation over the paired per-sample differences (right in one, wrong
+/// in the other), so the samples both get right or both get wrong add no spread. The float
+/// accuracy a relative loss divides by is taken as exact: it is the reference being measured
+/// against, not an estimate.
+pub fn loss_interval95(kind: LossKind, float: &[usize], fixed: &[usize], labels: &[usize]) -> (f64, f64) {
+    let n = labels.len().min(float.len()).min(fixed.len());
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let d: Vec<f64> = (0..n).map(|i| f64::from(float[i] == labels[i]) - f64::from(fixed[i] == labels[i])).collect();
+    let mean = d.iter().sum::<f64>() / n as f64;
+    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
+    let half = 1.959964 * (var / n as f64).sqrt();
+    let float_acc = accuracy(&float[..n], &labels[..n]);
+    let loss = kind.loss(float_acc, float_acc - mean);
+    let scale = match kind {
+        LossKind::Relative if float_acc > 0.0 => 1.0 / float_acc,
+        LossKind::Relative => 0.0,
+        LossKind::Absolute => 1.0,
+    };
+    (loss - half * scale, loss + half * scale)
 }
 
 /// Float predictions over `range` of the data set.
@@ -90,4 +115,31 @@ pub fn throughput(
         fixed_accuracy: aq,
         threads: rayon::current_num_threads(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_interval_spreads_only_over_disagreements() {
+        let labels = vec![0; 100];
+        // Identical predictions: no loss and no spread, whatever the accuracy.
+        let same: Vec<usize> = (0..100).map(|i| usize::from(i % 3 == 0)).collect();
+        assert_eq!(loss_interval95(LossKind::Absolute, &same, &same, &labels), (0.0, 0.0));
+        // Float right on all, fixed wrong on 10: loss 0.10, d has variance 0.1 * 0.9 * 100 / 99.
+        let float = vec![0; 100];
+        let fixed: Vec<usize> = (0..100).map(|i| usize::from(i < 10)).collect();
+        let (lo, hi) = loss_interval95(LossKind::Absolute, &float, &fixed, &labels);
+        let half = 1.959964 * (0.09_f64 * 100.0 / 99.0 / 100.0).sqrt();
+        assert!((lo - (0.10 - half)).abs() < 1e-12 && (hi - (0.10 + half)).abs() < 1e-12, "{lo} {hi}");
+        // Relative loss divides both ends by the float accuracy (here 0.5): fixed is wrong on 5 of
+        // the 50 images float gets right, a loss of 0.05 absolute, 0.10 relative.
+        let float: Vec<usize> = (0..100).map(|i| usize::from(i % 2 == 0)).collect();
+        let fixed: Vec<usize> = (0..100).map(|i| usize::from(i % 2 == 0 || i < 10)).collect();
+        let (ra, rb) = loss_interval95(LossKind::Relative, &float, &fixed, &labels);
+        let (aa, ab) = loss_interval95(LossKind::Absolute, &float, &fixed, &labels);
+        assert!((ra - aa / 0.5).abs() < 1e-12 && (rb - ab / 0.5).abs() < 1e-12);
+        assert!(aa < 0.05 && 0.05 < ab && ra < 0.10 && 0.10 < rb, "{aa} {ab} {ra} {rb}");
+    }
 }

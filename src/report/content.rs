@@ -134,9 +134,14 @@ pub fn headline(run: &Run) -> Headline {
         value: pct(c.accuracy_holdout, 2),
         lines: vec![
             format!("holdout loss {}", format::loss(c.loss_holdout, s.loss, 2)),
+            c.loss_holdout_ci95
+                .map_or_else(String::new, |ci| format!("95% interval {}", format::interval(ci, s.loss, 2))),
             format!("search loss {}", format::loss(c.loss_search, s.loss, 2)),
             format!("search accuracy {}", pct(c.accuracy_search, 2)),
-        ],
+        ]
+        .into_iter()
+        .filter(|l| !l.is_empty())
+        .collect(),
         highlight: true,
     });
     for o in &s.objectives {
@@ -185,7 +190,11 @@ pub fn baseline_vs_chosen(run: &Run) -> Table {
     rows.push(vec![
         Cell::plain("loss vs float, holdout split"),
         Cell::plain(format::loss(loss_of(b.accuracy_holdout, s.float_accuracy.holdout, s.loss), s.loss, 2)),
-        c.map_or_else(dash, |c| Cell::plain(format::loss(c.loss_holdout, s.loss, 2))),
+        c.map_or_else(dash, |c| {
+            let ci =
+                c.loss_holdout_ci95.map_or_else(String::new, |ci| format!(" ({})", format::interval(ci, s.loss, 2)));
+            Cell::plain(format!("{}{ci}", format::loss(c.loss_holdout, s.loss, 2)))
+        }),
         dash(),
     ]);
     for o in &s.objectives {

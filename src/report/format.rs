@@ -113,6 +113,11 @@ pub fn reduction_precise(frac: f64) -> String {
 }
 
 /// A loss vs float: relative losses in `%`, absolute ones in accuracy points (`pp`).
+/// A loss interval, `lo – hi` in the loss's unit.
+pub fn interval(ci: [f64; 2], kind: LossKind, decimals: usize) -> String {
+    format!("{} – {}", loss(ci[0], kind, decimals), loss(ci[1], kind, decimals))
+}
+
 pub fn loss(v: f64, kind: LossKind, decimals: usize) -> String {
     let p = v * 100.0;
     let s = format!("{p:.decimals$}");

@@ -28,7 +28,7 @@ fn paper_figures(model: &str) -> Option<&'static str> {
 /// multiplication-cost reductions vs 8-bit, beside the paper's figures where it has them.
 pub fn results_table(dirs: &[PathBuf]) -> Result<String> {
     let mut t = String::new();
-    t.push_str("| run | strategy | profile | float acc. (holdout) | 8-bit acc. (holdout) | chosen: loss search / holdout | memory red. | mult-cost red. | evaluations, s | paper: memory / mult-cost red. (loss) |\n");
+    t.push_str("| run | strategy | profile | float acc. (holdout) | 8-bit acc. (holdout) | chosen: loss search / holdout (95% interval) | memory red. | mult-cost red. | evaluations, s | paper: memory / mult-cost red. (loss) |\n");
     t.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for dir in dirs {
         let run = Run::load(dir)?;
@@ -37,7 +37,16 @@ pub fn results_table(dirs: &[PathBuf]) -> Result<String> {
         let pct2 = |x: f64| format!("{:.2}%", 100.0 * x);
         let (loss, mem, mult) = match &s.chosen {
             Some(c) => (
-                format!("{} / {}", pct2(c.loss_search), pct2(c.loss_holdout)),
+                match c.loss_holdout_ci95 {
+                    Some([lo, hi]) => format!(
+                        "{} / {} ({:.1}–{:.1})",
+                        pct2(c.loss_search),
+                        pct2(c.loss_holdout),
+                        100.0 * lo,
+                        100.0 * hi
+                    ),
+                    None => format!("{} / {}", pct2(c.loss_search), pct2(c.loss_holdout)),
+                },
                 pct(c.reduction("memory_bits", &s.baseline_8bit)),
                 pct(c.reduction("mult_cost", &s.baseline_8bit)),
             ),

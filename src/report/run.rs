@@ -52,6 +52,9 @@ pub struct Baseline {
 pub struct Chosen {
     pub loss_search: f64,
     pub loss_holdout: f64,
+    /// 95% interval of the holdout loss (absent in runs from before it was measured).
+    #[serde(default)]
+    pub loss_holdout_ci95: Option<[f64; 2]>,
     pub accuracy_search: f64,
     pub accuracy_holdout: f64,
     #[serde(default)]

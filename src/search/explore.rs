@@ -267,6 +267,8 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
             m.insert("accuracy_search".into(), json!(c.acc_search));
             m.insert("accuracy_holdout".into(), json!(h.holdout));
             m.insert("loss_holdout".into(), json!(loss_of(h.holdout, float.holdout)));
+            let (lo, hi) = exp.holdout_loss_interval(&c.assignment)?;
+            m.insert("loss_holdout_ci95".into(), json!([lo, hi]));
             m.insert("source".into(), json!(c.source));
             m.insert("layers".into(), per_layer_bits(exp, &c.assignment));
             write_atomic(&dir.join("chosen.toml"), c.assignment.to_toml(&exp.graph).as_bytes())?;
