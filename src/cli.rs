@@ -60,6 +60,10 @@ pub enum Command {
         /// Most evaluations to run (default: the config's).
         #[arg(long)]
         budget: Option<usize>,
+        /// Loss budget on the search split, a fraction (default: the config's `max_loss`). A
+        /// smaller one buys margin on the holdout split.
+        #[arg(long)]
+        max_loss: Option<f64>,
         /// Random seed (default: the config's).
         #[arg(long)]
         seed: Option<u64>,

@@ -104,8 +104,24 @@ fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
             }
         }
-        Command::Explore { config, out: dir, strategy, budget, seed, resume, no_prefix_reuse, no_early_stop } => {
-            let exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
+        Command::Explore {
+            config,
+            out: dir,
+            strategy,
+            budget,
+            max_loss,
+            seed,
+            resume,
+            no_prefix_reuse,
+            no_early_stop,
+        } => {
+            let mut exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
+            if let Some(m) = max_loss {
+                if !(0.0..1.0).contains(&m) {
+                    anyhow::bail!("--max-loss {m} must be in [0, 1) (a fraction: 0.005 = 0.5 %)");
+                }
+                exp.settings.search.max_loss = m;
+            }
             let p = Profile::resolve(&exp.settings.cost_profile)?;
             for w in &p.warnings {
                 eprintln!("warning: {w}");

@@ -373,6 +373,15 @@ fn eval_point(point: &str) -> Run {
 }
 
 #[test]
+fn max_loss_out_of_range_is_an_error() {
+    qdse(&["explore", "--max-loss", "1.5", "--out", "/nonexistent/never-written"]).fails_with(&[
+        "--max-loss",
+        "1.5",
+        "[0, 1)",
+    ]);
+}
+
+#[test]
 fn point_bits_zero_is_an_error() {
     eval_point("[[layer]]\nname = \"/fc1/Gemm\"\nweights = { bits = 0 }\n").fails_with(&[
         "point.toml",

@@ -396,6 +396,25 @@ fn strategy_descent_refines_the_paper_point() {
     assert_eq!(s["chosen"]["source"], "descent");
 }
 
+/// `--max-loss` replaces the config's budget: the choice is judged against it (check_run reads
+/// it back from the summary), and the descent works within it even when the paper schedule,
+/// scaled to it, ends over it.
+#[test]
+fn max_loss_flag_tightens_the_budget() {
+    let t = TempDir::new().unwrap();
+    let cfg = tiny(t.path());
+    let out = t.path().join("run");
+    qdse(&[&"explore", &cfg, &"--out", &out, &"--strategy", &"descent", &"--budget", &"400", &"--max-loss", &"0.004"]);
+    let s = check_run(&cfg, &out, "descent", 400);
+    assert_eq!(s["max_loss"], 0.004);
+    assert!(s["chosen"]["loss_search"].as_f64().unwrap() <= 0.004 + 1e-12);
+    let r = rows(&out.join("evaluations.csv"), &strings(&s["objectives"]));
+    assert!(
+        r.iter().any(|x| x.source == "descent" && x.loss_search <= 0.004 + 1e-12),
+        "the descent found points within the tighter budget"
+    );
+}
+
 /// The measuring switches change the work, not the search: without prefix reuse or early
 /// stopping the paper search visits the same candidates in the same order.
 #[test]

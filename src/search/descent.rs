@@ -41,7 +41,8 @@ fn widenings(f: Format) -> Vec<Format> {
     vec![Format::new(f.bits + 1, f.frac + 1, f.signed), Format::new(f.bits + 1, f.frac, f.signed)]
 }
 
-/// Descend from `start` (scored or not) until no narrowing stays within `max_loss`, the
+/// Descend from `start` (scored or not; if it is over `max_loss`, from the cheapest point scored
+/// so far within it) until no narrowing stays within `max_loss`, the
 /// search's evaluation budget is spent or `limit` more candidates have been scored. Returns the
 /// last accepted point.
 pub fn run(s: &mut Search, start: Assignment, src: &str, limit: usize) -> Assignment {
@@ -51,6 +52,13 @@ pub fn run(s: &mut Search, start: Assignment, src: &str, limit: usize) -> Assign
     let spent = |s: &Search| s.exhausted() || scored(s) >= stop_at;
     let Some(mut loss) = s.evaluate(&start, src, None) else { return start };
     let mut cur = start;
+    // A start over the budget has nothing to narrow: descend from the cheapest point within it.
+    if loss > max_loss {
+        match s.best_within_budget() {
+            Some(e) => (cur, loss) = (e.assignment.clone(), e.loss_search),
+            None => return cur,
+        }
+    }
     // Half an image's worth of loss: the denominator of "saving per loss" for moves that lose
     // nothing measurable, so that among those the largest saving wins.
     let quantum = 0.5 / s.scorer.samples().max(1) as f64;

@@ -174,7 +174,7 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
         crate::eval::calibrate::uniform(&exp.graph, &exp.ranges, spec, arith)
     };
     let space = Space { graph: &exp.graph, ranges: &exp.ranges, uniform: &uniform_wba };
-    let budgets = Budgets::default();
+    let budgets = Budgets::default().scaled_to(st.search.max_loss);
 
     let sweep = uniform::run(&mut s, &|b| exp.uniform(b));
     let mut notes = Vec::new();

@@ -40,6 +40,26 @@ impl Default for Budgets {
     }
 }
 
+/// The loss budget the paper's schedule is laid out for: its per-layer budgets end there.
+pub const PAPER_MAX_LOSS: f64 = 0.01;
+
+impl Budgets {
+    /// The schedule for another overall budget: every per-layer budget in proportion, so that
+    /// the last layer's still ends at `max_loss`. At the paper's 1 % it is the paper's schedule.
+    pub fn scaled_to(self, max_loss: f64) -> Budgets {
+        let k = max_loss / PAPER_MAX_LOSS;
+        Budgets {
+            weights: self.weights * k,
+            biases: self.biases * k,
+            activations_base: self.activations_base * k,
+            activations: self.activations * k,
+            keep_wider_gain: self.keep_wider_gain * k,
+            start_loss: self.start_loss * k,
+            cost_weighted: self.cost_weighted,
+        }
+    }
+}
+
 /// What the search works over: the graph, calibrated ranges and the starting formats.
 pub struct Space<'a> {
     pub graph: &'a Graph,
