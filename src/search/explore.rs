@@ -196,13 +196,17 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
             });
         }
         "nsga2" => {
-            let p = paper::run(&mut s, &space, &budgets, "paper");
-            // The descent refines the paper point with at most half of what is left; NSGA-II
-            // gets the rest.
-            let left = budget.saturating_sub(s.scorer.evaluated + s.scorer.stopped_early);
-            let d = descent::run(&mut s, p.clone(), "descent", left / 2);
+            // NSGA-II starts from what the sequential strategies find: the paper point and the
+            // cost-weighted one, each refined by a descent with at most half of what is left.
+            // Its front is over every evaluation, so it holds the `paper` and `descent` results.
+            let weighted = Budgets { cost_weighted: true, ..budgets };
             let mut seeds: Vec<Assignment> = uniform::BITS.map(|b| exp.uniform(b)).collect();
-            seeds.extend([p, d]);
+            for (b, src) in [(&budgets, "paper"), (&weighted, "paper-weighted")] {
+                let p = paper::run(&mut s, &space, b, src);
+                let left = budget.saturating_sub(s.scorer.evaluated + s.scorer.stopped_early);
+                let d = descent::run(&mut s, p.clone(), "descent", left / 2);
+                seeds.extend([p, d]);
+            }
             let cap = (4.0 * st.search.max_loss).max(0.05);
             nsga2::run(&mut s, &space, &seeds, nsga2::Settings { population: 24, seed, loss_cap: cap });
         }

@@ -1,5 +1,5 @@
-//! NSGA-II (Deb et al. 2002) over per-layer genes: widths of weights, biases and activations and
-//! an offset shift around each no-clip offset. Objectives: loss on the search split and every
+//! NSGA-II (Deb et al. 2002) over the input's and every layer's genes: widths of weights, biases
+//! and activations, each with an offset shift around its no-clip offset. Objectives: loss on the search split and every
 //! cost objective of the profile. Candidates whose loss exceeds a cap are stopped early and
 //! ranked as infeasible (constrained domination), which keeps hopeless candidates cheap.
 
@@ -18,11 +18,13 @@ pub struct Settings {
     pub loss_cap: f64,
 }
 
-const BITS: (i32, i32) = (2, 16);
-const BIAS_BITS: (i32, i32) = (1, 16);
-const SHIFT: (i32, i32) = (-2, 2);
+/// Widths 1..=16 for every tensor: the descent narrows down to 1 bit, and its points seed this.
+const BITS: (i32, i32) = (1, 16);
+const SHIFT: (i32, i32) = (-6, 6);
 
-/// Genes of one layer: [w_bits, w_shift, b_bits, a_bits, a_shift] (params) or [a_bits, a_shift].
+/// Genes: [in_bits, in_shift] for the network input, then per layer [w_bits, w_shift, b_bits,
+/// b_shift, a_bits, a_shift] (params) or [a_bits, a_shift]. Every seed must encode exactly (the
+/// paper and descent points included), so each format has a shift and the shift range is wide.
 type Genome = Vec<i32>;
 
 struct Codec<'a> {
@@ -36,15 +38,19 @@ struct Codec<'a> {
 impl<'a> Codec<'a> {
     fn new(space: &'a Space<'a>, template: Assignment) -> Self {
         let mut layout = Vec::new();
-        let mut bounds = Vec::new();
+        let mut bounds = vec![BITS, SHIFT];
         for l in &template.layers {
             layout.push((bounds.len(), l.weights.is_some()));
             if l.weights.is_some() {
-                bounds.extend([BITS, SHIFT, BIAS_BITS]);
+                bounds.extend([BITS, SHIFT, BITS, SHIFT]);
             }
             bounds.extend([BITS, SHIFT]);
         }
         Codec { space, template, layout, bounds }
+    }
+
+    fn input_no_clip(&self, bits: u32) -> Format {
+        activation_format(self.space.ranges, self.space.graph.input, bits, !self.template.input.signed)
     }
 
     fn no_clip(&self, layer: usize, kind: Kind, bits: u32) -> Format {
@@ -61,13 +67,16 @@ impl<'a> Codec<'a> {
 
     fn decode(&self, g: &Genome) -> Assignment {
         let mut a = self.template.clone();
+        let x = self.input_no_clip(g[0] as u32);
+        a.input = Format { frac: x.frac + g[1], ..x };
         for (i, &(o, params)) in self.layout.iter().enumerate() {
             let mut at = o;
             if params {
                 let w = self.no_clip(i, Kind::Weights, g[o] as u32);
                 a.layers[i].weights = Some(Format { frac: w.frac + g[o + 1], ..w });
-                a.layers[i].bias = Some(self.no_clip(i, Kind::Bias, g[o + 2] as u32));
-                at += 3;
+                let b = self.no_clip(i, Kind::Bias, g[o + 2] as u32);
+                a.layers[i].bias = Some(Format { frac: b.frac + g[o + 3], ..b });
+                at += 4;
             }
             let y = self.no_clip(i, Kind::Activation, g[at] as u32);
             a.layers[i].output = Format { frac: y.frac + g[at + 1], ..y };
@@ -77,9 +86,15 @@ impl<'a> Codec<'a> {
 
     fn encode(&self, a: &Assignment) -> Genome {
         let mut g = Vec::with_capacity(self.bounds.len());
+        g.extend([a.input.bits as i32, a.input.frac - self.input_no_clip(a.input.bits).frac]);
         for (i, l) in a.layers.iter().enumerate() {
             if let (Some(w), Some(b)) = (l.weights, l.bias) {
-                g.extend([w.bits as i32, w.frac - self.no_clip(i, Kind::Weights, w.bits).frac, b.bits as i32]);
+                g.extend([
+                    w.bits as i32,
+                    w.frac - self.no_clip(i, Kind::Weights, w.bits).frac,
+                    b.bits as i32,
+                    b.frac - self.no_clip(i, Kind::Bias, b.bits).frac,
+                ]);
             }
             let o = l.output;
             g.extend([o.bits as i32, o.frac - self.no_clip(i, Kind::Activation, o.bits).frac]);
@@ -185,6 +200,9 @@ pub fn run(s: &mut Search, space: &Space, seeds: &[Assignment], settings: Settin
         Some(Member { genome: g, objectives, feasible, rank: 0, crowding: 0.0 })
     };
     let mut genomes: Vec<Genome> = seeds.iter().map(|a| codec.encode(a)).collect();
+    for (a, g) in seeds.iter().zip(&genomes) {
+        debug_assert_eq!(super::score::key(&codec.decode(g)), super::score::key(a), "a seed that does not encode");
+    }
     while genomes.len() < n {
         let mut g = genomes[rng.random_range(0..seeds.len())].clone();
         mutate(&mut g, &codec.bounds, &mut rng, 0.3);
