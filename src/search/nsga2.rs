@@ -1,7 +1,8 @@
 //! NSGA-II (Deb et al. 2002) over the input's and every layer's genes: widths of weights, biases
-//! and activations, each with an offset shift around its no-clip offset. Objectives: loss on the search split and every
-//! cost objective of the profile. Candidates whose loss exceeds a cap are stopped early and
-//! ranked as infeasible (constrained domination), which keeps hopeless candidates cheap.
+//! and activations, each with an offset shift around its no-clip offset. Objectives: loss on the
+//! search split and every cost objective of the profile. Candidates whose loss exceeds a cap are
+//! stopped early and ranked as infeasible (constrained domination), which keeps hopeless
+//! candidates cheap.
 
 use super::paper::Space;
 use super::Search;
