@@ -668,31 +668,7 @@ where
         labels.push((rect, text, 16.0, RGBColor(150, 70, 0)));
     }
 
-    // The chosen point's annotation (or the "no point meets the budget" message).
-    let (note_lines, note_color) = match chosen_annotation(run) {
-        Some(a) => (split_annotation(&cv, &a, area.w() as f64 * 0.42, 19.0), RED),
-        None => (
-            vec!["no point meets the budget".to_string(), format!("({})", format::budget_inline(s.max_loss, s.loss))],
-            RED,
-        ),
-    };
-    let line_h = cv.measure("Hg", 19.0).1 + 2;
-    let note_w = note_lines.iter().map(|l| cv.measure(l, 19.0).0).max().unwrap_or(0) + 20;
-    let note_h = note_lines.len() as i32 * line_h + 14;
-    let mut cands = Vec::new();
-    if let Some(q) = chosen_px {
-        cands.extend(around_marker(q, 20, note_w, note_h));
-    }
-    for i in 0..=12 {
-        for j in 0..=12 {
-            let x = area.x0 + 10 + (area.w() - note_w - 20) * i / 12;
-            let y = area.y0 + 10 + (area.h() - note_h - 20) * j / 12;
-            cands.push((x, y));
-        }
-    }
-    let note_rect = placer.place(note_w, note_h, &cands, chosen_px.or(Some((area.x0 + area.w() / 2, area.y0))), 0.06);
-
-    // Legend.
+    // Legend, before the annotation: it has a few corner spots, the annotation many.
     let mut entries: Vec<(Symbol, String)> = vec![
         (Symbol::Marker(Marker::Dot(4), GREY, GREY), format!("evaluated assignments ({})", evals.len())),
         (Symbol::LineMarker(BLUE), format!("Pareto front ({})", front.len())),
@@ -720,6 +696,30 @@ where
     }
     let (lw, lh) = legend_size(&cv, &entries);
     let legend_rect = placer.place(lw, lh, &legend_candidates(area, lw, lh), None, 0.0);
+
+    // The chosen point's annotation (or the "no point meets the budget" message).
+    let (note_lines, note_color) = match chosen_annotation(run) {
+        Some(a) => (split_annotation(&cv, &a, area.w() as f64 * 0.42, 19.0), RED),
+        None => (
+            vec!["no point meets the budget".to_string(), format!("({})", format::budget_inline(s.max_loss, s.loss))],
+            RED,
+        ),
+    };
+    let line_h = cv.measure("Hg", 19.0).1 + 2;
+    let note_w = note_lines.iter().map(|l| cv.measure(l, 19.0).0).max().unwrap_or(0) + 20;
+    let note_h = note_lines.len() as i32 * line_h + 14;
+    let mut cands = Vec::new();
+    if let Some(q) = chosen_px {
+        cands.extend(around_marker(q, 20, note_w, note_h));
+    }
+    for i in 0..=12 {
+        for j in 0..=12 {
+            let x = area.x0 + 10 + (area.w() - note_w - 20) * i / 12;
+            let y = area.y0 + 10 + (area.h() - note_h - 20) * j / 12;
+            cands.push((x, y));
+        }
+    }
+    let note_rect = placer.place(note_w, note_h, &cands, chosen_px.or(Some((area.x0 + area.w() / 2, area.y0))), 0.06);
 
     // Draw the labels, leader line, annotation and legend on top of everything.
     for (r, text, size, color) in &labels {
