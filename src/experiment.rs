@@ -99,13 +99,15 @@ impl Experiment {
         Ok(SplitAccuracy { search: acc(self.split.search.clone()), holdout: acc(self.split.holdout.clone()) })
     }
 
-    /// A 95% interval for the loss of `a` against the float model on the holdout split.
-    pub fn holdout_loss_interval(&self, a: &Assignment) -> Result<(f64, f64)> {
+    /// The holdout accuracy of `a` and a 95% interval for its loss against the float model, from
+    /// one pass of each engine over the holdout split.
+    pub fn holdout_accuracy_and_interval(&self, a: &Assignment) -> Result<(f64, (f64, f64))> {
         let engine = FixedEngine::new(&self.graph, a)?;
         let r = self.split.holdout.clone();
+        let labels = &self.data.labels[r.clone()];
         let float = eval::predict_float(&self.graph, &self.data, &self.pre, r.clone());
-        let fixed = eval::predict_fixed(&engine, &self.graph, &self.data, &self.pre, r.clone());
-        Ok(eval::loss_interval95(self.settings.search.loss, &float, &fixed, &self.data.labels[r]))
+        let fixed = eval::predict_fixed(&engine, &self.graph, &self.data, &self.pre, r);
+        Ok((eval::accuracy(&fixed, labels), eval::loss_interval95(self.settings.search.loss, &float, &fixed, labels)))
     }
 
     /// Read a point file over the baseline (a point file may override only some layers).

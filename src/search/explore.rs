@@ -260,7 +260,7 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
 
     let chosen_json = match &chosen {
         Some(c) => {
-            let h = holdout_of(&c.assignment)?;
+            let (holdout, (lo, hi)) = exp.holdout_accuracy_and_interval(&c.assignment)?;
             let mut m = objectives_json(&c.objectives);
             for (name, (v, b)) in costing.names.iter().zip(c.objectives.iter().zip(&base_cost)) {
                 let short = name.strip_suffix("_bits").unwrap_or(name);
@@ -269,9 +269,8 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
             }
             m.insert("loss_search".into(), json!(c.loss_search));
             m.insert("accuracy_search".into(), json!(c.acc_search));
-            m.insert("accuracy_holdout".into(), json!(h.holdout));
-            m.insert("loss_holdout".into(), json!(loss_of(h.holdout, float.holdout)));
-            let (lo, hi) = exp.holdout_loss_interval(&c.assignment)?;
+            m.insert("accuracy_holdout".into(), json!(holdout));
+            m.insert("loss_holdout".into(), json!(loss_of(holdout, float.holdout)));
             m.insert("loss_holdout_ci95".into(), json!([lo, hi]));
             m.insert("source".into(), json!(c.source));
             m.insert("layers".into(), per_layer_bits(exp, &c.assignment));
