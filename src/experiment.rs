@@ -9,6 +9,7 @@ use crate::fixed::Assignment;
 use crate::model::{onnx, Graph};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
+use std::sync::OnceLock;
 
 pub struct Experiment {
     pub settings: Settings,
@@ -17,6 +18,9 @@ pub struct Experiment {
     pub pre: Preprocess,
     pub split: Split,
     pub ranges: Ranges,
+    /// The float model's predictions on the search and the holdout split, computed once: the
+    /// float accuracy and every holdout interval need them, and on seq14 they take seconds.
+    float_predictions: OnceLock<(Vec<usize>, Vec<usize>)>,
 }
 
 /// Accuracy on both splits.
@@ -58,7 +62,7 @@ impl Experiment {
             })
             .collect();
         let ranges = Ranges::measure(&graph, &inputs, input_nn);
-        Ok(Experiment { settings, graph, data, pre, split, ranges })
+        Ok(Experiment { settings, graph, data, pre, split, ranges, float_predictions: OnceLock::new() })
     }
 
     pub fn from_config(path: &Path) -> Result<Experiment> {
@@ -82,12 +86,19 @@ impl Experiment {
         self.uniform(8)
     }
 
+    fn float_predictions(&self) -> &(Vec<usize>, Vec<usize>) {
+        self.float_predictions.get_or_init(|| {
+            let predict = |r: std::ops::Range<usize>| eval::predict_float(&self.graph, &self.data, &self.pre, r);
+            (predict(self.split.search.clone()), predict(self.split.holdout.clone()))
+        })
+    }
+
     pub fn float_accuracy(&self) -> SplitAccuracy {
-        let acc = |r: std::ops::Range<usize>| {
-            let p = eval::predict_float(&self.graph, &self.data, &self.pre, r.clone());
-            eval::accuracy(&p, &self.data.labels[r])
-        };
-        SplitAccuracy { search: acc(self.split.search.clone()), holdout: acc(self.split.holdout.clone()) }
+        let (search, holdout) = self.float_predictions();
+        SplitAccuracy {
+            search: eval::accuracy(search, &self.data.labels[self.split.search.clone()]),
+            holdout: eval::accuracy(holdout, &self.data.labels[self.split.holdout.clone()]),
+        }
     }
 
     pub fn fixed_accuracy(&self, a: &Assignment) -> Result<SplitAccuracy> {
@@ -105,9 +116,9 @@ impl Experiment {
         let engine = FixedEngine::new(&self.graph, a)?;
         let r = self.split.holdout.clone();
         let labels = &self.data.labels[r.clone()];
-        let float = eval::predict_float(&self.graph, &self.data, &self.pre, r.clone());
+        let float = &self.float_predictions().1;
         let fixed = eval::predict_fixed(&engine, &self.graph, &self.data, &self.pre, r);
-        Ok((eval::accuracy(&fixed, labels), eval::loss_interval95(self.settings.search.loss, &float, &fixed, labels)))
+        Ok((eval::accuracy(&fixed, labels), eval::loss_interval95(self.settings.search.loss, float, &fixed, labels)))
     }
 
     /// Read a point file over the baseline (a point file may override only some layers).
