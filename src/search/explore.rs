@@ -208,7 +208,18 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
                 seeds.extend([p, d]);
             }
             let cap = (4.0 * st.search.max_loss).max(0.05);
-            nsga2::run(&mut s, &space, &seeds, nsga2::Settings { population: 24, seed, loss_cap: cap });
+            nsga2::run(
+                &mut s,
+                &space,
+                &seeds,
+                nsga2::Settings {
+                    population: 24,
+                    seed,
+                    loss_cap: cap,
+                    max_loss: st.search.max_loss,
+                    primary: costing.primary,
+                },
+            );
         }
         _ => unreachable!("checked above"),
     }

@@ -3,6 +3,14 @@
 //! search split and every cost objective of the profile. Candidates whose loss exceeds a cap are
 //! stopped early and ranked as infeasible (constrained domination), which keeps hopeless
 //! candidates cheap.
+//!
+//! Half of each generation's offspring are bred as usual (tournament, uniform crossover, rare
+//! mutation) and spread the front. The other half work the edge that decides the chosen point:
+//! a member within the loss budget, picked by tournament on the primary cost, changed in one or
+//! two genes by one step, with widths narrowed twice as often as widened. Uniform crossover
+//! between the far-apart seeds (uniform 2..16 bits, the paper points) rarely gives a child
+//! within budget on a 15-layer net; these local children do, and they explore the trades
+//! (narrow one tensor, widen or re-range another) that a one-move-at-a-time descent cannot.
 
 use super::paper::Space;
 use super::Search;
@@ -17,6 +25,10 @@ pub struct Settings {
     pub seed: u64,
     /// Candidates with a larger loss are stopped early and treated as infeasible.
     pub loss_cap: f64,
+    /// The loss budget of the chosen point: members within it parent the edge offspring.
+    pub max_loss: f64,
+    /// Index of the primary cost among the search's cost objectives.
+    pub primary: usize,
 }
 
 /// Widths 1..=16 for every tensor: the descent narrows down to 1 bit, and its points seed this.
@@ -214,14 +226,34 @@ pub fn run(s: &mut Search, space: &Space, seeds: &[Assignment], settings: Settin
         return;
     }
     rank(&mut pop);
+    let primary = 1 + settings.primary;
     while !s.exhausted() {
-        let mut children = Vec::with_capacity(n);
+        let mut children: Vec<Member> = Vec::with_capacity(n);
+        let within: Vec<usize> =
+            (0..pop.len()).filter(|&i| pop[i].feasible && pop[i].objectives[0] <= settings.max_loss).collect();
         while children.len() < n {
-            let pa = tournament(&pop, &mut rng);
-            let pb = tournament(&pop, &mut rng);
-            let mut child: Genome =
-                pa.genome.iter().zip(&pb.genome).map(|(&x, &y)| if rng.random_bool(0.5) { x } else { y }).collect();
-            mutate(&mut child, &codec.bounds, &mut rng, 1.0 / codec.bounds.len() as f64 * 2.0);
+            // A child already in the population or the brood adds nothing (its score is
+            // remembered): draw again, a bounded number of times.
+            let mut child = Vec::new();
+            for _ in 0..16 {
+                child = if children.len() % 2 == 1 && !within.is_empty() {
+                    edge_child(&pop, &within, primary, &codec.bounds, &mut rng)
+                } else {
+                    let pa = tournament(&pop, &mut rng);
+                    let pb = tournament(&pop, &mut rng);
+                    let mut c: Genome = pa
+                        .genome
+                        .iter()
+                        .zip(&pb.genome)
+                        .map(|(&x, &y)| if rng.random_bool(0.5) { x } else { y })
+                        .collect();
+                    mutate(&mut c, &codec.bounds, &mut rng, 1.0 / codec.bounds.len() as f64 * 2.0);
+                    c
+                };
+                if !pop.iter().chain(&children).any(|m| m.genome == child) {
+                    break;
+                }
+            }
             match score(s, child) {
                 Some(m) => children.push(m),
                 None => break,
@@ -248,10 +280,58 @@ fn tournament<'p>(pop: &'p [Member], rng: &mut ChaCha8Rng) -> &'p Member {
     }
 }
 
+/// A within-budget member (binary tournament on the primary cost) changed in one or two genes by
+/// one step. Genes come in (width, shift) pairs; a width moves down with probability 2/3 (the
+/// shift is relative to the no-clip offset, so a narrower width at the same shift drops the
+/// lowest bit), a shift either way.
+fn edge_child(pop: &[Member], within: &[usize], primary: usize, bounds: &[(i32, i32)], rng: &mut ChaCha8Rng) -> Genome {
+    let a = &pop[within[rng.random_range(0..within.len())]];
+    let b = &pop[within[rng.random_range(0..within.len())]];
+    let parent = if b.objectives[primary] < a.objectives[primary] { b } else { a };
+    let mut g = parent.genome.clone();
+    // Two draws may hit one gene (two steps, or none: the caller draws again on a duplicate).
+    for _ in 0..rng.random_range(1..=2) {
+        let i = rng.random_range(0..g.len());
+        let down = if i % 2 == 0 { rng.random_bool(2.0 / 3.0) } else { rng.random_bool(0.5) };
+        let (lo, hi) = bounds[i];
+        g[i] = (g[i] + if down { -1 } else { 1 }).clamp(lo, hi);
+    }
+    g
+}
+
 fn mutate(g: &mut Genome, bounds: &[(i32, i32)], rng: &mut ChaCha8Rng, p: f64) {
     for (x, &(lo, hi)) in g.iter_mut().zip(bounds) {
         if rng.random_bool(p.min(1.0)) {
             *x = (*x + if rng.random_bool(0.5) { 1 } else { -1 }).clamp(lo, hi);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(genome: Genome, loss: f64, cost: f64) -> Member {
+        Member { genome, objectives: vec![loss, cost], feasible: true, rank: 0, crowding: 0.0 }
+    }
+
+    #[test]
+    fn edge_children_are_at_most_two_steps_from_a_member_within_budget() {
+        let bounds = vec![BITS, SHIFT, BITS, SHIFT];
+        // Member 1 is over the budget: no child may come from it.
+        let pop = vec![member(vec![4, 0, 6, 1], 0.005, 10.0), member(vec![16, 6, 16, 6], 0.5, 1.0)];
+        let within = [0];
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let (mut narrower, mut wider) = (0, 0);
+        for _ in 0..300 {
+            let g = edge_child(&pop, &within, 1, &bounds, &mut rng);
+            let steps: Vec<i32> = g.iter().zip(&pop[0].genome).map(|(a, b)| a - b).collect();
+            assert!(steps.iter().map(|d| d.abs()).sum::<i32>() <= 2, "{g:?}");
+            assert!(g.iter().zip(&bounds).all(|(x, (lo, hi))| (lo..=hi).contains(&x)));
+            narrower += usize::from(steps[0] + steps[2] < 0);
+            wider += usize::from(steps[0] + steps[2] > 0);
+        }
+        // Widths go down twice as often as up.
+        assert!(2 * narrower > 3 * wider, "{narrower} children narrower, {wider} wider");
     }
 }
