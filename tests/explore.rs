@@ -227,12 +227,16 @@ fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_f
     }
     assert!(pareto.windows(2).all(|w| w[0].objectives[primary] <= w[1].objectives[primary]), "sorted by primary");
 
-    // Honest selection: lowest primary cost (then lowest id) among rows within max_loss.
+    // Honest selection: lowest primary cost among rows within max_loss; among equal costs the
+    // lowest loss, then the lowest other objectives, then the lowest id (a point on the front).
     let max_loss = s["max_loss"].as_f64().unwrap();
-    let best = evals
-        .iter()
-        .filter(|e| loss(e) <= max_loss + 1e-12)
-        .min_by(|a, b| a.objectives[primary].total_cmp(&b.objectives[primary]).then(a.id.cmp(&b.id)));
+    let tie_break = |e: &Row| -> Vec<f64> { std::iter::once(loss(e)).chain(e.objectives.iter().copied()).collect() };
+    let best = evals.iter().filter(|e| loss(e) <= max_loss + 1e-12).min_by(|a, b| {
+        a.objectives[primary]
+            .total_cmp(&b.objectives[primary])
+            .then(tie_break(a).partial_cmp(&tie_break(b)).unwrap())
+            .then(a.id.cmp(&b.id))
+    });
     let chosen_rows: Vec<&Row> = pareto.iter().filter(|p| p.chosen == Some(true)).collect();
     let c = &s["chosen"];
     match best {
@@ -506,11 +510,11 @@ fn resume_continues_a_run_and_survives_a_half_written_line() {
     assert_eq!(s2["evaluations_resumed"].as_u64().unwrap() as usize, rows1.len(), "every row is remembered");
     let rows2 = rows(&second.join("evaluations.csv"), &objectives);
     assert_replayed(&rows1, &rows2);
-    // The chosen point is the same one, unless a new evaluation is strictly cheaper within
-    // max_loss (ties keep the earlier row).
+    // The chosen point is the same one, unless a new evaluation is cheaper within max_loss, or as
+    // cheap and better on loss or another objective.
     let key2 = chosen_key(&second, &s2).expect("a chosen point");
     let p = |s: &serde_json::Value| s["chosen"][&objectives[primary]].as_f64().unwrap();
-    assert!(key2 == key1 || (p(&s2) < p(&s1) && !rows1.iter().any(|r| r.key == key2)), "chosen {key1} -> {key2}");
+    assert!(key2 == key1 || (p(&s2) <= p(&s1) && !rows1.iter().any(|r| r.key == key2)), "chosen {key1} -> {key2}");
     // Currently it is the same point (a deterministic run).
     assert_eq!(key2, key1, "resumed run chose another point");
     assert_eq!(s2["chosen"]["accuracy_holdout"], s1["chosen"]["accuracy_holdout"]);

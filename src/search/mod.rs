@@ -16,6 +16,7 @@ pub mod uniform;
 use crate::fixed::{Assignment, Format};
 use indicatif::ProgressBar;
 use score::Scorer;
+use std::cmp::Ordering;
 use std::collections::HashSet;
 
 /// Bits standing in for "float" when a strategy quantizes one kind of tensor alone: 16-bit
@@ -164,11 +165,22 @@ impl<'e> Search<'e> {
     }
 
     /// The lowest-cost evaluation (on the primary objective) whose search loss is within budget.
+    /// Among equal costs: the lowest loss, then the lowest other objectives in order, then the
+    /// earliest. So the chosen point is always on the Pareto front: a bias-width change leaves
+    /// the multiplication cost as it is, and the earliest of two such points may be the worse.
     pub fn best_within_budget(&self) -> Option<&Evaluation> {
-        self.evaluations
-            .iter()
-            .filter(|e| e.loss_search <= self.max_loss + 1e-12)
-            .min_by(|a, b| a.objectives[self.primary].total_cmp(&b.objectives[self.primary]).then(a.id.cmp(&b.id)))
+        let p = self.primary;
+        let rest =
+            |e: &Evaluation| -> Vec<f64> { std::iter::once(e.loss_search).chain(e.objectives.clone()).collect() };
+        self.evaluations.iter().filter(|e| e.loss_search <= self.max_loss + 1e-12).min_by(|a, b| {
+            a.objectives[p]
+                .total_cmp(&b.objectives[p])
+                .then_with(|| {
+                    let (x, y) = (rest(a), rest(b));
+                    x.iter().zip(&y).map(|(x, y)| x.total_cmp(y)).find(|o| o.is_ne()).unwrap_or(Ordering::Equal)
+                })
+                .then(a.id.cmp(&b.id))
+        })
     }
 
     /// Indices (into `evaluations`) of the Pareto front over loss and every objective.
