@@ -17,6 +17,7 @@ runs=(
   "seq14-mnist-descent     configs/seq14-mnist.toml      descent"
   "branched-mnist          configs/branched-mnist.toml   paper"
   "branched-mnist-descent  configs/branched-mnist.toml   descent"
+  "branched-fashion-descent configs/branched-fashion.toml descent"
 )
 for r in "${runs[@]}"; do
   read -r name config strategy extra <<<"$r"
