@@ -67,6 +67,13 @@ pub struct Evaluation {
     pub assignment: Assignment,
 }
 
+impl Evaluation {
+    /// What orders evaluations of equal primary cost: the loss, then every objective in order.
+    fn tie_break(&self) -> impl Iterator<Item = &f64> {
+        std::iter::once(&self.loss_search).chain(&self.objectives)
+    }
+}
+
 /// Prices an assignment: one value per objective, lower is better.
 pub type Pricer<'p> = dyn Fn(&Assignment) -> Vec<f64> + Sync + 'p;
 
@@ -170,14 +177,15 @@ impl<'e> Search<'e> {
     /// the multiplication cost as it is, and the earliest of two such points may be the worse.
     pub fn best_within_budget(&self) -> Option<&Evaluation> {
         let p = self.primary;
-        let rest =
-            |e: &Evaluation| -> Vec<f64> { std::iter::once(e.loss_search).chain(e.objectives.clone()).collect() };
         self.evaluations.iter().filter(|e| e.loss_search <= self.max_loss + 1e-12).min_by(|a, b| {
             a.objectives[p]
                 .total_cmp(&b.objectives[p])
                 .then_with(|| {
-                    let (x, y) = (rest(a), rest(b));
-                    x.iter().zip(&y).map(|(x, y)| x.total_cmp(y)).find(|o| o.is_ne()).unwrap_or(Ordering::Equal)
+                    a.tie_break()
+                        .zip(b.tie_break())
+                        .map(|(x, y)| x.total_cmp(y))
+                        .find(|o| o.is_ne())
+                        .unwrap_or(Ordering::Equal)
                 })
                 .then(a.id.cmp(&b.id))
         })
