@@ -7,10 +7,12 @@ Usage (from the repository root):
 
 * data/fashion-mnist/t10k-{images-idx3,labels-idx1}-ubyte.gz: byte-for-byte copies
   of the Fashion-MNIST test set (10,000 images).
-* data/mnist-10k/test-{images-idx3,labels-idx1}-ubyte.gz: the LAST 2,000 digits of
-  the 10,000-digit MNIST subset (indices 8000..9999), written as IDX, gzip
-  (mtime 0, so the output is reproducible). The first 8,000 are the training split
-  used by training/train.py and are not shipped.
+* data/mnist-10k/test-{images-idx3,labels-idx1}-ubyte.gz: the LAST 4,000 digits of
+  the 10,000-digit MNIST subset (indices 6000..9999), written as IDX, gzip
+  (mtime 0, so the output is reproducible). The first 6,000 are the training split
+  used by training/train.py and are not shipped. Of the 4,000 shipped (unseen)
+  digits, the first 2,000 (indices 6000..7999) are meant for validation and the
+  last 2,000 (indices 8000..9999) for holdout.
 """
 import argparse
 import gzip
@@ -18,7 +20,7 @@ import os
 import shutil
 import struct
 
-MNIST_TRAIN = 8000  # fixed split: [0, 8000) train, [8000, 10000) test
+MNIST_TRAIN = 6000  # fixed split: [0, 6000) train, [6000, 10000) test (unseen)
 
 
 def read_idx(path):

@@ -27,14 +27,15 @@ Models
 
 Defaults (what produced the shipped files): Adam, initial lr 2e-3 cosine-annealed to 0 per step,
 batch 64 (lenet5) / 128 (seq14, branched), seed 0; epochs: fashion lenet5 8, seq14 3, branched 3;
-mnist lenet5 20, seq14 8, branched 8 (the MNIST training split has only 8,000 images).
+mnist lenet5 20, seq14 8, branched 8 (the MNIST training split has only 6,000 images).
 
 Data
   Raw IDX files are read from --raw (default raw-data; the same Fashion-MNIST files
   come with Debian's `dataset-fashion-mnist` under /usr/share/datasets/fashion-mnist/, pass
   --fashion-dir to use them). Inputs are pixel/255 as float32 in [0, 1], no mean/std.
   fashion: train on the 60,000 training images, test on the 10,000 test images.
-  mnist:   mnist-10k; train on images [0, 8000), test on [8000, 10000) (== data/mnist-10k/).
+  mnist:   mnist-10k; train on images [0, 6000), test on the 4,000 unseen images
+           [6000, 10000) (== data/mnist-10k/; [6000, 8000) validation, [8000, 10000) holdout).
 
 Export
   ONNX opset 13, legacy TorchScript exporter (dynamo=False), input "input" [N,1,28,28]
@@ -61,7 +62,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MNIST_TRAIN = 8000
+MNIST_TRAIN = 6000  # mnist-10k: [0, 6000) train, [6000, 10000) test (unseen)
 
 DEFAULT_EPOCHS = {
     ("lenet5", "fashion"): 8,
