@@ -1,5 +1,5 @@
 //! Criterion benchmarks of the two engines on the shipped LeNet-5 and 14-conv nets over 500
-//! Fashion-MNIST test images (`cargo bench`). `qdse bench CONFIG` times a whole data set and
+//! Fashion-MNIST images (`cargo bench`). `qdse bench CONFIG` times a whole data set and
 //! `training/bench_ort.py` times ONNX Runtime on the same model for comparison.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -13,8 +13,11 @@ fn engines(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for model in ["lenet5-fashion", "seq14-fashion"] {
         let mut settings = Settings::load(&root.join(format!("configs/{model}.toml"))).expect("shipped config");
+        // 500 images to calibrate on, the next 500 timed, all from the config's [data] files.
+        let role = |start, end| qdse::config::Role { files: None, start, end: Some(end) };
         settings.data.limit = Some(1000);
-        settings.data.search_samples = 500;
+        (settings.data.validation, settings.data.holdout) = (role(0, 500), role(500, 1000));
+        settings.data.confirm_samples = Some(0);
         let exp = Experiment::load(settings).expect("shipped model and data");
         let images = exp.split.holdout.clone();
         let baseline = exp.baseline();

@@ -8,7 +8,6 @@ runs=(
   "lenet5-fashion          configs/lenet5-fashion.toml   paper"
   "lenet5-fashion-descent  configs/lenet5-fashion.toml   descent"
   "lenet5-fashion-nsga2    configs/lenet5-fashion.toml   nsga2   --budget 1500"
-  "lenet5-fashion-search5k configs/lenet5-fashion-search5k.toml descent"
   "lenet5-mnist            configs/lenet5-mnist.toml     paper"
   "lenet5-mnist-descent    configs/lenet5-mnist.toml     descent"
   "seq14-fashion-descent   configs/seq14-fashion.toml    descent"

@@ -78,6 +78,11 @@ pub enum Command {
         /// meet its loss limit (for measuring that speedup; the search takes the same path).
         #[arg(long, hide = true)]
         no_early_stop: bool,
+        /// After the search, score every evaluation on the search and the holdout images with
+        /// every paired measure and write signals.csv (to measure which measure predicts the
+        /// holdout loss; slow on large nets).
+        #[arg(long, hide = true)]
+        measure_signals: bool,
     },
     /// Hand an operating point to the RTL team: formats table, SystemVerilog package, C header,
     /// integer weights and biases ($readmemh), golden vectors of every layer.

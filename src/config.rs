@@ -40,9 +40,33 @@ struct RawData {
     scale: Option<f64>,
     mean: Option<OneOrMany>,
     std: Option<OneOrMany>,
-    search_samples: usize,
+    /// The legacy split: the first `search_samples` images are the validation split, the rest
+    /// the holdout. Exactly one of this and `validation` is given.
+    search_samples: Option<usize>,
+    validation: Option<RawRole>,
+    holdout: Option<RawRole>,
+    /// Validation images (the last ones) kept out of the search for the confidence bound.
+    confirm_samples: Option<usize>,
     /// Use only the first `limit` samples of the files (quick runs).
     limit: Option<usize>,
+}
+
+/// A data role: an index range `[start, end)` into the `[data]` files, or files of its own.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawRole {
+    Range([usize; 2]),
+    Files(RawFiles),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFiles {
+    images: PathBuf,
+    labels: PathBuf,
+    layout: Option<crate::data::Layout>,
+    /// `[start, end)` within these files; default: all of them.
+    range: Option<[usize; 2]>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +98,10 @@ struct RawSearch {
     max_loss: Option<f64>,
     loss: Option<LossKind>,
     budget: Option<usize>,
+    /// Confidence of the chosen point's loss bound on the confirmation images; 0: choose on the
+    /// search loss alone.
+    confidence: Option<f64>,
+    signal: Option<Signal>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +135,19 @@ impl LossKind {
     }
 }
 
+/// The loss a search decides by on its images (docs/data-roles.md, "The search signal"). Both
+/// are accuracy losses against the float network, so the budget keeps its meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    /// Softmax probability of the true class lost: every image counts a little, so neighbouring
+    /// candidates are told apart by information rather than by which few images flip.
+    #[default]
+    Soft,
+    /// Top-1 accuracy lost: every image counts 0 or 1.
+    Top1,
+}
+
 #[derive(Debug, Clone)]
 pub struct DataSettings {
     pub images: PathBuf,
@@ -115,8 +156,29 @@ pub struct DataSettings {
     pub scale: f64,
     pub mean: Vec<f64>,
     pub std: Vec<f64>,
-    pub search_samples: usize,
+    pub validation: Role,
+    pub holdout: Role,
+    /// Validation images kept for confirmation; None: half of them (docs/data-roles.md).
+    pub confirm_samples: Option<usize>,
     pub limit: Option<usize>,
+}
+
+/// Image files of a data role other than the `[data]` ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataFiles {
+    pub images: PathBuf,
+    pub labels: PathBuf,
+    pub layout: Option<crate::data::Layout>,
+}
+
+/// Where one data role's images come from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Role {
+    /// None: the `[data]` files.
+    pub files: Option<DataFiles>,
+    pub start: usize,
+    /// None: to the end of the files.
+    pub end: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +187,8 @@ pub struct SearchSettings {
     pub max_loss: f64,
     pub loss: LossKind,
     pub budget: usize,
+    pub confidence: f64,
+    pub signal: Signal,
 }
 
 /// A resolved experiment: every path absolute, every default applied.
@@ -181,13 +245,59 @@ impl Settings {
         if std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
             return Err(err("[data] std must be finite and > 0".into()));
         }
-        if d.search_samples == 0 {
-            return Err(err("[data] search_samples must be at least 1".into()));
-        }
-        let s = raw.search.unwrap_or(RawSearch { strategy: None, max_loss: None, loss: None, budget: None });
+        let range = |key: &str, r: [usize; 2]| -> Result<(usize, Option<usize>)> {
+            if r[0] >= r[1] {
+                return Err(err(format!(
+                    "[data] {key}: range [{}, {}] is empty (start must be below end)",
+                    r[0], r[1]
+                )));
+            }
+            Ok((r[0], Some(r[1])))
+        };
+        let role = |key: &str, r: RawRole| -> Result<Role> {
+            Ok(match r {
+                RawRole::Range(r) => {
+                    let (start, end) = range(key, r)?;
+                    Role { files: None, start, end }
+                }
+                RawRole::Files(f) => {
+                    let (start, end) = f.range.map_or(Ok((0, None)), |r| range(key, r))?;
+                    let files = DataFiles { images: abs(&f.images), labels: abs(&f.labels), layout: f.layout };
+                    Role { files: Some(files), start, end }
+                }
+            })
+        };
+        let validation = match (d.search_samples, d.validation) {
+            (Some(_), Some(_)) => return Err(err("[data] has both search_samples and validation: give one".into())),
+            (None, None) => return Err(err("[data] needs validation = [start, end] (or search_samples = N)".into())),
+            (Some(0), None) => return Err(err("[data] search_samples must be at least 1".into())),
+            (Some(n), None) => Role { files: None, start: 0, end: Some(n) },
+            (None, Some(v)) => role("validation", v)?,
+        };
+        let holdout = match d.holdout {
+            Some(h) => role("holdout", h)?,
+            // Default: the [data] images the validation split leaves after it.
+            None => Role {
+                files: None,
+                start: if validation.files.is_none() { validation.end.unwrap_or(0) } else { 0 },
+                end: None,
+            },
+        };
+        let s = raw.search.unwrap_or(RawSearch {
+            strategy: None,
+            max_loss: None,
+            loss: None,
+            budget: None,
+            confidence: None,
+            signal: None,
+        });
         let max_loss = s.max_loss.unwrap_or(0.01);
         if !(0.0..1.0).contains(&max_loss) {
             return Err(err(format!("[search] max_loss = {max_loss} must be in [0, 1)")));
+        }
+        let confidence = s.confidence.unwrap_or(0.95);
+        if !(0.0..1.0).contains(&confidence) {
+            return Err(err(format!("[search] confidence = {confidence} must be in [0, 1)")));
         }
         let q = raw.quant.unwrap_or(RawQuant { rounding: None, overflow: None, range: None, unsigned: None });
         Ok(Settings {
@@ -202,7 +312,9 @@ impl Settings {
                 scale,
                 mean,
                 std,
-                search_samples: d.search_samples,
+                validation,
+                holdout,
+                confirm_samples: d.confirm_samples,
                 limit: d.limit,
             },
             // A shipped profile's name stays a name; anything path-like is relative to the config.
@@ -216,6 +328,8 @@ impl Settings {
                 max_loss,
                 loss: s.loss.unwrap_or_default(),
                 budget: s.budget.unwrap_or(2000),
+                confidence,
+                signal: s.signal.unwrap_or_default(),
             },
             arith: Arith {
                 rounding: q.rounding.unwrap_or_default(),

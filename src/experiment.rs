@@ -1,13 +1,15 @@
 //! One loaded experiment: the model, the data split, preprocessing, calibrated ranges and the
 //! uniform 8-bit baseline. Every command starts here, so loading and checking live once.
 
-use crate::config::Settings;
+use crate::config::{DataSettings, Role, Settings};
 use crate::data::{self, Dataset, Preprocess, Split};
 use crate::eval::calibrate::{uniform, Ranges, UniformSpec};
+use crate::eval::paired::Paired;
 use crate::eval::{self, fixed::FixedEngine};
 use crate::fixed::Assignment;
 use crate::model::{onnx, Graph};
 use anyhow::{bail, Context, Result};
+use std::ops::Range;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -18,9 +20,22 @@ pub struct Experiment {
     pub pre: Preprocess,
     pub split: Split,
     pub ranges: Ranges,
-    /// The float model's predictions on the search and the holdout split, computed once: the
-    /// float accuracy and every holdout interval need them, and on seq14 they take seconds.
-    float_predictions: OnceLock<(Vec<usize>, Vec<usize>)>,
+    /// The float model's predictions on every split, computed once: the float accuracy, the
+    /// confirmation bounds and every holdout interval need them, and on seq14 they take seconds.
+    float_predictions: OnceLock<FloatPredictions>,
+}
+
+/// The float network's class and softmax for every image of a split.
+type FloatOutputs = Vec<(usize, Vec<f64>)>;
+
+struct FloatPredictions {
+    search: FloatOutputs,
+    confirm: FloatOutputs,
+    holdout: FloatOutputs,
+}
+
+fn classes(o: &FloatOutputs) -> Vec<usize> {
+    o.iter().map(|(c, _)| *c).collect()
 }
 
 /// Accuracy on both splits.
@@ -35,10 +50,7 @@ impl Experiment {
         let graph =
             onnx::load(&settings.model).with_context(|| format!("cannot import model {}", settings.model.display()))?;
         let d = &settings.data;
-        let mut data = data::load(&d.images, &d.labels, d.layout)?;
-        if let Some(limit) = d.limit {
-            data = data.subset(0..limit.min(data.len()));
-        }
+        let (data, split) = load_roles(d)?;
         if data.shape != graph.input_shape() {
             bail!(
                 "the data's sample shape {:?} ({}) does not match the model's input shape {:?} ({})",
@@ -50,7 +62,6 @@ impl Experiment {
         }
         let pre = Preprocess { scale: d.scale, mean: d.mean.clone(), std: d.std.clone() };
         pre.validate(&data)?;
-        let split = data::split(data.len(), d.search_samples)?;
         let input_nn = pre.non_negative(&data);
         let inputs: Vec<Vec<f32>> = split
             .search
@@ -86,28 +97,57 @@ impl Experiment {
         self.uniform(8)
     }
 
-    fn float_predictions(&self) -> &(Vec<usize>, Vec<usize>) {
+    fn float_predictions(&self) -> &FloatPredictions {
         self.float_predictions.get_or_init(|| {
-            let predict = |r: std::ops::Range<usize>| eval::predict_float(&self.graph, &self.data, &self.pre, r);
-            (predict(self.split.search.clone()), predict(self.split.holdout.clone()))
+            let predict = |r: &Range<usize>| eval::float_outputs(&self.graph, &self.data, &self.pre, r.clone());
+            FloatPredictions {
+                search: predict(&self.split.search),
+                confirm: predict(&self.split.confirm),
+                holdout: predict(&self.split.holdout),
+            }
         })
     }
 
     pub fn float_accuracy(&self) -> SplitAccuracy {
-        let (search, holdout) = self.float_predictions();
+        let f = self.float_predictions();
         SplitAccuracy {
-            search: eval::accuracy(search, &self.data.labels[self.split.search.clone()]),
-            holdout: eval::accuracy(holdout, &self.data.labels[self.split.holdout.clone()]),
+            search: eval::accuracy(&classes(&f.search), &self.data.labels[self.split.search.clone()]),
+            holdout: eval::accuracy(&classes(&f.holdout), &self.data.labels[self.split.holdout.clone()]),
         }
     }
 
     pub fn fixed_accuracy(&self, a: &Assignment) -> Result<SplitAccuracy> {
         let engine = FixedEngine::new(&self.graph, a)?;
-        let acc = |r: std::ops::Range<usize>| {
+        let acc = |r: Range<usize>| {
             let p = eval::predict_fixed(&engine, &self.graph, &self.data, &self.pre, r.clone());
             eval::accuracy(&p, &self.data.labels[r])
         };
         Ok(SplitAccuracy { search: acc(self.split.search.clone()), holdout: acc(self.split.holdout.clone()) })
+    }
+
+    /// The paired outcomes of `a` against the float model on the confirmation split.
+    pub fn confirm(&self, a: &Assignment) -> Result<Paired> {
+        self.paired(a, &self.split.confirm, &self.float_predictions().confirm)
+    }
+
+    /// The paired outcomes of `a` against the float model on the holdout split.
+    pub fn holdout(&self, a: &Assignment) -> Result<Paired> {
+        self.paired(a, &self.split.holdout, &self.float_predictions().holdout)
+    }
+
+    /// The paired outcomes of `a` against the float model on the search split.
+    pub fn search(&self, a: &Assignment) -> Result<Paired> {
+        self.paired(a, &self.split.search, &self.float_predictions().search)
+    }
+
+    /// The float network's class and softmax on every search image.
+    pub fn float_search_outputs(&self) -> &[(usize, Vec<f64>)] {
+        &self.float_predictions().search
+    }
+
+    fn paired(&self, a: &Assignment, r: &Range<usize>, float: &FloatOutputs) -> Result<Paired> {
+        let engine = FixedEngine::new(&self.graph, a)?;
+        Ok(eval::compare_fixed(&engine, &self.graph, &self.data, &self.pre, r.clone(), float))
     }
 
     /// The holdout accuracy of `a` and a 95% interval for its loss against the float model, from
@@ -116,15 +156,69 @@ impl Experiment {
         let engine = FixedEngine::new(&self.graph, a)?;
         let r = self.split.holdout.clone();
         let labels = &self.data.labels[r.clone()];
-        let float = &self.float_predictions().1;
+        let float = classes(&self.float_predictions().holdout);
         let fixed = eval::predict_fixed(&engine, &self.graph, &self.data, &self.pre, r);
-        Ok((eval::accuracy(&fixed, labels), eval::loss_interval95(self.settings.search.loss, float, &fixed, labels)))
+        Ok((eval::accuracy(&fixed, labels), eval::loss_interval95(self.settings.search.loss, &float, &fixed, labels)))
     }
 
     /// Read a point file over the baseline (a point file may override only some layers).
     pub fn load_point(&self, path: &Path) -> Result<Assignment> {
         Assignment::load(path, &self.graph, &self.baseline(), &self.ranges.non_negative)
     }
+}
+
+/// The validation images, then the holdout images, as one data set, with the split into search,
+/// confirmation and holdout (docs/data-roles.md). Roles from the same files must not overlap.
+fn load_roles(d: &DataSettings) -> Result<(Dataset, Split)> {
+    let mut main = data::load(&d.images, &d.labels, d.layout)?;
+    if let Some(limit) = d.limit {
+        main = main.subset(0..limit.min(main.len()));
+    }
+    let files_of = |r: &Role| r.files.as_ref().map_or(d.images.as_path(), |f| f.images.as_path()).to_path_buf();
+    let part = |key: &str, r: &Role| -> Result<(Dataset, std::ops::Range<usize>)> {
+        let own;
+        let ds = match &r.files {
+            None => &main,
+            Some(f) => {
+                own = data::load(&f.images, &f.labels, f.layout)?;
+                &own
+            }
+        };
+        let end = r.end.unwrap_or(ds.len());
+        if r.start >= end && end == ds.len() {
+            bail!(
+                "[data] {key}: images [{}, {end}) hold none of the {} images of {} (the validation split leaves none for it)",
+                r.start,
+                ds.len(),
+                files_of(r).display()
+            );
+        }
+        if r.start >= end || end > ds.len() {
+            bail!(
+                "[data] {key}: images [{}, {end}) are not within the {} images of {}",
+                r.start,
+                ds.len(),
+                files_of(r).display()
+            );
+        }
+        Ok((ds.subset(r.start..end), r.start..end))
+    };
+    let (validation, v) = part("validation", &d.validation)?;
+    let (holdout, h) = part("holdout", &d.holdout)?;
+    if files_of(&d.validation) == files_of(&d.holdout) && v.start < h.end && h.start < v.end {
+        bail!(
+            "[data] the validation images [{}, {}) and the holdout images [{}, {}) of {} overlap: \
+             the holdout must be images the search never saw",
+            v.start,
+            v.end,
+            h.start,
+            h.end,
+            files_of(&d.holdout).display()
+        );
+    }
+    let confirm = d.confirm_samples.unwrap_or(validation.len() / 2);
+    let split = data::split(validation.len(), confirm, holdout.len())?;
+    Ok((Dataset::concat(&[&validation, &holdout])?, split))
 }
 
 /// A resolved cost profile with the text it came from (copied into run folders).

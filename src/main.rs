@@ -43,7 +43,10 @@ fn run(cli: Cli) -> Result<()> {
             };
             let float = exp.float_accuracy();
             let fixed = exp.fixed_accuracy(&a)?;
-            let samples = serde_json::json!({"search": exp.split.search.len(), "holdout": exp.split.holdout.len()});
+            let kind = exp.settings.search.loss;
+            let (ps, ph) = (exp.search(&a)?, exp.holdout(&a)?);
+            let measures = |p: &qdse::eval::paired::Paired| serde_json::json!({"loss": p.loss(kind), "soft_loss": p.soft_loss(kind), "flip_rate": p.flip_rate(), "kl": p.kl()});
+            let samples = serde_json::json!({"search": exp.split.search.len(), "confirm": exp.split.confirm.len(), "holdout": exp.split.holdout.len()});
             if json {
                 let v = serde_json::json!({
                     "name": exp.settings.name,
@@ -51,6 +54,7 @@ fn run(cli: Cli) -> Result<()> {
                     "samples": samples,
                     "float": float,
                     "fixed": fixed,
+                    "paired": {"search": measures(&ps), "holdout": measures(&ph)},
                 });
                 writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
@@ -64,6 +68,14 @@ fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{:<8} {:>10} {:>10}", "samples", exp.split.search.len(), exp.split.holdout.len())?;
                 writeln!(out, "{:<8} {:>9.2}% {:>9.2}%", "float", 100.0 * float.search, 100.0 * float.holdout)?;
                 writeln!(out, "{:<8} {:>9.2}% {:>9.2}%", "fixed", 100.0 * fixed.search, 100.0 * fixed.holdout)?;
+                // Paired against the float network on the same images (docs/data-roles.md).
+                let row = |name: &str, f: &dyn Fn(&qdse::eval::paired::Paired) -> f64, scale: f64, unit: &str| {
+                    format!("{name:<8} {:>9.3}{unit} {:>9.3}{unit}", scale * f(&ps), scale * f(&ph))
+                };
+                writeln!(out, "{}", row("loss", &|p| p.loss(kind), 100.0, "%"))?;
+                writeln!(out, "{}", row("soft", &|p| p.soft_loss(kind), 100.0, "%"))?;
+                writeln!(out, "{}", row("flips", &|p| p.flip_rate(), 100.0, "%"))?;
+                writeln!(out, "{}", row("KL mnat", &|p| p.kl(), 1000.0, " "))?;
             }
         }
         Command::Cost { config, point, profile, json } => {
@@ -114,6 +126,7 @@ fn run(cli: Cli) -> Result<()> {
             resume,
             no_prefix_reuse,
             no_early_stop,
+            measure_signals,
         } => {
             let mut exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
             if let Some(m) = max_loss {
@@ -139,8 +152,17 @@ fn run(cli: Cli) -> Result<()> {
                 profile_text: p.text.clone(),
             };
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let opts =
-                explore::Options { out: dir, strategy, budget, seed, resume, progress, no_prefix_reuse, no_early_stop };
+            let opts = explore::Options {
+                out: dir,
+                strategy,
+                budget,
+                seed,
+                resume,
+                progress,
+                no_prefix_reuse,
+                no_early_stop,
+                measure_signals,
+            };
             let outcome = explore::explore(&exp, &costing, &opts)?;
             let files = qdse::report::render_run(&outcome.dir)?;
             print_outcome(&mut out, &outcome)?;
@@ -239,6 +261,17 @@ fn print_outcome(out: &mut impl Write, o: &explore::Outcome) -> Result<()> {
         pct(&c["loss_holdout_ci95"][1]),
         pct(&c["accuracy_holdout"])
     )?;
+    if c.get("loss_confirm_bound").is_some() {
+        writeln!(
+            out,
+            "  confirmation: loss {} bound {} at {:.0}% confidence ({} front points tested, {} accepted)",
+            pct(&c["loss_confirm"]),
+            pct(&c["loss_confirm_bound"]),
+            100.0 * s["confidence"].as_f64().unwrap_or(0.0),
+            s["confirmation"]["tested"],
+            s["confirmation"]["accepted"]
+        )?;
+    }
     for name in s["objectives"].as_array().into_iter().flatten().filter_map(|n| n.as_str()) {
         let short = name.strip_suffix("_bits").unwrap_or(name);
         writeln!(

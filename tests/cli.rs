@@ -152,7 +152,9 @@ fn eval_json_reports_both_splits() {
     let r = qdse(&[Path::new("eval"), &cfg, Path::new("--json")]);
     r.ok();
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}\n{}", r.dump()));
-    assert_eq!(v["samples"]["search"], 200, "{v}");
+    // search_samples = 200: half of those search, half confirm (docs/data-roles.md).
+    assert_eq!(v["samples"]["search"], 100, "{v}");
+    assert_eq!(v["samples"]["confirm"], 100, "{v}");
     assert_eq!(v["samples"]["holdout"], 200, "{v}");
     assert_eq!(v["name"], "cli-test");
     assert_eq!(v["point"], "uniform-8bit");
@@ -312,7 +314,7 @@ fn search_split_must_leave_a_holdout() {
         "search_samples = 50\nlimit = 50",
         "",
     );
-    qdse(&[Path::new("eval"), &cfg]).fails_with(&["search_samples is 50", "50 images", "holdout"]);
+    qdse(&[Path::new("eval"), &cfg]).fails_with(&["holdout", "none of the 50 images", "leaves none"]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -359,18 +359,56 @@ fn preprocess_on_loaded_data() {
 }
 
 #[test]
-fn split_first_search_then_holdout() {
-    let s = split(10_000, 1_000).unwrap();
-    assert_eq!(s, Split { search: 0..1_000, holdout: 1_000..10_000 });
-    assert!(matches!(split(10, 0), Err(DataError::Split(_))));
-    assert!(matches!(split(10, 10), Err(DataError::Split(_))));
-    assert!(matches!(split(10, 20), Err(DataError::Split(_))));
+fn split_search_then_confirm_then_holdout() {
+    let s = split(5_000, 2_500, 5_000).unwrap();
+    assert_eq!(s, Split { search: 0..2_500, confirm: 2_500..5_000, holdout: 5_000..10_000 });
+    assert!(matches!(split(10, 10, 5), Err(DataError::Split(_))), "no search image");
+    assert!(matches!(split(10, 3, 0), Err(DataError::Split(_))), "no holdout image");
     let d = Dataset { shape: vec![1, 1, 1], raw: (0..10).map(|v| v as f32).collect(), labels: (0..10).collect() };
-    let s = split(d.len(), 7).unwrap();
-    let (a, b) = (d.subset(s.search), d.subset(s.holdout));
-    assert_eq!((a.len(), b.len()), (7, 3));
+    let s = split(7, 2, 3).unwrap();
+    let (a, c, b) = (d.subset(s.search), d.subset(s.confirm), d.subset(s.holdout));
+    assert_eq!((a.len(), c.len(), b.len()), (5, 2, 3));
+    assert_eq!(c.labels, vec![5, 6]);
     assert_eq!(b.raw, vec![7.0, 8.0, 9.0]);
-    assert_eq!(b.labels, vec![7, 8, 9]);
+}
+
+/// Every shipped config keeps its three data roles apart: validation and holdout ranges of the
+/// same files do not overlap, and no holdout image is byte-identical to a validation image
+/// from another index (a duplicate would leak the holdout into the search).
+#[test]
+fn shipped_configs_keep_data_roles_disjoint() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let st = qdse::config::Settings::load(&path).unwrap();
+        let d = &st.data;
+        let files = |r: &qdse::config::Role| r.files.as_ref().map_or(d.images.clone(), |f| f.images.clone());
+        let main = qdse::data::load(&d.images, &d.labels, d.layout).unwrap();
+        let end = |r: &qdse::config::Role| r.end.unwrap_or(main.len());
+        let (v, h) = (d.validation.start..end(&d.validation), d.holdout.start..end(&d.holdout));
+        assert!(
+            d.validation.files.is_none() && d.holdout.files.is_none(),
+            "{}: shipped roles share one file",
+            path.display()
+        );
+        assert_eq!(files(&d.validation), files(&d.holdout));
+        assert!(v.end <= h.start || h.end <= v.start, "{}: validation {v:?} overlaps holdout {h:?}", path.display());
+        assert!(h.end <= main.len(), "{}", path.display());
+        let seen: std::collections::HashMap<Vec<u32>, usize> =
+            v.clone().map(|i| (main.sample(i).iter().map(|x| x.to_bits()).collect(), i)).collect();
+        let leaked = h
+            .clone()
+            .filter(|&i| seen.contains_key(&main.sample(i).iter().map(|x| x.to_bits()).collect::<Vec<_>>()))
+            .count();
+        // Fashion-MNIST's test set holds a handful of exact duplicates; none may be many.
+        assert!(leaked * 1000 <= h.len(), "{}: {leaked} holdout images also in validation", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 7, "only {checked} configs checked");
 }
 
 #[test]

@@ -19,18 +19,25 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// An experiment config over the shipped LeNet-5 and Fashion-MNIST test set.
+/// An experiment config over the shipped LeNet-5 and Fashion-MNIST test set: `search` search
+/// images and no confirmation image, the top-1 signal and the search-loss choice (confidence
+/// 0), so that check_run can recompute every loss and the choice from the CSVs. The
+/// confirmation choice has its own test (`confirmation_choice_is_a_fixed_sequence_test`).
 fn config(dir: &Path, limit: usize, search: usize) -> PathBuf {
+    config_with(dir, limit, search, "confirm_samples = 0", "signal = \"top1\"\nconfidence = 0")
+}
+
+fn config_with(dir: &Path, limit: usize, search: usize, data: &str, search_extra: &str) -> PathBuf {
     let r = root();
     let text = format!(
         "name = \"explore-test\"\nseed = 1\n\n[model]\npath = {:?}\n\n[data]\nimages = {:?}\nlabels = {:?}\n\
-         scale = 0.00392156862745098\nsearch_samples = {search}\nlimit = {limit}\n\n[cost]\nprofile = \"paper\"\n\n\
-         [search]\nstrategy = \"paper\"\nmax_loss = 0.01\nloss = \"relative\"\nbudget = 60\n",
+         scale = 0.00392156862745098\nsearch_samples = {search}\nlimit = {limit}\n{data}\n\n[cost]\nprofile = \"paper\"\n\n\
+         [search]\nstrategy = \"paper\"\nmax_loss = 0.01\nloss = \"relative\"\nbudget = 60\n{search_extra}\n",
         r.join("models/lenet5-fashion.onnx"),
         r.join("data/fashion-mnist/t10k-images-idx3-ubyte.gz"),
         r.join("data/fashion-mnist/t10k-labels-idx1-ubyte.gz"),
     );
-    let p = dir.join(format!("lenet5-{limit}-{search}.toml"));
+    let p = dir.join(format!("lenet5-{limit}-{search}-{}.toml", data.len() + search_extra.len()));
     std::fs::write(&p, text).unwrap();
     p
 }
@@ -104,6 +111,8 @@ struct Row {
     /// pareto.csv only.
     chosen: Option<bool>,
     acc_holdout: Option<f64>,
+    /// pareto.csv only: the confirmation's loss bound, for the candidates it tested.
+    confirm_bound: Option<f64>,
 }
 
 /// Parse a run's CSV; checks the header against the objectives and that every line is whole.
@@ -114,7 +123,7 @@ fn rows(path: &Path, objectives: &[String]) -> Vec<Row> {
     want.extend(objectives.iter().cloned());
     let pareto = h.len() > want.len() + 1;
     if pareto {
-        want.extend(["acc_holdout", "loss_holdout", "chosen"].map(String::from));
+        want.extend(["acc_holdout", "loss_holdout", "loss_confirm", "loss_confirm_bound", "chosen"].map(String::from));
     }
     want.push("key".into());
     assert_eq!(h, want, "{}: header", path.display());
@@ -130,8 +139,9 @@ fn rows(path: &Path, objectives: &[String]) -> Vec<Row> {
                 loss_search: f(3),
                 objectives: (4..4 + k).map(f).collect(),
                 key: rec[rec.len() - 1].to_string(),
-                chosen: pareto.then(|| rec[4 + k + 2].parse().unwrap()),
+                chosen: pareto.then(|| rec[4 + k + 4].parse().unwrap()),
                 acc_holdout: pareto.then(|| f(4 + k)),
+                confirm_bound: if pareto && !rec[4 + k + 3].is_empty() { Some(f(4 + k + 3)) } else { None },
             }
         })
         .collect()
@@ -595,4 +605,63 @@ fn budget_stops_the_uniform_sweep() {
     let r = rows(&out.join("evaluations.csv"), &strings(&s["objectives"]));
     let sources: Vec<&str> = r.iter().map(|r| r.source.as_str()).collect();
     assert_eq!(sources, (2..=9).map(|b| format!("uniform-{b}")).collect::<Vec<_>>());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The choice with a confidence bound
+
+/// With the default signal and confidence, the chosen point is the cheapest accepted candidate
+/// of a fixed-sequence test: the tested candidates (pareto.csv rows with a bound) are in order of
+/// search loss, every one but the last is accepted, the test stops at its first rejection, and
+/// the chosen point's bound is within the budget. The run reproduces byte for byte.
+#[test]
+fn confirmation_choice_is_a_fixed_sequence_test() {
+    let t = TempDir::new().unwrap();
+    let cfg = config_with(t.path(), 1000, 600, "confirm_samples = 300", "");
+    let a = t.path().join("a");
+    explore(&cfg, &a, "descent", 150, None, false);
+    let s = summary(&a);
+    assert_eq!((s["signal"].as_str(), s["confidence"].as_f64()), (Some("soft"), Some(0.95)));
+    assert_eq!(
+        (s["samples"]["search"].as_u64(), s["samples"]["confirm"].as_u64(), s["samples"]["holdout"].as_u64()),
+        (Some(300), Some(300), Some(400))
+    );
+    let objectives = strings(&s["objectives"]);
+    let primary = objectives.iter().position(|o| s["primary"] == o.as_str()).unwrap();
+    let max_loss = s["max_loss"].as_f64().unwrap();
+    let pareto = rows(&a.join("pareto.csv"), &objectives);
+    let mut tested: Vec<&Row> = pareto.iter().filter(|r| r.confirm_bound.is_some()).collect();
+    assert_eq!(tested.len() as u64, s["confirmation"]["tested"].as_u64().unwrap());
+    assert!(!tested.is_empty(), "the uniform sweep alone gives candidates within 1 %");
+    tested.sort_by(|x, y| {
+        x.loss_search.total_cmp(&y.loss_search).then(x.objectives[primary].total_cmp(&y.objectives[primary]))
+    });
+    let accepted = |r: &Row| r.confirm_bound.unwrap() <= max_loss + 1e-12;
+    let (last, before) = tested.split_last().unwrap();
+    assert!(before.iter().all(|r| accepted(r)), "a rejection ends the test");
+    assert_eq!(s["confirmation"]["rejected"].is_null(), accepted(last));
+    for r in &tested {
+        assert!(
+            r.loss_search <= max_loss + 1e-12
+                && r.objectives[primary] <= s["baseline_8bit"][&objectives[primary]].as_f64().unwrap()
+        );
+    }
+    let cheapest =
+        tested.iter().filter(|r| accepted(r)).min_by(|x, y| x.objectives[primary].total_cmp(&y.objectives[primary]));
+    let c = &s["chosen"];
+    match cheapest {
+        None => assert!(c.is_null()),
+        Some(best) => {
+            assert_eq!(chosen_key(&a, &s).as_deref(), Some(best.key.as_str()));
+            let bound = c["loss_confirm_bound"].as_f64().unwrap();
+            assert!(bound <= max_loss + 1e-12 && bound >= c["loss_confirm"].as_f64().unwrap());
+            assert_eq!(Some(bound), best.confirm_bound);
+        }
+    }
+    // Deterministic: the same config and seed give the same files.
+    let b = t.path().join("b");
+    explore(&cfg, &b, "descent", 150, None, false);
+    for f in ["evaluations.csv", "pareto.csv"] {
+        assert!(read(&a.join(f)) == read(&b.join(f)), "{f} differs between two identical runs");
+    }
 }

@@ -377,7 +377,16 @@ fn renders_all_outputs_of_a_run() {
     let mult = read(&dir.join("pareto_mult_cost.svg"));
     for (svg, title) in [(&mem, "memory (bits)"), (&mult, "multiplication cost (bit-ops)")] {
         assert!(svg.starts_with("<svg"), "not an SVG document");
-        for needle in [title, "accuracy on the search split (%)", "chosen", "8-bit", "float", "budget", "4-bit"] {
+        for needle in [
+            title,
+            "accuracy (%), search split unless marked holdout",
+            "front points on the holdout split",
+            "chosen",
+            "8-bit",
+            "float",
+            "budget",
+            "4-bit",
+        ] {
             assert!(svg.contains(needle), "SVG lacks {needle:?}");
         }
     }

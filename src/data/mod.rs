@@ -72,6 +72,23 @@ impl Dataset {
             labels: self.labels[range].to_vec(),
         }
     }
+
+    /// The images of `parts` one after another (the data roles of a run, from one file or
+    /// several). Errors if the parts' image shapes differ.
+    pub fn concat(parts: &[&Dataset]) -> Result<Dataset, DataError> {
+        let shape = parts.first().map(|p| p.shape.clone()).unwrap_or_default();
+        if let Some(p) = parts.iter().find(|p| p.shape != shape) {
+            return Err(DataError::Split(format!(
+                "the data roles' images differ in shape: {:?} and {:?}",
+                shape, p.shape
+            )));
+        }
+        Ok(Dataset {
+            shape,
+            raw: parts.iter().flat_map(|p| p.raw.iter().copied()).collect(),
+            labels: parts.iter().flat_map(|p| p.labels.iter().copied()).collect(),
+        })
+    }
 }
 
 /// How the axes of an image array are ordered in the file. Loading always produces NCHW.
@@ -229,29 +246,33 @@ impl Preprocess {
     }
 }
 
-/// Index ranges of the two splits of a data set.
+/// Index ranges of the three data roles (docs/data-roles.md): the search never sees the
+/// confirmation images, and nothing but the final report sees the holdout images.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Split {
-    /// The first images: calibration and search.
+    /// Calibration and search: every decision of a strategy is made on these.
     pub search: Range<usize>,
-    /// The rest: final scoring of the chosen points.
+    /// The rest of the validation images: the chosen point's confidence bound, nothing else.
+    pub confirm: Range<usize>,
+    /// The test images: reported, never used to decide.
     pub holdout: Range<usize>,
 }
 
-/// Split `n` images into the first `search_samples` (search) and the rest (holdout).
-/// Errors if `search_samples` is 0 or leaves no holdout image.
-pub fn split(n: usize, search_samples: usize) -> Result<Split, DataError> {
-    if search_samples == 0 {
-        return Err(DataError::Split("search_samples must be at least 1".into()));
-    }
-    if search_samples >= n {
+/// Split `validation + holdout` images laid out in that order: the first `validation -
+/// confirm` validation images search, the last `confirm` confirm, then the holdout.
+/// Errors if the search or the holdout split would be empty.
+pub fn split(validation: usize, confirm: usize, holdout: usize) -> Result<Split, DataError> {
+    if confirm >= validation {
         return Err(DataError::Split(format!(
-            "search_samples is {search_samples} but the data set has {n} images; at least one \
-             must be left for the holdout split (use at most {})",
-            n.saturating_sub(1)
+            "the validation split has {validation} images and {confirm} are kept for confirmation; \
+             at least one must be left for the search"
         )));
     }
-    Ok(Split { search: 0..search_samples, holdout: search_samples..n })
+    if holdout == 0 {
+        return Err(DataError::Split("the holdout split is empty: at least one image must be left for it".into()));
+    }
+    let search_end = validation - confirm;
+    Ok(Split { search: 0..search_end, confirm: search_end..validation, holdout: validation..validation + holdout })
 }
 
 /// Recognised file formats.
@@ -510,13 +531,21 @@ mod tests {
 
     #[test]
     fn split_rules() {
-        assert_eq!(split(10, 3).unwrap(), Split { search: 0..3, holdout: 3..10 });
-        assert_eq!(split(2, 1).unwrap().holdout, 1..2);
-        assert!(split(10, 0).is_err());
-        assert!(split(10, 10).is_err());
-        assert!(split(10, 11).is_err());
-        assert!(split(0, 0).is_err());
-        let e = split(5, 5).unwrap_err().to_string();
-        assert!(e.contains("at most 4"), "{e}");
+        assert_eq!(split(10, 4, 5).unwrap(), Split { search: 0..6, confirm: 6..10, holdout: 10..15 });
+        assert_eq!(split(2, 0, 1).unwrap(), Split { search: 0..2, confirm: 2..2, holdout: 2..3 });
+        assert!(split(10, 10, 5).is_err(), "no search image left");
+        assert!(split(0, 0, 5).is_err());
+        let e = split(5, 1, 0).unwrap_err().to_string();
+        assert!(e.contains("holdout split is empty"), "{e}");
+    }
+
+    #[test]
+    fn concat_keeps_order_and_checks_shapes() {
+        let d = ds();
+        let c = Dataset::concat(&[&d.subset(1..2), &d.subset(0..1)]).unwrap();
+        assert_eq!(c.labels, vec![7, 4]);
+        assert_eq!(c.sample(0), d.sample(1));
+        let other = Dataset { shape: vec![1, 1, 2], raw: vec![0.0, 1.0], labels: vec![0] };
+        assert!(Dataset::concat(&[&d, &other]).is_err());
     }
 }

@@ -5,6 +5,7 @@ pub mod fixed;
 pub mod float;
 pub mod int16;
 pub mod kernels;
+pub mod paired;
 pub mod runner;
 
 use crate::config::LossKind;
@@ -53,6 +54,54 @@ pub fn predict_float(graph: &Graph, ds: &Dataset, pre: &Preprocess, range: Range
         input.resize(n, 0.0);
         pre.apply_f32(ds, i, input);
     })
+}
+
+/// The float network's class and softmax for every sample of `range`: the reference the
+/// paired measures compare against.
+pub fn float_outputs(graph: &Graph, ds: &Dataset, pre: &Preprocess, range: Range<usize>) -> Vec<(usize, Vec<f64>)> {
+    let engine = float::FloatEngine::new(graph);
+    let n = ds.sample_len();
+    runner::map_outputs(
+        graph,
+        &engine,
+        range,
+        |i, input| {
+            input.resize(n, 0.0);
+            pre.apply_f32(ds, i, input);
+        },
+        |_, out| (runner::argmax(out), paired::softmax(out)),
+    )
+}
+
+/// The paired outcomes of the integer engine against `float` (from [`float_outputs`] over the
+/// same `range`).
+pub fn compare_fixed(
+    engine: &fixed::FixedEngine,
+    graph: &Graph,
+    ds: &Dataset,
+    pre: &Preprocess,
+    range: Range<usize>,
+    float: &[(usize, Vec<f64>)],
+) -> paired::Paired {
+    let n = ds.sample_len();
+    let step = 2f64.powi(-engine.formats()[graph.output].frac);
+    let start = range.start;
+    runner::map_outputs(
+        graph,
+        engine,
+        range,
+        |i, input| {
+            let mut x = vec![0f64; n];
+            pre.apply_f64(ds, i, &mut x);
+            engine.quantize_input(&x, input);
+        },
+        |i, out| {
+            let (class, p) = &float[i - start];
+            paired::compare(p, *class, out.iter().map(|&c| c as f64 * step), ds.labels[i])
+        },
+    )
+    .into_iter()
+    .sum()
 }
 
 /// Integer-engine predictions over `range` of the data set.

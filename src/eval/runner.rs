@@ -225,6 +225,17 @@ pub fn predict<E: Engine>(
     samples: std::ops::Range<usize>,
     make_input: impl Fn(usize, &mut Vec<E::T>) + Sync,
 ) -> Vec<usize> {
+    map_outputs(graph, engine, samples, make_input, |_, out| argmax(out))
+}
+
+/// `f(i, output)` for every sample `i` in `samples`, in parallel.
+pub fn map_outputs<E: Engine, R: Send>(
+    graph: &Graph,
+    engine: &E,
+    samples: std::ops::Range<usize>,
+    make_input: impl Fn(usize, &mut Vec<E::T>) + Sync,
+    f: impl Fn(usize, &[E::T]) -> R + Sync,
+) -> Vec<R> {
     samples
         .into_par_iter()
         .map_init(
@@ -232,7 +243,7 @@ pub fn predict<E: Engine>(
             |(ws, input), i| {
                 input.clear();
                 make_input(i, input);
-                argmax(run_image(graph, engine, ws, input, false))
+                f(i, run_image(graph, engine, ws, input, false))
             },
         )
         .collect()

@@ -475,6 +475,10 @@ where
     let evals: Vec<(f64, f64)> = run.evaluations.iter().map(|e| (e.costs[k], e.acc_search * 100.0)).collect();
     let joint: Vec<(f64, f64)> = run.pareto.iter().map(|r| (r.eval.costs[k], r.eval.acc_search * 100.0)).collect();
     let (front, others) = front_2d(&joint);
+    // The same points on the holdout split: how much of the front holds on images the search
+    // never saw (docs/data-roles.md).
+    let holdout: Vec<(f64, f64)> =
+        run.pareto.iter().filter_map(|r| Some((r.eval.costs[k], r.acc_holdout? * 100.0))).collect();
     let sweep: Vec<(u32, f64, f64)> =
         s.uniform_sweep.iter().filter_map(|p| Some((p.bits, p.cost(obj)?, p.accuracy_search * 100.0))).collect();
     let baseline = s.baseline_8bit.cost(obj).map(|c| (c, s.baseline_8bit.accuracy_search * 100.0));
@@ -486,6 +490,7 @@ where
     let all: Vec<(f64, f64)> = evals
         .iter()
         .chain(&joint)
+        .chain(&holdout)
         .copied()
         .chain(sweep.iter().map(|&(_, x, y)| (x, y)))
         .chain(baseline)
@@ -533,7 +538,7 @@ where
     {
         let mut mesh = chart.configure_mesh();
         mesh.x_desc(objective_title(obj))
-            .y_desc("accuracy on the search split (%)")
+            .y_desc("accuracy (%), search split unless marked holdout")
             .axis_desc_style((FAMILY, 22))
             .label_style((FAMILY, 18))
             .y_label_formatter(&yfmt)
@@ -616,6 +621,11 @@ where
         placer.add_box(Rect::around(*q, 5), 40.0);
     }
 
+    for p in holdout.iter().filter(|p| shown(p)) {
+        cv.marker(Marker::Ring(4), px(*p), GREEN, GREEN)?;
+        placer.add_box(Rect::around(px(*p), 4), 20.0);
+    }
+
     // Uniform sweep, 8-bit baseline, chosen point.
     let sweep_shown: Vec<(u32, Px)> =
         sweep.iter().filter(|&&(_, x, y)| shown(&(x, y))).map(|&(b, x, y)| (b, px((x, y)))).collect();
@@ -677,6 +687,12 @@ where
         entries.push((
             Symbol::Marker(Marker::Ring(5), BLUE, BLUE),
             format!("other points of the front in all objectives ({})", others.len()),
+        ));
+    }
+    if !holdout.is_empty() {
+        entries.push((
+            Symbol::Marker(Marker::Ring(4), GREEN, GREEN),
+            format!("front points on the holdout split ({})", holdout.len()),
         ));
     }
     if !sweep.is_empty() {

@@ -28,33 +28,35 @@ fn paper_figures(model: &str) -> Option<&'static str> {
 /// multiplication-cost reductions vs 8-bit, beside the paper's figures where it has them.
 pub fn results_table(dirs: &[PathBuf]) -> Result<String> {
     let mut t = String::new();
-    t.push_str("| run | strategy | profile | float acc. (holdout) | 8-bit acc. (holdout) | chosen: loss search / holdout (95% interval) | memory red. | mult-cost red. | evaluations, s | paper: memory / mult-cost red. (loss) |\n");
-    t.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    t.push_str("| run | strategy | profile | float acc. (holdout) | 8-bit acc. (holdout) | chosen: loss search / confirm (bound) / holdout (95% interval) | holdout loss <= budget | memory red. | mult-cost red. | evaluations, s | paper: memory / mult-cost red. (loss) |\n");
+    t.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for dir in dirs {
         let run = Run::load(dir)?;
         let s = &run.summary;
         let pct = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |v| format!("{:.1}%", 100.0 * v));
         let pct2 = |x: f64| format!("{:.2}%", 100.0 * x);
-        let (loss, mem, mult) = match &s.chosen {
-            Some(c) => (
-                match c.loss_holdout_ci95 {
-                    Some([lo, hi]) => format!(
-                        "{} / {} ({:.1}–{:.1})",
-                        pct2(c.loss_search),
-                        pct2(c.loss_holdout),
-                        100.0 * lo,
-                        100.0 * hi
-                    ),
-                    None => format!("{} / {}", pct2(c.loss_search), pct2(c.loss_holdout)),
-                },
-                pct(c.reduction("memory_bits", &s.baseline_8bit)),
-                pct(c.reduction("mult_cost", &s.baseline_8bit)),
-            ),
-            None => ("none within budget".into(), "-".into(), "-".into()),
+        let (loss, within, mem, mult) = match &s.chosen {
+            Some(c) => {
+                let confirm = match (c.loss_confirm, c.loss_confirm_bound) {
+                    (Some(l), Some(b)) => format!("{} ({}) / ", pct2(l), pct2(b)),
+                    _ => "- / ".into(),
+                };
+                let holdout = match c.loss_holdout_ci95 {
+                    Some([lo, hi]) => format!("{} ({:.1}–{:.1})", pct2(c.loss_holdout), 100.0 * lo, 100.0 * hi),
+                    None => pct2(c.loss_holdout),
+                };
+                (
+                    format!("{} / {confirm}{holdout}", pct2(c.loss_search)),
+                    if c.loss_holdout <= s.max_loss + 1e-12 { "yes" } else { "**no**" },
+                    pct(c.reduction("memory_bits", &s.baseline_8bit)),
+                    pct(c.reduction("mult_cost", &s.baseline_8bit)),
+                )
+            }
+            None => ("none within budget".into(), "-", "-".into(), "-".into()),
         };
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {}, {:.0} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}, {:.0} | {} |",
             // The folder: several runs of one config (strategies) share its name.
             dir.file_name().map_or_else(|| s.name.clone(), |f| f.to_string_lossy().into_owned()),
             s.strategy,
@@ -62,6 +64,7 @@ pub fn results_table(dirs: &[PathBuf]) -> Result<String> {
             pct2(s.float_accuracy.holdout),
             pct2(s.baseline_8bit.accuracy_holdout),
             loss,
+            within,
             mem,
             mult,
             s.evaluations.unwrap_or(0),

@@ -57,6 +57,12 @@ pub struct Chosen {
     pub loss_holdout_ci95: Option<[f64; 2]>,
     pub accuracy_search: f64,
     pub accuracy_holdout: f64,
+    /// Loss on the confirmation images and its one-sided bound (docs/data-roles.md); absent when
+    /// the point was chosen on the search loss alone.
+    #[serde(default)]
+    pub loss_confirm: Option<f64>,
+    #[serde(default)]
+    pub loss_confirm_bound: Option<f64>,
     #[serde(default)]
     pub layers: Vec<LayerBits>,
     /// Everything else: `"<objective>": value`, `"<objective>_reduction_vs_8bit": fraction`.
@@ -101,6 +107,9 @@ pub struct Summary {
     #[serde(default)]
     pub samples: Option<Split<u64>>,
     pub float_accuracy: Split<f64>,
+    /// Confidence of the choice's bound (0 or absent: chosen on the search loss alone).
+    #[serde(default)]
+    pub confidence: Option<f64>,
     pub baseline_8bit: Baseline,
     /// `None` when no evaluated point meets the budget.
     #[serde(default)]

@@ -3,7 +3,7 @@
 use super::nsga2;
 use super::paper::{Budgets, Space};
 use super::score::{key, Scorer};
-use super::{descent, independent, paper, uniform, Evaluation, Pricer, Search};
+use super::{confirm, descent, independent, paper, uniform, Evaluation, Pricer, Search};
 use crate::experiment::{Experiment, SplitAccuracy};
 use crate::fixed::Assignment;
 use crate::report::write_atomic;
@@ -28,6 +28,31 @@ pub struct Options {
     pub no_prefix_reuse: bool,
     /// Score every candidate fully (only to measure what early stopping saves).
     pub no_early_stop: bool,
+    /// Write signals.csv: every evaluation's paired measures on the search and holdout images.
+    pub measure_signals: bool,
+}
+
+/// signals.csv: for every evaluation, each paired measure on the search and the holdout images
+/// (which measure predicts the holdout loss best; reports/README.md).
+fn write_signals(exp: &Experiment, evaluations: &[Evaluation], path: &Path) -> Result<()> {
+    use rayon::prelude::*;
+    let kind = exp.settings.search.loss;
+    let rows: Vec<String> = evaluations
+        .par_iter()
+        .map(|e| -> Result<String> {
+            let (s, h) = (exp.search(&e.assignment)?, exp.holdout(&e.assignment)?);
+            let m = |p: &crate::eval::paired::Paired| {
+                format!("{},{},{},{}", p.loss(kind), p.flip_rate(), p.kl(), p.soft_loss(kind))
+            };
+            Ok(format!("{},{},{}\n", e.id, m(&s), m(&h)))
+        })
+        .collect::<Result<_>>()?;
+    let mut text = String::from(
+        "id,loss_search,flip_search,kl_search,soft_search,loss_holdout,flip_holdout,kl_holdout,soft_holdout\n",
+    );
+    text.extend(rows);
+    write_atomic(path, text.as_bytes())?;
+    Ok(())
 }
 
 /// The priced cost side of a run: objective names, the pricer, the primary objective and the
@@ -40,8 +65,8 @@ pub struct Costing<'p> {
     pub profile_text: String,
 }
 
-/// Keys and search accuracies of an earlier run's evaluations.csv.
-fn read_log(path: &Path) -> Result<Vec<(String, f64)>> {
+/// Keys, search accuracies and search losses of an earlier run's evaluations.csv.
+fn read_log(path: &Path) -> Result<Vec<(String, f64, f64)>> {
     let mut text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     // A run killed mid-write leaves a last line without its newline: it is not a finished
     // evaluation (and a cut key could even name another assignment), so drop it.
@@ -51,14 +76,15 @@ fn read_log(path: &Path) -> Result<Vec<(String, f64)>> {
     let mut r = csv::Reader::from_reader(text.as_bytes());
     let headers = r.headers()?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
-    let (Some(k), Some(a)) = (col("key"), col("acc_search")) else {
-        bail!("{} has no key/acc_search columns", path.display());
+    let (Some(k), Some(a), Some(l)) = (col("key"), col("acc_search"), col("loss_search")) else {
+        bail!("{} has no key/acc_search/loss_search columns", path.display());
     };
     let mut out = Vec::new();
     for row in r.records() {
         let Ok(row) = row else { break };
-        if let (Some(key), Some(Ok(acc))) = (row.get(k), row.get(a).map(str::parse::<f64>)) {
-            out.push((key.to_string(), acc));
+        let num = |c: usize| row.get(c).and_then(|v| v.parse::<f64>().ok());
+        if let (Some(key), Some(acc), Some(loss)) = (row.get(k), num(a), num(l)) {
+            out.push((key.to_string(), acc, loss));
         }
     }
     Ok(out)
@@ -113,7 +139,8 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
     let inputs: Vec<Vec<f64>> = exp.split.search.clone().map(|i| exp.input_f64(i)).collect();
     let labels = &exp.data.labels[exp.split.search.clone()];
     let float = exp.float_accuracy();
-    let mut scorer = Scorer::new(&exp.graph, &inputs, labels, float.search, st.search.loss);
+    let mut scorer =
+        Scorer::new(&exp.graph, &inputs, labels, exp.float_search_outputs(), st.search.loss, st.search.signal);
     scorer.reuse_prefix = !opts.no_prefix_reuse;
     scorer.early_stop = !opts.no_early_stop;
 
@@ -127,8 +154,8 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
     };
     let mut already = std::collections::HashSet::new();
     let mut log = if opts.resume && log_path.exists() {
-        for (k, acc) in read_log(&log_path)? {
-            scorer.remember(k.clone(), acc);
+        for (k, acc, loss) in read_log(&log_path)? {
+            scorer.remember(k.clone(), acc, loss);
             already.insert(k);
         }
         // Rewrite the log from the replay below; the old one stays until the new one is whole.
@@ -228,9 +255,29 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
     let nodes_run = s.scorer.nodes_run;
     let stopped_early = s.scorer.stopped_early;
 
-    // Choose on the search split only; then measure the holdout split for reporting.
+    // Choose: the search proposes, the confirmation images bound the loss (search/confirm.rs);
+    // with confidence 0 (or no confirmation image), the search loss alone decides. The holdout
+    // split is measured for reporting only.
     let front = s.front();
-    let chosen = s.best_within_budget().cloned();
+    let confidence = st.search.confidence;
+    let confirmed = if confidence > 0.0 && !exp.split.confirm.is_empty() {
+        let baseline_cost = s.price(&exp.baseline())[s.primary];
+        let (e, p, m, l) = (&s.evaluations, s.primary, st.search.max_loss, st.search.loss);
+        confirm::run(e, p, m, baseline_cost, l, confidence, |a| exp.confirm(a))?
+    } else {
+        if confidence > 0.0 {
+            notes.push(
+                "no confirmation image: the chosen point is the cheapest within budget on the search split".into(),
+            );
+        }
+        Vec::new()
+    };
+    let chosen_confirm = confirm::cheapest_accepted(&confirmed, &s.evaluations, s.primary).copied();
+    let chosen = if confirmed.is_empty() {
+        s.best_within_budget().cloned()
+    } else {
+        chosen_confirm.map(|c| s.evaluations[c.index].clone())
+    };
     let baseline = exp.baseline();
     let base_acc = exp.fixed_accuracy(&baseline)?;
     let base_cost = s.price(&baseline);
@@ -241,7 +288,8 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
     {
         let mut h = vec!["id".to_string(), "source".into(), "acc_search".into(), "loss_search".into()];
         h.extend(costing.names.iter().cloned());
-        h.extend(["acc_holdout".into(), "loss_holdout".into(), "chosen".into(), "key".into()]);
+        h.extend(["acc_holdout".into(), "loss_holdout".into(), "loss_confirm".into(), "loss_confirm_bound".into()]);
+        h.extend(["chosen".into(), "key".into()]);
         pareto.push_str(&h.join(","));
         pareto.push('\n');
     }
@@ -252,11 +300,21 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
         let e = &s.evaluations[i];
         let h = holdout_of(&e.assignment)?;
         let is_chosen = chosen.as_ref().is_some_and(|c| c.id == e.id);
-        let extra = [h.holdout.to_string(), loss_of(h.holdout, float.holdout).to_string(), is_chosen.to_string()];
+        let tested = confirmed.iter().find(|c| c.index == i);
+        let extra = [
+            h.holdout.to_string(),
+            loss_of(h.holdout, float.holdout).to_string(),
+            tested.map_or(String::new(), |c| c.loss.to_string()),
+            tested.map_or(String::new(), |c| c.bound.to_string()),
+            is_chosen.to_string(),
+        ];
         pareto.push_str(&csv_row(e, &extra));
     }
     let all_evals = s.evaluations.clone();
     drop(s);
+    if opts.measure_signals {
+        write_signals(exp, &all_evals, &dir.join("signals.csv"))?;
+    }
     if opts.resume && dir.join("evaluations.csv.resume").exists() {
         std::fs::rename(dir.join("evaluations.csv.resume"), &log_path)?;
     }
@@ -283,6 +341,15 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
             m.insert("accuracy_holdout".into(), json!(holdout));
             m.insert("loss_holdout".into(), json!(loss_of(holdout, float.holdout)));
             m.insert("loss_holdout_ci95".into(), json!([lo, hi]));
+            m.insert(
+                "holdout_within_budget".into(),
+                json!(loss_of(holdout, float.holdout) <= st.search.max_loss + 1e-12),
+            );
+            if let Some(k) = chosen_confirm {
+                m.insert("loss_confirm".into(), json!(k.loss));
+                m.insert("loss_confirm_bound".into(), json!(k.bound));
+                m.insert("flip_rate_confirm".into(), json!(k.flip_rate));
+            }
             m.insert("source".into(), json!(c.source));
             m.insert("layers".into(), per_layer_bits(exp, &c.assignment));
             write_atomic(&dir.join("chosen.toml"), c.assignment.to_toml(&exp.graph).as_bytes())?;
@@ -306,6 +373,18 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
             })
         })
         .collect();
+    // What the confirmation tested: how many front points, and the one that ended the test.
+    let confirmation_json = {
+        let rejected = confirmed.last().filter(|c| !c.accepted).map(|c| {
+            let e = &all_evals[c.index];
+            json!({"id": e.id, "loss_search": e.loss_search, "loss_confirm": c.loss, "loss_confirm_bound": c.bound})
+        });
+        json!({
+            "tested": confirmed.len(),
+            "accepted": confirmed.iter().filter(|c| c.accepted).count(),
+            "rejected": rejected,
+        })
+    };
     let summary = json!({
         "name": st.name,
         "strategy": strategy,
@@ -325,7 +404,10 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
         "objectives": costing.names,
         "max_loss": st.search.max_loss,
         "loss": match st.search.loss { crate::config::LossKind::Relative => "relative", crate::config::LossKind::Absolute => "absolute" },
-        "samples": {"search": exp.split.search.len(), "holdout": exp.split.holdout.len()},
+        "samples": {"search": exp.split.search.len(), "confirm": exp.split.confirm.len(), "holdout": exp.split.holdout.len()},
+        "signal": match st.search.signal { crate::config::Signal::Soft => "soft", crate::config::Signal::Top1 => "top1" },
+        "confidence": if confirmed.is_empty() { 0.0 } else { confidence },
+        "confirmation": confirmation_json,
         "float_accuracy": float,
         "baseline_8bit": base_json,
         "chosen": chosen_json,

@@ -4,6 +4,7 @@
 //! Every strategy only ever sees the search split (through [`score::Scorer`]); the holdout
 //! split is touched once the search is over, for reporting.
 
+pub mod confirm;
 pub mod descent;
 pub mod explore;
 pub mod independent;
@@ -136,12 +137,11 @@ impl<'e> Search<'e> {
         if self.exhausted() && !self.recorded.contains(&key) {
             return None;
         }
-        let (acc, fresh) = self.scorer.score(a, max_loss);
+        let (score, fresh) = self.scorer.score(a, max_loss);
         if fresh {
             self.progress.inc(1);
         }
-        let acc = acc?;
-        let loss = self.scorer.loss(acc);
+        let score::Score { accuracy: acc, loss } = score?;
         if self.recorded.insert(key.clone()) {
             let e = Evaluation {
                 id: self.evaluations.len(),

@@ -1,9 +1,12 @@
 //! Scoring assignments on the search split: memoized, parallel over images, and stopped early
-//! once a candidate can no longer meet the accuracy it is asked to meet.
+//! once a candidate can no longer meet the loss it is asked to meet. Each image is compared
+//! with the float network's output (eval/paired.rs); the search decides by the configured
+//! signal, soft or top-1 loss (docs/data-roles.md, "The search signal").
 
-use crate::config::LossKind;
+use crate::config::{LossKind, Signal};
 use crate::eval::fixed::FixedEngine;
-use crate::eval::runner::{argmax, live_at, run_nodes, Workspace};
+use crate::eval::paired::{compare, Paired};
+use crate::eval::runner::{live_at, run_nodes, Workspace};
 use crate::fixed::{Assignment, Format};
 use crate::model::Graph;
 use rayon::prelude::*;
@@ -55,20 +58,35 @@ fn first_difference(graph: &Graph, a: &Assignment, b: &Assignment) -> usize {
     a.layers.iter().zip(&b.layers).find(|(x, y)| x != y).map(|(x, _)| x.node).unwrap_or(graph.nodes.len())
 }
 
-/// What is known of an assignment's accuracy on the search split.
+/// What is known of an assignment on the search split.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Known {
-    Accuracy(f64),
-    /// Evaluation stopped: more than this many samples were wrong.
-    MoreErrorsThan(usize),
+    /// Top-1 accuracy and the signal's loss.
+    Scored { accuracy: f64, loss: f64 },
+    /// Evaluation stopped: the signal's loss is certainly above this.
+    LossAbove(f64),
+}
+
+/// A finished score: top-1 accuracy and the loss the search decides by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    pub accuracy: f64,
+    pub loss: f64,
 }
 
 pub struct Scorer<'e> {
     pub graph: &'e Graph,
     inputs: &'e [Vec<f64>],
     labels: &'e [usize],
+    /// The float network's class and softmax per search image.
+    float: &'e [(usize, Vec<f64>)],
     pub float_accuracy: f64,
     pub loss_kind: LossKind,
+    pub signal: Signal,
+    /// `rest_min[i]`: the least images `i..` can still add to the signal's loss sum (an image
+    /// adds at least `p_float(label) - 1` soft, or -1 top-1 where the float network is wrong),
+    /// for stopping a score early.
+    rest_min: Vec<f64>,
     memo: HashMap<String, Known>,
     prefix: Option<Prefix>,
     last: Option<Assignment>,
@@ -110,15 +128,29 @@ impl<'e> Scorer<'e> {
         graph: &'e Graph,
         inputs: &'e [Vec<f64>],
         labels: &'e [usize],
-        float_accuracy: f64,
+        float: &'e [(usize, Vec<f64>)],
         loss_kind: LossKind,
+        signal: Signal,
     ) -> Self {
+        let n = labels.len();
+        let float_correct = float.iter().zip(labels).filter(|((c, _), l)| c == *l).count();
+        let mut rest_min = vec![0.0; n + 1];
+        for i in (0..n).rev() {
+            let least = match signal {
+                Signal::Soft => float[i].1.get(labels[i]).copied().unwrap_or(0.0) - 1.0,
+                Signal::Top1 => -f64::from(u8::from(float[i].0 != labels[i])),
+            };
+            rest_min[i] = rest_min[i + 1] + least;
+        }
         Scorer {
             graph,
             inputs,
             labels,
-            float_accuracy,
+            float,
+            float_accuracy: if n == 0 { 0.0 } else { float_correct as f64 / n as f64 },
             loss_kind,
+            signal,
+            rest_min,
             memo: HashMap::new(),
             prefix: None,
             last: None,
@@ -134,59 +166,71 @@ impl<'e> Scorer<'e> {
         self.labels.len()
     }
 
-    pub fn loss(&self, acc: f64) -> f64 {
-        self.loss_kind.loss(self.float_accuracy, acc)
+    /// The loss the search decides by, of a complete comparison.
+    fn signal_loss(&self, p: &Paired) -> f64 {
+        match self.signal {
+            Signal::Soft => p.soft_loss(self.loss_kind),
+            Signal::Top1 => p.loss(self.loss_kind),
+        }
     }
 
-    /// Errors allowed for a loss of at most `max_loss`.
-    pub fn max_errors(&self, max_loss: f64) -> usize {
+    /// Whether a comparison of the first `p.n` images already proves the loss over all of them
+    /// exceeds `limit`.
+    fn certainly_above(&self, p: &Paired, limit: f64) -> bool {
         let n = self.samples() as f64;
-        let min_acc = match self.loss_kind {
-            crate::config::LossKind::Relative => self.float_accuracy * (1.0 - max_loss),
-            crate::config::LossKind::Absolute => self.float_accuracy - max_loss,
+        let scale = match self.loss_kind {
+            LossKind::Relative if self.float_accuracy > 0.0 => 1.0 / self.float_accuracy,
+            LossKind::Relative => 0.0,
+            LossKind::Absolute => 1.0,
         };
-        // Tiny slack so that a loss exactly at the budget is not cut by float rounding.
-        let min_correct = (min_acc * n - 1e-9).ceil().max(0.0);
-        (n - min_correct).max(0.0) as usize
+        let so_far = match self.signal {
+            Signal::Top1 => p.lost as f64 - p.gained as f64,
+            Signal::Soft => p.soft_sum,
+        };
+        let lowest = so_far + self.rest_min[p.n];
+        scale * lowest / n > limit + 1e-12
     }
 
     /// Preload a result (resuming from an earlier run's evaluations.csv).
-    pub fn remember(&mut self, key: String, accuracy: f64) {
-        self.memo.insert(key, Known::Accuracy(accuracy));
+    pub fn remember(&mut self, key: String, accuracy: f64, loss: f64) {
+        self.memo.insert(key, Known::Scored { accuracy, loss });
     }
 
-    /// Accuracy of `a`, or None if it is certainly worse than `max_loss` (when given).
+    /// The score of `a`, or None if its loss is certainly over `max_loss` (when given).
     /// The flag says whether it was computed now rather than remembered.
-    pub fn score(&mut self, a: &Assignment, max_loss: Option<f64>) -> (Option<f64>, bool) {
+    pub fn score(&mut self, a: &Assignment, max_loss: Option<f64>) -> (Option<Score>, bool) {
         let k = key(a);
-        let limit = max_loss.filter(|_| self.early_stop).map(|l| self.max_errors(l));
+        let limit = max_loss.filter(|_| self.early_stop);
         match self.memo.get(&k) {
-            Some(Known::Accuracy(acc)) => return (Some(*acc), false),
-            Some(Known::MoreErrorsThan(e)) if limit.is_some_and(|l| l <= *e) => return (None, false),
+            Some(Known::Scored { accuracy, loss }) => return (Some(Score { accuracy: *accuracy, loss: *loss }), false),
+            Some(Known::LossAbove(x)) if limit.is_some_and(|l| l <= *x) => return (None, false),
             _ => {}
         }
-        let correct = self.count_correct(a, limit);
+        let compared = self.compare(a, limit);
         self.last = Some(a.clone());
-        match correct {
-            Some(correct) => {
+        match compared {
+            Some(p) => {
                 self.evaluated += 1;
-                let acc = correct as f64 / self.samples() as f64;
-                self.memo.insert(k, Known::Accuracy(acc));
-                (Some(acc), true)
+                let accuracy = (p.float_correct + p.gained - p.lost) as f64 / self.samples().max(1) as f64;
+                let score = Score { accuracy, loss: self.signal_loss(&p) };
+                self.memo.insert(k, Known::Scored { accuracy, loss: score.loss });
+                (Some(score), true)
             }
             None => {
                 self.stopped_early += 1;
-                self.memo.insert(k, Known::MoreErrorsThan(limit.unwrap_or(0)));
+                self.memo.insert(k, Known::LossAbove(limit.unwrap_or(0.0)));
                 (None, true)
             }
         }
     }
 
-    /// Correct predictions of `a` on the search split, or None once more than `limit` are wrong.
-    fn count_correct(&mut self, a: &Assignment, limit: Option<usize>) -> Option<usize> {
+    /// The comparison of `a` with the float network on the search split, or None once its loss
+    /// certainly exceeds `limit`.
+    fn compare(&mut self, a: &Assignment, limit: Option<f64>) -> Option<Paired> {
         let graph = self.graph;
         let n_nodes = graph.nodes.len();
         let engine = FixedEngine::new(graph, a).expect("validated assignment");
+        let step = 2f64.powi(-engine.formats()[graph.output].frac);
         // Where this candidate can start: after a saved prefix it agrees with, else the input.
         let mut start = match &self.prefix {
             Some(p) if self.reuse_prefix && first_difference(graph, &p.assignment, a) >= p.cut => p.cut,
@@ -206,12 +250,12 @@ impl<'e> Scorer<'e> {
             }
         }
         let from_prefix = start > 0;
-        let mut errors = 0;
+        let mut total = Paired::default();
         for c0 in (0..self.inputs.len()).step_by(CHUNK) {
             let range = c0..(c0 + CHUNK).min(self.inputs.len());
             let prefix = self.prefix.as_ref().filter(|_| from_prefix);
-            let inputs = self.inputs;
-            let wrong: usize = range
+            let (inputs, labels, float) = (self.inputs, self.labels, self.float);
+            let chunk: Paired = range
                 .clone()
                 .into_par_iter()
                 .map_init(
@@ -219,17 +263,22 @@ impl<'e> Scorer<'e> {
                     |(ws, codes), i| {
                         begin(graph, &engine, prefix, &inputs[i], i, ws, codes);
                         run_nodes(graph, &engine, ws, start..n_nodes, false);
-                        usize::from(argmax(ws.value(graph.output)) != self.labels[i])
+                        let out = ws.value(graph.output).iter().map(|&c| c as f64 * step);
+                        compare(&float[i].1, float[i].0, out, labels[i])
                     },
                 )
+                // Summed in image order, not in rayon's: a float sum must not depend on how the
+                // work was split between threads, or the search would not repeat under a seed.
+                .collect::<Vec<Paired>>()
+                .into_iter()
                 .sum();
             self.nodes_run += (n_nodes - start) * range.len();
-            errors += wrong;
-            if limit.is_some_and(|m| errors > m) {
+            total = total + chunk;
+            if limit.is_some_and(|m| self.certainly_above(&total, m)) {
                 return None;
             }
         }
-        Some(self.labels.len() - errors)
+        Some(total)
     }
 
     /// Run nodes `from..to` for every sample (from the saved prefix when `from > 0`) and save

@@ -1,0 +1,180 @@
+//! The choice with a confidence bound (docs/data-roles.md, "The choice"): the search proposes,
+//! images it never saw confirm. Candidates are a ladder through the points of the (search loss,
+//! primary cost) front within the budget: by search loss, lowest first, each rung at least
+//! [`LADDER_STEP`] cheaper than the one before. They are tested in that order, and the test stops
+//! at the first candidate whose loss bound on the confirmation images exceeds the budget. The
+//! order is fixed before any confirmation image is looked at, so this is a fixed-sequence procedure:
+//! the chance that any accepted point's true loss is over budget stays within `1 - confidence`,
+//! however many points are tested. The chosen point is the cheapest accepted one.
+
+use super::{pareto, Evaluation};
+use crate::config::LossKind;
+use crate::eval::paired::Paired;
+use crate::fixed::Assignment;
+use anyhow::Result;
+
+/// A candidate's confirmation result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Confirmed {
+    /// Index into the evaluations.
+    pub index: usize,
+    pub loss: f64,
+    pub bound: f64,
+    pub flip_rate: f64,
+    pub accepted: bool,
+}
+
+/// Smallest relative saving on the primary objective between two rungs of the ladder. Every rung
+/// tested is a chance for an unlucky confirmation to end the test, so rungs that save little
+/// over the one before are skipped.
+pub const LADDER_STEP: f64 = 0.05;
+
+/// Candidates in test order: the ladder over the evaluations within `max_loss` on the search
+/// split, costing at most `max_cost` on the primary objective (the baseline's: a point dearer
+/// than what it is compared with is no answer), and on the (search loss, primary cost) front;
+/// by search loss, then cost, then id.
+pub fn candidates(evaluations: &[Evaluation], primary: usize, max_loss: f64, max_cost: f64) -> Vec<usize> {
+    let within: Vec<usize> = (0..evaluations.len())
+        .filter(|&i| evaluations[i].loss_search <= max_loss + 1e-12 && evaluations[i].objectives[primary] <= max_cost)
+        .collect();
+    let points: Vec<Vec<f64>> =
+        within.iter().map(|&i| vec![evaluations[i].loss_search, evaluations[i].objectives[primary]]).collect();
+    let mut order: Vec<usize> = pareto::front(&points).into_iter().map(|k| within[k]).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&evaluations[a], &evaluations[b]);
+        x.loss_search
+            .total_cmp(&y.loss_search)
+            .then(x.objectives[primary].total_cmp(&y.objectives[primary]))
+            .then(x.id.cmp(&y.id))
+    });
+    let mut ladder: Vec<usize> = Vec::new();
+    for i in order {
+        let cost = evaluations[i].objectives[primary];
+        if ladder.last().is_none_or(|&l| cost <= (1.0 - LADDER_STEP) * evaluations[l].objectives[primary]) {
+            ladder.push(i);
+        }
+    }
+    ladder
+}
+
+/// Test the candidates in order with `confirm` (the paired counts of a point on the
+/// confirmation images) until one's bound exceeds `max_loss`. Returns every tested candidate,
+/// the last one rejected unless all were accepted.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    evaluations: &[Evaluation],
+    primary: usize,
+    max_loss: f64,
+    max_cost: f64,
+    kind: LossKind,
+    confidence: f64,
+    mut confirm: impl FnMut(&Assignment) -> Result<Paired>,
+) -> Result<Vec<Confirmed>> {
+    let mut tested = Vec::new();
+    for index in candidates(evaluations, primary, max_loss, max_cost) {
+        let p = confirm(&evaluations[index].assignment)?;
+        let bound = p.loss_upper_bound(kind, confidence);
+        let accepted = bound <= max_loss + 1e-12;
+        tested.push(Confirmed { index, loss: p.loss(kind), bound, flip_rate: p.flip_rate(), accepted });
+        if !accepted {
+            break;
+        }
+    }
+    Ok(tested)
+}
+
+/// The cheapest accepted candidate on the primary objective (ties: the lowest bound, then the
+/// earliest evaluation).
+pub fn cheapest_accepted<'t>(
+    tested: &'t [Confirmed],
+    evaluations: &[Evaluation],
+    primary: usize,
+) -> Option<&'t Confirmed> {
+    tested.iter().filter(|c| c.accepted).min_by(|a, b| {
+        evaluations[a.index].objectives[primary]
+            .total_cmp(&evaluations[b.index].objectives[primary])
+            .then(a.bound.total_cmp(&b.bound))
+            .then(a.index.cmp(&b.index))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixed::Format;
+    use proptest::prelude::*;
+
+    fn eval(id: usize, loss: f64, cost: f64) -> Evaluation {
+        Evaluation {
+            id,
+            source: String::new(),
+            acc_search: 0.0,
+            loss_search: loss,
+            objectives: vec![cost],
+            key: id.to_string(),
+            assignment: Assignment { arith: Default::default(), input: Format::new(8, 8, false), layers: vec![] },
+        }
+    }
+
+    #[test]
+    fn candidates_are_a_ladder_over_the_front_within_budget() {
+        let e = vec![
+            eval(0, 0.000, 100.0),
+            eval(1, 0.005, 50.0),
+            eval(2, 0.006, 60.0), // dominated by 1
+            eval(3, 0.007, 48.0), // on the front, but saves less than 5 % over 1
+            eval(4, 0.009, 30.0),
+            eval(5, 0.020, 10.0), // over budget
+        ];
+        assert_eq!(candidates(&e, 0, 0.01, f64::INFINITY), vec![0, 1, 4]);
+        assert_eq!(candidates(&e, 0, 0.01, 60.0), vec![1, 4], "dearer than the baseline: no candidate");
+    }
+
+    #[test]
+    fn stops_at_the_first_rejection_and_chooses_the_cheapest_accepted() {
+        let e = vec![eval(0, 0.0, 100.0), eval(1, 0.004, 40.0), eval(2, 0.006, 50.0), eval(3, 0.008, 20.0)];
+        // Candidate 2 is dominated by 1 (cheaper and lower loss); 3 is rejected.
+        let tested = run(&e, 0, 0.01, f64::INFINITY, LossKind::Absolute, 0.95, |_| {
+            Ok(Paired { n: 1000, float_correct: 1000, ..Paired::default() })
+        })
+        .unwrap();
+        assert_eq!(tested.len(), 3, "all three candidates pass with a 1/1000 bound");
+        assert_eq!(cheapest_accepted(&tested, &e, 0).unwrap().index, 3);
+        let mut calls = 0;
+        let tested = run(&e, 0, 0.01, f64::INFINITY, LossKind::Absolute, 0.95, |_| {
+            calls += 1;
+            // The second candidate loses 30 of 1000 images.
+            let lost = if calls == 2 { 30 } else { 0 };
+            Ok(Paired { n: 1000, float_correct: 1000, lost, flips: lost, ..Paired::default() })
+        })
+        .unwrap();
+        assert_eq!(tested.len(), 2, "testing stops at the first rejection");
+        assert!(!tested[1].accepted);
+        assert_eq!(cheapest_accepted(&tested, &e, 0).unwrap().index, 0);
+    }
+
+    proptest! {
+        /// Whatever the confirmation images show, every accepted point's bound is within the
+        /// budget and at least its measured loss, and nothing after a rejection is tested.
+        #[test]
+        fn accepted_points_keep_their_bound(
+            outcomes in proptest::collection::vec((0usize..40, 0usize..20), 1..12),
+            n in 100usize..3000,
+        ) {
+            let e: Vec<Evaluation> =
+                (0..outcomes.len()).map(|i| eval(i, i as f64 * 0.0008, 100.0 - i as f64)).collect();
+            let mut k = 0;
+            let tested = run(&e, 0, 0.01, f64::INFINITY, LossKind::Absolute, 0.95, |_| {
+                let (lost, gained) = outcomes[k];
+                k += 1;
+                Ok(Paired { n, float_correct: n, lost, gained, flips: lost + gained, ..Paired::default() })
+            })
+            .unwrap();
+            for (i, c) in tested.iter().enumerate() {
+                prop_assert!(c.bound >= c.loss);
+                prop_assert_eq!(c.accepted, c.bound <= 0.01 + 1e-12);
+                prop_assert!(c.accepted || i + 1 == tested.len(), "a rejection ends the test");
+            }
+        }
+    }
+}
