@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""Copy the shipped test splits into data/ (standard library only).
+"""Copy the shipped validation / test splits into data/ (standard library only).
 
 Usage (from the repository root):
 
     python3 training/prepare_data.py [--raw raw-data] [--out data]
 
 * data/fashion-mnist/t10k-{images-idx3,labels-idx1}-ubyte.gz: byte-for-byte copies
-  of the Fashion-MNIST test set (10,000 images).
+  of the Fashion-MNIST test set (10,000 images; the holdout).
+* data/fashion-mnist/val-{images-idx3,labels-idx1}-ubyte.gz: the LAST 10,000 images of
+  the Fashion-MNIST training set (indices 50000..59999) with their labels, written as
+  IDX, gzip (mtime 0, so the output is reproducible); the validation split. The first
+  50,000 training images are the training split used by training/train.py and are not
+  shipped.
 * data/mnist-10k/test-{images-idx3,labels-idx1}-ubyte.gz: the LAST 4,000 digits of
   the 10,000-digit MNIST subset (indices 6000..9999), written as IDX, gzip
   (mtime 0, so the output is reproducible). The first 6,000 are the training split
@@ -21,6 +26,7 @@ import shutil
 import struct
 
 MNIST_TRAIN = 6000  # fixed split: [0, 6000) train, [6000, 10000) test (unseen)
+FASHION_TRAIN = 50000  # fixed split: [0, 50000) train, [50000, 60000) validation (unseen)
 
 
 def read_idx(path):
@@ -49,6 +55,13 @@ def main():
     os.makedirs(fdir, exist_ok=True)
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         shutil.copyfile(os.path.join(a.raw, "fashion-mnist", name), os.path.join(fdir, name))
+    dims, px = read_idx(os.path.join(a.raw, "fashion-mnist", "train-images-idx3-ubyte.gz"))
+    ldims, lb = read_idx(os.path.join(a.raw, "fashion-mnist", "train-labels-idx1-ubyte.gz"))
+    n, h, w = dims
+    assert n == 60000 and ldims == (60000,), (dims, ldims)
+    kf = n - FASHION_TRAIN
+    write_idx(os.path.join(fdir, "val-images-idx3-ubyte.gz"), (kf, h, w), px[FASHION_TRAIN * h * w:])
+    write_idx(os.path.join(fdir, "val-labels-idx1-ubyte.gz"), (kf,), lb[FASHION_TRAIN:])
 
     mdir = os.path.join(a.out, "mnist-10k")
     os.makedirs(mdir, exist_ok=True)
@@ -59,7 +72,8 @@ def main():
     k = n - MNIST_TRAIN
     write_idx(os.path.join(mdir, "test-images-idx3-ubyte.gz"), (k, h, w), px[MNIST_TRAIN * h * w:])
     write_idx(os.path.join(mdir, "test-labels-idx1-ubyte.gz"), (k,), lb[MNIST_TRAIN:])
-    print(f"wrote {fdir}/ (10000 test) and {mdir}/ ({k} test = mnist-10k[{MNIST_TRAIN}:])")
+    print(f"wrote {fdir}/ (10000 test, {kf} val = train[{FASHION_TRAIN}:]) and "
+          f"{mdir}/ ({k} test = mnist-10k[{MNIST_TRAIN}:])")
 
 
 if __name__ == "__main__":

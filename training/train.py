@@ -12,7 +12,8 @@ Usage (from the repository root; one model per call):
 
 Writes models/<model>-<dataset>.onnx and prints (and writes to
 training/results/<model>-<dataset>.json) the float test accuracy measured with
-onnxruntime on the exported file.
+onnxruntime on the exported file (fashion: also the validation accuracy on the
+10,000 held-out training images [50000, 60000)).
 
 Models
   lenet5    conv 6@5x5 pad 2 -> ReLU -> maxpool 2 -> conv 16@5x5 -> ReLU -> maxpool 2
@@ -33,7 +34,9 @@ Data
   Raw IDX files are read from --raw (default raw-data; the same Fashion-MNIST files
   come with Debian's `dataset-fashion-mnist` under /usr/share/datasets/fashion-mnist/, pass
   --fashion-dir to use them). Inputs are pixel/255 as float32 in [0, 1], no mean/std.
-  fashion: train on the 60,000 training images, test on the 10,000 test images.
+  fashion: train on training images [0, 50000) only; training images [50000, 60000) are the
+           validation split the models never see (== data/fashion-mnist/val-*), the 10,000
+           official test images the holdout (== data/fashion-mnist/t10k-*).
   mnist:   mnist-10k; train on images [0, 6000), test on the 4,000 unseen images
            [6000, 10000) (== data/mnist-10k/; [6000, 8000) validation, [8000, 10000) holdout).
 
@@ -63,6 +66,7 @@ import torch.nn.functional as F
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST_TRAIN = 6000  # mnist-10k: [0, 6000) train, [6000, 10000) test (unseen)
+FASHION_TRAIN = 50000  # fashion train file: [0, 50000) train, [50000, 60000) validation (unseen)
 
 DEFAULT_EPOCHS = {
     ("lenet5", "fashion"): 8,
@@ -93,10 +97,16 @@ def to_float(images):
 
 
 def load_dataset(name, raw, fashion_dir=None):
+    """-> (xtr, ytr, xval, yval, xte, yte); xval/yval are None where there is no separate
+    validation split (mnist: its test split [6000, 10000) holds validation and holdout)."""
+    xval = yval = None
     if name == "fashion":
         d = fashion_dir or os.path.join(raw, "fashion-mnist")
-        xtr = read_idx(os.path.join(d, "train-images-idx3-ubyte.gz"))
-        ytr = read_idx(os.path.join(d, "train-labels-idx1-ubyte.gz"))
+        x = read_idx(os.path.join(d, "train-images-idx3-ubyte.gz"))
+        y = read_idx(os.path.join(d, "train-labels-idx1-ubyte.gz"))
+        assert len(x) == 60000 and len(y) == 60000
+        xtr, ytr = x[:FASHION_TRAIN], y[:FASHION_TRAIN]
+        xval, yval = x[FASHION_TRAIN:], y[FASHION_TRAIN:]
         xte = read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz"))
         yte = read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz"))
     elif name == "mnist":
@@ -107,7 +117,10 @@ def load_dataset(name, raw, fashion_dir=None):
         xtr, ytr, xte, yte = x[:MNIST_TRAIN], y[:MNIST_TRAIN], x[MNIST_TRAIN:], y[MNIST_TRAIN:]
     else:
         raise ValueError(name)
-    return to_float(xtr), ytr.astype(np.int64), to_float(xte), yte.astype(np.int64)
+    if xval is not None:
+        xval, yval = to_float(xval), yval.astype(np.int64)
+    return (to_float(xtr), ytr.astype(np.int64), xval, yval,
+            to_float(xte), yte.astype(np.int64))
 
 
 # ----------------------------------------------------------------------------- models
@@ -236,7 +249,10 @@ def ort_accuracy(path, x, y, batch=500):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=sorted(MODELS), required=True)
-    ap.add_argument("--dataset", choices=["fashion", "mnist"], required=True)
+    ap.add_argument("--dataset", choices=["fashion", "mnist"], required=True,
+                    help=f"fashion: train on training images [0, {FASHION_TRAIN}), validate on "
+                         f"[{FASHION_TRAIN}, 60000), test on the 10,000 test images; "
+                         f"mnist: mnist-10k [0, {MNIST_TRAIN}) train, [{MNIST_TRAIN}, 10000) test")
     ap.add_argument("--epochs", type=int, default=None, help="default: per model/dataset table")
     ap.add_argument("--batch-size", type=int, default=None, help="default 64 (lenet5) / 128")
     ap.add_argument("--lr", type=float, default=None, help="Adam initial lr (cosine-annealed to 0 per step); default 2e-3")
@@ -259,7 +275,7 @@ def main():
     bs = a.batch_size or (64 if a.model == "lenet5" else 128)
     lr = a.lr or 2e-3
 
-    xtr, ytr, xte, yte = load_dataset(a.dataset, a.raw, a.fashion_dir)
+    xtr, ytr, xval, yval, xte, yte = load_dataset(a.dataset, a.raw, a.fashion_dir)
     xtr_t, ytr_t = torch.from_numpy(xtr), torch.from_numpy(ytr)
 
     model = MODELS[a.model]()
@@ -291,9 +307,13 @@ def main():
     train_s = time.time() - t0
 
     model.eval()
-    with torch.no_grad():
-        torch_acc = float((torch.cat([model(torch.from_numpy(xte[i:i + 500])) for i in range(0, len(xte), 500)])
-                           .argmax(1).numpy() == yte).mean())
+
+    def torch_accuracy(x, y):
+        with torch.no_grad():
+            return float((torch.cat([model(torch.from_numpy(x[i:i + 500])) for i in range(0, len(x), 500)])
+                          .argmax(1).numpy() == y).mean())
+
+    torch_acc = torch_accuracy(xte, yte)
 
     os.makedirs(a.out, exist_ok=True)
     name = f"{a.model}-{a.dataset}"
@@ -307,6 +327,10 @@ def main():
         "torch_test_accuracy": torch_acc, "ort_test_accuracy": acc, "train_seconds": round(train_s, 1),
         "onnx_bytes": os.path.getsize(path), "torch": torch.__version__,
     }
+    if xval is not None:
+        res["val_images"] = len(xval)
+        res["torch_val_accuracy"] = torch_accuracy(xval, yval)
+        res["ort_val_accuracy"] = ort_accuracy(path, xval, yval)
     rdir = os.path.join(REPO, "training", "results")
     os.makedirs(rdir, exist_ok=True)
     with open(os.path.join(rdir, name + ".json"), "w") as f:
