@@ -11,7 +11,6 @@ runs=(
   "lenet5-mnist            configs/lenet5-mnist.toml     paper"
   "lenet5-mnist-descent    configs/lenet5-mnist.toml     descent"
   "seq14-fashion-descent   configs/seq14-fashion.toml    descent"
-  "seq14-fashion-nsga2     configs/seq14-fashion.toml    nsga2   --budget 3000"
   "seq14-mnist             configs/seq14-mnist.toml      paper"
   "seq14-mnist-descent     configs/seq14-mnist.toml      descent"
   "branched-mnist          configs/branched-mnist.toml   paper"
