@@ -136,6 +136,15 @@ pub fn headline(run: &Run) -> Headline {
             format!("holdout loss {}", format::loss(c.loss_holdout, s.loss, 2)),
             c.loss_holdout_ci95
                 .map_or_else(String::new, |ci| format!("95% interval {}", format::interval(ci, s.loss, 2))),
+            match (c.loss_confirm, c.loss_confirm_bound) {
+                (Some(l), Some(b)) => format!(
+                    "confirmation loss {}, bound {} at {:.0}%",
+                    format::loss(l, s.loss, 2),
+                    format::loss(b, s.loss, 2),
+                    100.0 * s.confidence.unwrap_or(0.0)
+                ),
+                _ => String::new(),
+            },
             format!("search loss {}", format::loss(c.loss_search, s.loss, 2)),
             format!("search accuracy {}", pct(c.accuracy_search, 2)),
         ]
