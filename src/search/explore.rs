@@ -32,6 +32,31 @@ pub struct Options {
     pub measure_signals: bool,
 }
 
+/// The loss the strategies aim at (docs/data-roles.md, "The search target"): the budget less
+/// the margin the confirmation bound will need, so that the search spends its evaluations where
+/// a point can be shown to be within the budget. The margin is what the bound adds on the
+/// confirmation images for a point that disagrees with the float network twice as often as
+/// uniform 8-bit does on the search images. The full budget with confidence 0 or no
+/// confirmation image; never below a quarter of it.
+fn search_target(exp: &Experiment) -> Result<f64> {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    let st = &exp.settings.search;
+    let n = exp.split.confirm.len() as f64;
+    if st.confidence == 0.0 || n == 0.0 {
+        return Ok(st.max_loss);
+    }
+    let eight = exp.search(&exp.baseline())?;
+    let discordant = 2.0 * eight.flip_rate() * n + 1.0;
+    let z = Normal::standard().inverse_cdf(st.confidence);
+    let scale = match st.loss {
+        crate::config::LossKind::Relative if eight.float_accuracy() > 0.0 => 1.0 / eight.float_accuracy(),
+        crate::config::LossKind::Relative => 0.0,
+        crate::config::LossKind::Absolute => 1.0,
+    };
+    let margin = scale * (z * discordant.sqrt() + 1.0) / n;
+    Ok((st.max_loss - margin).max(st.max_loss / 4.0))
+}
+
 /// signals.csv: for every evaluation, each paired measure on the search and the holdout images
 /// (which measure predicts the holdout loss best; reports/README.md).
 fn write_signals(exp: &Experiment, evaluations: &[Evaluation], path: &Path) -> Result<()> {
@@ -173,15 +198,8 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
         let _ = log.write_all(csv_row(e, &[]).as_bytes());
         let _ = log.flush();
     });
-    let mut s = Search::new(
-        scorer,
-        costing.pricer,
-        costing.names.clone(),
-        costing.primary,
-        st.search.max_loss,
-        budget,
-        observer,
-    );
+    let target = search_target(exp)?;
+    let mut s = Search::new(scorer, costing.pricer, costing.names.clone(), costing.primary, target, budget, observer);
     if opts.progress {
         let pb = indicatif::ProgressBar::new(budget as u64);
         pb.set_style(
@@ -201,7 +219,7 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
         crate::eval::calibrate::uniform(&exp.graph, &exp.ranges, spec, arith)
     };
     let space = Space { graph: &exp.graph, ranges: &exp.ranges, uniform: &uniform_wba };
-    let budgets = Budgets::default().scaled_to(st.search.max_loss);
+    let budgets = Budgets::default().scaled_to(target);
 
     let sweep = uniform::run(&mut s, &|b| exp.uniform(b));
     let mut notes = Vec::new();
@@ -234,18 +252,12 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
                 let d = descent::run(&mut s, p.clone(), "descent", left / 2);
                 seeds.extend([p, d]);
             }
-            let cap = (4.0 * st.search.max_loss).max(0.05);
+            let cap = (4.0 * target).max(0.05);
             nsga2::run(
                 &mut s,
                 &space,
                 &seeds,
-                nsga2::Settings {
-                    population: 24,
-                    seed,
-                    loss_cap: cap,
-                    max_loss: st.search.max_loss,
-                    primary: costing.primary,
-                },
+                nsga2::Settings { population: 24, seed, loss_cap: cap, max_loss: target, primary: costing.primary },
             );
         }
         _ => unreachable!("checked above"),
@@ -403,6 +415,7 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
         "primary": costing.names[costing.primary],
         "objectives": costing.names,
         "max_loss": st.search.max_loss,
+        "search_target": target,
         "loss": match st.search.loss { crate::config::LossKind::Relative => "relative", crate::config::LossKind::Absolute => "absolute" },
         "samples": {"search": exp.split.search.len(), "confirm": exp.split.confirm.len(), "holdout": exp.split.holdout.len()},
         "signal": match st.search.signal { crate::config::Signal::Soft => "soft", crate::config::Signal::Top1 => "top1" },
