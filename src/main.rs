@@ -264,9 +264,10 @@ fn print_outcome(out: &mut impl Write, o: &explore::Outcome) -> Result<()> {
     if c.get("loss_confirm_bound").is_some() {
         writeln!(
             out,
-            "  confirmation: loss {} bound {} at {:.0}% confidence ({} front points tested, {} accepted)",
+            "  confirmation: loss {} bound {} (its rung at {:.1}%; overall {:.0}% confidence; {} rungs tested, {} accepted)",
             pct(&c["loss_confirm"]),
             pct(&c["loss_confirm_bound"]),
+            100.0 * c["loss_confirm_bound_confidence"].as_f64().unwrap_or(0.0),
             100.0 * s["confidence"].as_f64().unwrap_or(0.0),
             s["confirmation"]["tested"],
             s["confirmation"]["accepted"]

@@ -610,12 +610,14 @@ fn budget_stops_the_uniform_sweep() {
 // ---------------------------------------------------------------------------------------------
 // The choice with a confidence bound
 
-/// With the default signal and confidence, the chosen point is the cheapest accepted candidate
-/// of a fixed-sequence test: the tested candidates (pareto.csv rows with a bound) are in order of
-/// search loss, every one but the last is accepted, the test stops at its first rejection, and
-/// the chosen point's bound is within the budget. The run reproduces byte for byte.
+/// With the default signal and confidence, the chosen point is the cheapest accepted rung of
+/// the confirmation ladder: the tested candidates (pareto.csv rows with a bound) are the rungs
+/// summary.json lists, in order of search loss; each rung's level is its share of the error rate
+/// plus what an accepted rung just before passed on (never over the whole); a rung is accepted
+/// exactly when its bound is within the budget; the chosen point is the cheapest accepted one.
+/// The run reproduces byte for byte.
 #[test]
-fn confirmation_choice_is_a_fixed_sequence_test() {
+fn confirmation_choice_is_a_fallback_test_over_the_ladder() {
     let t = TempDir::new().unwrap();
     let cfg = config_with(t.path(), 1000, 600, "confirm_samples = 300", "");
     let a = t.path().join("a");
@@ -626,28 +628,35 @@ fn confirmation_choice_is_a_fixed_sequence_test() {
         (s["samples"]["search"].as_u64(), s["samples"]["confirm"].as_u64(), s["samples"]["holdout"].as_u64()),
         (Some(300), Some(300), Some(400))
     );
+    assert!(s["search_target"].as_f64().unwrap() < s["max_loss"].as_f64().unwrap());
     let objectives = strings(&s["objectives"]);
     let primary = objectives.iter().position(|o| s["primary"] == o.as_str()).unwrap();
     let max_loss = s["max_loss"].as_f64().unwrap();
     let pareto = rows(&a.join("pareto.csv"), &objectives);
-    let mut tested: Vec<&Row> = pareto.iter().filter(|r| r.confirm_bound.is_some()).collect();
-    assert_eq!(tested.len() as u64, s["confirmation"]["tested"].as_u64().unwrap());
-    assert!(!tested.is_empty(), "the uniform sweep alone gives candidates within 1 %");
-    tested.sort_by(|x, y| {
-        x.loss_search.total_cmp(&y.loss_search).then(x.objectives[primary].total_cmp(&y.objectives[primary]))
-    });
-    let accepted = |r: &Row| r.confirm_bound.unwrap() <= max_loss + 1e-12;
-    let (last, before) = tested.split_last().unwrap();
-    assert!(before.iter().all(|r| accepted(r)), "a rejection ends the test");
-    assert_eq!(s["confirmation"]["rejected"].is_null(), accepted(last));
-    for r in &tested {
-        assert!(
-            r.loss_search <= max_loss + 1e-12
-                && r.objectives[primary] <= s["baseline_8bit"][&objectives[primary]].as_f64().unwrap()
-        );
+    let rungs = s["confirmation"]["rungs"].as_array().unwrap();
+    assert_eq!(rungs.len() as u64, s["confirmation"]["tested"].as_u64().unwrap());
+    assert!(!rungs.is_empty(), "the uniform sweep alone gives candidates within 1 %");
+    assert_eq!(pareto.iter().filter(|r| r.confirm_bound.is_some()).count(), rungs.len());
+    let share = 0.05 / rungs.len() as f64;
+    let mut level = share;
+    let mut last_loss = f64::NEG_INFINITY;
+    let base = s["baseline_8bit"][&objectives[primary]].as_f64().unwrap();
+    for r in rungs {
+        let row = pareto.iter().find(|p| p.id as u64 == r["id"].as_u64().unwrap()).expect("a rung is a front row");
+        assert!(row.loss_search >= last_loss && row.loss_search <= max_loss + 1e-12 && row.objectives[primary] <= base);
+        last_loss = row.loss_search;
+        let bound = r["loss_confirm_bound"].as_f64().unwrap();
+        assert_eq!(row.confirm_bound, Some(bound));
+        assert!((1.0 - r["confidence"].as_f64().unwrap() - level).abs() < 1e-12, "rung level");
+        let accepted = r["accepted"].as_bool().unwrap();
+        assert_eq!(accepted, bound <= max_loss + 1e-12);
+        level = if accepted { level + share } else { share };
     }
-    let cheapest =
-        tested.iter().filter(|r| accepted(r)).min_by(|x, y| x.objectives[primary].total_cmp(&y.objectives[primary]));
+    let cheapest = rungs
+        .iter()
+        .filter(|r| r["accepted"].as_bool().unwrap())
+        .filter_map(|r| pareto.iter().find(|p| p.id as u64 == r["id"].as_u64().unwrap()))
+        .min_by(|x, y| x.objectives[primary].total_cmp(&y.objectives[primary]));
     let c = &s["chosen"];
     match cheapest {
         None => assert!(c.is_null()),

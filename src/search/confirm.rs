@@ -1,11 +1,13 @@
 //! The choice with a confidence bound (docs/data-roles.md, "The choice"): the search proposes,
 //! images it never saw confirm. Candidates are a ladder through the points of the (search loss,
 //! primary cost) front within the budget: by search loss, lowest first, each rung at least
-//! [`LADDER_STEP`] cheaper than the one before. They are tested in that order, and the test stops
-//! at the first candidate whose loss bound on the confirmation images exceeds the budget. The
-//! order is fixed before any confirmation image is looked at, so this is a fixed-sequence procedure:
-//! the chance that any accepted point's true loss is over budget stays within `1 - confidence`,
-//! however many points are tested. The chosen point is the cheapest accepted one.
+//! [`LADDER_STEP`] cheaper than the one before. The order and the number of rungs `K` are fixed
+//! before any confirmation image is looked at, and the rungs are tested in that order by the
+//! fallback procedure: each rung gets an error share `α / K` (`α = 1 - confidence`), and a rung
+//! that is accepted passes its whole level on to the next. So a ladder that goes well tests its
+//! last, cheapest rungs at nearly the full `α`, and one unlucky rung costs only its own share
+//! instead of ending the test. The chance that any accepted point's true loss is over budget
+//! stays within `α`. The chosen point is the cheapest accepted one.
 
 use super::{pareto, Evaluation};
 use crate::config::LossKind;
@@ -21,6 +23,8 @@ pub struct Confirmed {
     pub loss: f64,
     pub bound: f64,
     pub flip_rate: f64,
+    /// The confidence the bound was computed at (the rung's level).
+    pub confidence: f64,
     pub accepted: bool,
 }
 
@@ -57,9 +61,8 @@ pub fn candidates(evaluations: &[Evaluation], primary: usize, max_loss: f64, max
     ladder
 }
 
-/// Test the candidates in order with `confirm` (the paired counts of a point on the
-/// confirmation images) until one's bound exceeds `max_loss`. Returns every tested candidate,
-/// the last one rejected unless all were accepted.
+/// Test every candidate in order with `confirm` (the paired counts of a point on the
+/// confirmation images) by the fallback procedure at overall `confidence`.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     evaluations: &[Evaluation],
@@ -70,15 +73,18 @@ pub fn run(
     confidence: f64,
     mut confirm: impl FnMut(&Assignment) -> Result<Paired>,
 ) -> Result<Vec<Confirmed>> {
+    let ladder = candidates(evaluations, primary, max_loss, max_cost);
+    let share = (1.0 - confidence) / ladder.len().max(1) as f64;
+    let mut carried = 0.0;
     let mut tested = Vec::new();
-    for index in candidates(evaluations, primary, max_loss, max_cost) {
+    for index in ladder {
+        let level = share + carried;
         let p = confirm(&evaluations[index].assignment)?;
-        let bound = p.loss_upper_bound(kind, confidence);
+        let bound = p.loss_upper_bound(kind, 1.0 - level);
         let accepted = bound <= max_loss + 1e-12;
-        tested.push(Confirmed { index, loss: p.loss(kind), bound, flip_rate: p.flip_rate(), accepted });
-        if !accepted {
-            break;
-        }
+        carried = if accepted { level } else { 0.0 };
+        let flip_rate = p.flip_rate();
+        tested.push(Confirmed { index, loss: p.loss(kind), bound, flip_rate, confidence: 1.0 - level, accepted });
     }
     Ok(tested)
 }
@@ -131,38 +137,42 @@ mod tests {
     }
 
     #[test]
-    fn stops_at_the_first_rejection_and_chooses_the_cheapest_accepted() {
+    fn fallback_levels_and_the_cheapest_accepted() {
         let e = vec![eval(0, 0.0, 100.0), eval(1, 0.004, 40.0), eval(2, 0.006, 50.0), eval(3, 0.008, 20.0)];
-        // Candidate 2 is dominated by 1 (cheaper and lower loss); 3 is rejected.
-        let tested = run(&e, 0, 0.01, f64::INFINITY, LossKind::Absolute, 0.95, |_| {
-            Ok(Paired { n: 1000, float_correct: 1000, ..Paired::default() })
-        })
-        .unwrap();
-        assert_eq!(tested.len(), 3, "all three candidates pass with a 1/1000 bound");
+        // Candidate 2 is dominated by 1 (cheaper and lower loss): the ladder is 0, 1, 3.
+        let clean = |_: &Assignment| Ok(Paired { n: 1000, float_correct: 1000, ..Paired::default() });
+        let tested = run(&e, 0, 0.01, f64::INFINITY, LossKind::Absolute, 0.95, clean).unwrap();
+        let levels: Vec<f64> = tested.iter().map(|c| 1.0 - c.confidence).collect();
+        let third = 0.05 / 3.0;
+        assert!(levels.iter().zip([third, 2.0 * third, 0.05]).all(|(l, w)| (l - w).abs() < 1e-12), "{levels:?}");
         assert_eq!(cheapest_accepted(&tested, &e, 0).unwrap().index, 3);
+        // The second rung loses 30 of 1000 images: rejected, and the third starts again from its
+        // own share, but is still tested.
         let mut calls = 0;
         let tested = run(&e, 0, 0.01, f64::INFINITY, LossKind::Absolute, 0.95, |_| {
             calls += 1;
-            // The second candidate loses 30 of 1000 images.
             let lost = if calls == 2 { 30 } else { 0 };
             Ok(Paired { n: 1000, float_correct: 1000, lost, flips: lost, ..Paired::default() })
         })
         .unwrap();
-        assert_eq!(tested.len(), 2, "testing stops at the first rejection");
-        assert!(!tested[1].accepted);
-        assert_eq!(cheapest_accepted(&tested, &e, 0).unwrap().index, 0);
+        assert_eq!(tested.len(), 3, "a rejection does not end the test");
+        assert!(!tested[1].accepted && tested[2].accepted);
+        assert!((1.0 - tested[2].confidence - third).abs() < 1e-12);
+        assert_eq!(cheapest_accepted(&tested, &e, 0).unwrap().index, 3);
     }
 
     proptest! {
-        /// Whatever the confirmation images show, every accepted point's bound is within the
-        /// budget and at least its measured loss, and nothing after a rejection is tested.
+        /// Whatever the confirmation images show, every rung is tested, the levels spent never
+        /// exceed the overall error rate (each rung's level is its share plus what the accepted
+        /// rungs just before it passed on), and a rung is accepted exactly when its bound is
+        /// within the budget.
         #[test]
-        fn accepted_points_keep_their_bound(
+        fn fallback_keeps_its_error_rate(
             outcomes in proptest::collection::vec((0usize..40, 0usize..20), 1..12),
             n in 100usize..3000,
         ) {
             let e: Vec<Evaluation> =
-                (0..outcomes.len()).map(|i| eval(i, i as f64 * 0.0008, 100.0 - i as f64)).collect();
+                (0..outcomes.len()).map(|i| eval(i, i as f64 * 0.0008, 100.0 - 6.0 * i as f64)).collect();
             let mut k = 0;
             let tested = run(&e, 0, 0.01, f64::INFINITY, LossKind::Absolute, 0.95, |_| {
                 let (lost, gained) = outcomes[k];
@@ -170,10 +180,15 @@ mod tests {
                 Ok(Paired { n, float_correct: n, lost, gained, flips: lost + gained, ..Paired::default() })
             })
             .unwrap();
-            for (i, c) in tested.iter().enumerate() {
+            prop_assert_eq!(tested.len(), outcomes.len());
+            let share = 0.05 / outcomes.len() as f64;
+            let mut expected = share;
+            for c in &tested {
+                let level = 1.0 - c.confidence;
+                prop_assert!((level - expected).abs() < 1e-12 && level <= 0.05 + 1e-12);
                 prop_assert!(c.bound >= c.loss);
                 prop_assert_eq!(c.accepted, c.bound <= 0.01 + 1e-12);
-                prop_assert!(c.accepted || i + 1 == tested.len(), "a rejection ends the test");
+                expected = if c.accepted { level + share } else { share };
             }
         }
     }

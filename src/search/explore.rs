@@ -360,6 +360,7 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
             if let Some(k) = chosen_confirm {
                 m.insert("loss_confirm".into(), json!(k.loss));
                 m.insert("loss_confirm_bound".into(), json!(k.bound));
+                m.insert("loss_confirm_bound_confidence".into(), json!(k.confidence));
                 m.insert("flip_rate_confirm".into(), json!(k.flip_rate));
             }
             m.insert("source".into(), json!(c.source));
@@ -385,16 +386,20 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
             })
         })
         .collect();
-    // What the confirmation tested: how many front points, and the one that ended the test.
+    // What the confirmation tested: every rung of the ladder, its level and outcome.
     let confirmation_json = {
-        let rejected = confirmed.last().filter(|c| !c.accepted).map(|c| {
-            let e = &all_evals[c.index];
-            json!({"id": e.id, "loss_search": e.loss_search, "loss_confirm": c.loss, "loss_confirm_bound": c.bound})
-        });
+        let rungs: Vec<Value> = confirmed
+            .iter()
+            .map(|c| {
+                let e = &all_evals[c.index];
+                json!({"id": e.id, "loss_search": e.loss_search, "loss_confirm": c.loss,
+                       "loss_confirm_bound": c.bound, "confidence": c.confidence, "accepted": c.accepted})
+            })
+            .collect();
         json!({
             "tested": confirmed.len(),
             "accepted": confirmed.iter().filter(|c| c.accepted).count(),
-            "rejected": rejected,
+            "rungs": rungs,
         })
     };
     let summary = json!({
