@@ -637,11 +637,12 @@ fn confirmation_choice_is_a_fallback_test_over_the_ladder() {
     assert_eq!(rungs.len() as u64, s["confirmation"]["tested"].as_u64().unwrap());
     assert!(!rungs.is_empty(), "the uniform sweep alone gives candidates within 1 %");
     assert_eq!(pareto.iter().filter(|r| r.confirm_bound.is_some()).count(), rungs.len());
-    let share = 0.05 / rungs.len() as f64;
-    let mut level = share;
+    let shares = qdse::search::confirm::error_shares(0.05, rungs.len());
+    let mut carried = 0.0;
     let mut last_loss = f64::NEG_INFINITY;
     let base = s["baseline_8bit"][&objectives[primary]].as_f64().unwrap();
-    for r in rungs {
+    for (r, share) in rungs.iter().zip(&shares) {
+        let level = share + carried;
         let row = pareto.iter().find(|p| p.id as u64 == r["id"].as_u64().unwrap()).expect("a rung is a front row");
         assert!(row.loss_search >= last_loss && row.loss_search <= max_loss + 1e-12 && row.objectives[primary] <= base);
         last_loss = row.loss_search;
@@ -650,7 +651,7 @@ fn confirmation_choice_is_a_fallback_test_over_the_ladder() {
         assert!((1.0 - r["confidence"].as_f64().unwrap() - level).abs() < 1e-12, "rung level");
         let accepted = r["accepted"].as_bool().unwrap();
         assert_eq!(accepted, bound <= max_loss + 1e-12);
-        level = if accepted { level + share } else { share };
+        carried = if accepted { level } else { 0.0 };
     }
     let cheapest = rungs
         .iter()

@@ -3,8 +3,8 @@
 //! primary cost) front within the budget: by search loss, lowest first, each rung at least
 //! [`LADDER_STEP`] cheaper than the one before. The order and the number of rungs `K` are fixed
 //! before any confirmation image is looked at, and the rungs are tested in that order by the
-//! fallback procedure: each rung gets an error share `α / K` (`α = 1 - confidence`), and a rung
-//! that is accepted passes its whole level on to the next. So a ladder that goes well tests its
+//! fallback procedure: each rung gets an error share (`α = 1 - confidence` split by
+//! [`error_shares`]), and a rung that is accepted passes its whole level on to the next. So a ladder that goes well tests its
 //! last, cheapest rungs at nearly the full `α`, and one unlucky rung costs only its own share
 //! instead of ending the test. The chance that any accepted point's true loss is over budget
 //! stays within `α`. The chosen point is the cheapest accepted one.
@@ -35,20 +35,30 @@ pub const LADDER_STEP: f64 = 0.05;
 
 /// Candidates in test order: the ladder over the evaluations within `max_loss` on the search
 /// split, costing at most `max_cost` on the primary objective (the baseline's: a point dearer
-/// than what it is compared with is no answer), and on the (search loss, primary cost) front;
-/// by search loss, then cost, then id.
-pub fn candidates(evaluations: &[Evaluation], primary: usize, max_loss: f64, max_cost: f64) -> Vec<usize> {
+/// than what it is compared with is no answer), that are on the (search loss, primary cost)
+/// front or `declared` (the uniform sweep: points fixed before the search, which a front of
+/// points that were lucky on the search images would otherwise hide); dearest first (ties: search
+/// loss, then id), so that the safest points come first.
+pub fn candidates(
+    evaluations: &[Evaluation],
+    primary: usize,
+    max_loss: f64,
+    max_cost: f64,
+    declared: &[usize],
+) -> Vec<usize> {
     let within: Vec<usize> = (0..evaluations.len())
         .filter(|&i| evaluations[i].loss_search <= max_loss + 1e-12 && evaluations[i].objectives[primary] <= max_cost)
         .collect();
     let points: Vec<Vec<f64>> =
         within.iter().map(|&i| vec![evaluations[i].loss_search, evaluations[i].objectives[primary]]).collect();
     let mut order: Vec<usize> = pareto::front(&points).into_iter().map(|k| within[k]).collect();
+    let extra: Vec<usize> = declared.iter().copied().filter(|i| within.contains(i) && !order.contains(i)).collect();
+    order.extend(extra);
     order.sort_by(|&a, &b| {
         let (x, y) = (&evaluations[a], &evaluations[b]);
-        x.loss_search
-            .total_cmp(&y.loss_search)
-            .then(x.objectives[primary].total_cmp(&y.objectives[primary]))
+        y.objectives[primary]
+            .total_cmp(&x.objectives[primary])
+            .then(x.loss_search.total_cmp(&y.loss_search))
             .then(x.id.cmp(&y.id))
     });
     let mut ladder: Vec<usize> = Vec::new();
@@ -61,6 +71,18 @@ pub fn candidates(evaluations: &[Evaluation], primary: usize, max_loss: f64, max
     ladder
 }
 
+/// Each rung's own share of the error rate `alpha`: half for the first rung, the other half
+/// split evenly over the rest. The first rung is the safest point of the ladder and nearly always
+/// accepted, so its half normally flows on to the rungs after it (as in a fixed-sequence test);
+/// the even shares keep the test going after an unlucky rung. A lone rung gets all of `alpha`.
+pub fn error_shares(alpha: f64, rungs: usize) -> Vec<f64> {
+    match rungs {
+        0 => Vec::new(),
+        1 => vec![alpha],
+        k => std::iter::once(alpha / 2.0).chain(std::iter::repeat_n(alpha / 2.0 / (k - 1) as f64, k - 1)).collect(),
+    }
+}
+
 /// Test every candidate in order with `confirm` (the paired counts of a point on the
 /// confirmation images) by the fallback procedure at overall `confidence`.
 #[allow(clippy::too_many_arguments)]
@@ -69,15 +91,16 @@ pub fn run(
     primary: usize,
     max_loss: f64,
     max_cost: f64,
+    declared: &[usize],
     kind: LossKind,
     confidence: f64,
     mut confirm: impl FnMut(&Assignment) -> Result<Paired>,
 ) -> Result<Vec<Confirmed>> {
-    let ladder = candidates(evaluations, primary, max_loss, max_cost);
-    let share = (1.0 - confidence) / ladder.len().max(1) as f64;
+    let ladder = candidates(evaluations, primary, max_loss, max_cost, declared);
+    let shares = error_shares(1.0 - confidence, ladder.len());
     let mut carried = 0.0;
     let mut tested = Vec::new();
-    for index in ladder {
+    for (index, share) in ladder.into_iter().zip(shares) {
         let level = share + carried;
         let p = confirm(&evaluations[index].assignment)?;
         let bound = p.loss_upper_bound(kind, 1.0 - level);
@@ -132,8 +155,9 @@ mod tests {
             eval(4, 0.009, 30.0),
             eval(5, 0.020, 10.0), // over budget
         ];
-        assert_eq!(candidates(&e, 0, 0.01, f64::INFINITY), vec![0, 1, 4]);
-        assert_eq!(candidates(&e, 0, 0.01, 60.0), vec![1, 4], "dearer than the baseline: no candidate");
+        assert_eq!(candidates(&e, 0, 0.01, f64::INFINITY, &[]), vec![0, 1, 4]);
+        assert_eq!(candidates(&e, 0, 0.01, 60.0, &[]), vec![1, 4], "dearer than the baseline: no candidate");
+        assert_eq!(candidates(&e, 0, 0.01, 60.0, &[2]), vec![2, 1, 4], "a declared point joins, dearest first");
     }
 
     #[test]
@@ -141,15 +165,15 @@ mod tests {
         let e = vec![eval(0, 0.0, 100.0), eval(1, 0.004, 40.0), eval(2, 0.006, 50.0), eval(3, 0.008, 20.0)];
         // Candidate 2 is dominated by 1 (cheaper and lower loss): the ladder is 0, 1, 3.
         let clean = |_: &Assignment| Ok(Paired { n: 1000, float_correct: 1000, ..Paired::default() });
-        let tested = run(&e, 0, 0.01, f64::INFINITY, LossKind::Absolute, 0.95, clean).unwrap();
+        let tested = run(&e, 0, 0.01, f64::INFINITY, &[], LossKind::Absolute, 0.95, clean).unwrap();
         let levels: Vec<f64> = tested.iter().map(|c| 1.0 - c.confidence).collect();
-        let third = 0.05 / 3.0;
-        assert!(levels.iter().zip([third, 2.0 * third, 0.05]).all(|(l, w)| (l - w).abs() < 1e-12), "{levels:?}");
+        // Shares 1/2, 1/4, 1/4 of 5 %, each passed on.
+        assert!(levels.iter().zip([0.025, 0.0375, 0.05]).all(|(l, w)| (l - w).abs() < 1e-12), "{levels:?}");
         assert_eq!(cheapest_accepted(&tested, &e, 0).unwrap().index, 3);
         // The second rung loses 30 of 1000 images: rejected, and the third starts again from its
         // own share, but is still tested.
         let mut calls = 0;
-        let tested = run(&e, 0, 0.01, f64::INFINITY, LossKind::Absolute, 0.95, |_| {
+        let tested = run(&e, 0, 0.01, f64::INFINITY, &[], LossKind::Absolute, 0.95, |_| {
             calls += 1;
             let lost = if calls == 2 { 30 } else { 0 };
             Ok(Paired { n: 1000, float_correct: 1000, lost, flips: lost, ..Paired::default() })
@@ -157,7 +181,7 @@ mod tests {
         .unwrap();
         assert_eq!(tested.len(), 3, "a rejection does not end the test");
         assert!(!tested[1].accepted && tested[2].accepted);
-        assert!((1.0 - tested[2].confidence - third).abs() < 1e-12);
+        assert!((1.0 - tested[2].confidence - 0.0125).abs() < 1e-12);
         assert_eq!(cheapest_accepted(&tested, &e, 0).unwrap().index, 3);
     }
 
@@ -174,21 +198,22 @@ mod tests {
             let e: Vec<Evaluation> =
                 (0..outcomes.len()).map(|i| eval(i, i as f64 * 0.0008, 100.0 - 6.0 * i as f64)).collect();
             let mut k = 0;
-            let tested = run(&e, 0, 0.01, f64::INFINITY, LossKind::Absolute, 0.95, |_| {
+            let tested = run(&e, 0, 0.01, f64::INFINITY, &[], LossKind::Absolute, 0.95, |_| {
                 let (lost, gained) = outcomes[k];
                 k += 1;
                 Ok(Paired { n, float_correct: n, lost, gained, flips: lost + gained, ..Paired::default() })
             })
             .unwrap();
             prop_assert_eq!(tested.len(), outcomes.len());
-            let share = 0.05 / outcomes.len() as f64;
-            let mut expected = share;
-            for c in &tested {
+            let shares = error_shares(0.05, outcomes.len());
+            prop_assert!((shares.iter().sum::<f64>() - 0.05).abs() < 1e-12);
+            let mut carried = 0.0;
+            for (c, share) in tested.iter().zip(&shares) {
                 let level = 1.0 - c.confidence;
-                prop_assert!((level - expected).abs() < 1e-12 && level <= 0.05 + 1e-12);
+                prop_assert!((level - (share + carried)).abs() < 1e-12 && level <= 0.05 + 1e-12);
                 prop_assert!(c.bound >= c.loss);
                 prop_assert_eq!(c.accepted, c.bound <= 0.01 + 1e-12);
-                expected = if c.accepted { level + share } else { share };
+                carried = if c.accepted { level } else { 0.0 };
             }
         }
     }

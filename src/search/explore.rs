@@ -274,8 +274,15 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
     let confidence = st.search.confidence;
     let confirmed = if confidence > 0.0 && !exp.split.confirm.is_empty() {
         let baseline_cost = s.price(&exp.baseline())[s.primary];
+        let declared: Vec<usize> = sweep
+            .iter()
+            .filter_map(|(b, _)| {
+                let k = key(&exp.uniform(*b));
+                s.evaluations.iter().position(|e| e.key == k)
+            })
+            .collect();
         let (e, p, m, l) = (&s.evaluations, s.primary, st.search.max_loss, st.search.loss);
-        confirm::run(e, p, m, baseline_cost, l, confidence, |a| exp.confirm(a))?
+        confirm::run(e, p, m, baseline_cost, &declared, l, confidence, |a| exp.confirm(a))?
     } else {
         if confidence > 0.0 {
             notes.push(
