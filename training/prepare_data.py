@@ -45,6 +45,20 @@ def write_idx(path, dims, payload):
             f.write(header + payload)
 
 
+def write_tail(src, stem, n_expected, start, out_dir, out_stem):
+    """Write images and labels [start, n) of the IDX pair `{stem}-images/labels` in `src` (the
+    images the models never trained on) to `{out_stem}-images/labels` in `out_dir`; returns
+    their count."""
+    prefix = f"{stem}-" if stem else ""
+    dims, px = read_idx(os.path.join(src, f"{prefix}images-idx3-ubyte.gz"))
+    ldims, lb = read_idx(os.path.join(src, f"{prefix}labels-idx1-ubyte.gz"))
+    n, h, w = dims
+    assert n == n_expected and ldims == (n_expected,), (dims, ldims)
+    write_idx(os.path.join(out_dir, f"{out_stem}-images-idx3-ubyte.gz"), (n - start, h, w), px[start * h * w:])
+    write_idx(os.path.join(out_dir, f"{out_stem}-labels-idx1-ubyte.gz"), (n - start,), lb[start:])
+    return n - start
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--raw", default="raw-data")
@@ -55,23 +69,11 @@ def main():
     os.makedirs(fdir, exist_ok=True)
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         shutil.copyfile(os.path.join(a.raw, "fashion-mnist", name), os.path.join(fdir, name))
-    dims, px = read_idx(os.path.join(a.raw, "fashion-mnist", "train-images-idx3-ubyte.gz"))
-    ldims, lb = read_idx(os.path.join(a.raw, "fashion-mnist", "train-labels-idx1-ubyte.gz"))
-    n, h, w = dims
-    assert n == 60000 and ldims == (60000,), (dims, ldims)
-    kf = n - FASHION_TRAIN
-    write_idx(os.path.join(fdir, "val-images-idx3-ubyte.gz"), (kf, h, w), px[FASHION_TRAIN * h * w:])
-    write_idx(os.path.join(fdir, "val-labels-idx1-ubyte.gz"), (kf,), lb[FASHION_TRAIN:])
+    kf = write_tail(os.path.join(a.raw, "fashion-mnist"), "train", 60000, FASHION_TRAIN, fdir, "val")
 
     mdir = os.path.join(a.out, "mnist-10k")
     os.makedirs(mdir, exist_ok=True)
-    dims, px = read_idx(os.path.join(a.raw, "mnist-10k", "images-idx3-ubyte.gz"))
-    ldims, lb = read_idx(os.path.join(a.raw, "mnist-10k", "labels-idx1-ubyte.gz"))
-    n, h, w = dims
-    assert n == 10000 and ldims == (10000,), (dims, ldims)
-    k = n - MNIST_TRAIN
-    write_idx(os.path.join(mdir, "test-images-idx3-ubyte.gz"), (k, h, w), px[MNIST_TRAIN * h * w:])
-    write_idx(os.path.join(mdir, "test-labels-idx1-ubyte.gz"), (k,), lb[MNIST_TRAIN:])
+    k = write_tail(os.path.join(a.raw, "mnist-10k"), "", 10000, MNIST_TRAIN, mdir, "test")
     print(f"wrote {fdir}/ (10000 test, {kf} val = train[{FASHION_TRAIN}:]) and "
           f"{mdir}/ ({k} test = mnist-10k[{MNIST_TRAIN}:])")
 
