@@ -312,7 +312,10 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
         pareto.push_str(&h.join(","));
         pareto.push('\n');
     }
+    // The front, and the confirmation's rungs that are not on it (a uniform point the ladder
+    // tested, perhaps chosen): every point the choice looked at has its row.
     let mut sorted_front = front.clone();
+    sorted_front.extend(confirmed.iter().map(|c| c.index).filter(|i| !front.contains(i)));
     sorted_front
         .sort_by(|&a, &b| s.evaluations[a].objectives[s.primary].total_cmp(&s.evaluations[b].objectives[s.primary]));
     for &i in &sorted_front {
