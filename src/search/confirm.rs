@@ -1,7 +1,7 @@
 //! The choice with a confidence bound (docs/data-roles.md, "The choice"): the search proposes,
 //! images it never saw confirm. Candidates are a ladder through the points of the (search loss,
-//! primary cost) front within the budget: by search loss, lowest first, each rung at least
-//! [`LADDER_STEP`] cheaper than the one before. The order and the number of rungs `K` are fixed
+//! primary cost) front and the uniform sweep within the budget: dearest first, each rung at
+//! least [`LADDER_STEP`] cheaper than the one before. The order and the number of rungs `K` are fixed
 //! before any confirmation image is looked at, and the rungs are tested in that order by the
 //! fallback procedure: each rung gets an error share (`α = 1 - confidence` split by
 //! [`error_shares`]), and a rung that is accepted passes its whole level on to the next. So a ladder that goes well tests its
