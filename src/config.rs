@@ -126,6 +126,16 @@ pub enum LossKind {
 }
 
 impl LossKind {
+    /// What turns an absolute loss (accuracy points lost) into this kind: 1, or 1 / the float
+    /// accuracy (0 when that is 0: nothing to lose).
+    pub fn scale(&self, float_acc: f64) -> f64 {
+        match self {
+            LossKind::Relative if float_acc > 0.0 => 1.0 / float_acc,
+            LossKind::Relative => 0.0,
+            LossKind::Absolute => 1.0,
+        }
+    }
+
     pub fn loss(&self, float_acc: f64, q_acc: f64) -> f64 {
         match self {
             LossKind::Relative if float_acc > 0.0 => (float_acc - q_acc) / float_acc,

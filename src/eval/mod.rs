@@ -38,11 +38,7 @@ pub fn loss_interval95(kind: LossKind, float: &[usize], fixed: &[usize], labels:
     let half = 1.959964 * (var / n as f64).sqrt();
     let float_acc = accuracy(&float[..n], &labels[..n]);
     let loss = kind.loss(float_acc, float_acc - mean);
-    let scale = match kind {
-        LossKind::Relative if float_acc > 0.0 => 1.0 / float_acc,
-        LossKind::Relative => 0.0,
-        LossKind::Absolute => 1.0,
-    };
+    let scale = kind.scale(float_acc);
     (loss - half * scale, loss + half * scale)
 }
 

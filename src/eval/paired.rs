@@ -118,13 +118,9 @@ impl Paired {
         self.scale(kind) * (self.lost as f64 - self.gained as f64) / self.n as f64
     }
 
-    /// What turns an absolute loss into `kind`.
+    /// What turns an absolute loss into `kind` (the float accuracy measured on these images).
     fn scale(&self, kind: LossKind) -> f64 {
-        match kind {
-            LossKind::Relative if self.float_correct > 0 => 1.0 / self.float_accuracy(),
-            LossKind::Relative => 0.0,
-            LossKind::Absolute => 1.0,
-        }
+        kind.scale(self.float_accuracy())
     }
 
     /// Fraction of images whose top-1 class differs from the float network's.

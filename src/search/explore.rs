@@ -48,12 +48,7 @@ fn search_target(exp: &Experiment) -> Result<f64> {
     let eight = exp.search(&exp.baseline())?;
     let discordant = 2.0 * eight.flip_rate() * n + 1.0;
     let z = Normal::standard().inverse_cdf(st.confidence);
-    let scale = match st.loss {
-        crate::config::LossKind::Relative if eight.float_accuracy() > 0.0 => 1.0 / eight.float_accuracy(),
-        crate::config::LossKind::Relative => 0.0,
-        crate::config::LossKind::Absolute => 1.0,
-    };
-    let margin = scale * (z * discordant.sqrt() + 1.0) / n;
+    let margin = st.loss.scale(eight.float_accuracy()) * (z * discordant.sqrt() + 1.0) / n;
     Ok((st.max_loss - margin).max(st.max_loss / 4.0))
 }
 

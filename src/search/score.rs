@@ -231,11 +231,7 @@ impl<'e> Scorer<'e> {
 
     /// What turns a loss sum over the search images into the configured loss.
     fn scale(&self) -> f64 {
-        match self.loss_kind {
-            LossKind::Relative if self.float_accuracy > 0.0 => 1.0 / self.float_accuracy,
-            LossKind::Relative => 0.0,
-            LossKind::Absolute => 1.0,
-        }
+        self.loss_kind.scale(self.float_accuracy)
     }
 
     /// One image's contribution to the signal's loss sum.
