@@ -2,7 +2,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use qdse::cli::{Cli, Command};
 use qdse::config::Settings;
-use qdse::experiment::{Experiment, Profile};
+use qdse::experiment::{Experiment, Profile, SplitAccuracy};
 use qdse::search::explore;
 use std::io::Write;
 use std::process::ExitCode;
@@ -42,9 +42,10 @@ fn run(cli: Cli) -> Result<()> {
                 None => exp.baseline(),
             };
             let float = exp.float_accuracy();
-            let fixed = exp.fixed_accuracy(&a)?;
             let kind = exp.settings.search.loss;
+            // One pass of the integer engine per split gives the accuracy and the paired measures.
             let (ps, ph) = (exp.search(&a)?, exp.holdout(&a)?);
+            let fixed = SplitAccuracy { search: ps.fixed_accuracy(), holdout: ph.fixed_accuracy() };
             let measures = |p: &qdse::eval::paired::Paired| serde_json::json!({"loss": p.loss(kind), "soft_loss": p.soft_loss(kind), "flip_rate": p.flip_rate(), "kl": p.kl()});
             let samples = serde_json::json!({"search": exp.split.search.len(), "confirm": exp.split.confirm.len(), "holdout": exp.split.holdout.len()});
             if json {

@@ -110,6 +110,15 @@ impl Paired {
         }
     }
 
+    /// The fixed network's top-1 accuracy on these images.
+    pub fn fixed_accuracy(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            (self.float_correct + self.gained - self.lost) as f64 / self.n as f64
+        }
+    }
+
     /// The accuracy loss these images show.
     pub fn loss(&self, kind: LossKind) -> f64 {
         if self.n == 0 {

@@ -262,7 +262,7 @@ impl<'e> Scorer<'e> {
         match compared {
             Some(p) => {
                 self.evaluated += 1;
-                let accuracy = (p.float_correct + p.gained - p.lost) as f64 / self.samples().max(1) as f64;
+                let accuracy = p.fixed_accuracy();
                 let score = Score { accuracy, loss: self.signal_loss(&p) };
                 self.memo.insert(k, Known::Scored { accuracy, loss: score.loss });
                 (Some(score), true)
