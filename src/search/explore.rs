@@ -4,7 +4,7 @@ use super::nsga2;
 use super::paper::{Budgets, Space};
 use super::score::{key, Scorer};
 use super::{confirm, descent, independent, paper, uniform, Evaluation, Pricer, Search};
-use crate::experiment::{Experiment, SplitAccuracy};
+use crate::experiment::Experiment;
 use crate::fixed::Assignment;
 use crate::report::write_atomic;
 use anyhow::{bail, Context, Result};
@@ -296,7 +296,6 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
     let base_acc = exp.fixed_accuracy(&baseline)?;
     let base_cost = s.price(&baseline);
     let loss_of = |acc: f64, float_acc: f64| st.search.loss.loss(float_acc, acc);
-    let holdout_of = |a: &Assignment| -> Result<SplitAccuracy> { exp.fixed_accuracy(a) };
 
     let mut pareto = String::new();
     {
@@ -315,12 +314,13 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
         .sort_by(|&a, &b| s.evaluations[a].objectives[s.primary].total_cmp(&s.evaluations[b].objectives[s.primary]));
     for &i in &sorted_front {
         let e = &s.evaluations[i];
-        let h = holdout_of(&e.assignment)?;
+        // Only the holdout split: the search accuracy is in the row already.
+        let h = exp.holdout(&e.assignment)?.fixed_accuracy();
         let is_chosen = chosen.as_ref().is_some_and(|c| c.id == e.id);
         let tested = confirmed.iter().find(|c| c.index == i);
         let extra = [
-            h.holdout.to_string(),
-            loss_of(h.holdout, float.holdout).to_string(),
+            h.to_string(),
+            loss_of(h, float.holdout).to_string(),
             tested.map_or(String::new(), |c| c.loss.to_string()),
             tested.map_or(String::new(), |c| c.bound.to_string()),
             is_chosen.to_string(),
