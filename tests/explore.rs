@@ -186,7 +186,6 @@ fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_f
     let run = s["evaluations_run"].as_u64().unwrap() as usize;
     let early = s["evaluations_stopped_early"].as_u64().unwrap() as usize;
     assert!(run + early <= budget, "{strategy}: {run} run + {early} stopped early > budget {budget}");
-    assert!(run > 0, "{strategy}: nothing evaluated");
 
     let objectives = strings(&s["objectives"]);
     let primary = objectives.iter().position(|o| s["primary"] == o.as_str()).expect("primary is an objective");
@@ -194,6 +193,7 @@ fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_f
     let pareto = rows(&dir.join("pareto.csv"), &objectives);
     assert_eq!(evals.len(), s["evaluations"].as_u64().unwrap() as usize, "{strategy}: summary.evaluations");
     let resumed = s["evaluations_resumed"].as_u64().unwrap() as usize;
+    assert!(run + resumed > 0, "{strategy}: nothing evaluated or remembered");
     assert!(evals.len() <= run + resumed, "{strategy}: more rows than evaluations run or resumed");
     for (i, e) in evals.iter().enumerate() {
         assert_eq!(e.id, i, "{strategy}: ids are 0, 1, 2, ...");
@@ -512,7 +512,8 @@ fn resume_continues_a_run_and_survives_a_half_written_line() {
     let rows1 = rows(&first.join("evaluations.csv"), &objectives);
     let key1 = chosen_key(&first, &s1).expect("a chosen point");
 
-    // Resume a copy with the same budget: the budget counts new evaluations, so the run goes on.
+    // Resume a copy with the same budget: the remembered evaluations spend it as they did in the
+    // first run, so the resumed run replays it.
     let second = t.path().join("second");
     copy_dir(&first, &second);
     explore(&cfg, &second, "paper", budget, None, true);
@@ -549,6 +550,41 @@ fn resume_continues_a_run_and_survives_a_half_written_line() {
     assert!(!String::from_utf8(read(&log)).unwrap().contains(&format!("{}\n", &last[..last.len() / 2])));
     assert_eq!(chosen_key(&third, &s3).expect("a chosen point"), key2);
     assert!(!third.join("evaluations.csv.resume").exists());
+}
+
+/// A run stopped by its evaluation budget resumes to the same run: the remembered evaluations
+/// count against the budget as they did when they were run, so the replay ends where the first
+/// run ended instead of searching on; a larger budget continues it.
+#[test]
+fn resume_of_a_run_that_spent_its_budget_replays_it() {
+    let t = TempDir::new().unwrap();
+    let cfg = tiny(t.path());
+    let budget = 300;
+    let first = t.path().join("first");
+    explore(&cfg, &first, "descent", budget, None, false);
+    let s1 = check_run(&cfg, &first, "descent", budget);
+    let spent = |s: &serde_json::Value| {
+        s["evaluations_run"].as_u64().unwrap() + s["evaluations_stopped_early"].as_u64().unwrap()
+    };
+    assert_eq!(spent(&s1), budget as u64, "the descent must spend its budget for this test to mean anything");
+    let objectives = strings(&s1["objectives"]);
+    let rows1 = rows(&first.join("evaluations.csv"), &objectives);
+
+    let second = t.path().join("second");
+    copy_dir(&first, &second);
+    explore(&cfg, &second, "descent", budget, None, true);
+    let s2 = check_resumed_run(&cfg, &second, "descent", budget);
+    let rows2 = rows(&second.join("evaluations.csv"), &objectives);
+    assert_eq!(rows2.len(), rows1.len(), "the replay searched on");
+    assert_replayed(&rows1, &rows2);
+    assert_eq!(chosen_key(&second, &s2), chosen_key(&first, &s1));
+
+    let third = t.path().join("third");
+    copy_dir(&first, &third);
+    explore(&cfg, &third, "descent", budget + 60, None, true);
+    let rows3 = rows(&third.join("evaluations.csv"), &objectives);
+    assert_replayed(&rows1, &rows3);
+    assert!(rows3.len() > rows1.len(), "a larger budget continues the run");
 }
 
 #[test]

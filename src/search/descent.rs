@@ -47,7 +47,7 @@ fn widenings(f: Format) -> Vec<Format> {
 /// last accepted point.
 pub fn run(s: &mut Search, start: Assignment, src: &str, limit: usize) -> Assignment {
     let max_loss = s.max_loss;
-    let scored = |s: &Search| s.scorer.evaluated + s.scorer.stopped_early;
+    let scored = |s: &Search| s.scorer.scored();
     let stop_at = scored(s).saturating_add(limit);
     let spent = |s: &Search| s.exhausted() || scored(s) >= stop_at;
     let Some(mut loss) = s.evaluate(&start, src, None) else { return start };

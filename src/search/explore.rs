@@ -243,7 +243,7 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
             let mut seeds: Vec<Assignment> = uniform::BITS.map(|b| exp.uniform(b)).collect();
             for (b, src) in [(&budgets, "paper"), (&weighted, "paper-weighted")] {
                 let p = paper::run(&mut s, &space, b, src);
-                let left = budget.saturating_sub(s.scorer.evaluated + s.scorer.stopped_early);
+                let left = budget.saturating_sub(s.scorer.scored());
                 let d = descent::run(&mut s, p.clone(), "descent", left / 2);
                 seeds.extend([p, d]);
             }

@@ -127,7 +127,7 @@ impl<'e> Search<'e> {
 
     /// Whether the evaluation budget is spent.
     pub fn exhausted(&self) -> bool {
-        self.scorer.evaluated + self.scorer.stopped_early >= self.budget
+        self.scorer.scored() >= self.budget
     }
 
     /// Score `a` (stopping early if its loss certainly exceeds `max_loss`), record it, and

@@ -12,7 +12,7 @@ use crate::model::Graph;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rayon::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 /// Saved tensors of every search sample at a cut between two nodes, valid for every assignment
@@ -152,6 +152,11 @@ pub struct Scorer<'e> {
     /// Full evaluations run, and evaluations stopped early (memo hits excluded).
     pub evaluated: usize,
     pub stopped_early: usize,
+    /// Remembered results (a resumed run's log) not asked for yet, and those asked for: the
+    /// first request of each stands for the evaluation the earlier run made, so that it spends
+    /// the evaluation budget as that run did and a resumed search replays it exactly.
+    unreplayed: HashSet<String>,
+    pub replayed: usize,
 }
 
 fn fmt_code(f: Format) -> String {
@@ -214,6 +219,8 @@ impl<'e> Scorer<'e> {
             nodes_run: 0,
             evaluated: 0,
             stopped_early: 0,
+            unreplayed: HashSet::new(),
+            replayed: 0,
         }
     }
 
@@ -244,7 +251,13 @@ impl<'e> Scorer<'e> {
 
     /// Preload a result (resuming from an earlier run's evaluations.csv).
     pub fn remember(&mut self, key: String, accuracy: f64, loss: f64) {
+        self.unreplayed.insert(key.clone());
         self.memo.insert(key, Known::Scored { accuracy, loss });
+    }
+
+    /// Candidates scored so far: run in full, stopped early, or replayed from a resumed log.
+    pub fn scored(&self) -> usize {
+        self.evaluated + self.stopped_early + self.replayed
     }
 
     /// The score of `a`, or None if its loss is certainly over `max_loss` (when given).
@@ -253,7 +266,12 @@ impl<'e> Scorer<'e> {
         let k = key(a);
         let limit = max_loss.filter(|_| self.early_stop);
         match self.memo.get(&k) {
-            Some(Known::Scored { accuracy, loss }) => return (Some(Score { accuracy: *accuracy, loss: *loss }), false),
+            Some(Known::Scored { accuracy, loss }) => {
+                if self.unreplayed.remove(&k) {
+                    self.replayed += 1;
+                }
+                return (Some(Score { accuracy: *accuracy, loss: *loss }), false);
+            }
             Some(Known::LossAbove(x)) if limit.is_some_and(|l| l <= *x) => return (None, false),
             _ => {}
         }
