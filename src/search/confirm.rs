@@ -33,24 +33,26 @@ pub struct Confirmed {
 /// over the one before are skipped.
 pub const LADDER_STEP: f64 = 0.05;
 
-/// Candidates in test order: the ladder over the evaluations within `max_loss` on the search
-/// split, costing at most `max_cost` on the primary objective (the baseline's: a point dearer
-/// than what it is compared with is no answer), that are on the (search loss, primary cost)
-/// front or `declared` (the uniform sweep: points fixed before the search, which a front of
-/// points that were lucky on the search images would otherwise hide); dearest first (ties: search
-/// loss, then id), so that the safest points come first.
+/// Candidates in test order: the ladder over the evaluations whose `ladder_loss` (one per
+/// evaluation, a loss on the search split) is within `max_loss`, costing at most `max_cost` on
+/// the primary objective (the baseline's: a point dearer than what it is compared with is no
+/// answer), that are on the (ladder loss, primary cost) front or `declared` (the uniform sweep:
+/// points fixed before the search, which a front of points that were lucky on the search images
+/// would otherwise hide); dearest first (ties: ladder loss, then id), so that the safest points
+/// come first.
 pub fn candidates(
     evaluations: &[Evaluation],
+    ladder_loss: &[f64],
     primary: usize,
     max_loss: f64,
     max_cost: f64,
     declared: &[usize],
 ) -> Vec<usize> {
     let within: Vec<usize> = (0..evaluations.len())
-        .filter(|&i| evaluations[i].loss_search <= max_loss + 1e-12 && evaluations[i].objectives[primary] <= max_cost)
+        .filter(|&i| ladder_loss[i] <= max_loss + 1e-12 && evaluations[i].objectives[primary] <= max_cost)
         .collect();
     let points: Vec<Vec<f64>> =
-        within.iter().map(|&i| vec![evaluations[i].loss_search, evaluations[i].objectives[primary]]).collect();
+        within.iter().map(|&i| vec![ladder_loss[i], evaluations[i].objectives[primary]]).collect();
     let mut order: Vec<usize> = pareto::front(&points).into_iter().map(|k| within[k]).collect();
     let extra: Vec<usize> = declared.iter().copied().filter(|i| within.contains(i) && !order.contains(i)).collect();
     order.extend(extra);
@@ -58,7 +60,7 @@ pub fn candidates(
         let (x, y) = (&evaluations[a], &evaluations[b]);
         y.objectives[primary]
             .total_cmp(&x.objectives[primary])
-            .then(x.loss_search.total_cmp(&y.loss_search))
+            .then(ladder_loss[a].total_cmp(&ladder_loss[b]))
             .then(x.id.cmp(&y.id))
     });
     let mut ladder: Vec<usize> = Vec::new();
@@ -88,6 +90,7 @@ pub fn error_shares(alpha: f64, rungs: usize) -> Vec<f64> {
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     evaluations: &[Evaluation],
+    ladder_loss: &[f64],
     primary: usize,
     max_loss: f64,
     max_cost: f64,
@@ -96,7 +99,7 @@ pub fn run(
     confidence: f64,
     mut confirm: impl FnMut(&Assignment) -> Result<Paired>,
 ) -> Result<Vec<Confirmed>> {
-    let ladder = candidates(evaluations, primary, max_loss, max_cost, declared);
+    let ladder = candidates(evaluations, ladder_loss, primary, max_loss, max_cost, declared);
     let shares = error_shares(1.0 - confidence, ladder.len());
     let mut carried = 0.0;
     let mut tested = Vec::new();
@@ -145,6 +148,11 @@ mod tests {
         }
     }
 
+    /// The ladder ranking by each evaluation's own search loss.
+    fn losses(e: &[Evaluation]) -> Vec<f64> {
+        e.iter().map(|e| e.loss_search).collect()
+    }
+
     #[test]
     fn candidates_are_a_ladder_over_the_front_within_budget() {
         let e = vec![
@@ -155,9 +163,17 @@ mod tests {
             eval(4, 0.009, 30.0),
             eval(5, 0.020, 10.0), // over budget
         ];
-        assert_eq!(candidates(&e, 0, 0.01, f64::INFINITY, &[]), vec![0, 1, 4]);
-        assert_eq!(candidates(&e, 0, 0.01, 60.0, &[]), vec![1, 4], "dearer than the baseline: no candidate");
-        assert_eq!(candidates(&e, 0, 0.01, 60.0, &[2]), vec![2, 1, 4], "a declared point joins, dearest first");
+        assert_eq!(candidates(&e, &losses(&e), 0, 0.01, f64::INFINITY, &[]), vec![0, 1, 4]);
+        assert_eq!(
+            candidates(&e, &losses(&e), 0, 0.01, 60.0, &[]),
+            vec![1, 4],
+            "dearer than the baseline: no candidate"
+        );
+        assert_eq!(
+            candidates(&e, &losses(&e), 0, 0.01, 60.0, &[2]),
+            vec![2, 1, 4],
+            "a declared point joins, dearest first"
+        );
     }
 
     #[test]
@@ -165,7 +181,7 @@ mod tests {
         let e = vec![eval(0, 0.0, 100.0), eval(1, 0.004, 40.0), eval(2, 0.006, 50.0), eval(3, 0.008, 20.0)];
         // Candidate 2 is dominated by 1 (cheaper and lower loss): the ladder is 0, 1, 3.
         let clean = |_: &Assignment| Ok(Paired { n: 1000, float_correct: 1000, ..Paired::default() });
-        let tested = run(&e, 0, 0.01, f64::INFINITY, &[], LossKind::Absolute, 0.95, clean).unwrap();
+        let tested = run(&e, &losses(&e), 0, 0.01, f64::INFINITY, &[], LossKind::Absolute, 0.95, clean).unwrap();
         let levels: Vec<f64> = tested.iter().map(|c| 1.0 - c.confidence).collect();
         // Shares 1/2, 1/4, 1/4 of 5 %, each passed on.
         assert!(levels.iter().zip([0.025, 0.0375, 0.05]).all(|(l, w)| (l - w).abs() < 1e-12), "{levels:?}");
@@ -173,7 +189,7 @@ mod tests {
         // The second rung loses 30 of 1000 images: rejected, and the third starts again from its
         // own share, but is still tested.
         let mut calls = 0;
-        let tested = run(&e, 0, 0.01, f64::INFINITY, &[], LossKind::Absolute, 0.95, |_| {
+        let tested = run(&e, &losses(&e), 0, 0.01, f64::INFINITY, &[], LossKind::Absolute, 0.95, |_| {
             calls += 1;
             let lost = if calls == 2 { 30 } else { 0 };
             Ok(Paired { n: 1000, float_correct: 1000, lost, flips: lost, ..Paired::default() })
@@ -198,7 +214,7 @@ mod tests {
             let e: Vec<Evaluation> =
                 (0..outcomes.len()).map(|i| eval(i, i as f64 * 0.0008, 100.0 - 6.0 * i as f64)).collect();
             let mut k = 0;
-            let tested = run(&e, 0, 0.01, f64::INFINITY, &[], LossKind::Absolute, 0.95, |_| {
+            let tested = run(&e, &losses(&e), 0, 0.01, f64::INFINITY, &[], LossKind::Absolute, 0.95, |_| {
                 let (lost, gained) = outcomes[k];
                 k += 1;
                 Ok(Paired { n, float_correct: n, lost, gained, flips: lost + gained, ..Paired::default() })

@@ -276,8 +276,13 @@ pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Ou
                 s.evaluations.iter().position(|e| e.key == k)
             })
             .collect();
+        // The ladder ranks by the larger of the signal and the top-1 loss on the search images:
+        // a point whose soft loss the quantization lowered (a sharper softmax) while it flipped
+        // images would otherwise look lossless and hide the honest points dearer than it.
         let (e, p, m, l) = (&s.evaluations, s.primary, st.search.max_loss, st.search.loss);
-        confirm::run(e, p, m, baseline_cost, &declared, l, confidence, |a| exp.confirm(a))?
+        let float_acc = s.scorer.float_accuracy;
+        let ladder_loss: Vec<f64> = e.iter().map(|e| e.loss_search.max(l.loss(float_acc, e.acc_search))).collect();
+        confirm::run(e, &ladder_loss, p, m, baseline_cost, &declared, l, confidence, |a| exp.confirm(a))?
     } else {
         if confidence > 0.0 {
             notes.push(
