@@ -1,5 +1,5 @@
 //! The `README.md` written inside an export: what every file holds and the exact integer
-//! arithmetic an implementation must reproduce (FIXED_POINT.md, restated for the RTL team).
+//! arithmetic an implementation must reproduce (docs/fixed-point.md, restated for the RTL team).
 
 use super::table::{activation_str, kebab, Role, Row};
 use super::ExportMeta;

@@ -153,7 +153,7 @@ fn signed_width(f: Format) -> u32 {
     f.bits + u32::from(!f.signed)
 }
 
-/// The accumulator of node `i`, if it has one (FIXED_POINT.md, integer pipeline).
+/// The accumulator of node `i`, if it has one (docs/fixed-point.md, "A Conv / Dense layer").
 fn accumulator(graph: &Graph, a: &Assignment, fmts: &[Format], i: usize) -> Option<Acc> {
     let node = &graph.nodes[i];
     let l = a.layer_of(i)?;

@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// Formats of one layer that owns an output (FIXED_POINT.md, "Which node owns which format").
+/// Formats of one layer that owns an output (docs/fixed-point.md, "Which node owns which format").
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LayerFormats {
     /// Index of the node in [`Graph::nodes`].

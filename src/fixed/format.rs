@@ -1,4 +1,4 @@
-//! Fixed-point formats (FIXED_POINT.md "Formats"): a value is `k * 2^-frac` with integer `k`
+//! Fixed-point formats (docs/fixed-point.md, "Formats"): a value is `k * 2^-frac` with integer `k`
 //! in a range set by `bits`, signedness and the range mode.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! Rounding and overflow (FIXED_POINT.md "Quantizing a real number"). Every conversion in the
+//! Rounding and overflow (docs/fixed-point.md, "Quantizing a real x"). Every conversion in the
 //! integer engine goes through these few functions, so the rules live in one place.
 
 use super::format::{Format, RangeMode};

@@ -23,7 +23,7 @@ impl Value {
 }
 
 /// An activation fused into the layer that produces a value. Applied to the exact
-/// accumulator before requantization (FIXED_POINT.md: same result as after, for every mode).
+/// accumulator before requantization (docs/fixed-point.md, "A Conv / Dense layer": the same result as after, for every mode).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Activation {
     None,
@@ -151,7 +151,7 @@ impl Op {
         }
     }
 
-    /// Whether this layer owns weight and bias formats (FIXED_POINT.md, "Which node owns which").
+    /// Whether this layer owns weight and bias formats (docs/fixed-point.md, "Which node owns which format").
     pub fn has_params(&self) -> bool {
         matches!(self, Op::Conv(_) | Op::Dense(_) | Op::Affine(_))
     }

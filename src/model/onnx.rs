@@ -10,7 +10,7 @@
 //!    `Shape -> Gather -> Unsqueeze -> Concat` chains exporters emit for `Reshape`, folded here
 //!    over int64/float tensors) or an activation (an IR value with a per-sample shape). Ops on
 //!    activations become pre-IR nodes; shapes are inferred and checked as we go.
-//! 3. Fuse, in this order (FIXED_POINT.md, "Which node owns which format"): an `Add` of a
+//! 3. Fuse, in this order (docs/fixed-point.md, "Which node owns which format"): an `Add` of a
 //!    constant into the bias of the Conv/Dense it alone consumes; a BatchNormalization into the
 //!    Conv/Dense it alone consumes (else it becomes an `Affine` layer); a Relu/Clip into the
 //!    Conv/Dense/Affine/Add it alone consumes (else an `Activation` layer). Unused values are

@@ -5,7 +5,7 @@ use anyhow::Result;
 use std::fmt::Write;
 use std::path::PathBuf;
 
-/// The seed paper's reported reductions vs uniform 8-bit, by (network, data set) (PAPER.md).
+/// The seed paper's reported reductions vs uniform 8-bit, by (network, data set) (docs/paper.md, "Their results").
 fn paper_figures(model: &str) -> Option<&'static str> {
     let m = model.to_ascii_lowercase();
     let net = if m.contains("seq14") {

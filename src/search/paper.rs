@@ -1,4 +1,4 @@
-//! The seed paper's dependent, sequential per-layer search (Goyal et al. 2021, PAPER.md):
+//! The seed paper's dependent, sequential per-layer search (Goyal et al. 2021, docs/paper.md):
 //! all weights layer by layer, then all biases, then all activations; each tensor lowered with
 //! everything fixed so far applied, against a per-layer loss budget.
 
