@@ -2,8 +2,9 @@
 //! line) resolved once into [`Settings`] with paths made absolute and defaults applied.
 
 use crate::fixed::{Arith, Overflow, RangeMode, Rounding};
+use crate::search::Strategy;
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The config `qdse` runs when none is given.
@@ -94,7 +95,7 @@ struct RawCost {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSearch {
-    strategy: Option<String>,
+    strategy: Option<Strategy>,
     max_loss: Option<f64>,
     loss: Option<LossKind>,
     budget: Option<usize>,
@@ -115,7 +116,7 @@ struct RawQuant {
 }
 
 /// How accuracy loss is measured against the float model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LossKind {
     /// (acc_float - acc_q) / acc_float, the seed paper's definition.
@@ -147,7 +148,7 @@ impl LossKind {
 
 /// The loss a search decides by on its images (docs/data-roles.md, "The search signal"). Both
 /// are accuracy losses against the float network, so the budget keeps its meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Signal {
     /// Softmax probability of the true class lost: every image counts a little, so neighbouring
@@ -193,7 +194,7 @@ pub struct Role {
 
 #[derive(Debug, Clone)]
 pub struct SearchSettings {
-    pub strategy: String,
+    pub strategy: Strategy,
     pub max_loss: f64,
     pub loss: LossKind,
     pub budget: usize,
@@ -234,6 +235,11 @@ impl Settings {
             return local;
         }
         Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG)
+    }
+
+    /// Load the config given, else the default one ([`Settings::resolve_default`]).
+    pub fn load_or_default(given: Option<&Path>) -> Result<Settings> {
+        Self::load(&Self::resolve_default(given))
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Settings> {
@@ -334,7 +340,7 @@ impl Settings {
                 Some(p) => abs(Path::new(&p)).display().to_string(),
             },
             search: SearchSettings {
-                strategy: s.strategy.unwrap_or_else(|| "paper".into()),
+                strategy: s.strategy.unwrap_or(Strategy::Paper),
                 max_loss,
                 loss: s.loss.unwrap_or_default(),
                 budget: s.budget.unwrap_or(2000),

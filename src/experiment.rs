@@ -8,6 +8,7 @@ use crate::eval::paired::Paired;
 use crate::eval::{self, fixed::FixedEngine};
 use crate::fixed::Assignment;
 use crate::model::{onnx, Graph};
+use crate::run_folder;
 use anyhow::{bail, Context, Result};
 use std::ops::Range;
 use std::path::Path;
@@ -38,12 +39,8 @@ fn classes(o: &FloatOutputs) -> Vec<usize> {
     o.iter().map(|(c, _)| *c).collect()
 }
 
-/// Accuracy on both splits.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct SplitAccuracy {
-    pub search: f64,
-    pub holdout: f64,
-}
+/// Accuracy on the search and the holdout split.
+pub type SplitAccuracy = run_folder::Split<f64>;
 
 impl Experiment {
     pub fn load(settings: Settings) -> Result<Experiment> {

@@ -466,7 +466,28 @@ fn explore_unknown_strategy() {
         Path::new("--out"),
         &out,
     ])
-    .fails_with(&["unknown strategy 'simulated-annealing'", "uniform", "paper", "independent", "nsga2"]);
+    .fails_with(&[
+        "invalid value 'simulated-annealing'",
+        "--strategy",
+        "uniform",
+        "paper",
+        "independent",
+        "nsga2",
+    ]);
+}
+
+/// A strategy is checked when the config is read, so a typo fails every subcommand, not only
+/// `explore`, and before the model or data is loaded.
+#[test]
+fn config_with_an_unknown_strategy_fails_every_subcommand() {
+    let t = TempDir::new().unwrap();
+    let missing = t.path().join("no-such-model.onnx");
+    let tail = "[search]\nstrategy = \"nsga3\"\n";
+    let cfg =
+        config_with(t.path(), "typo.toml", &missing, &fashion_images(), &fashion_labels(), "search_samples = 20", tail);
+    for cmd in ["eval", "cost", "explore", "uniform"] {
+        qdse(&[Path::new(cmd), &cfg]).fails_with(&["typo.toml", "nsga3", "uniform", "paper", "descent", "nsga2"]);
+    }
 }
 
 fn cost_with_profile(profile: &str) -> (Run, PathBuf, TempDir) {

@@ -7,7 +7,7 @@
 use super::font::{self, FAMILY};
 use super::format::{self, fmt_si, objective_short, objective_title};
 use super::raster::PngBackend;
-use super::run::{LayerFormats, Run};
+use super::run::{Run, ShownFormats};
 use anyhow::{anyhow, Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -472,13 +472,13 @@ where
     let cv = Canvas { root };
     root.fill(&WHITE).map_err(err)?;
 
-    let evals: Vec<(f64, f64)> = run.evaluations.iter().map(|e| (e.costs[k], e.acc_search * 100.0)).collect();
-    let joint: Vec<(f64, f64)> = run.pareto.iter().map(|r| (r.eval.costs[k], r.eval.acc_search * 100.0)).collect();
+    let evals: Vec<(f64, f64)> = run.evaluations.iter().map(|e| (e.objectives[k], e.acc_search * 100.0)).collect();
+    let joint: Vec<(f64, f64)> = run.pareto.iter().map(|r| (r.eval.objectives[k], r.eval.acc_search * 100.0)).collect();
     let (front, others) = front_2d(&joint);
     // The same points on the holdout split: how much of the front holds on images the search
     // never saw (docs/data-roles.md).
     let holdout: Vec<(f64, f64)> =
-        run.pareto.iter().filter_map(|r| Some((r.eval.costs[k], r.acc_holdout? * 100.0))).collect();
+        run.pareto.iter().filter_map(|r| Some((r.eval.objectives[k], r.acc_holdout? * 100.0))).collect();
     let sweep: Vec<(u32, f64, f64)> =
         s.uniform_sweep.iter().filter_map(|p| Some((p.bits, p.cost(obj)?, p.accuracy_search * 100.0))).collect();
     let baseline = s.baseline_8bit.cost(obj).map(|c| (c, s.baseline_8bit.accuracy_search * 100.0));
@@ -802,7 +802,7 @@ fn lighten(c: RGBColor, t: f64) -> RGBColor {
     RGBColor(m(c.0), m(c.1), m(c.2))
 }
 
-fn bits_of(f: &LayerFormats, kind: usize) -> Option<u32> {
+fn bits_of(f: &ShownFormats, kind: usize) -> Option<u32> {
     match kind {
         0 => f.weights,
         1 => f.bias,
