@@ -7,7 +7,7 @@
 use super::font::{self, FAMILY};
 use super::format::{self, fmt_si, objective_short, objective_title};
 use super::raster::PngBackend;
-use super::run::{Run, ShownFormats};
+use super::run::{LayerRow, Run, ShownFormats};
 use anyhow::{anyhow, Context, Result};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -979,21 +979,7 @@ where
     };
     cv.title(&title, &subtitle(run))?;
 
-    let kinds = [("weights", BLUE), ("bias", GREEN), ("activations", ORANGE)];
-    // Legend row under the title.
-    let mut entries: Vec<(Symbol, String)> = Vec::new();
-    for (k, c) in kinds {
-        entries.push((Symbol::Swatch(lighten(c, 0.6), c), format!("{k}, 8-bit baseline")));
-        if s.chosen.is_some() {
-            entries.push((Symbol::Swatch(c, c), format!("{k}, chosen")));
-        }
-    }
-    let mut x = 30;
-    for (sym, text) in &entries {
-        draw_symbol(&cv, *sym, (x, 100))?;
-        cv.text(text, (x + 36, 100), 16.0, DARK, HPos::Left, VPos::Center)?;
-        x += 36 + cv.measure(text, 16.0).0 + 22;
-    }
+    draw_layer_legend(&cv, s.chosen.is_some())?;
 
     let n = rows.len().max(1);
     let max_bits = rows
@@ -1006,19 +992,8 @@ where
         .unwrap_or(8);
     let ymax = (max_bits + 2).max(10);
 
-    let label_size = 16.0;
-    let plot_w_guess = WIDTH as i32 - 20 - 36 - 70;
-    let group_w = plot_w_guess / n as i32 - 8;
-    let widest = |names: &[String]| names.iter().map(|n| cv.measure(n, label_size).0).max().unwrap_or(0);
-    // Horizontal labels if the names, shortened to no fewer than 8 characters, fit under their bars;
-    // else vertical ones.
-    let horizontal = (8..=22)
-        .rev()
-        .map(|m| rows.iter().map(|r| short_layer_name(&r.name, m)).collect::<Vec<_>>())
-        .find(|names| widest(names) <= group_w);
-    let rotate = horizontal.is_none();
-    let names = horizontal.unwrap_or_else(|| rows.iter().map(|r| short_layer_name(&r.name, 22)).collect());
-    let widest = widest(&names);
+    let (names, rotate) = layer_names(&cv, &rows);
+    let widest = names.iter().map(|n| cv.measure(n, LAYER_LABEL_SIZE).0).max().unwrap_or(0);
     let x_area = if rotate { widest + 50 } else { 60 };
 
     let mut chart = ChartBuilder::on(root)
@@ -1060,10 +1035,59 @@ where
             VPos::Center,
         );
     }
+    draw_layer_bars(&cv, &rows, &names, rotate, s.chosen.is_some(), area, &px)
+}
+
+const LAYER_KINDS: [(&str, RGBColor); 3] = [("weights", BLUE), ("bias", GREEN), ("activations", ORANGE)];
+const LAYER_LABEL_SIZE: f64 = 16.0;
+
+/// The legend row under the title: a swatch per kind of tensor, baseline and chosen.
+fn draw_layer_legend<DB: DrawingBackend>(cv: &Canvas<DB>, chosen: bool) -> Result<()> {
+    let mut entries: Vec<(Symbol, String)> = Vec::new();
+    for (k, c) in LAYER_KINDS {
+        entries.push((Symbol::Swatch(lighten(c, 0.6), c), format!("{k}, 8-bit baseline")));
+        if chosen {
+            entries.push((Symbol::Swatch(c, c), format!("{k}, chosen")));
+        }
+    }
+    let mut x = 30;
+    for (sym, text) in &entries {
+        draw_symbol(cv, *sym, (x, 100))?;
+        cv.text(text, (x + 36, 100), 16.0, DARK, HPos::Left, VPos::Center)?;
+        x += 36 + cv.measure(text, 16.0).0 + 22;
+    }
+    Ok(())
+}
+
+/// The layer names under the bars, and whether they are set vertically: horizontal if the names,
+/// shortened to no fewer than 8 characters, fit under their bars.
+fn layer_names<DB: DrawingBackend>(cv: &Canvas<DB>, rows: &[LayerRow]) -> (Vec<String>, bool) {
+    let n = rows.len().max(1);
+    let plot_w_guess = WIDTH as i32 - 20 - 36 - 70;
+    let group_w = plot_w_guess / n as i32 - 8;
+    let widest = |names: &[String]| names.iter().map(|n| cv.measure(n, LAYER_LABEL_SIZE).0).max().unwrap_or(0);
+    let horizontal = (8..=22)
+        .rev()
+        .map(|m| rows.iter().map(|r| short_layer_name(&r.name, m)).collect::<Vec<_>>())
+        .find(|names| widest(names) <= group_w);
+    let rotate = horizontal.is_none();
+    (horizontal.unwrap_or_else(|| rows.iter().map(|r| short_layer_name(&r.name, 22)).collect()), rotate)
+}
+
+/// Per layer, a pair of bars (baseline, chosen) per kind of tensor, and the layer's name.
+fn draw_layer_bars<DB: DrawingBackend>(
+    cv: &Canvas<DB>,
+    rows: &[LayerRow],
+    names: &[String],
+    rotate: bool,
+    chosen: bool,
+    area: Rect,
+    px: &dyn Fn(f64, f64) -> Px,
+) -> Result<()> {
     let pair_w = 0.84 / 3.0;
     let bar_w = pair_w * 0.42;
     for (i, row) in rows.iter().enumerate() {
-        for (k, (_, color)) in kinds.iter().enumerate() {
+        for (k, (_, color)) in LAYER_KINDS.iter().enumerate() {
             let x0 = i as f64 + 0.08 + k as f64 * pair_w + pair_w * 0.08;
             let bars = [(row.baseline, lighten(*color, 0.6), x0), (row.chosen, *color, x0 + bar_w)];
             for (fmt, fill, bx) in bars {
@@ -1072,7 +1096,7 @@ where
                 let r = Rect { x0: a.0, y0: a.1, x1: b.0.max(a.0 + 1), y1: b.1 };
                 cv.rect(r, fill.filled())?;
                 cv.rect(r, color.stroke_width(1))?;
-                if fill == *color && s.chosen.is_some() {
+                if fill == *color && chosen {
                     let t = bits.to_string();
                     let (tw, _) = cv.measure(&t, 13.0);
                     if tw <= r.w() + 4 {
@@ -1083,9 +1107,9 @@ where
         }
         let cx = px(i as f64 + 0.5, 0.0).0;
         if rotate {
-            cv.text_rotated(&names[i], (cx, area.y1 + 8), label_size, DARK)?;
+            cv.text_rotated(&names[i], (cx, area.y1 + 8), LAYER_LABEL_SIZE, DARK)?;
         } else {
-            cv.text(&names[i], (cx, area.y1 + 8), label_size, DARK, HPos::Center, VPos::Top)?;
+            cv.text(&names[i], (cx, area.y1 + 8), LAYER_LABEL_SIZE, DARK, HPos::Center, VPos::Top)?;
         }
     }
     Ok(())
