@@ -47,7 +47,7 @@ impl Experiment {
         let graph =
             onnx::load(&settings.model).with_context(|| format!("cannot import model {}", settings.model.display()))?;
         let d = &settings.data;
-        let (data, split) = load_roles(d)?;
+        let (data, split) = load_roles(d, graph.num_classes())?;
         if data.shape != graph.input_shape() {
             bail!(
                 "the data's sample shape {:?} ({}) does not match the model's input shape {:?} ({})",
@@ -165,13 +165,15 @@ impl Experiment {
 }
 
 /// The validation images, then the holdout images, as one data set, with the split into search,
-/// confirmation and holdout (docs/data-roles.md). Roles from the same files must not overlap.
-fn load_roles(d: &DataSettings) -> Result<(Dataset, Split)> {
+/// confirmation and holdout (docs/data-roles.md). Roles from the same files must not overlap,
+/// and every label must be one of the model's `classes`.
+fn load_roles(d: &DataSettings, classes: usize) -> Result<(Dataset, Split)> {
     let mut main = data::load(&d.images, &d.labels, d.layout)?;
     if let Some(limit) = d.limit {
         main = main.subset(0..limit.min(main.len()));
     }
     let files_of = |r: &Role| r.files.as_ref().map_or(d.images.as_path(), |f| f.images.as_path()).to_path_buf();
+    let labels_of = |r: &Role| r.files.as_ref().map_or(d.labels.as_path(), |f| f.labels.as_path()).to_path_buf();
     let part = |key: &str, r: &Role| -> Result<(Dataset, std::ops::Range<usize>)> {
         let own;
         let ds = match &r.files {
@@ -196,6 +198,16 @@ fn load_roles(d: &DataSettings) -> Result<(Dataset, Split)> {
                 r.start,
                 ds.len(),
                 files_of(r).display()
+            );
+        }
+        // A label the model cannot predict would count as a wrong answer without a word (1-based
+        // labels would silently cost a tenth of the accuracy).
+        if let Some((i, label)) = ds.labels[r.start..end].iter().enumerate().find(|(_, &l)| l >= classes) {
+            bail!(
+                "{}: label {label} of sample {} is not a class of the model, which has {classes} (0 to {})",
+                labels_of(r).display(),
+                r.start + i,
+                classes.saturating_sub(1)
             );
         }
         Ok((ds.subset(r.start..end), r.start..end))

@@ -374,6 +374,28 @@ fn eval_point(point: &str) -> Run {
     qdse(&[Path::new("eval"), &cfg, Path::new("--point"), &p])
 }
 
+/// A point file naming a layer twice would let one entry silently win.
+#[test]
+fn point_naming_a_layer_twice_is_an_error() {
+    eval_point(
+        "[[layer]]\nname = \"/conv1/Conv\"\nweights = { bits = 6 }\n\n\
+         [[layer]]\nname = \"/conv2/Conv\"\n\n\
+         [[layer]]\nname = \"/conv1/Conv\"\noutput = { bits = 4 }\n",
+    )
+    .fails_with(&["point.toml", "'/conv1/Conv'", "listed twice", "entries 1 and 3"]);
+}
+
+/// A label the model has no class for (here 1-based labels for a 10-class model) would count as
+/// a wrong answer without a word.
+#[test]
+fn labels_outside_the_models_classes_are_an_error() {
+    let t = TempDir::new().unwrap();
+    let images = write(t.path(), "images.idx", idx_images(40));
+    let labels = write(t.path(), "labels.idx", idx(&[40], |i| (i % 10 + 1) as u8));
+    let cfg = config_with(t.path(), "c.toml", &lenet(), &images, &labels, "search_samples = 20", "");
+    qdse(&[Path::new("eval"), &cfg]).fails_with(&["labels.idx", "label 10 of sample 9", "has 10 (0 to 9)"]);
+}
+
 #[test]
 fn max_loss_out_of_range_is_an_error() {
     qdse(&["explore", "--max-loss", "1.5", "--out", "/nonexistent/never-written"]).fails_with(&[
