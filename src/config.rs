@@ -300,8 +300,8 @@ fn data_settings(d: RawData, o: &Origin) -> Result<DataSettings> {
     if !scale.is_finite() || scale == 0.0 {
         return Err(o.err(format!("[data] scale = {scale} must be finite and non-zero")));
     }
-    let mean = d.mean.map(OneOrMany::into_vec).unwrap_or_else(|| vec![0.0]);
-    let std = d.std.map(OneOrMany::into_vec).unwrap_or_else(|| vec![1.0]);
+    let mean = d.mean.map_or_else(|| vec![0.0], OneOrMany::into_vec);
+    let std = d.std.map_or_else(|| vec![1.0], OneOrMany::into_vec);
     if mean.iter().any(|m| !m.is_finite()) {
         return Err(o.err("[data] mean must be finite".into()));
     }

@@ -151,15 +151,14 @@ fn cost(
         check_file("--point", p)?;
     }
     // The given profile, else every shipped one (and the config's own, if it is a file).
-    let specs: Vec<String> = match profile {
-        Some(p) => vec![p.to_string()],
-        None => {
-            let mut v: Vec<String> = qdse::cost::profile::BUILTIN_NAMES.iter().map(|s| s.to_string()).collect();
-            if !v.contains(&settings.cost_profile) {
-                v.insert(0, settings.cost_profile.clone());
-            }
-            v
+    let specs: Vec<String> = if let Some(p) = profile {
+        vec![p.to_string()]
+    } else {
+        let mut v: Vec<String> = qdse::cost::profile::BUILTIN_NAMES.iter().map(ToString::to_string).collect();
+        if !v.contains(&settings.cost_profile) {
+            v.insert(0, settings.cost_profile.clone());
         }
+        v
     };
     let profiles: Vec<Profile> = specs.iter().map(|s| Profile::resolve(s)).collect::<Result<_>>()?;
     let (exp, a) = load_with_point(settings, point)?;

@@ -42,6 +42,7 @@ pub struct LayerBits {
 
 impl LayerBits {
     /// The bitwidths of every layer of `a`.
+    #[must_use]
     pub fn of(graph: &Graph, a: &Assignment) -> Vec<LayerBits> {
         a.layers
             .iter()
@@ -57,11 +58,13 @@ impl LayerBits {
 
 /// The key of an objective's reduction vs the 8-bit baseline: `memory_bits` ->
 /// `memory_reduction_vs_8bit`, any other objective `<objective>_reduction_vs_8bit`.
+#[must_use]
 pub fn reduction_key(objective: &str) -> String {
     format!("{}_reduction_vs_8bit", objective.strip_suffix("_bits").unwrap_or(objective))
 }
 
 /// The fraction by which `value` undercuts `baseline` (0.53 = 53 % less); 0 for a free baseline.
+#[must_use]
 pub fn reduction(value: f64, baseline: f64) -> f64 {
     if baseline > 0.0 {
         1.0 - value / baseline
@@ -85,10 +88,12 @@ impl<'de> Deserialize<'de> for Costs {
 
 impl Costs {
     /// One value per objective, named by `names`.
+    #[must_use]
     pub fn of(names: &[String], values: &[f64]) -> Costs {
         Costs(names.iter().cloned().zip(values.iter().copied()).collect())
     }
 
+    #[must_use]
     pub fn get(&self, key: &str) -> Option<f64> {
         self.0.get(key).copied()
     }
@@ -107,6 +112,7 @@ pub struct Baseline {
 
 impl Baseline {
     /// The baseline's value of cost objective `obj`.
+    #[must_use]
     pub fn cost(&self, obj: &str) -> Option<f64> {
         self.costs.get(obj)
     }
@@ -145,6 +151,7 @@ pub struct Chosen {
 
 impl Chosen {
     /// The chosen point's value of cost objective `obj`.
+    #[must_use]
     pub fn cost(&self, obj: &str) -> Option<f64> {
         self.costs.get(obj)
     }
@@ -159,6 +166,7 @@ impl Chosen {
 
     /// Reduction of `obj` vs the 8-bit baseline, as a fraction (0.53 = 53 % less): the
     /// [`reduction_key`] entry, else computed from the two values.
+    #[must_use]
     pub fn reduction(&self, obj: &str, baseline: &Baseline) -> Option<f64> {
         self.costs.get(&reduction_key(obj)).or_else(|| {
             let (c, b) = (self.cost(obj)?, baseline.cost(obj)?);
@@ -180,6 +188,7 @@ pub struct SweepPoint {
 
 impl SweepPoint {
     /// The sweep point's value of cost objective `obj`.
+    #[must_use]
     pub fn cost(&self, obj: &str) -> Option<f64> {
         self.costs.get(obj)
     }
@@ -275,6 +284,7 @@ impl RunSummary {
     }
 
     /// The lowest accuracy on the search split that meets the budget.
+    #[must_use]
     pub fn budget_accuracy(&self) -> f64 {
         match self.loss {
             LossKind::Relative => self.float_accuracy.search * (1.0 - self.max_loss),
@@ -321,11 +331,13 @@ const LEAD: [&str; 4] = ["id", "source", "acc_search", "loss_search"];
 const FRONT_EXTRA: [&str; 5] = ["acc_holdout", "loss_holdout", "loss_confirm", "loss_confirm_bound", "chosen"];
 
 /// The header line of `evaluations.csv` (no newline).
+#[must_use]
 pub fn evaluations_header(objectives: &[String]) -> String {
     header(objectives, &[])
 }
 
 /// The header line of `pareto.csv` (no newline).
+#[must_use]
 pub fn front_header(objectives: &[String]) -> String {
     header(objectives, &FRONT_EXTRA)
 }
@@ -351,6 +363,7 @@ fn csv_line(e: &EvaluationRow, extra: &[String]) -> String {
 
 impl EvaluationRow {
     /// The row as a CSV line of `evaluations.csv`, newline included.
+    #[must_use]
     pub fn to_csv(&self) -> String {
         csv_line(self, &[])
     }
@@ -358,6 +371,7 @@ impl EvaluationRow {
 
 impl FrontRow {
     /// The row as a CSV line of `pareto.csv`, newline included.
+    #[must_use]
     pub fn to_csv(&self) -> String {
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
         let extra = [
@@ -418,7 +432,7 @@ fn read_records(text: &str, origin: &str) -> Result<Records> {
     let mut records = Vec::new();
     for rec in reader.records() {
         let rec = rec.with_context(|| format!("invalid CSV in {origin}"))?;
-        let line = rec.position().map_or(0, |p| p.line());
+        let line = rec.position().map_or(0, csv::Position::line);
         records.push((line, rec));
     }
     let n = records.len();

@@ -385,11 +385,13 @@ impl CostModel {
     }
 
     /// Totals only, without allocating: the search's hot path.
+    #[must_use]
     pub fn objectives(&self, a: &Assignment) -> Objectives {
         self.run(a, |_, _| {}).totals
     }
 
     /// Totals and the per-layer breakdown.
+    #[must_use]
     pub fn price(&self, a: &Assignment) -> Costs {
         let mut layers = Vec::with_capacity(self.layers.len());
         let priced = self.run(a, |l, r| {

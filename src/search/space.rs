@@ -16,6 +16,7 @@ pub struct Space<'a> {
 
 impl Space<'_> {
     /// Slots of one kind, in layer order.
+    #[must_use]
     pub fn slots(&self, a: &Assignment, kind: Kind) -> Vec<Slot> {
         a.layers
             .iter()

@@ -59,6 +59,7 @@ strategies! {
 
 impl Strategy {
     /// The name the config and the command line use.
+    #[must_use]
     pub fn name(self) -> String {
         clap::ValueEnum::to_possible_value(&self).expect("no strategy is hidden").get_name().to_string()
     }
