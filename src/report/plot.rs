@@ -617,7 +617,8 @@ where
 }
 
 /// The 1-2-5 grid and tick labels of a logarithmic x axis.
-fn draw_log_ticks<DB: DrawingBackend>(cv: &Canvas<DB>, ax: &Axes, area: Rect, px: &dyn Fn(XY) -> Px) -> Result<()> {
+fn draw_log_ticks<DB: DrawingBackend>(f: &Frame<DB>) -> Result<()> {
+    let Frame { cv, ax, area, px } = *f;
     for (v, labelled) in log_ticks(ax.xmin.min(10f64.powf(ax.tx0)), 10f64.powf(ax.tx1)) {
         let x = px((v, ax.y0)).0;
         if x < area.x0 || x >= area.x1 {
@@ -643,18 +644,20 @@ struct Marks {
     chosen: Option<Px>,
 }
 
-/// Every point, line and marker of the plot, each registered with the label placer.
-fn draw_marks<DB: DrawingBackend>(
-    cv: &Canvas<DB>,
-    d: &ParetoData,
-    ax: &Axes,
+/// The plotting area of a Pareto plot: where to draw and how values map to pixels.
+struct Frame<'a, DB: DrawingBackend> {
+    cv: &'a Canvas<'a, DB>,
+    ax: &'a Axes,
     area: Rect,
-    px: &dyn Fn(XY) -> Px,
-    placer: &mut Placer,
-) -> Result<Marks>
+    px: &'a dyn Fn(XY) -> Px,
+}
+
+/// Every point, line and marker of the plot, each registered with the label placer.
+fn draw_marks<DB: DrawingBackend>(f: &Frame<DB>, d: &ParetoData, placer: &mut Placer) -> Result<Marks>
 where
     DB::ErrorType: 'static,
 {
+    let Frame { cv, ax, area, px } = *f;
     // Every evaluated assignment, faint.
     for p in d.evals.iter().filter(|p| ax.shown(p)) {
         let q = px(*p);
@@ -669,7 +672,7 @@ where
     placer.add_polyline(&[(area.x0, yb), (area.x1 - 1, yb)], 6.0);
     placer.add_polyline(&[(area.x0, yf), (area.x1 - 1, yf)], 6.0);
 
-    draw_front(cv, d, ax, area, px, placer)?;
+    draw_front(f, d, placer)?;
     for p in d.holdout.iter().filter(|p| ax.shown(p)) {
         cv.marker(Marker::Ring(4), px(*p), GREEN, GREEN)?;
         placer.add_box(Rect::around(px(*p), 4), 20.0);
@@ -696,14 +699,8 @@ where
 }
 
 /// The front: a line with markers, clipped to the y range; then the other front rows.
-fn draw_front<DB: DrawingBackend>(
-    cv: &Canvas<DB>,
-    d: &ParetoData,
-    ax: &Axes,
-    area: Rect,
-    px: &dyn Fn(XY) -> Px,
-    placer: &mut Placer,
-) -> Result<()> {
+fn draw_front<DB: DrawingBackend>(f: &Frame<DB>, d: &ParetoData, placer: &mut Placer) -> Result<()> {
+    let Frame { cv, ax, area, px } = *f;
     let front = &d.front;
     let fpx: Vec<Px> = front.iter().map(|&p| px(p)).collect();
     let clip_y = area.y1 - 1;
@@ -886,11 +883,12 @@ where
     let (xr, yr) = chart.plotting_area().get_pixel_range();
     let area = Rect { x0: xr.start, y0: yr.start, x1: xr.end, y1: yr.end };
     let px = |(x, y): XY| chart.backend_coord(&(ax.tx(x), y));
+    let frame = Frame { cv: &cv, ax: &ax, area, px: &px };
     if ax.log {
-        draw_log_ticks(&cv, &ax, area, &px)?;
+        draw_log_ticks(&frame)?;
     }
     let mut placer = Placer::new(area);
-    let marks = draw_marks(&cv, &data, &ax, area, &px, &mut placer)?;
+    let marks = draw_marks(&frame, &data, &mut placer)?;
     let labels = place_labels(&cv, run, &marks, area, &mut placer);
     // The legend before the annotation: it has a few corner spots, the annotation many.
     let entries = legend_entries(&data, &ax);
