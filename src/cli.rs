@@ -1,5 +1,6 @@
 //! Command-line interface. The doc comments are the `--help` text.
 
+use crate::search::Strategy;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -54,9 +55,9 @@ pub enum Command {
         /// Output folder; default: reports/<name>/.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// uniform | paper | descent | independent | nsga2 (default: the config's).
-        #[arg(long)]
-        strategy: Option<String>,
+        /// Search strategy (default: the config's).
+        #[arg(long, value_enum)]
+        strategy: Option<Strategy>,
         /// Most evaluations to run (default: the config's).
         #[arg(long)]
         budget: Option<usize>,

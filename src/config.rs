@@ -2,8 +2,9 @@
 //! line) resolved once into [`Settings`] with paths made absolute and defaults applied.
 
 use crate::fixed::{Arith, Overflow, RangeMode, Rounding};
+use crate::search::Strategy;
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The config `qdse` runs when none is given.
@@ -94,7 +95,7 @@ struct RawCost {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSearch {
-    strategy: Option<String>,
+    strategy: Option<Strategy>,
     max_loss: Option<f64>,
     loss: Option<LossKind>,
     budget: Option<usize>,
@@ -115,7 +116,7 @@ struct RawQuant {
 }
 
 /// How accuracy loss is measured against the float model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LossKind {
     /// (acc_float - acc_q) / acc_float, the seed paper's definition.
@@ -147,7 +148,7 @@ impl LossKind {
 
 /// The loss a search decides by on its images (docs/data-roles.md, "The search signal"). Both
 /// are accuracy losses against the float network, so the budget keeps its meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Signal {
     /// Softmax probability of the true class lost: every image counts a little, so neighbouring
@@ -193,7 +194,7 @@ pub struct Role {
 
 #[derive(Debug, Clone)]
 pub struct SearchSettings {
-    pub strategy: String,
+    pub strategy: Strategy,
     pub max_loss: f64,
     pub loss: LossKind,
     pub budget: usize,
@@ -236,111 +237,28 @@ impl Settings {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG)
     }
 
+    /// Load the config given, else the default one ([`Settings::resolve_default`]).
+    pub fn load_or_default(given: Option<&Path>) -> Result<Settings> {
+        Self::load(&Self::resolve_default(given))
+    }
+
     pub fn parse(text: &str, path: &Path) -> Result<Settings> {
         let raw: RawConfig = toml::from_str(text).with_context(|| format!("invalid config {}", path.display()))?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let abs = |p: &Path| normalize(&if p.is_absolute() { p.to_path_buf() } else { base.join(p) });
-        let err = |msg: String| anyhow::anyhow!("invalid config {}: {msg}", path.display());
-
-        let d = raw.data;
-        let scale = d.scale.unwrap_or(1.0);
-        if !scale.is_finite() || scale == 0.0 {
-            return Err(err(format!("[data] scale = {scale} must be finite and non-zero")));
-        }
-        let mean = d.mean.map(OneOrMany::into_vec).unwrap_or_else(|| vec![0.0]);
-        let std = d.std.map(OneOrMany::into_vec).unwrap_or_else(|| vec![1.0]);
-        if mean.iter().any(|m| !m.is_finite()) {
-            return Err(err("[data] mean must be finite".into()));
-        }
-        if std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
-            return Err(err("[data] std must be finite and > 0".into()));
-        }
-        let range = |key: &str, r: [usize; 2]| -> Result<(usize, Option<usize>)> {
-            if r[0] >= r[1] {
-                return Err(err(format!(
-                    "[data] {key}: range [{}, {}] is empty (start must be below end)",
-                    r[0], r[1]
-                )));
-            }
-            Ok((r[0], Some(r[1])))
-        };
-        let role = |key: &str, r: RawRole| -> Result<Role> {
-            Ok(match r {
-                RawRole::Range(r) => {
-                    let (start, end) = range(key, r)?;
-                    Role { files: None, start, end }
-                }
-                RawRole::Files(f) => {
-                    let (start, end) = f.range.map_or(Ok((0, None)), |r| range(key, r))?;
-                    let files = DataFiles { images: abs(&f.images), labels: abs(&f.labels), layout: f.layout };
-                    Role { files: Some(files), start, end }
-                }
-            })
-        };
-        let validation = match (d.search_samples, d.validation) {
-            (Some(_), Some(_)) => return Err(err("[data] has both search_samples and validation: give one".into())),
-            (None, None) => return Err(err("[data] needs validation = [start, end] (or search_samples = N)".into())),
-            (Some(0), None) => return Err(err("[data] search_samples must be at least 1".into())),
-            (Some(n), None) => Role { files: None, start: 0, end: Some(n) },
-            (None, Some(v)) => role("validation", v)?,
-        };
-        let holdout = match d.holdout {
-            Some(h) => role("holdout", h)?,
-            // Default: the [data] images the validation split leaves after it.
-            None => Role {
-                files: None,
-                start: if validation.files.is_none() { validation.end.unwrap_or(0) } else { 0 },
-                end: None,
-            },
-        };
-        let s = raw.search.unwrap_or(RawSearch {
-            strategy: None,
-            max_loss: None,
-            loss: None,
-            budget: None,
-            confidence: None,
-            signal: None,
-        });
-        let max_loss = s.max_loss.unwrap_or(0.01);
-        if !(0.0..1.0).contains(&max_loss) {
-            return Err(err(format!("[search] max_loss = {max_loss} must be in [0, 1)")));
-        }
-        let confidence = s.confidence.unwrap_or(0.95);
-        if !(0.0..1.0).contains(&confidence) {
-            return Err(err(format!("[search] confidence = {confidence} must be in [0, 1)")));
-        }
+        let o = Origin { path, base: path.parent().map(Path::to_path_buf).unwrap_or_default() };
         let q = raw.quant.unwrap_or(RawQuant { rounding: None, overflow: None, range: None, unsigned: None });
         Ok(Settings {
             source: path.to_path_buf(),
             name: raw.name,
             seed: raw.seed.unwrap_or(0),
-            model: abs(&raw.model.path),
-            data: DataSettings {
-                images: abs(&d.images),
-                labels: abs(&d.labels),
-                layout: d.layout,
-                scale,
-                mean,
-                std,
-                validation,
-                holdout,
-                confirm_samples: d.confirm_samples,
-                limit: d.limit,
-            },
+            model: o.abs(&raw.model.path),
+            data: data_settings(raw.data, &o)?,
             // A shipped profile's name stays a name; anything path-like is relative to the config.
             cost_profile: match raw.cost.and_then(|c| c.profile) {
                 None => "paper".into(),
                 Some(p) if crate::cost::profile::builtin(&p).is_some() => p,
-                Some(p) => abs(Path::new(&p)).display().to_string(),
+                Some(p) => o.abs(Path::new(&p)).display().to_string(),
             },
-            search: SearchSettings {
-                strategy: s.strategy.unwrap_or_else(|| "paper".into()),
-                max_loss,
-                loss: s.loss.unwrap_or_default(),
-                budget: s.budget.unwrap_or(2000),
-                confidence,
-                signal: s.signal.unwrap_or_default(),
-            },
+            search: search_settings(raw.search, &o)?,
             arith: Arith {
                 rounding: q.rounding.unwrap_or_default(),
                 overflow: q.overflow.unwrap_or_default(),
@@ -357,6 +275,114 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Where a config came from: its relative paths and its errors name it.
+struct Origin<'p> {
+    path: &'p Path,
+    base: PathBuf,
+}
+
+impl Origin<'_> {
+    /// A path of the config, relative to its folder unless absolute.
+    fn abs(&self, p: &Path) -> PathBuf {
+        normalize(&if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) })
+    }
+
+    fn err(&self, msg: String) -> anyhow::Error {
+        anyhow::anyhow!("invalid config {}: {msg}", self.path.display())
+    }
+}
+
+/// `[data]` resolved: preprocessing checked, the data roles laid out (docs/data-roles.md).
+fn data_settings(d: RawData, o: &Origin) -> Result<DataSettings> {
+    let scale = d.scale.unwrap_or(1.0);
+    if !scale.is_finite() || scale == 0.0 {
+        return Err(o.err(format!("[data] scale = {scale} must be finite and non-zero")));
+    }
+    let mean = d.mean.map_or_else(|| vec![0.0], OneOrMany::into_vec);
+    let std = d.std.map_or_else(|| vec![1.0], OneOrMany::into_vec);
+    if mean.iter().any(|m| !m.is_finite()) {
+        return Err(o.err("[data] mean must be finite".into()));
+    }
+    if std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
+        return Err(o.err("[data] std must be finite and > 0".into()));
+    }
+    let range = |key: &str, r: [usize; 2]| -> Result<(usize, Option<usize>)> {
+        if r[0] >= r[1] {
+            return Err(o.err(format!("[data] {key}: range [{}, {}] is empty (start must be below end)", r[0], r[1])));
+        }
+        Ok((r[0], Some(r[1])))
+    };
+    let role = |key: &str, r: RawRole| -> Result<Role> {
+        Ok(match r {
+            RawRole::Range(r) => {
+                let (start, end) = range(key, r)?;
+                Role { files: None, start, end }
+            }
+            RawRole::Files(f) => {
+                let (start, end) = f.range.map_or(Ok((0, None)), |r| range(key, r))?;
+                let files = DataFiles { images: o.abs(&f.images), labels: o.abs(&f.labels), layout: f.layout };
+                Role { files: Some(files), start, end }
+            }
+        })
+    };
+    let validation = match (d.search_samples, d.validation) {
+        (Some(_), Some(_)) => return Err(o.err("[data] has both search_samples and validation: give one".into())),
+        (None, None) => return Err(o.err("[data] needs validation = [start, end] (or search_samples = N)".into())),
+        (Some(0), None) => return Err(o.err("[data] search_samples must be at least 1".into())),
+        (Some(n), None) => Role { files: None, start: 0, end: Some(n) },
+        (None, Some(v)) => role("validation", v)?,
+    };
+    let holdout = match d.holdout {
+        Some(h) => role("holdout", h)?,
+        // Default: the [data] images the validation split leaves after it.
+        None => Role {
+            files: None,
+            start: if validation.files.is_none() { validation.end.unwrap_or(0) } else { 0 },
+            end: None,
+        },
+    };
+    Ok(DataSettings {
+        images: o.abs(&d.images),
+        labels: o.abs(&d.labels),
+        layout: d.layout,
+        scale,
+        mean,
+        std,
+        validation,
+        holdout,
+        confirm_samples: d.confirm_samples,
+        limit: d.limit,
+    })
+}
+
+/// `[search]` resolved, with its defaults.
+fn search_settings(raw: Option<RawSearch>, o: &Origin) -> Result<SearchSettings> {
+    let s = raw.unwrap_or(RawSearch {
+        strategy: None,
+        max_loss: None,
+        loss: None,
+        budget: None,
+        confidence: None,
+        signal: None,
+    });
+    let max_loss = s.max_loss.unwrap_or(0.01);
+    if !(0.0..1.0).contains(&max_loss) {
+        return Err(o.err(format!("[search] max_loss = {max_loss} must be in [0, 1)")));
+    }
+    let confidence = s.confidence.unwrap_or(0.95);
+    if !(0.0..1.0).contains(&confidence) {
+        return Err(o.err(format!("[search] confidence = {confidence} must be in [0, 1)")));
+    }
+    Ok(SearchSettings {
+        strategy: s.strategy.unwrap_or(Strategy::Paper),
+        max_loss,
+        loss: s.loss.unwrap_or_default(),
+        budget: s.budget.unwrap_or(2000),
+        confidence,
+        signal: s.signal.unwrap_or_default(),
+    })
 }
 
 /// Remove `.` and `name/..` pairs without touching the file system, so that paths in reports

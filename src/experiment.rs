@@ -8,6 +8,7 @@ use crate::eval::paired::Paired;
 use crate::eval::{self, fixed::FixedEngine};
 use crate::fixed::Assignment;
 use crate::model::{onnx, Graph};
+use crate::run_folder;
 use anyhow::{bail, Context, Result};
 use std::ops::Range;
 use std::path::Path;
@@ -38,19 +39,15 @@ fn classes(o: &FloatOutputs) -> Vec<usize> {
     o.iter().map(|(c, _)| *c).collect()
 }
 
-/// Accuracy on both splits.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct SplitAccuracy {
-    pub search: f64,
-    pub holdout: f64,
-}
+/// Accuracy on the search and the holdout split.
+pub type SplitAccuracy = run_folder::Split<f64>;
 
 impl Experiment {
     pub fn load(settings: Settings) -> Result<Experiment> {
         let graph =
             onnx::load(&settings.model).with_context(|| format!("cannot import model {}", settings.model.display()))?;
         let d = &settings.data;
-        let (data, split) = load_roles(d)?;
+        let (data, split) = load_roles(d, graph.num_classes())?;
         if data.shape != graph.input_shape() {
             bail!(
                 "the data's sample shape {:?} ({}) does not match the model's input shape {:?} ({})",
@@ -168,13 +165,15 @@ impl Experiment {
 }
 
 /// The validation images, then the holdout images, as one data set, with the split into search,
-/// confirmation and holdout (docs/data-roles.md). Roles from the same files must not overlap.
-fn load_roles(d: &DataSettings) -> Result<(Dataset, Split)> {
+/// confirmation and holdout (docs/data-roles.md). Roles from the same files must not overlap,
+/// and every label must be one of the model's `classes`.
+fn load_roles(d: &DataSettings, classes: usize) -> Result<(Dataset, Split)> {
     let mut main = data::load(&d.images, &d.labels, d.layout)?;
     if let Some(limit) = d.limit {
         main = main.subset(0..limit.min(main.len()));
     }
     let files_of = |r: &Role| r.files.as_ref().map_or(d.images.as_path(), |f| f.images.as_path()).to_path_buf();
+    let labels_of = |r: &Role| r.files.as_ref().map_or(d.labels.as_path(), |f| f.labels.as_path()).to_path_buf();
     let part = |key: &str, r: &Role| -> Result<(Dataset, std::ops::Range<usize>)> {
         let own;
         let ds = match &r.files {
@@ -199,6 +198,16 @@ fn load_roles(d: &DataSettings) -> Result<(Dataset, Split)> {
                 r.start,
                 ds.len(),
                 files_of(r).display()
+            );
+        }
+        // A label the model cannot predict would count as a wrong answer without a word (1-based
+        // labels would silently cost a tenth of the accuracy).
+        if let Some((i, label)) = ds.labels[r.start..end].iter().enumerate().find(|(_, &l)| l >= classes) {
+            bail!(
+                "{}: label {label} of sample {} is not a class of the model, which has {classes} (0 to {})",
+                labels_of(r).display(),
+                r.start + i,
+                classes.saturating_sub(1)
             );
         }
         Ok((ds.subset(r.start..end), r.start..end))

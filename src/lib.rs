@@ -13,4 +13,5 @@ pub mod export;
 pub mod fixed;
 pub mod model;
 pub mod report;
+pub mod run_folder;
 pub mod search;

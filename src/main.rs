@@ -1,10 +1,13 @@
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use qdse::cli::{Cli, Command};
 use qdse::config::Settings;
+use qdse::eval::paired::Paired;
 use qdse::experiment::{Experiment, Profile, SplitAccuracy};
+use qdse::run_folder::{reduction_key, RunSummary};
 use qdse::search::explore;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -27,95 +30,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Each subcommand checks its flags and the config before it loads a model or data.
 fn run(cli: Cli) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+    let out = &mut std::io::stdout().lock();
     match cli.command {
-        Command::Inspect { model } => {
-            let graph =
-                qdse::model::onnx::load(&model).with_context(|| format!("cannot import model {}", model.display()))?;
-            write!(out, "{}", qdse::model::inspect_table(&graph))?;
-        }
-        Command::Eval { config, point, json } => {
-            let exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
-            let a = match &point {
-                Some(p) => exp.load_point(p)?,
-                None => exp.baseline(),
-            };
-            let float = exp.float_accuracy();
-            let kind = exp.settings.search.loss;
-            // One pass of the integer engine per split gives the accuracy and the paired measures.
-            let (ps, ph) = (exp.search(&a)?, exp.holdout(&a)?);
-            let fixed = SplitAccuracy { search: ps.fixed_accuracy(), holdout: ph.fixed_accuracy() };
-            let measures = |p: &qdse::eval::paired::Paired| serde_json::json!({"loss": p.loss(kind), "soft_loss": p.soft_loss(kind), "flip_rate": p.flip_rate(), "kl": p.kl()});
-            let samples = serde_json::json!({"search": exp.split.search.len(), "confirm": exp.split.confirm.len(), "holdout": exp.split.holdout.len()});
-            if json {
-                let v = serde_json::json!({
-                    "name": exp.settings.name,
-                    "point": point.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "uniform-8bit".into()),
-                    "samples": samples,
-                    "float": float,
-                    "fixed": fixed,
-                    "paired": {"search": measures(&ps), "holdout": measures(&ph)},
-                });
-                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-            } else {
-                let what = point
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "uniform 8-bit (no clipping)".into());
-                writeln!(out, "{}: {}", exp.settings.name, exp.settings.model.display())?;
-                writeln!(out, "fixed point: {what}")?;
-                writeln!(out, "{:<8} {:>10} {:>10}", "", "search", "holdout")?;
-                writeln!(out, "{:<8} {:>10} {:>10}", "samples", exp.split.search.len(), exp.split.holdout.len())?;
-                writeln!(out, "{:<8} {:>9.2}% {:>9.2}%", "float", 100.0 * float.search, 100.0 * float.holdout)?;
-                writeln!(out, "{:<8} {:>9.2}% {:>9.2}%", "fixed", 100.0 * fixed.search, 100.0 * fixed.holdout)?;
-                // Paired against the float network on the same images (docs/data-roles.md).
-                let row = |name: &str, f: &dyn Fn(&qdse::eval::paired::Paired) -> f64, scale: f64, unit: &str| {
-                    format!("{name:<8} {:>9.3}{unit} {:>9.3}{unit}", scale * f(&ps), scale * f(&ph))
-                };
-                writeln!(out, "{}", row("loss", &|p| p.loss(kind), 100.0, "%"))?;
-                writeln!(out, "{}", row("soft", &|p| p.soft_loss(kind), 100.0, "%"))?;
-                writeln!(out, "{}", row("flips", &|p| p.flip_rate(), 100.0, "%"))?;
-                writeln!(out, "{}", row("KL mnat", &|p| p.kl(), 1000.0, " "))?;
-            }
-        }
+        Command::Inspect { model } => inspect(out, &model),
+        Command::Eval { config, point, json } => eval(out, config.as_deref(), point.as_deref(), json),
         Command::Cost { config, point, profile, json } => {
-            let exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
-            let a = match &point {
-                Some(p) => exp.load_point(p)?,
-                None => exp.baseline(),
-            };
-            let specs: Vec<String> = match profile {
-                Some(p) => vec![p],
-                None => {
-                    let mut v: Vec<String> = qdse::cost::profile::BUILTIN_NAMES.iter().map(|s| s.to_string()).collect();
-                    if !v.contains(&exp.settings.cost_profile) {
-                        v.insert(0, exp.settings.cost_profile.clone());
-                    }
-                    v
-                }
-            };
-            let mut all = serde_json::Map::new();
-            for spec in specs {
-                let p = Profile::resolve(&spec)?;
-                for w in &p.warnings {
-                    eprintln!("warning: {w}");
-                }
-                let model = qdse::cost::CostModel::new(&exp.graph, &p.profile);
-                model.check(&a)?;
-                let chosen = model.price(&a);
-                let base = model.price(&exp.baseline());
-                let f32c = qdse::cost::price_float32(&exp.graph, &p.profile);
-                if json {
-                    all.insert(p.profile.name.clone(), qdse::cost::breakdown_json(&exp.graph, &chosen, &base, &f32c));
-                } else {
-                    writeln!(out, "== profile {} ({})", p.profile.name, p.profile.origin)?;
-                    writeln!(out, "{}", qdse::cost::breakdown_table(&exp.graph, &chosen, &base, &f32c))?;
-                }
-            }
-            if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
-            }
+            cost(out, config.as_deref(), point.as_deref(), profile.as_deref(), json)
         }
         Command::Explore {
             config,
@@ -129,29 +51,6 @@ fn run(cli: Cli) -> Result<()> {
             no_early_stop,
             measure_signals,
         } => {
-            let mut exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
-            if let Some(m) = max_loss {
-                if !(0.0..1.0).contains(&m) {
-                    anyhow::bail!("--max-loss {m} must be in [0, 1) (a fraction: 0.005 = 0.5 %)");
-                }
-                exp.settings.search.max_loss = m;
-            }
-            let p = Profile::resolve(&exp.settings.cost_profile)?;
-            for w in &p.warnings {
-                eprintln!("warning: {w}");
-            }
-            let model = qdse::cost::CostModel::new(&exp.graph, &p.profile);
-            let names: Vec<String> = p.profile.objectives.iter().map(|o| o.name().to_string()).collect();
-            let primary = p.profile.objectives.iter().position(|o| *o == p.profile.primary).unwrap_or(0);
-            let pricer =
-                |a: &qdse::fixed::Assignment| -> Vec<f64> { model.objectives(a).iter().map(|(_, v)| v).collect() };
-            let costing = explore::Costing {
-                names,
-                primary,
-                pricer: &pricer,
-                profile_name: p.profile.name.clone(),
-                profile_text: p.text.clone(),
-            };
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             let opts = explore::Options {
                 out: dir,
@@ -164,124 +63,265 @@ fn run(cli: Cli) -> Result<()> {
                 no_early_stop,
                 measure_signals,
             };
-            let outcome = explore::explore(&exp, &costing, &opts)?;
-            let files = qdse::report::render_run(&outcome.dir)?;
-            print_outcome(&mut out, &outcome)?;
-            writeln!(out, "report: {} ({} files)", outcome.dir.join("report.html").display(), files.len())?;
+            explore(out, config.as_deref(), max_loss, &opts)
         }
-        Command::Export { config, point, out: dir, samples } => {
-            let cfg = Settings::resolve_default(config.as_deref());
-            let exp = Experiment::from_config(&cfg)?;
-            let a = exp.load_point(&point)?;
-            let golden: Vec<(Vec<f64>, usize)> =
-                exp.split.holdout.clone().take(samples).map(|i| (exp.input_f64(i), exp.data.labels[i])).collect();
-            let meta = qdse::export::ExportMeta::new(
-                exp.settings.model.display().to_string(),
-                Some(cfg.display().to_string()),
-            );
-            qdse::export::export(&exp.graph, &a, &golden, &dir, &meta)?;
-            writeln!(out, "exported {} ({} golden samples) to {}", point.display(), golden.len(), dir.display())?;
+        Command::Export { config, point, out: dir, samples } => export(out, config.as_deref(), &point, &dir, samples),
+        Command::Report { dirs, table } => report(out, &dirs, table),
+        Command::Bench { config, repeats, json } => bench(out, config.as_deref(), repeats, json),
+        Command::Uniform { config, bits } => uniform(out, config.as_deref(), bits),
+    }
+}
+
+/// A file a flag names must exist before the model and data are loaded for it.
+fn check_file(flag: &str, path: &Path) -> Result<()> {
+    if !path.is_file() {
+        bail!("{flag} {}: no such file", path.display());
+    }
+    Ok(())
+}
+
+/// The experiment of a loaded config, its point file's assignment or else uniform 8-bit.
+fn load_with_point(settings: Settings, point: Option<&Path>) -> Result<(Experiment, qdse::fixed::Assignment)> {
+    let exp = Experiment::load(settings)?;
+    let a = match point {
+        Some(p) => exp.load_point(p)?,
+        None => exp.baseline(),
+    };
+    Ok((exp, a))
+}
+
+fn inspect(out: &mut impl Write, model: &Path) -> Result<()> {
+    let graph = qdse::model::onnx::load(model).with_context(|| format!("cannot import model {}", model.display()))?;
+    write!(out, "{}", qdse::model::inspect_table(&graph))?;
+    Ok(())
+}
+
+fn eval(out: &mut impl Write, config: Option<&Path>, point: Option<&Path>, json: bool) -> Result<()> {
+    let settings = Settings::load_or_default(config)?;
+    if let Some(p) = point {
+        check_file("--point", p)?;
+    }
+    let (exp, a) = load_with_point(settings, point)?;
+    let kind = exp.settings.search.loss;
+    // One pass of the integer engine per split gives the accuracy and the paired measures.
+    let (ps, ph) = (exp.search(&a)?, exp.holdout(&a)?);
+    let float = exp.float_accuracy();
+    let fixed = SplitAccuracy { search: ps.fixed_accuracy(), holdout: ph.fixed_accuracy() };
+    if json {
+        let measures = |p: &Paired| serde_json::json!({"loss": p.loss(kind), "soft_loss": p.soft_loss(kind), "flip_rate": p.flip_rate(), "kl": p.kl()});
+        let samples = serde_json::json!({"search": exp.split.search.len(), "confirm": exp.split.confirm.len(), "holdout": exp.split.holdout.len()});
+        let v = serde_json::json!({
+            "name": exp.settings.name,
+            "point": point.map_or_else(|| "uniform-8bit".into(), |p| p.display().to_string()),
+            "samples": samples,
+            "float": float,
+            "fixed": fixed,
+            "paired": {"search": measures(&ps), "holdout": measures(&ph)},
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    let what = point.map_or_else(|| "uniform 8-bit (no clipping)".into(), |p| p.display().to_string());
+    writeln!(out, "{}: {}", exp.settings.name, exp.settings.model.display())?;
+    writeln!(out, "fixed point: {what}")?;
+    writeln!(out, "{:<8} {:>10} {:>10}", "", "search", "holdout")?;
+    writeln!(out, "{:<8} {:>10} {:>10}", "samples", exp.split.search.len(), exp.split.holdout.len())?;
+    writeln!(out, "{:<8} {:>9.2}% {:>9.2}%", "float", 100.0 * float.search, 100.0 * float.holdout)?;
+    writeln!(out, "{:<8} {:>9.2}% {:>9.2}%", "fixed", 100.0 * fixed.search, 100.0 * fixed.holdout)?;
+    // Paired against the float network on the same images (docs/data-roles.md).
+    let row = |name: &str, f: &dyn Fn(&Paired) -> f64, scale: f64, unit: &str| {
+        format!("{name:<8} {:>9.3}{unit} {:>9.3}{unit}", scale * f(&ps), scale * f(&ph))
+    };
+    writeln!(out, "{}", row("loss", &|p| p.loss(kind), 100.0, "%"))?;
+    writeln!(out, "{}", row("soft", &|p| p.soft_loss(kind), 100.0, "%"))?;
+    writeln!(out, "{}", row("flips", &|p| p.flip_rate(), 100.0, "%"))?;
+    writeln!(out, "{}", row("KL mnat", &|p| p.kl(), 1000.0, " "))?;
+    Ok(())
+}
+
+fn cost(
+    out: &mut impl Write,
+    config: Option<&Path>,
+    point: Option<&Path>,
+    profile: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let settings = Settings::load_or_default(config)?;
+    if let Some(p) = point {
+        check_file("--point", p)?;
+    }
+    // The given profile, else every shipped one (and the config's own, if it is a file).
+    let specs: Vec<String> = if let Some(p) = profile {
+        vec![p.to_string()]
+    } else {
+        let mut v: Vec<String> = qdse::cost::profile::BUILTIN_NAMES.iter().map(ToString::to_string).collect();
+        if !v.contains(&settings.cost_profile) {
+            v.insert(0, settings.cost_profile.clone());
         }
-        Command::Report { dirs, table } => {
-            if table {
-                write!(out, "{}", qdse::report::results::results_table(&dirs)?)?;
-            } else {
-                for dir in &dirs {
-                    for f in qdse::report::render_run(dir)? {
-                        writeln!(out, "{}", f.display())?;
-                    }
-                }
-            }
+        v
+    };
+    let profiles: Vec<Profile> = specs.iter().map(|s| Profile::resolve(s)).collect::<Result<_>>()?;
+    let (exp, a) = load_with_point(settings, point)?;
+    let mut all = serde_json::Map::new();
+    for p in profiles {
+        for w in &p.warnings {
+            eprintln!("warning: {w}");
         }
-        Command::Bench { config, repeats, json } => {
-            let exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
-            let t = qdse::eval::throughput(&exp.graph, &exp.data, &exp.pre, &exp.baseline(), repeats)?;
-            if json {
-                let v = serde_json::json!({"model": exp.settings.model.display().to_string(), "throughput": t});
-                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-            } else {
-                writeln!(out, "{} over {} images, {} threads", exp.settings.model.display(), t.images, t.threads)?;
-                writeln!(
-                    out,
-                    "float32     {:>10.0} images/s  (accuracy {:.2}%)",
-                    t.float_images_per_s,
-                    100.0 * t.float_accuracy
-                )?;
-                writeln!(
-                    out,
-                    "fixed 8-bit {:>10.0} images/s  (accuracy {:.2}%)",
-                    t.fixed_images_per_s,
-                    100.0 * t.fixed_accuracy
-                )?;
-            }
+        let model = qdse::cost::CostModel::new(&exp.graph, &p.profile);
+        model.check(&a)?;
+        let chosen = model.price(&a);
+        let base = model.price(&exp.baseline());
+        let f32c = qdse::cost::price_float32(&exp.graph, &p.profile);
+        if json {
+            all.insert(p.profile.name.clone(), qdse::cost::breakdown_json(&exp.graph, &chosen, &base, &f32c));
+        } else {
+            writeln!(out, "== profile {} ({})", p.profile.name, p.profile.origin)?;
+            writeln!(out, "{}", qdse::cost::breakdown_table(&exp.graph, &chosen, &base, &f32c))?;
         }
-        Command::Uniform { config, bits } => {
-            let exp = Experiment::from_config(&Settings::resolve_default(config.as_deref()))?;
-            if !(1..=qdse::fixed::format::MAX_BITS).contains(&bits) {
-                anyhow::bail!("--bits {bits} is out of range 1..=32");
-            }
-            write!(out, "{}", exp.uniform(bits).to_toml(&exp.graph))?;
+    }
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+    }
+    Ok(())
+}
+
+fn explore(out: &mut impl Write, config: Option<&Path>, max_loss: Option<f64>, opts: &explore::Options) -> Result<()> {
+    let mut settings = Settings::load_or_default(config)?;
+    settings.check_name()?;
+    if let Some(m) = max_loss {
+        if !(0.0..1.0).contains(&m) {
+            bail!("--max-loss {m} must be in [0, 1) (a fraction: 0.005 = 0.5 %)");
+        }
+        settings.search.max_loss = m;
+    }
+    let p = Profile::resolve(&settings.cost_profile)?;
+    for w in &p.warnings {
+        eprintln!("warning: {w}");
+    }
+    let exp = Experiment::load(settings)?;
+    let model = qdse::cost::CostModel::new(&exp.graph, &p.profile);
+    let names: Vec<String> = p.profile.objectives.iter().map(|o| o.name().to_string()).collect();
+    let primary = p.profile.objectives.iter().position(|o| *o == p.profile.primary).unwrap_or(0);
+    let pricer = |a: &qdse::fixed::Assignment| -> Vec<f64> { model.objectives(a).iter().map(|(_, v)| v).collect() };
+    let costing = explore::Costing {
+        names,
+        primary,
+        pricer: &pricer,
+        profile_name: p.profile.name.clone(),
+        profile_text: p.text.clone(),
+    };
+    let outcome = explore::explore(&exp, &costing, opts)?;
+    let files = qdse::report::render_run(&outcome.dir)?;
+    writeln!(out, "run folder: {}", outcome.dir.display())?;
+    print_summary(out, &outcome.summary)?;
+    writeln!(out, "report: {} ({} files)", outcome.dir.join("report.html").display(), files.len())?;
+    Ok(())
+}
+
+fn export(out: &mut impl Write, config: Option<&Path>, point: &Path, dir: &Path, samples: usize) -> Result<()> {
+    let cfg = Settings::resolve_default(config);
+    let settings = Settings::load(&cfg)?;
+    check_file("--point", point)?;
+    let exp = Experiment::load(settings)?;
+    let a = exp.load_point(point)?;
+    let golden: Vec<(Vec<f64>, usize)> =
+        exp.split.holdout.clone().take(samples).map(|i| (exp.input_f64(i), exp.data.labels[i])).collect();
+    let meta = qdse::export::ExportMeta::new(exp.settings.model.display().to_string(), Some(cfg.display().to_string()));
+    qdse::export::export(&exp.graph, &a, &golden, dir, &meta)?;
+    writeln!(out, "exported {} ({} golden samples) to {}", point.display(), golden.len(), dir.display())?;
+    Ok(())
+}
+
+fn report(out: &mut impl Write, dirs: &[PathBuf], table: bool) -> Result<()> {
+    if table {
+        write!(out, "{}", qdse::report::results::results_table(dirs)?)?;
+        return Ok(());
+    }
+    for dir in dirs {
+        for f in qdse::report::render_run(dir)? {
+            writeln!(out, "{}", f.display())?;
         }
     }
     Ok(())
 }
 
+fn bench(out: &mut impl Write, config: Option<&Path>, repeats: usize, json: bool) -> Result<()> {
+    let exp = Experiment::load(Settings::load_or_default(config)?)?;
+    let t = qdse::eval::throughput(&exp.graph, &exp.data, &exp.pre, &exp.baseline(), repeats)?;
+    if json {
+        let v = serde_json::json!({"model": exp.settings.model.display().to_string(), "throughput": t});
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    writeln!(out, "{} over {} images, {} threads", exp.settings.model.display(), t.images, t.threads)?;
+    let line =
+        |what: &str, per_s: f64, acc: f64| format!("{what:<11} {per_s:>10.0} images/s  (accuracy {:.2}%)", 100.0 * acc);
+    writeln!(out, "{}", line("float32", t.float_images_per_s, t.float_accuracy))?;
+    writeln!(out, "{}", line("fixed 8-bit", t.fixed_images_per_s, t.fixed_accuracy))?;
+    Ok(())
+}
+
+fn uniform(out: &mut impl Write, config: Option<&Path>, bits: u32) -> Result<()> {
+    let settings = Settings::load_or_default(config)?;
+    if !(1..=qdse::fixed::format::MAX_BITS).contains(&bits) {
+        bail!("--bits {bits} is out of range 1..={}", qdse::fixed::format::MAX_BITS);
+    }
+    let exp = Experiment::load(settings)?;
+    write!(out, "{}", exp.uniform(bits).to_toml(&exp.graph))?;
+    Ok(())
+}
+
 /// The headline of a finished run.
-fn print_outcome(out: &mut impl Write, o: &explore::Outcome) -> Result<()> {
-    let s = &o.summary;
-    let pct = |v: &serde_json::Value| v.as_f64().map(|x| format!("{:.2}%", 100.0 * x)).unwrap_or_else(|| "-".into());
-    writeln!(out, "run folder: {}", o.dir.display())?;
+fn print_summary(out: &mut impl Write, s: &RunSummary) -> Result<()> {
+    let pct = |v: Option<f64>| v.map_or_else(|| "-".into(), |x| format!("{:.2}%", 100.0 * x));
+    let count = |v: Option<u64>| v.map_or_else(|| "null".into(), |n| n.to_string());
     writeln!(
         out,
         "{} evaluations ({} run, {} stopped early) in {:.1} s",
-        s["evaluations"],
-        s["evaluations_run"],
-        s["evaluations_stopped_early"],
-        s["wall_seconds"].as_f64().unwrap_or(0.0)
+        count(s.evaluations),
+        count(s.evaluations_run),
+        count(s.evaluations_stopped_early),
+        s.wall_seconds.unwrap_or(0.0)
     )?;
-    writeln!(
-        out,
-        "float accuracy: search {} holdout {}",
-        pct(&s["float_accuracy"]["search"]),
-        pct(&s["float_accuracy"]["holdout"])
-    )?;
-    let b = &s["baseline_8bit"];
-    writeln!(out, "uniform 8-bit:  search {} holdout {}", pct(&b["accuracy_search"]), pct(&b["accuracy_holdout"]))?;
-    let c = &s["chosen"];
-    if c.is_null() {
-        writeln!(out, "no evaluated point meets the loss budget of {}", pct(&s["max_loss"]))?;
+    let float = s.float_accuracy;
+    writeln!(out, "float accuracy: search {} holdout {}", pct(Some(float.search)), pct(Some(float.holdout)))?;
+    let b = &s.baseline_8bit;
+    writeln!(out, "uniform 8-bit:  search {} holdout {}", pct(Some(b.accuracy_search)), pct(Some(b.accuracy_holdout)))?;
+    let Some(c) = &s.chosen else {
+        writeln!(out, "no evaluated point meets the loss budget of {}", pct(Some(s.max_loss)))?;
         return Ok(());
-    }
+    };
+    let ci = c.loss_holdout_ci95;
     writeln!(
         out,
         "chosen ({}): loss search {} holdout {} (95% interval {} to {}; holdout accuracy {})",
-        c["source"].as_str().unwrap_or("?"),
-        pct(&c["loss_search"]),
-        pct(&c["loss_holdout"]),
-        pct(&c["loss_holdout_ci95"][0]),
-        pct(&c["loss_holdout_ci95"][1]),
-        pct(&c["accuracy_holdout"])
+        c.source,
+        pct(Some(c.loss_search)),
+        pct(Some(c.loss_holdout)),
+        pct(ci.map(|i| i[0])),
+        pct(ci.map(|i| i[1])),
+        pct(Some(c.accuracy_holdout))
     )?;
-    if c.get("loss_confirm_bound").is_some() {
+    if c.loss_confirm_bound.is_some() {
+        let confirmation = s.confirmation.clone().unwrap_or_default();
         writeln!(
             out,
             "  confirmation: loss {} bound {} (its rung at {:.1}%; overall {:.0}% confidence; {} rungs tested, {} accepted)",
-            pct(&c["loss_confirm"]),
-            pct(&c["loss_confirm_bound"]),
-            100.0 * c["loss_confirm_bound_confidence"].as_f64().unwrap_or(0.0),
-            100.0 * s["confidence"].as_f64().unwrap_or(0.0),
-            s["confirmation"]["tested"],
-            s["confirmation"]["accepted"]
+            pct(c.loss_confirm),
+            pct(c.loss_confirm_bound),
+            100.0 * c.loss_confirm_bound_confidence.unwrap_or(0.0),
+            100.0 * s.confidence.unwrap_or(0.0),
+            confirmation.tested,
+            confirmation.accepted
         )?;
     }
-    for name in s["objectives"].as_array().into_iter().flatten().filter_map(|n| n.as_str()) {
-        let short = name.strip_suffix("_bits").unwrap_or(name);
+    for name in &s.objectives {
         writeln!(
             out,
             "  {name:<12} {:>14.6e} vs 8-bit {:>14.6e}  reduction {}",
-            c[name].as_f64().unwrap_or(f64::NAN),
-            b[name].as_f64().unwrap_or(f64::NAN),
-            pct(&c[format!("{short}_reduction_vs_8bit")])
+            c.cost(name).unwrap_or(f64::NAN),
+            b.cost(name).unwrap_or(f64::NAN),
+            pct(c.costs.get(&reduction_key(name)))
         )?;
     }
     Ok(())

@@ -374,6 +374,28 @@ fn eval_point(point: &str) -> Run {
     qdse(&[Path::new("eval"), &cfg, Path::new("--point"), &p])
 }
 
+/// A point file naming a layer twice would let one entry silently win.
+#[test]
+fn point_naming_a_layer_twice_is_an_error() {
+    eval_point(
+        "[[layer]]\nname = \"/conv1/Conv\"\nweights = { bits = 6 }\n\n\
+         [[layer]]\nname = \"/conv2/Conv\"\n\n\
+         [[layer]]\nname = \"/conv1/Conv\"\noutput = { bits = 4 }\n",
+    )
+    .fails_with(&["point.toml", "'/conv1/Conv'", "listed twice", "entries 1 and 3"]);
+}
+
+/// A label the model has no class for (here 1-based labels for a 10-class model) would count as
+/// a wrong answer without a word.
+#[test]
+fn labels_outside_the_models_classes_are_an_error() {
+    let t = TempDir::new().unwrap();
+    let images = write(t.path(), "images.idx", idx_images(40));
+    let labels = write(t.path(), "labels.idx", idx(&[40], |i| (i % 10 + 1) as u8));
+    let cfg = config_with(t.path(), "c.toml", &lenet(), &images, &labels, "search_samples = 20", "");
+    qdse(&[Path::new("eval"), &cfg]).fails_with(&["labels.idx", "label 10 of sample 9", "has 10 (0 to 9)"]);
+}
+
 #[test]
 fn max_loss_out_of_range_is_an_error() {
     qdse(&["explore", "--max-loss", "1.5", "--out", "/nonexistent/never-written"]).fails_with(&[
@@ -466,7 +488,28 @@ fn explore_unknown_strategy() {
         Path::new("--out"),
         &out,
     ])
-    .fails_with(&["unknown strategy 'simulated-annealing'", "uniform", "paper", "independent", "nsga2"]);
+    .fails_with(&[
+        "invalid value 'simulated-annealing'",
+        "--strategy",
+        "uniform",
+        "paper",
+        "independent",
+        "nsga2",
+    ]);
+}
+
+/// A strategy is checked when the config is read, so a typo fails every subcommand, not only
+/// `explore`, and before the model or data is loaded.
+#[test]
+fn config_with_an_unknown_strategy_fails_every_subcommand() {
+    let t = TempDir::new().unwrap();
+    let missing = t.path().join("no-such-model.onnx");
+    let tail = "[search]\nstrategy = \"nsga3\"\n";
+    let cfg =
+        config_with(t.path(), "typo.toml", &missing, &fashion_images(), &fashion_labels(), "search_samples = 20", tail);
+    for cmd in ["eval", "cost", "explore", "uniform"] {
+        qdse(&[Path::new(cmd), &cfg]).fails_with(&["typo.toml", "nsga3", "uniform", "paper", "descent", "nsga2"]);
+    }
 }
 
 fn cost_with_profile(profile: &str) -> (Run, PathBuf, TempDir) {

@@ -8,6 +8,7 @@
 //! nsga2, whose budget must get past the paper search it starts from (about 260 evaluations)
 //! before the seed matters.
 
+use qdse::run_folder::{self, EvaluationRow, FrontRow, RunSummary};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -80,9 +81,8 @@ fn explore(cfg: &Path, out: &Path, strategy: &str, budget: usize, seed: Option<u
     qdse(&args)
 }
 
-fn summary(dir: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(dir.join("summary.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+fn summary(dir: &Path) -> RunSummary {
+    RunSummary::load(&dir.join("summary.json")).unwrap()
 }
 
 fn read(p: &Path) -> Vec<u8> {
@@ -99,56 +99,30 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// One row of evaluations.csv or pareto.csv.
-#[derive(Debug, Clone)]
-struct Row {
-    id: usize,
-    source: String,
-    acc_search: f64,
-    loss_search: f64,
-    objectives: Vec<f64>,
-    key: String,
-    /// pareto.csv only.
-    chosen: Option<bool>,
-    acc_holdout: Option<f64>,
-    /// pareto.csv only: the confirmation's loss bound, for the candidates it tested.
-    confirm_bound: Option<f64>,
+/// Check that a run's CSV has the header the schema gives and only whole lines.
+fn check_csv(path: &Path, header: &str) {
+    let text = String::from_utf8(read(path)).unwrap();
+    assert_eq!(text.lines().next(), Some(header), "{}: header", path.display());
+    assert!(text.ends_with('\n'), "{}: a cut-off last line", path.display());
 }
 
-/// Parse a run's CSV; checks the header against the objectives and that every line is whole.
-fn rows(path: &Path, objectives: &[String]) -> Vec<Row> {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let h: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
-    let mut want: Vec<String> = ["id", "source", "acc_search", "loss_search"].map(String::from).to_vec();
-    want.extend(objectives.iter().cloned());
-    let pareto = h.len() > want.len() + 1;
-    if pareto {
-        want.extend(["acc_holdout", "loss_holdout", "loss_confirm", "loss_confirm_bound", "chosen"].map(String::from));
-    }
-    want.push("key".into());
-    assert_eq!(h, want, "{}: header", path.display());
-    let k = objectives.len();
-    r.records()
-        .map(|rec| {
-            let rec = rec.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let f = |i: usize| rec[i].parse::<f64>().unwrap_or_else(|e| panic!("{}: {e}: {rec:?}", path.display()));
-            Row {
-                id: rec[0].parse().unwrap(),
-                source: rec[1].to_string(),
-                acc_search: f(2),
-                loss_search: f(3),
-                objectives: (4..4 + k).map(f).collect(),
-                key: rec[rec.len() - 1].to_string(),
-                chosen: pareto.then(|| rec[4 + k + 4].parse().unwrap()),
-                acc_holdout: pareto.then(|| f(4 + k)),
-                confirm_bound: if pareto && !rec[4 + k + 3].is_empty() { Some(f(4 + k + 3)) } else { None },
-            }
-        })
-        .collect()
+/// The rows of a run's evaluations.csv.
+fn evaluations(dir: &Path, s: &RunSummary) -> Vec<EvaluationRow> {
+    let path = dir.join("evaluations.csv");
+    check_csv(&path, &run_folder::evaluations_header(&s.objectives));
+    run_folder::read_evaluations(&path, &s.objectives).unwrap()
 }
 
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+/// The rows of a run's pareto.csv.
+fn front(dir: &Path, s: &RunSummary) -> Vec<FrontRow> {
+    let path = dir.join("pareto.csv");
+    check_csv(&path, &run_folder::front_header(&s.objectives));
+    run_folder::read_front(&path, &s.objectives).unwrap()
+}
+
+/// The index of the primary objective.
+fn primary(s: &RunSummary) -> usize {
+    s.objectives.iter().position(|o| s.primary.as_deref() == Some(o.as_str())).expect("primary is an objective")
 }
 
 /// Correct answers behind an accuracy printed with 6 decimals: accuracies are `correct / n`.
@@ -159,40 +133,39 @@ fn correct_of(acc: f64, n: usize) -> usize {
 }
 
 /// Everything the run folder promises (docs/outputs.md), and an honest choice.
-fn check_run(cfg: &Path, dir: &Path, strategy: &str, budget: usize) -> serde_json::Value {
+fn check_run(cfg: &Path, dir: &Path, strategy: &str, budget: usize) -> RunSummary {
     check_run_with(cfg, dir, strategy, budget, true)
 }
 
 /// [`check_run`] for a resumed run: the front is not recomputed, because a resumed run compares
 /// remembered accuracies rounded to 6 decimals with exact fresh ones (see
 /// `resume_keeps_the_pareto_front_exact`).
-fn check_resumed_run(cfg: &Path, dir: &Path, strategy: &str, budget: usize) -> serde_json::Value {
+fn check_resumed_run(cfg: &Path, dir: &Path, strategy: &str, budget: usize) -> RunSummary {
     check_run_with(cfg, dir, strategy, budget, false)
 }
 
-fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_front: bool) -> serde_json::Value {
+fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_front: bool) -> RunSummary {
     let s = summary(dir);
     for f in ["evaluations.csv", "pareto.csv", "summary.json", "baseline-8bit.toml", "report.html", "report.md"] {
         let p = dir.join(f);
         assert!(p.is_file() && std::fs::metadata(&p).unwrap().len() > 0, "{strategy}: {f} missing or empty");
     }
-    assert_eq!(dir.join("chosen.toml").is_file(), !s["chosen"].is_null(), "{strategy}: chosen.toml iff summary.chosen");
+    assert_eq!(dir.join("chosen.toml").is_file(), s.chosen.is_some(), "{strategy}: chosen.toml iff summary.chosen");
     assert!(!dir.read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".tmp-")));
     let html = String::from_utf8(read(&dir.join("report.html"))).unwrap();
     assert!(html.contains("</html>"), "{strategy}: report.html is not whole");
 
-    assert_eq!(s["strategy"], strategy);
-    assert_eq!(s["budget"], budget);
-    let run = s["evaluations_run"].as_u64().unwrap() as usize;
-    let early = s["evaluations_stopped_early"].as_u64().unwrap() as usize;
+    assert_eq!(s.strategy, strategy);
+    assert_eq!(s.budget, Some(budget as u64));
+    let run = s.evaluations_run.unwrap() as usize;
+    let early = s.evaluations_stopped_early.unwrap() as usize;
     assert!(run + early <= budget, "{strategy}: {run} run + {early} stopped early > budget {budget}");
 
-    let objectives = strings(&s["objectives"]);
-    let primary = objectives.iter().position(|o| s["primary"] == o.as_str()).expect("primary is an objective");
-    let evals = rows(&dir.join("evaluations.csv"), &objectives);
-    let pareto = rows(&dir.join("pareto.csv"), &objectives);
-    assert_eq!(evals.len(), s["evaluations"].as_u64().unwrap() as usize, "{strategy}: summary.evaluations");
-    let resumed = s["evaluations_resumed"].as_u64().unwrap() as usize;
+    let primary = primary(&s);
+    let evals = evaluations(dir, &s);
+    let pareto = front(dir, &s);
+    assert_eq!(evals.len(), s.evaluations.unwrap() as usize, "{strategy}: summary.evaluations");
+    let resumed = s.evaluations_resumed.unwrap() as usize;
     assert!(run + resumed > 0, "{strategy}: nothing evaluated or remembered");
     assert!(evals.len() <= run + resumed, "{strategy}: more rows than evaluations run or resumed");
     for (i, e) in evals.iter().enumerate() {
@@ -204,11 +177,12 @@ fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_f
     }
 
     // Exact search losses: accuracies are correct/n, loss is relative to the float accuracy.
-    let n = s["samples"]["search"].as_u64().unwrap() as usize;
-    let float_c = correct_of(s["float_accuracy"]["search"].as_f64().unwrap(), n);
+    let samples = s.samples.unwrap();
+    let n = samples.search as usize;
+    let float_c = correct_of(s.float_accuracy.search, n);
     let float_acc = float_c as f64 / n as f64;
-    assert_eq!(s["loss"], "relative");
-    let loss = |e: &Row| (float_acc - correct_of(e.acc_search, n) as f64 / n as f64) / float_acc;
+    assert_eq!(s.loss, qdse::config::LossKind::Relative);
+    let loss = |e: &EvaluationRow| (float_acc - correct_of(e.acc_search, n) as f64 / n as f64) / float_acc;
     for e in &evals {
         assert!(
             (loss(e) - e.loss_search).abs() < 1e-6,
@@ -226,51 +200,49 @@ fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_f
     let front: HashSet<usize> = (0..pts.len())
         .filter(|&i| !(0..pts.len()).any(|j| dominates(&pts[j], &pts[i]) || (j < i && pts[j] == pts[i])))
         .collect();
-    let listed: HashSet<usize> = pareto.iter().map(|p| p.id).collect();
+    let listed: HashSet<usize> = pareto.iter().map(|p| p.eval.id).collect();
     if exact_front {
         assert_eq!(listed, front, "{strategy}: pareto.csv is not the non-dominated set of evaluations.csv");
     }
     assert_eq!(listed.len(), pareto.len(), "{strategy}: pareto.csv lists a row twice");
     for p in &pareto {
-        let e = &evals[p.id];
-        assert_eq!((&p.key, &p.source, p.acc_search, &p.objectives), (&e.key, &e.source, e.acc_search, &e.objectives));
+        assert_eq!(&p.eval, &evals[p.eval.id], "{strategy}: a pareto.csv row differs from its evaluations.csv row");
     }
-    assert!(pareto.windows(2).all(|w| w[0].objectives[primary] <= w[1].objectives[primary]), "sorted by primary");
+    let cost = |p: &FrontRow| p.eval.objectives[primary];
+    assert!(pareto.windows(2).all(|w| cost(&w[0]) <= cost(&w[1])), "sorted by primary");
 
     // Honest selection: lowest primary cost among rows within max_loss; among equal costs the
     // lowest loss, then the lowest other objectives, then the lowest id (a point on the front).
-    let max_loss = s["max_loss"].as_f64().unwrap();
-    let tie_break = |e: &Row| -> Vec<f64> { std::iter::once(loss(e)).chain(e.objectives.iter().copied()).collect() };
+    let max_loss = s.max_loss;
+    let tie_break =
+        |e: &EvaluationRow| -> Vec<f64> { std::iter::once(loss(e)).chain(e.objectives.iter().copied()).collect() };
     let best = evals.iter().filter(|e| loss(e) <= max_loss + 1e-12).min_by(|a, b| {
         a.objectives[primary]
             .total_cmp(&b.objectives[primary])
             .then(tie_break(a).partial_cmp(&tie_break(b)).unwrap())
             .then(a.id.cmp(&b.id))
     });
-    let chosen_rows: Vec<&Row> = pareto.iter().filter(|p| p.chosen == Some(true)).collect();
-    let c = &s["chosen"];
-    match best {
-        None => {
-            assert!(c.is_null(), "{strategy}: no row is within max_loss, yet a point was chosen");
+    let chosen_rows: Vec<&FrontRow> = pareto.iter().filter(|p| p.chosen).collect();
+    match (best, &s.chosen) {
+        (None, c) => {
+            assert!(c.is_none(), "{strategy}: no row is within max_loss, yet a point was chosen");
             assert!(chosen_rows.is_empty());
         }
-        Some(best) => {
-            assert!(!c.is_null(), "{strategy}: row {} is within max_loss but nothing was chosen", best.id);
+        (Some(best), None) => panic!("{strategy}: row {} is within max_loss but nothing was chosen", best.id),
+        (Some(best), Some(c)) => {
             assert_eq!(chosen_rows.len(), 1, "{strategy}: exactly one pareto row has chosen=true");
-            assert_eq!(chosen_rows[0].key, best.key, "{strategy}: the chosen row is not the cheapest within max_loss");
-            assert!(c["loss_search"].as_f64().unwrap() <= max_loss + 1e-12, "{strategy}: chosen loss over budget");
-            assert_eq!(c["source"], best.source.as_str());
-            assert_eq!(c[&objectives[primary]].as_f64().unwrap(), best.objectives[primary]);
-            assert_eq!(correct_of(c["accuracy_search"].as_f64().unwrap(), n), correct_of(best.acc_search, n));
-            let h = correct_of(chosen_rows[0].acc_holdout.unwrap(), s["samples"]["holdout"].as_u64().unwrap() as usize);
-            assert_eq!(
-                correct_of(c["accuracy_holdout"].as_f64().unwrap(), s["samples"]["holdout"].as_u64().unwrap() as usize),
-                h
-            );
+            let row = chosen_rows[0];
+            assert_eq!(row.eval.key, best.key, "{strategy}: the chosen row is not the cheapest within max_loss");
+            assert!(c.loss_search <= max_loss + 1e-12, "{strategy}: chosen loss over budget");
+            assert_eq!(c.source, best.source);
+            assert_eq!(c.cost(&s.objectives[primary]), Some(best.objectives[primary]));
+            assert_eq!(correct_of(c.accuracy_search, n), correct_of(best.acc_search, n));
+            let holdout = samples.holdout as usize;
+            assert_eq!(correct_of(c.accuracy_holdout, holdout), correct_of(row.acc_holdout.unwrap(), holdout));
             // The holdout interval brackets the holdout loss, and is a real spread unless the point
             // disagrees with the float model on no holdout image.
-            let ci: Vec<f64> = c["loss_holdout_ci95"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-            let lh = c["loss_holdout"].as_f64().unwrap();
+            let ci = c.loss_holdout_ci95.unwrap();
+            let lh = c.loss_holdout;
             assert!(ci[0] <= lh + 1e-12 && lh <= ci[1] + 1e-12, "{strategy}: {ci:?} does not bracket {lh}");
             assert!(ci[1] > ci[0] || lh == 0.0, "{strategy}: a loss of {lh} with no spread {ci:?}");
 
@@ -278,20 +250,17 @@ fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_f
             let point = dir.join("chosen.toml");
             let v: serde_json::Value =
                 serde_json::from_str(&qdse(&[&"eval", &cfg, &"--point", &point, &"--json"])).unwrap();
-            assert_eq!(v["fixed"]["search"], c["accuracy_search"], "{strategy}: eval of chosen.toml, search split");
-            assert_eq!(v["fixed"]["holdout"], c["accuracy_holdout"], "{strategy}: eval of chosen.toml, holdout split");
-            assert_eq!(v["float"], s["float_accuracy"]);
+            assert_eq!(v["fixed"]["search"], c.accuracy_search, "{strategy}: eval of chosen.toml, search split");
+            assert_eq!(v["fixed"]["holdout"], c.accuracy_holdout, "{strategy}: eval of chosen.toml, holdout split");
+            assert_eq!(v["float"], serde_json::to_value(s.float_accuracy).unwrap());
         }
     }
     s
 }
 
 /// The pareto.csv row with chosen=true.
-fn chosen_key(dir: &Path, s: &serde_json::Value) -> Option<String> {
-    rows(&dir.join("pareto.csv"), &strings(&s["objectives"]))
-        .into_iter()
-        .find(|r| r.chosen == Some(true))
-        .map(|r| r.key)
+fn chosen_key(dir: &Path, s: &RunSummary) -> Option<String> {
+    front(dir, s).into_iter().find(|r| r.chosen).map(|r| r.eval.key)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -306,15 +275,15 @@ fn strategy_uniform() {
     assert!(stdout.contains("report.html"), "{stdout}");
     let s = check_run(&cfg, &out, "uniform", 60);
     // The sweep covers 2..=16 bits and lists each in summary.uniform_sweep.
-    let sweep: Vec<u64> = s["uniform_sweep"].as_array().unwrap().iter().map(|u| u["bits"].as_u64().unwrap()).collect();
-    assert_eq!(sweep, (2..=16).collect::<Vec<u64>>());
-    assert_eq!(s["evaluations"], 15);
+    let sweep: Vec<u32> = s.uniform_sweep.iter().map(|u| u.bits).collect();
+    assert_eq!(sweep, (2..=16).collect::<Vec<u32>>());
+    assert_eq!(s.evaluations, Some(15));
 
     // The baseline point file reproduces the baseline accuracies.
     let base = out.join("baseline-8bit.toml");
     let v: serde_json::Value = serde_json::from_str(&qdse(&[&"eval", &cfg, &"--point", &base, &"--json"])).unwrap();
-    assert_eq!(v["fixed"]["search"], s["baseline_8bit"]["accuracy_search"]);
-    assert_eq!(v["fixed"]["holdout"], s["baseline_8bit"]["accuracy_holdout"]);
+    assert_eq!(v["fixed"]["search"], s.baseline_8bit.accuracy_search);
+    assert_eq!(v["fixed"]["holdout"], s.baseline_8bit.accuracy_holdout);
 }
 
 #[test]
@@ -324,7 +293,7 @@ fn strategy_paper_then_export_and_report() {
     let out = t.path().join("run");
     explore(&cfg, &out, "paper", 30, None, false);
     let s = check_run(&cfg, &out, "paper", 30);
-    assert!(!s["chosen"].is_null(), "a tiny LeNet-5 run finds a point within 1 %");
+    assert!(s.chosen.is_some(), "a tiny LeNet-5 run finds a point within 1 %");
 
     // Export the chosen point.
     let ex = t.path().join("rtl");
@@ -395,9 +364,8 @@ fn strategy_descent_refines_the_paper_point() {
     let budget = 400;
     explore(&cfg, &out, "descent", budget, None, false);
     let s = check_run(&cfg, &out, "descent", budget);
-    let objectives = strings(&s["objectives"]);
-    let primary = objectives.iter().position(|o| *o == s["primary"].as_str().unwrap()).unwrap();
-    let r = rows(&out.join("evaluations.csv"), &objectives);
+    let primary = primary(&s);
+    let r = evaluations(&out, &s);
     let best = |src: &str| {
         r.iter()
             .filter(|x| x.source == src && x.loss_search <= 0.01 + 1e-12)
@@ -407,7 +375,7 @@ fn strategy_descent_refines_the_paper_point() {
     let (paper, descent) = (best("paper-weighted"), best("descent"));
     assert!(paper.is_finite(), "the paper search finds a point within 1 %");
     assert!(descent < paper, "descent {descent} not below the paper point {paper}");
-    assert_eq!(s["chosen"]["source"], "descent");
+    assert_eq!(s.chosen.unwrap().source, "descent");
 }
 
 /// `--max-loss` replaces the config's budget: the choice is judged against it (check_run reads
@@ -420,9 +388,9 @@ fn max_loss_flag_tightens_the_budget() {
     let out = t.path().join("run");
     qdse(&[&"explore", &cfg, &"--out", &out, &"--strategy", &"descent", &"--budget", &"400", &"--max-loss", &"0.004"]);
     let s = check_run(&cfg, &out, "descent", 400);
-    assert_eq!(s["max_loss"], 0.004);
-    assert!(s["chosen"]["loss_search"].as_f64().unwrap() <= 0.004 + 1e-12);
-    let r = rows(&out.join("evaluations.csv"), &strings(&s["objectives"]));
+    assert_eq!(s.max_loss, 0.004);
+    assert!(s.chosen.as_ref().unwrap().loss_search <= 0.004 + 1e-12);
+    let r = evaluations(&out, &s);
     assert!(
         r.iter().any(|x| x.source == "descent" && x.loss_search <= 0.004 + 1e-12),
         "the descent found points within the tighter budget"
@@ -439,15 +407,14 @@ fn measuring_switches_keep_the_search_path() {
     explore(&cfg, &dirs[0], "paper", 80, None, false);
     qdse(&[&"explore", &cfg, &"--out", &dirs[1], &"--strategy", &"paper", &"--budget", &"80", &"--no-prefix-reuse"]);
     qdse(&[&"explore", &cfg, &"--out", &dirs[2], &"--strategy", &"paper", &"--budget", &"80", &"--no-early-stop"]);
-    let s: Vec<serde_json::Value> = dirs.iter().map(|d| summary(d)).collect();
-    let objectives = strings(&s[0]["objectives"]);
-    let keys = |d: &Path| rows(&d.join("evaluations.csv"), &objectives).into_iter().map(|r| r.key).collect::<Vec<_>>();
+    let s: Vec<RunSummary> = dirs.iter().map(|d| summary(d)).collect();
+    let keys = |i: usize| evaluations(&dirs[i], &s[i]).into_iter().map(|r| r.key).collect::<Vec<_>>();
     assert_eq!(read(&dirs[0].join("evaluations.csv")), read(&dirs[1].join("evaluations.csv")));
-    assert!(s[1]["sample_layers_run"].as_u64() > s[0]["sample_layers_run"].as_u64());
+    assert!(s[1].sample_layers_run > s[0].sample_layers_run);
     // Without early stopping the rows are a superset, in the same order.
-    assert_eq!(s[2]["evaluations_stopped_early"], 0);
-    assert!(s[0]["evaluations_stopped_early"].as_u64().unwrap() > 0, "the run stops some candidates early");
-    let (with, without) = (keys(&dirs[0]), keys(&dirs[2]));
+    assert_eq!(s[2].evaluations_stopped_early, Some(0));
+    assert!(s[0].evaluations_stopped_early.unwrap() > 0, "the run stops some candidates early");
+    let (with, without) = (keys(0), keys(2));
     let mut it = without.iter();
     assert!(with.iter().all(|k| it.any(|w| w == k)), "early stopping changed the order of the search");
 }
@@ -461,26 +428,26 @@ fn strategy_nsga2_is_deterministic_per_seed() {
     let (a, b, c) = (t.path().join("seed1-a"), t.path().join("seed1-b"), t.path().join("seed2"));
     explore(&cfg, &a, "nsga2", budget, Some(1), false);
     let s = check_run(&cfg, &a, "nsga2", budget);
-    assert_eq!(s["seed"], 1);
+    assert_eq!(s.seed, Some(1));
     explore(&cfg, &b, "nsga2", budget, Some(1), false);
     explore(&cfg, &c, "nsga2", budget, Some(2), false);
 
     for f in ["evaluations.csv", "pareto.csv", "chosen.toml", "baseline-8bit.toml"] {
         assert!(read(&a.join(f)) == read(&b.join(f)), "seed 1 twice: {f} differs");
     }
-    let strip = |mut v: serde_json::Value| {
+    let strip = |dir: &Path| {
+        let mut v: serde_json::Value = serde_json::from_slice(&read(&dir.join("summary.json"))).unwrap();
         v.as_object_mut().unwrap().remove("wall_seconds");
         v
     };
-    assert_eq!(strip(summary(&a)), strip(summary(&b)), "seed 1 twice: summary.json differs beyond wall_seconds");
+    assert_eq!(strip(&a), strip(&b), "seed 1 twice: summary.json differs beyond wall_seconds");
 
     // The seed only steers nsga2: the uniform sweep and the paper searches and descents it
     // starts from are the same, the nsga2 part differs.
-    let objectives = strings(&s["objectives"]);
-    let (ra, rc) = (rows(&a.join("evaluations.csv"), &objectives), rows(&c.join("evaluations.csv"), &objectives));
+    let (ra, rc) = (evaluations(&a, &s), evaluations(&c, &s));
     let first_nsga2 = ra.iter().position(|r| r.source == "nsga2").expect("the budget reaches nsga2");
     assert!(ra.len() - first_nsga2 >= 10, "only {} nsga2 evaluations", ra.len() - first_nsga2);
-    let keys = |r: &[Row]| r.iter().map(|r| r.key.clone()).collect::<Vec<_>>();
+    let keys = |r: &[EvaluationRow]| r.iter().map(|r| r.key.clone()).collect::<Vec<_>>();
     assert_eq!(keys(&ra[..first_nsga2]), keys(&rc[..first_nsga2]), "the paper prefix does not depend on the seed");
     assert_ne!(read(&a.join("evaluations.csv")), read(&c.join("evaluations.csv")), "seeds 1 and 2 gave the same run");
     check_run(&cfg, &c, "nsga2", budget);
@@ -491,7 +458,7 @@ fn strategy_nsga2_is_deterministic_per_seed() {
 
 /// Rows of `before` (an interrupted or finished run) are replayed in the same order by a
 /// resumed run, with the same values (accuracies to the 6 decimals the CSV holds).
-fn assert_replayed(before: &[Row], after: &[Row]) {
+fn assert_replayed(before: &[EvaluationRow], after: &[EvaluationRow]) {
     assert!(after.len() >= before.len());
     for (x, y) in before.iter().zip(after) {
         assert_eq!((x.id, &x.key, &x.source, &x.objectives), (y.id, &y.key, &y.source, &y.objectives));
@@ -507,9 +474,8 @@ fn resume_continues_a_run_and_survives_a_half_written_line() {
     let first = t.path().join("first");
     explore(&cfg, &first, "paper", budget, None, false);
     let s1 = check_run(&cfg, &first, "paper", budget);
-    let objectives = strings(&s1["objectives"]);
-    let primary = objectives.iter().position(|o| s1["primary"] == o.as_str()).unwrap();
-    let rows1 = rows(&first.join("evaluations.csv"), &objectives);
+    let objective = &s1.objectives[primary(&s1)];
+    let rows1 = evaluations(&first, &s1);
     let key1 = chosen_key(&first, &s1).expect("a chosen point");
 
     // Resume a copy with the same budget: the remembered evaluations spend it as they did in the
@@ -518,17 +484,18 @@ fn resume_continues_a_run_and_survives_a_half_written_line() {
     copy_dir(&first, &second);
     explore(&cfg, &second, "paper", budget, None, true);
     let s2 = check_resumed_run(&cfg, &second, "paper", budget);
-    assert_eq!(s2["evaluations_resumed"].as_u64().unwrap() as usize, rows1.len(), "every row is remembered");
-    let rows2 = rows(&second.join("evaluations.csv"), &objectives);
+    assert_eq!(s2.evaluations_resumed.unwrap() as usize, rows1.len(), "every row is remembered");
+    let rows2 = evaluations(&second, &s2);
     assert_replayed(&rows1, &rows2);
     // The chosen point is the same one, unless a new evaluation is cheaper within max_loss, or as
     // cheap and better on loss or another objective.
     let key2 = chosen_key(&second, &s2).expect("a chosen point");
-    let p = |s: &serde_json::Value| s["chosen"][&objectives[primary]].as_f64().unwrap();
+    let p = |s: &RunSummary| s.chosen.as_ref().unwrap().cost(objective).unwrap();
     assert!(key2 == key1 || (p(&s2) <= p(&s1) && !rows1.iter().any(|r| r.key == key2)), "chosen {key1} -> {key2}");
     // Currently it is the same point (a deterministic run).
     assert_eq!(key2, key1, "resumed run chose another point");
-    assert_eq!(s2["chosen"]["accuracy_holdout"], s1["chosen"]["accuracy_holdout"]);
+    let holdout = |s: &RunSummary| s.chosen.as_ref().unwrap().accuracy_holdout;
+    assert_eq!(holdout(&s2), holdout(&s1));
 
     // A crash mid-line: cut the last line of evaluations.csv in half, then resume.
     let third = t.path().join("third");
@@ -542,9 +509,9 @@ fn resume_continues_a_run_and_survives_a_half_written_line() {
     explore(&cfg, &third, "paper", budget, None, true);
     let s3 = check_resumed_run(&cfg, &third, "paper", budget);
     let whole = rows1.len() - 1;
-    let resumed = s3["evaluations_resumed"].as_u64().unwrap() as usize;
+    let resumed = s3.evaluations_resumed.unwrap() as usize;
     assert!(resumed == whole || resumed == whole + 1, "resumed {resumed}, {whole} whole rows");
-    let rows3 = rows(&third.join("evaluations.csv"), &objectives);
+    let rows3 = evaluations(&third, &s3);
     // The cut candidate is scored again, so the new log holds it whole, in the same place.
     assert_replayed(&rows1, &rows3);
     assert!(!String::from_utf8(read(&log)).unwrap().contains(&format!("{}\n", &last[..last.len() / 2])));
@@ -563,18 +530,15 @@ fn resume_of_a_run_that_spent_its_budget_replays_it() {
     let first = t.path().join("first");
     explore(&cfg, &first, "descent", budget, None, false);
     let s1 = check_run(&cfg, &first, "descent", budget);
-    let spent = |s: &serde_json::Value| {
-        s["evaluations_run"].as_u64().unwrap() + s["evaluations_stopped_early"].as_u64().unwrap()
-    };
+    let spent = |s: &RunSummary| s.evaluations_run.unwrap() + s.evaluations_stopped_early.unwrap();
     assert_eq!(spent(&s1), budget as u64, "the descent must spend its budget for this test to mean anything");
-    let objectives = strings(&s1["objectives"]);
-    let rows1 = rows(&first.join("evaluations.csv"), &objectives);
+    let rows1 = evaluations(&first, &s1);
 
     let second = t.path().join("second");
     copy_dir(&first, &second);
     explore(&cfg, &second, "descent", budget, None, true);
     let s2 = check_resumed_run(&cfg, &second, "descent", budget);
-    let rows2 = rows(&second.join("evaluations.csv"), &objectives);
+    let rows2 = evaluations(&second, &s2);
     assert_eq!(rows2.len(), rows1.len(), "the replay searched on");
     assert_replayed(&rows1, &rows2);
     assert_eq!(chosen_key(&second, &s2), chosen_key(&first, &s1));
@@ -582,7 +546,7 @@ fn resume_of_a_run_that_spent_its_budget_replays_it() {
     let third = t.path().join("third");
     copy_dir(&first, &third);
     explore(&cfg, &third, "descent", budget + 60, None, true);
-    let rows3 = rows(&third.join("evaluations.csv"), &objectives);
+    let rows3 = evaluations(&third, &summary(&third));
     assert_replayed(&rows1, &rows3);
     assert!(rows3.len() > rows1.len(), "a larger budget continues the run");
 }
@@ -597,7 +561,7 @@ fn resume_of_a_finished_run_is_byte_identical() {
     copy_dir(&a, &b);
     explore(&cfg, &b, "uniform", 60, None, true);
     let s = summary(&b);
-    assert_eq!((s["evaluations_resumed"].as_u64(), s["evaluations_run"].as_u64()), (Some(15), Some(0)));
+    assert_eq!((s.evaluations_resumed, s.evaluations_run), (Some(15), Some(0)));
     for f in ["evaluations.csv", "pareto.csv", "chosen.toml"] {
         assert!(read(&a.join(f)) == read(&b.join(f)), "{f} differs after resuming a finished run");
     }
@@ -626,8 +590,8 @@ fn resume_ignores_a_half_written_line() {
     std::fs::write(&log, &body[..cut + (body.len() - cut) * 3 / 4]).unwrap();
     explore(&cfg, &a, "uniform", 60, None, true);
     let s = summary(&a);
-    assert_eq!(s["evaluations_resumed"], 14, "14 whole rows");
-    assert_eq!(s["evaluations_run"], 1, "the cut row is scored again");
+    assert_eq!(s.evaluations_resumed, Some(14), "14 whole rows");
+    assert_eq!(s.evaluations_run, Some(1), "the cut row is scored again");
 }
 
 #[test]
@@ -637,8 +601,8 @@ fn budget_stops_the_uniform_sweep() {
     let out = t.path().join("run");
     explore(&cfg, &out, "uniform", 8, None, false);
     let s = check_run(&cfg, &out, "uniform", 8);
-    assert_eq!(s["evaluations"], 8, "budget 8 stops the 2..=16-bit sweep after 8 evaluations");
-    let r = rows(&out.join("evaluations.csv"), &strings(&s["objectives"]));
+    assert_eq!(s.evaluations, Some(8), "budget 8 stops the 2..=16-bit sweep after 8 evaluations");
+    let r = evaluations(&out, &s);
     let sources: Vec<&str> = r.iter().map(|r| r.source.as_str()).collect();
     assert_eq!(sources, (2..=9).map(|b| format!("uniform-{b}")).collect::<Vec<_>>());
 }
@@ -659,53 +623,49 @@ fn confirmation_choice_is_a_fallback_test_over_the_ladder() {
     let a = t.path().join("a");
     explore(&cfg, &a, "descent", 150, None, false);
     let s = summary(&a);
-    assert_eq!((s["signal"].as_str(), s["confidence"].as_f64()), (Some("soft"), Some(0.95)));
-    assert_eq!(
-        (s["samples"]["search"].as_u64(), s["samples"]["confirm"].as_u64(), s["samples"]["holdout"].as_u64()),
-        (Some(300), Some(300), Some(400))
-    );
-    assert!(s["search_target"].as_f64().unwrap() < s["max_loss"].as_f64().unwrap());
-    let objectives = strings(&s["objectives"]);
-    let primary = objectives.iter().position(|o| s["primary"] == o.as_str()).unwrap();
-    let max_loss = s["max_loss"].as_f64().unwrap();
-    let pareto = rows(&a.join("pareto.csv"), &objectives);
-    let rungs = s["confirmation"]["rungs"].as_array().unwrap();
-    assert_eq!(rungs.len() as u64, s["confirmation"]["tested"].as_u64().unwrap());
+    assert_eq!((s.signal, s.confidence), (Some(qdse::config::Signal::Soft), Some(0.95)));
+    let samples = s.samples.unwrap();
+    assert_eq!((samples.search, samples.confirm, samples.holdout), (300, Some(300), 400));
+    assert!(s.search_target.unwrap() < s.max_loss);
+    let primary = primary(&s);
+    let max_loss = s.max_loss;
+    let pareto = front(&a, &s);
+    let confirmation = s.confirmation.clone().unwrap();
+    let rungs = &confirmation.rungs;
+    assert_eq!(rungs.len(), confirmation.tested);
     assert!(!rungs.is_empty(), "the uniform sweep alone gives candidates within 1 %");
-    assert_eq!(pareto.iter().filter(|r| r.confirm_bound.is_some()).count(), rungs.len());
+    assert_eq!(pareto.iter().filter(|r| r.loss_confirm_bound.is_some()).count(), rungs.len());
     let shares = qdse::search::confirm::error_shares(0.05, rungs.len());
     let mut carried = 0.0;
     let mut last_cost = f64::INFINITY;
-    let base = s["baseline_8bit"][&objectives[primary]].as_f64().unwrap();
+    let base = s.baseline_8bit.cost(&s.objectives[primary]).unwrap();
     for (r, share) in rungs.iter().zip(&shares) {
         let level = share + carried;
-        let row =
-            pareto.iter().find(|p| p.id as u64 == r["id"].as_u64().unwrap()).expect("a rung has a pareto.csv row");
+        let row = pareto.iter().find(|p| p.eval.id == r.id).expect("a rung has a pareto.csv row");
         // Dearest first, each rung at least 5 % cheaper than the one before.
-        let cost = row.objectives[primary];
-        assert!(cost <= 0.95 * last_cost + 1e-9 && row.loss_search <= max_loss + 1e-12 && cost <= base);
+        let cost = row.eval.objectives[primary];
+        assert!(cost <= 0.95 * last_cost + 1e-9 && row.eval.loss_search <= max_loss + 1e-12 && cost <= base);
         last_cost = cost;
-        let bound = r["loss_confirm_bound"].as_f64().unwrap();
+        let bound = r.loss_confirm_bound;
         // (summary.json's floats may be a unit in the last place off the CSV's exact ones.)
-        assert!((row.confirm_bound.unwrap() - bound).abs() <= 1e-15, "rung bound");
-        assert!((1.0 - r["confidence"].as_f64().unwrap() - level).abs() < 1e-12, "rung level");
-        let accepted = r["accepted"].as_bool().unwrap();
-        assert_eq!(accepted, bound <= max_loss + 1e-12);
-        carried = if accepted { level } else { 0.0 };
+        assert!((row.loss_confirm_bound.unwrap() - bound).abs() <= 1e-15, "rung bound");
+        assert!((1.0 - r.confidence - level).abs() < 1e-12, "rung level");
+        assert_eq!(r.accepted, bound <= max_loss + 1e-12);
+        carried = if r.accepted { level } else { 0.0 };
     }
     let cheapest = rungs
         .iter()
-        .filter(|r| r["accepted"].as_bool().unwrap())
-        .filter_map(|r| pareto.iter().find(|p| p.id as u64 == r["id"].as_u64().unwrap()))
-        .min_by(|x, y| x.objectives[primary].total_cmp(&y.objectives[primary]));
-    let c = &s["chosen"];
-    match cheapest {
-        None => assert!(c.is_null()),
-        Some(best) => {
-            assert_eq!(chosen_key(&a, &s).as_deref(), Some(best.key.as_str()));
-            let bound = c["loss_confirm_bound"].as_f64().unwrap();
-            assert!(bound <= max_loss + 1e-12 && bound >= c["loss_confirm"].as_f64().unwrap());
-            assert!((best.confirm_bound.unwrap() - bound).abs() <= 1e-15);
+        .filter(|r| r.accepted)
+        .filter_map(|r| pareto.iter().find(|p| p.eval.id == r.id))
+        .min_by(|x, y| x.eval.objectives[primary].total_cmp(&y.eval.objectives[primary]));
+    match (cheapest, &s.chosen) {
+        (None, c) => assert!(c.is_none()),
+        (Some(_), None) => panic!("an accepted rung, and nothing chosen"),
+        (Some(best), Some(c)) => {
+            assert_eq!(chosen_key(&a, &s).as_deref(), Some(best.eval.key.as_str()));
+            let bound = c.loss_confirm_bound.unwrap();
+            assert!(bound <= max_loss + 1e-12 && bound >= c.loss_confirm.unwrap());
+            assert!((best.loss_confirm_bound.unwrap() - bound).abs() <= 1e-15);
         }
     }
     // Deterministic: the same config and seed give the same files.

@@ -3,8 +3,12 @@
 //! Set QDSE_REPORT_DEMO_DIR=/some/dir to also keep a rendered synthetic run there (for a look in a browser,
 //! see docs/report.md).
 
+use qdse::config::LossKind;
 use qdse::report::render_run;
-use serde_json::{json, Value};
+use qdse::run_folder::{
+    self, reduction_key, Baseline, Chosen, Costs, EvaluationRow, FrontRow, LayerBits, RunSummary, Samples, Split,
+    SweepPoint,
+};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -133,20 +137,20 @@ fn point_toml(bits: &Bits) -> String {
     t
 }
 
-fn layers_json(bits: &Bits) -> Value {
-    Value::Array(
-        LAYERS
-            .iter()
-            .zip(bits)
-            .map(|(l, &(w, b, o))| {
-                if l.weights > 0.0 {
-                    json!({"name": l.name, "weights_bits": w, "bias_bits": b, "output_bits": o})
-                } else {
-                    json!({"name": l.name, "weights_bits": null, "bias_bits": null, "output_bits": o})
-                }
-            })
-            .collect(),
-    )
+fn layer_bits(bits: &Bits) -> Vec<LayerBits> {
+    LAYERS
+        .iter()
+        .zip(bits)
+        .map(|(l, &(w, b, o))| {
+            let params = l.weights > 0.0;
+            LayerBits {
+                name: l.name.into(),
+                weights_bits: params.then_some(w),
+                bias_bits: params.then_some(b),
+                output_bits: Some(o),
+            }
+        })
+        .collect()
 }
 
 fn dominates(a: &Point, b: &Point) -> bool {
@@ -177,7 +181,7 @@ impl Default for Options {
 }
 
 /// Write a synthetic run folder; returns its summary.json.
-fn make_run(dir: &Path, opt: &Options) -> Value {
+fn make_run(dir: &Path, opt: &Options) -> RunSummary {
     std::fs::create_dir_all(dir).unwrap();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let loss_of = |acc: f64, float: f64| if opt.relative { (float - acc) / float } else { float - acc };
@@ -217,13 +221,17 @@ fn make_run(dir: &Path, opt: &Options) -> Value {
     }
 
     // evaluations.csv
-    let header = format!("id,source,acc_search,loss_search,{},key\n", opt.objectives.join(","));
-    let mut csv = header.clone();
-    for p in &points {
-        let costs: Vec<String> = p.costs.iter().map(|c| format!("{c}")).collect();
-        let _ =
-            writeln!(csv, "{},{},{:.6},{:.6},{},\"{}\"", p.id, p.source, p.acc, p.loss, costs.join(","), key(&p.bits));
-    }
+    let names: Vec<String> = opt.objectives.iter().map(|o| o.to_string()).collect();
+    let row = |p: &Point| EvaluationRow {
+        id: p.id,
+        source: p.source.clone(),
+        acc_search: p.acc,
+        loss_search: p.loss,
+        objectives: p.costs.clone(),
+        key: key(&p.bits),
+    };
+    let mut csv = format!("{}\n", run_folder::evaluations_header(&names));
+    csv.extend(points.iter().map(|p| row(p).to_csv()));
     std::fs::write(dir.join("evaluations.csv"), csv).unwrap();
 
     // Front, chosen point (lowest primary cost within budget).
@@ -234,77 +242,90 @@ fn make_run(dir: &Path, opt: &Options) -> Value {
         .filter(|p| p.loss <= opt.max_loss)
         .min_by(|a, b| a.costs[primary].total_cmp(&b.costs[primary]))
         .copied();
-    let mut pareto =
-        format!("id,source,acc_search,loss_search,{},key,acc_holdout,loss_holdout,chosen\n", opt.objectives.join(","));
+    let mut pareto = format!("{}\n", run_folder::front_header(&names));
     for p in &front {
-        let costs: Vec<String> = p.costs.iter().map(|c| format!("{c}")).collect();
-        let is_chosen = chosen.is_some_and(|c| c.id == p.id);
-        let _ = writeln!(
-            pareto,
-            "{},{},{:.6},{:.6},{},\"{}\",{:.6},{:.6},{}",
-            p.id,
-            p.source,
-            p.acc,
-            p.loss,
-            costs.join(","),
-            key(&p.bits),
-            p.acc_holdout,
-            p.loss_holdout,
-            is_chosen
-        );
+        let r = FrontRow {
+            eval: row(p),
+            acc_holdout: Some(p.acc_holdout),
+            loss_holdout: Some(p.loss_holdout),
+            loss_confirm: None,
+            loss_confirm_bound: None,
+            chosen: chosen.is_some_and(|c| c.id == p.id),
+        };
+        pareto.push_str(&r.to_csv());
     }
     std::fs::write(dir.join("pareto.csv"), pareto).unwrap();
 
     let base = &points[6]; // uniform-8
     assert_eq!(base.source, "uniform-8");
     std::fs::write(dir.join("baseline-8bit.toml"), point_toml(&base.bits)).unwrap();
-    let mut baseline = json!({
-        "accuracy_search": base.acc, "accuracy_holdout": base.acc_holdout, "layers": layers_json(&base.bits),
-    });
-    for (o, c) in opt.objectives.iter().zip(&base.costs) {
-        baseline[*o] = json!(c);
-    }
-    let chosen_json = match chosen {
-        Some(c) => {
-            std::fs::write(dir.join("chosen.toml"), point_toml(&c.bits)).unwrap();
-            let mut v = json!({
-                "loss_search": c.loss, "loss_holdout": c.loss_holdout,
-                "accuracy_search": c.acc, "accuracy_holdout": c.acc_holdout,
-                "layers": layers_json(&c.bits),
-            });
-            for ((o, cv), bv) in opt.objectives.iter().zip(&c.costs).zip(&base.costs) {
-                v[*o] = json!(cv);
-                // As in docs/outputs.md: "memory_reduction_vs_8bit" for memory_bits, else "<objective>_...".
-                let k = if *o == "memory_bits" { "memory".to_string() } else { o.to_string() };
-                v[format!("{k}_reduction_vs_8bit")] = json!(1.0 - cv / bv);
-            }
-            v
-        }
-        None => Value::Null,
+    let baseline = Baseline {
+        accuracy_search: base.acc,
+        accuracy_holdout: base.acc_holdout,
+        layers: layer_bits(&base.bits),
+        costs: Costs::of(&names, &base.costs),
     };
-    let sweep: Vec<Value> = points
+    let chosen = chosen.map(|c| {
+        std::fs::write(dir.join("chosen.toml"), point_toml(&c.bits)).unwrap();
+        let mut chosen = Chosen {
+            source: c.source.clone(),
+            loss_search: c.loss,
+            accuracy_search: c.acc,
+            accuracy_holdout: c.acc_holdout,
+            loss_holdout: c.loss_holdout,
+            loss_holdout_ci95: None,
+            holdout_within_budget: None,
+            loss_confirm: None,
+            loss_confirm_bound: None,
+            loss_confirm_bound_confidence: None,
+            flip_rate_confirm: None,
+            layers: layer_bits(&c.bits),
+            costs: Costs::default(),
+        };
+        chosen.set_costs(&names, &c.costs, &base.costs);
+        chosen
+    });
+    let uniform_sweep = points
         .iter()
         .filter(|p| p.source.starts_with("uniform-"))
-        .map(|p| {
-            let mut v = json!({"bits": p.bits[0].0, "accuracy_search": p.acc, "loss_search": p.loss});
-            for (o, c) in opt.objectives.iter().zip(&p.costs) {
-                v[*o] = json!(c);
-            }
-            v
+        .map(|p| SweepPoint {
+            bits: p.bits[0].0,
+            accuracy_search: p.acc,
+            loss_search: Some(p.loss),
+            costs: Costs::of(&names, &p.costs),
         })
         .collect();
-    let summary = json!({
-        "name": "default", "strategy": "paper", "seed": 1, "evaluations": points.len(), "wall_seconds": 37.2,
-        "model": "models/lenet5-fashion.onnx", "profile": "paper", "primary": opt.objectives[primary],
-        "objectives": opt.objectives,
-        "max_loss": opt.max_loss, "loss": if opt.relative { "relative" } else { "absolute" },
-        "samples": {"search": 2000, "holdout": 8000},
-        "float_accuracy": {"search": FLOAT_SEARCH, "holdout": FLOAT_HOLDOUT},
-        "baseline_8bit": baseline,
-        "chosen": chosen_json,
-        "uniform_sweep": sweep,
-        "version": "0.1.0"
-    });
+    let summary = RunSummary {
+        name: "default".into(),
+        strategy: "paper".into(),
+        seed: Some(1),
+        evaluations: Some(points.len() as u64),
+        evaluations_run: None,
+        evaluations_stopped_early: None,
+        evaluations_resumed: None,
+        sample_layers_run: None,
+        prefix_reuse: None,
+        early_stop: None,
+        budget: None,
+        wall_seconds: Some(37.2),
+        model: "models/lenet5-fashion.onnx".into(),
+        profile: "paper".into(),
+        primary: Some(names[primary].clone()),
+        objectives: names.clone(),
+        max_loss: opt.max_loss,
+        search_target: None,
+        loss: if opt.relative { LossKind::Relative } else { LossKind::Absolute },
+        samples: Some(Samples { search: 2000, confirm: None, holdout: 8000 }),
+        signal: None,
+        confidence: None,
+        confirmation: None,
+        float_accuracy: Split { search: FLOAT_SEARCH, holdout: FLOAT_HOLDOUT },
+        baseline_8bit: baseline,
+        chosen,
+        uniform_sweep,
+        notes: Vec::new(),
+        version: "0.1.0".into(),
+    };
     std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap()).unwrap();
     if opt.with_config {
         std::fs::write(
@@ -331,8 +352,8 @@ fn check_png(p: &Path) {
     assert!(bytes.len() > 10_000, "{}: suspiciously small", p.display());
 }
 
-fn pct(v: &Value) -> String {
-    format!("{:.2}%", v.as_f64().unwrap() * 100.0)
+fn pct(v: f64) -> String {
+    format!("{:.2}%", v * 100.0)
 }
 
 /// Names of the files the renderer leaves in `dir` (temporary files would start with '.').
@@ -392,16 +413,12 @@ fn renders_all_outputs_of_a_run() {
     }
     assert!(mult.contains("(log scale)"), "mult_cost spans > 30x: log scale expected");
     assert!(!mem.contains("(log scale)"), "memory spans < 30x: linear scale expected");
-    let c = &summary["chosen"];
-    let red = |k: &str| format!("\u{2212}{:.0}%", c[k].as_f64().unwrap() * 100.0);
+    let c = summary.chosen.as_ref().unwrap();
+    let red = |o: &str| format!("\u{2212}{:.0}%", c.costs.get(&reduction_key(o)).unwrap() * 100.0);
     // "chosen: −53% memory, −77% mult cost vs 8-bit; holdout loss 0.9%", broken after "; " if long.
     let annotation = [
-        format!(
-            "chosen: {} memory, {} mult cost vs 8-bit;",
-            red("memory_reduction_vs_8bit"),
-            red("mult_cost_reduction_vs_8bit")
-        ),
-        format!("holdout loss {:.1}%", c["loss_holdout"].as_f64().unwrap() * 100.0),
+        format!("chosen: {} memory, {} mult cost vs 8-bit;", red("memory_bits"), red("mult_cost")),
+        format!("holdout loss {:.1}%", c.loss_holdout * 100.0),
     ];
     for a in &annotation {
         assert!(mem.contains(a.as_str()) && mult.contains(a.as_str()), "annotation {a:?} missing");
@@ -420,14 +437,14 @@ fn renders_all_outputs_of_a_run() {
     assert_eq!(html.matches("<svg").count(), 3, "three inline SVG plots");
     let headline = &html[html.find("id=\"headline\"").unwrap()..html.find("id=\"run\"").unwrap()];
     for needle in [
-        pct(&summary["float_accuracy"]["search"]),
-        pct(&summary["float_accuracy"]["holdout"]),
-        pct(&summary["baseline_8bit"]["accuracy_search"]),
-        pct(&c["accuracy_holdout"]),
-        format!("holdout loss {:.2}%", c["loss_holdout"].as_f64().unwrap() * 100.0),
-        format!("search loss {:.2}%", c["loss_search"].as_f64().unwrap() * 100.0),
-        red("memory_reduction_vs_8bit"),
-        red("mult_cost_reduction_vs_8bit"),
+        pct(summary.float_accuracy.search),
+        pct(summary.float_accuracy.holdout),
+        pct(summary.baseline_8bit.accuracy_search),
+        pct(c.accuracy_holdout),
+        format!("holdout loss {:.2}%", c.loss_holdout * 100.0),
+        format!("search loss {:.2}%", c.loss_search * 100.0),
+        red("memory_bits"),
+        red("mult_cost"),
     ] {
         assert!(headline.contains(&needle), "headline lacks {needle:?}");
     }
@@ -455,11 +472,11 @@ fn renders_all_outputs_of_a_run() {
         "![per-layer bitwidths](layers.png)",
         "(layers.png)",
         "````toml",
-        &pct(&summary["float_accuracy"]["search"]),
+        &pct(summary.float_accuracy.search),
     ] {
         assert!(md.contains(needle), "report.md lacks {needle:?}");
     }
-    assert!(md.contains(&red("mult_cost_reduction_vs_8bit")));
+    assert!(md.contains(&red("mult_cost")));
 
     // Rendering again replaces the files (atomic rename over existing ones).
     let again = render_run(&dir).unwrap();
@@ -513,7 +530,7 @@ fn objective_missing_from_csv_is_a_clear_error() {
 fn no_point_within_budget_renders_a_message() {
     let tmp = tempfile::tempdir().unwrap();
     let summary = make_run(tmp.path(), &Options { max_loss: 1e-5, with_config: false, ..Options::default() });
-    assert!(summary["chosen"].is_null());
+    assert!(summary.chosen.is_none());
     // A stale chosen.toml of an earlier run must not be shown.
     std::fs::write(tmp.path().join("chosen.toml"), "[[layer]]\nname = \"/conv1/Conv\"\nweights = { bits = 3 }\n")
         .unwrap();

@@ -185,8 +185,9 @@ enum Src {
     Layer(usize),
 }
 
+/// What a layer's hardware does, for pricing (not [`crate::eval::calibrate::Kind`], a tensor's kind).
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
+enum Work {
     /// Conv / Dense: MACs with a weight operand.
     Mac,
     /// Per-element scale: one multiplication per element.
@@ -202,7 +203,7 @@ struct LayerInfo {
     node: usize,
     name: Arc<str>,
     op: &'static str,
-    kind: Kind,
+    kind: Work,
     weights: u64,
     biases: u64,
     macs: u64,
@@ -266,10 +267,10 @@ impl CostModel {
                 continue;
             }
             let kind = match node.op {
-                Op::Conv(_) | Op::Dense(_) => Kind::Mac,
-                Op::Affine(_) => Kind::Affine,
-                Op::Add { .. } | Op::AvgPool { .. } | Op::GlobalAvgPool => Kind::Adds,
-                _ => Kind::Store,
+                Op::Conv(_) | Op::Dense(_) => Work::Mac,
+                Op::Affine(_) => Work::Affine,
+                Op::Add { .. } | Op::AvgPool { .. } | Op::GlobalAvgPool => Work::Adds,
+                _ => Work::Store,
             };
             let (w, b) = graph.param_counts(node);
             let lanes = match &profile.datapath {
@@ -341,10 +342,10 @@ impl CostModel {
     fn acc_bits(&self, a: &Assignment, j: usize, bw: u32, ba: u32) -> u32 {
         let (l, lf) = (&self.layers[j], &a.layers[j]);
         match (l.kind, self.profile.accumulator.width) {
-            (Kind::Store, _) => 0,
+            (Work::Store, _) => 0,
             (_, AccumulatorWidth::Fixed(n)) => n,
             (_, AccumulatorWidth::Derived { guard_bits }) => lf.accumulator.unwrap_or_else(|| match l.kind {
-                Kind::Mac | Kind::Affine => bw + ba + ceil_log2(l.fan_in) + guard_bits,
+                Work::Mac | Work::Affine => bw + ba + ceil_log2(l.fan_in) + guard_bits,
                 _ => {
                     let widest = l.inputs.iter().map(|&v| self.fmt(a, v).bits).max().unwrap_or(0);
                     widest + ceil_log2(l.fan_in)
@@ -357,7 +358,7 @@ impl CostModel {
     fn array_widths(&self, a: &Assignment) -> (u32, u32, u32) {
         let mut w = (0, 0, 0);
         for (j, l) in self.layers.iter().enumerate() {
-            if matches!(l.kind, Kind::Mac | Kind::Affine) {
+            if matches!(l.kind, Work::Mac | Work::Affine) {
                 let (bw, ba) = self.operands(a, j);
                 w = (w.0.max(bw), w.1.max(ba), w.2.max(self.acc_bits(a, j, bw, ba)));
             }
@@ -373,7 +374,7 @@ impl CostModel {
             return self.profile.check_widths(bw, ba);
         }
         for (j, l) in self.layers.iter().enumerate() {
-            if matches!(l.kind, Kind::Mac | Kind::Affine) {
+            if matches!(l.kind, Work::Mac | Work::Affine) {
                 let (bw, ba) = self.operands(a, j);
                 if let Err(e) = self.profile.check_widths(bw, ba) {
                     bail!("layer '{}': {e:#}", l.name);
@@ -384,14 +385,16 @@ impl CostModel {
     }
 
     /// Totals only, without allocating: the search's hot path.
+    #[must_use]
     pub fn objectives(&self, a: &Assignment) -> Objectives {
-        self.run(a, |_, _| {}).0
+        self.run(a, |_, _| {}).totals
     }
 
     /// Totals and the per-layer breakdown.
+    #[must_use]
     pub fn price(&self, a: &Assignment) -> Costs {
         let mut layers = Vec::with_capacity(self.layers.len());
-        let (totals, memory, storage, array, array_widths) = self.run(a, |l, r| {
+        let priced = self.run(a, |l, r| {
             layers.push(LayerCost {
                 node: l.node,
                 name: l.name.clone(),
@@ -414,99 +417,28 @@ impl CostModel {
                 dsps: r.dsps,
             })
         });
+        let Priced { totals, memory, storage, array, array_widths } = priced;
         Costs { layers, memory, storage, array, array_widths, totals }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn run(
-        &self,
-        a: &Assignment,
-        mut sink: impl FnMut(&LayerInfo, &Row),
-    ) -> (Objectives, MemoryBits, PartCost, Option<PartCost>, Option<(u32, u32, u32)>) {
+    /// Price every layer (each one's row goes to `sink`), then the memories and the shared array.
+    fn run(&self, a: &Assignment, mut sink: impl FnMut(&LayerInfo, &Row)) -> Priced {
         debug_assert_eq!(a.layers.len(), self.layers.len(), "assignment does not match the graph");
         let p = &self.profile;
-        let mem = &p.memory;
-        let (wc, bc, ac) =
-            (&p.storage[mem.weights.class], &p.storage[mem.biases.class], &p.storage[mem.activations.class]);
         let shared = match p.datapath {
             Datapath::Shared { multipliers, energy_at } => Some((u64::from(multipliers), energy_at)),
             Datapath::Dataflow { .. } => None,
         };
         let widths = shared.map(|_| self.array_widths(a));
-        let at_array = matches!(shared, Some((_, EnergyAt::Array)));
-
+        let pass = Pass {
+            energy_widths: widths.filter(|_| matches!(shared, Some((_, EnergyAt::Array)))),
+            dataflow: shared.is_none(),
+        };
         let mut tot = Objectives::new(p);
         let mut memory = MemoryBits::default();
         let mut act_bits_all = 0u64;
         for (j, l) in self.layers.iter().enumerate() {
-            let lf = &a.layers[j];
-            let mut r = Row::default();
-            let out_bits = u64::from(lf.output.bits);
-            r.activation_bits = l.out_numel * out_bits;
-            // memory traffic: write the output once, read the inputs
-            r.mem_energy_pj += r.activation_bits as f64 * ac.write_pj_per_bit;
-            let per_mac_reads = mem.activations.reads == Reads::PerMac && matches!(l.kind, Kind::Mac | Kind::Affine);
-            if per_mac_reads {
-                r.mem_energy_pj += (l.macs * u64::from(self.fmt(a, l.inputs[0]).bits)) as f64 * ac.read_pj_per_bit;
-            } else {
-                for &v in &l.inputs {
-                    let bits = self.value_numel[v] * u64::from(self.fmt(a, v).bits);
-                    r.mem_energy_pj += bits as f64 * ac.read_pj_per_bit;
-                }
-            }
-            match mem.activation_storage {
-                ActivationStorage::All => act_bits_all += ac.allocate(r.activation_bits),
-                ActivationStorage::PingPong => {}
-            }
-
-            if matches!(l.kind, Kind::Mac | Kind::Affine) {
-                let (bw, ba) = self.operands(a, j);
-                let bb = lf.bias.map_or(0, |f| f.bits);
-                let bias_removed = mem.removed_bias_is_free
-                    && bb == 1
-                    && a.arith.range == RangeMode::Symmetric
-                    && lf.bias.is_some_and(|f| f.signed);
-                r.bw = bw;
-                r.ba = ba;
-                r.weight_bits = l.weights * u64::from(bw);
-                r.bias_bits = if bias_removed { 0 } else { l.biases * u64::from(bb) };
-                memory.weights += wc.allocate(r.weight_bits);
-                memory.biases += bc.allocate(r.bias_bits);
-                r.mem_energy_pj += match mem.weights.reads {
-                    Reads::Once => r.weight_bits as f64,
-                    Reads::PerMac => (l.macs * u64::from(bw)) as f64,
-                } * wc.read_pj_per_bit;
-                r.mem_energy_pj += r.bias_bits as f64 * bc.read_pj_per_bit;
-
-                r.mults = l.macs;
-                r.mult_cost = u64::from(bw) * u64::from(ba) * l.macs;
-                r.acc_bits = self.acc_bits(a, j, bw, ba);
-                let (ebw, eba, eacc) = match widths {
-                    Some(w) if at_array => w,
-                    _ => (bw, ba, r.acc_bits),
-                };
-                if l.macs > 0 {
-                    r.mult_energy_pj = l.macs as f64 * p.multiplier.cost(ebw, eba, 1).energy_pj;
-                    r.acc_energy_pj = l.macs as f64 * p.accumulator.energy(eacc);
-                }
-                if shared.is_none() {
-                    let m = p.multiplier.cost(bw, ba, l.lanes);
-                    let n = l.lanes as f64;
-                    r.area_um2 = m.area_um2 + n * p.accumulator.area(r.acc_bits);
-                    r.luts = m.luts + n * p.accumulator.luts(r.acc_bits);
-                    r.dsps = m.dsps;
-                }
-            } else if l.kind == Kind::Adds {
-                r.acc_bits = self.acc_bits(a, j, 0, 0);
-                let adds = l.out_numel * l.fan_in.saturating_sub(1).max(1);
-                r.acc_energy_pj = adds as f64 * p.accumulator.energy(r.acc_bits);
-                if shared.is_none() {
-                    let n = l.lanes as f64;
-                    r.area_um2 = n * p.accumulator.area(r.acc_bits);
-                    r.luts = n * p.accumulator.luts(r.acc_bits);
-                }
-            }
-
+            let r = self.price_layer(a, j, &pass, &mut memory, &mut act_bits_all);
             tot.add(Objective::MultCost, r.mult_cost as f64);
             tot.add(Objective::EnergyPj, r.mult_energy_pj + r.acc_energy_pj + r.mem_energy_pj);
             tot.add(Objective::AreaUm2, r.area_um2);
@@ -514,8 +446,121 @@ impl CostModel {
             tot.add(Objective::Dsps, r.dsps);
             sink(l, &r);
         }
+        memory.activations = self.activation_memory(a, act_bits_all);
+        let storage = self.storage_cost(&memory);
+        tot.add(Objective::MemoryBits, memory.total() as f64);
+        tot.add(Objective::AreaUm2, storage.area_um2);
+        tot.add(Objective::Luts, storage.luts);
 
-        memory.activations = match mem.activation_storage {
+        let array = shared.map(|(n, _)| {
+            let (bw, ba, acc) = widths.expect("a shared datapath has array widths");
+            let m = p.multiplier.cost(bw, ba, n);
+            let part = PartCost {
+                area_um2: m.area_um2 + n as f64 * p.accumulator.area(acc),
+                luts: m.luts + n as f64 * p.accumulator.luts(acc),
+                dsps: m.dsps,
+            };
+            tot.add(Objective::AreaUm2, part.area_um2);
+            tot.add(Objective::Luts, part.luts);
+            tot.add(Objective::Dsps, part.dsps);
+            part
+        });
+        Priced { totals: tot, memory, storage, array, array_widths: widths }
+    }
+
+    /// Layer `j`'s row: its memory traffic, and its multiplications or additions. Adds its
+    /// parameters to `memory` and its activations to `act_bits_all` (for storage of all of them).
+    fn price_layer(
+        &self,
+        a: &Assignment,
+        j: usize,
+        pass: &Pass,
+        memory: &mut MemoryBits,
+        act_bits_all: &mut u64,
+    ) -> Row {
+        let (p, l, lf) = (&self.profile, &self.layers[j], &a.layers[j]);
+        let mem = &p.memory;
+        let (wc, bc, ac) =
+            (&p.storage[mem.weights.class], &p.storage[mem.biases.class], &p.storage[mem.activations.class]);
+        let mut r = Row::default();
+        let out_bits = u64::from(lf.output.bits);
+        r.activation_bits = l.out_numel * out_bits;
+        // memory traffic: write the output once, read the inputs
+        r.mem_energy_pj += r.activation_bits as f64 * ac.write_pj_per_bit;
+        let per_mac_reads = mem.activations.reads == Reads::PerMac && matches!(l.kind, Work::Mac | Work::Affine);
+        if per_mac_reads {
+            r.mem_energy_pj += (l.macs * u64::from(self.fmt(a, l.inputs[0]).bits)) as f64 * ac.read_pj_per_bit;
+        } else {
+            for &v in &l.inputs {
+                let bits = self.value_numel[v] * u64::from(self.fmt(a, v).bits);
+                r.mem_energy_pj += bits as f64 * ac.read_pj_per_bit;
+            }
+        }
+        match mem.activation_storage {
+            ActivationStorage::All => *act_bits_all += ac.allocate(r.activation_bits),
+            ActivationStorage::PingPong => {}
+        }
+
+        if matches!(l.kind, Work::Mac | Work::Affine) {
+            let (bw, ba) = self.operands(a, j);
+            let bb = lf.bias.map_or(0, |f| f.bits);
+            let bias_removed = mem.removed_bias_is_free
+                && bb == 1
+                && a.arith.range == RangeMode::Symmetric
+                && lf.bias.is_some_and(|f| f.signed);
+            r.bw = bw;
+            r.ba = ba;
+            r.weight_bits = l.weights * u64::from(bw);
+            r.bias_bits = if bias_removed { 0 } else { l.biases * u64::from(bb) };
+            memory.weights += wc.allocate(r.weight_bits);
+            memory.biases += bc.allocate(r.bias_bits);
+            r.mem_energy_pj += match mem.weights.reads {
+                Reads::Once => r.weight_bits as f64,
+                Reads::PerMac => (l.macs * u64::from(bw)) as f64,
+            } * wc.read_pj_per_bit;
+            r.mem_energy_pj += r.bias_bits as f64 * bc.read_pj_per_bit;
+            self.price_macs(a, j, pass, &mut r);
+        } else if l.kind == Work::Adds {
+            r.acc_bits = self.acc_bits(a, j, 0, 0);
+            let adds = l.out_numel * l.fan_in.saturating_sub(1).max(1);
+            r.acc_energy_pj = adds as f64 * p.accumulator.energy(r.acc_bits);
+            if pass.dataflow {
+                let n = l.lanes as f64;
+                r.area_um2 = n * p.accumulator.area(r.acc_bits);
+                r.luts = n * p.accumulator.luts(r.acc_bits);
+            }
+        }
+        r
+    }
+
+    /// The multiplications of layer `j` (operand widths already in `r`): their cost, energy and,
+    /// on a dataflow datapath, the layer's own multipliers and accumulators.
+    fn price_macs(&self, a: &Assignment, j: usize, pass: &Pass, r: &mut Row) {
+        let (p, l) = (&self.profile, &self.layers[j]);
+        let (bw, ba) = (r.bw, r.ba);
+        r.mults = l.macs;
+        r.mult_cost = u64::from(bw) * u64::from(ba) * l.macs;
+        r.acc_bits = self.acc_bits(a, j, bw, ba);
+        let (ebw, eba, eacc) = pass.energy_widths.unwrap_or((bw, ba, r.acc_bits));
+        if l.macs > 0 {
+            r.mult_energy_pj = l.macs as f64 * p.multiplier.cost(ebw, eba, 1).energy_pj;
+            r.acc_energy_pj = l.macs as f64 * p.accumulator.energy(eacc);
+        }
+        if pass.dataflow {
+            let m = p.multiplier.cost(bw, ba, l.lanes);
+            let n = l.lanes as f64;
+            r.area_um2 = m.area_um2 + n * p.accumulator.area(r.acc_bits);
+            r.luts = m.luts + n * p.accumulator.luts(r.acc_bits);
+            r.dsps = m.dsps;
+        }
+    }
+
+    /// Bits of activation memory: every activation (and the input, if counted), or the largest
+    /// live set of inputs and output under ping-pong buffering.
+    fn activation_memory(&self, a: &Assignment, act_bits_all: u64) -> u64 {
+        let mem = &self.profile.memory;
+        let ac = &self.profile.storage[mem.activations.class];
+        match mem.activation_storage {
             ActivationStorage::All => {
                 let input = if mem.include_input {
                     ac.allocate(self.value_numel[self.input] * u64::from(a.input.bits))
@@ -534,8 +579,15 @@ impl CostModel {
                     .unwrap_or(0);
                 ac.allocate(live)
             }
-        };
-        let storage = PartCost {
+        }
+    }
+
+    /// Area and LUTs of the memories holding `memory`.
+    fn storage_cost(&self, memory: &MemoryBits) -> PartCost {
+        let (p, mem) = (&self.profile, &self.profile.memory);
+        let (wc, bc, ac) =
+            (&p.storage[mem.weights.class], &p.storage[mem.biases.class], &p.storage[mem.activations.class]);
+        PartCost {
             area_um2: memory.weights as f64 * wc.area_um2_per_bit
                 + memory.biases as f64 * bc.area_um2_per_bit
                 + memory.activations as f64 * ac.area_um2_per_bit,
@@ -543,26 +595,28 @@ impl CostModel {
                 + memory.biases as f64 * bc.luts_per_bit
                 + memory.activations as f64 * ac.luts_per_bit,
             dsps: 0.0,
-        };
-        tot.add(Objective::MemoryBits, memory.total() as f64);
-        tot.add(Objective::AreaUm2, storage.area_um2);
-        tot.add(Objective::Luts, storage.luts);
-
-        let array = shared.map(|(n, _)| {
-            let (bw, ba, acc) = widths.unwrap();
-            let m = p.multiplier.cost(bw, ba, n);
-            let part = PartCost {
-                area_um2: m.area_um2 + n as f64 * p.accumulator.area(acc),
-                luts: m.luts + n as f64 * p.accumulator.luts(acc),
-                dsps: m.dsps,
-            };
-            tot.add(Objective::AreaUm2, part.area_um2);
-            tot.add(Objective::Luts, part.luts);
-            tot.add(Objective::Dsps, part.dsps);
-            part
-        });
-        (tot, memory, storage, array, widths)
+        }
     }
+}
+
+/// What one pass of the cost model gives: the objective totals and the parts they are made of.
+struct Priced {
+    totals: Objectives,
+    memory: MemoryBits,
+    storage: PartCost,
+    /// The shared multiplier array, on a shared datapath.
+    array: Option<PartCost>,
+    /// (weights, activations, accumulator) widths of the shared array.
+    array_widths: Option<(u32, u32, u32)>,
+}
+
+/// What the datapath fixes for every layer of one pass.
+struct Pass {
+    /// The widths multiplication and accumulation energy is priced at when a shared array's
+    /// widths set it; else each layer's own.
+    energy_widths: Option<(u32, u32, u32)>,
+    /// Every layer has its own multipliers and accumulators (their area counts per layer).
+    dataflow: bool,
 }
 
 #[cfg(test)]

@@ -144,10 +144,21 @@ impl Assignment {
         if let Some(i) = raw.input {
             a.input = i.merge(a.input);
         }
-        for rl in raw.layer {
+        let mut listed: Vec<(usize, usize)> = Vec::new();
+        for (entry, rl) in raw.layer.into_iter().enumerate() {
             let Some(node) = graph.node_by_name(&rl.name) else {
                 bail!("{origin}: layer '{}' is not a node of the model", rl.name);
             };
+            // Two entries for one layer: one would silently win.
+            if let Some(&(_, first)) = listed.iter().find(|(n, _)| *n == node) {
+                bail!(
+                    "{origin}: layer '{}' is listed twice, in [[layer]] entries {} and {} (counting from 1)",
+                    rl.name,
+                    first + 1,
+                    entry + 1
+                );
+            }
+            listed.push((node, entry));
             let Some(l) = a.layers.iter_mut().find(|l| l.node == node) else {
                 bail!(
                     "{origin}: node '{}' ({}) owns no formats (its output keeps its input's format)",

@@ -1,7 +1,7 @@
 //! What the reports say, independent of HTML or Markdown: run facts, headline, tables.
 
 use super::format::{self, fmt_num, objective_short, objective_title, pct, point_format};
-use super::run::{LayerFormats, LossKind, PointFormat, Run};
+use super::run::{PointFormat, Run, ShownFormats};
 
 /// A table cell; `emphasis` marks a changed value (chosen vs baseline) or the chosen row.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,13 +83,6 @@ pub fn run_facts(run: &Run) -> Vec<(String, String)> {
     push("qdse version", s.version.clone());
     push("run folder", run.dir.display().to_string());
     v
-}
-
-fn loss_of(acc: f64, float: f64, kind: LossKind) -> f64 {
-    match kind {
-        LossKind::Relative if float != 0.0 => (float - acc) / float,
-        _ => float - acc,
-    }
 }
 
 fn unit_value(obj: &str, v: f64) -> String {
@@ -192,13 +185,13 @@ pub fn baseline_vs_chosen(run: &Run) -> Table {
     ]);
     rows.push(vec![
         Cell::plain("loss vs float, search split"),
-        Cell::plain(format::loss(loss_of(b.accuracy_search, s.float_accuracy.search, s.loss), s.loss, 2)),
+        Cell::plain(format::loss(s.loss.loss(s.float_accuracy.search, b.accuracy_search), s.loss, 2)),
         c.map_or_else(dash, |c| Cell::plain(format::loss(c.loss_search, s.loss, 2))),
         dash(),
     ]);
     rows.push(vec![
         Cell::plain("loss vs float, holdout split"),
-        Cell::plain(format::loss(loss_of(b.accuracy_holdout, s.float_accuracy.holdout, s.loss), s.loss, 2)),
+        Cell::plain(format::loss(s.loss.loss(s.float_accuracy.holdout, b.accuracy_holdout), s.loss, 2)),
         c.map_or_else(dash, |c| {
             let ci =
                 c.loss_holdout_ci95.map_or_else(String::new, |ci| format!(" ({})", format::interval(ci, s.loss, 2)));
@@ -225,7 +218,7 @@ pub fn baseline_vs_chosen(run: &Run) -> Table {
 /// Per-layer formats of the baseline and the chosen point.
 pub fn layer_formats(run: &Run) -> Table {
     let has_chosen = run.summary.chosen.is_some();
-    let fmt = |f: Option<LayerFormats>, k: usize| -> (String, Option<PointFormat>) {
+    let fmt = |f: Option<ShownFormats>, k: usize| -> (String, Option<PointFormat>) {
         let p = f.and_then(|f| match k {
             0 => f.weights,
             1 => f.bias,
@@ -281,9 +274,10 @@ pub const PARETO_ROWS: usize = 25;
 pub fn pareto(run: &Run) -> Table {
     let s = &run.summary;
     let k = s.primary_objective().and_then(|p| run.objective_index(p)).unwrap_or(0);
-    let mut rows: Vec<&super::run::ParetoRow> = run.pareto.iter().collect();
+    let mut rows: Vec<&crate::run_folder::FrontRow> = run.pareto.iter().collect();
     rows.sort_by(|a, b| {
-        let (x, y) = (a.eval.costs.get(k).copied().unwrap_or(0.0), b.eval.costs.get(k).copied().unwrap_or(0.0));
+        let (x, y) =
+            (a.eval.objectives.get(k).copied().unwrap_or(0.0), b.eval.objectives.get(k).copied().unwrap_or(0.0));
         x.total_cmp(&y).then(a.eval.loss_search.total_cmp(&b.eval.loss_search))
     });
     let total = rows.len();
@@ -317,7 +311,7 @@ pub fn pareto(run: &Run) -> Table {
                 Cell::em(r.acc_holdout.map_or("–".into(), |a| pct(a, 2)), em),
                 Cell::em(r.loss_holdout.map_or("–".into(), |l| format::loss(l, s.loss, 2)), em),
             ];
-            row.extend(e.costs.iter().map(|v| Cell::em(fmt_num(*v), em)));
+            row.extend(e.objectives.iter().map(|v| Cell::em(fmt_num(*v), em)));
             row.push(Cell::em(if e.loss_search <= s.max_loss + 1e-12 { "yes" } else { "no" }, em));
             row
         })

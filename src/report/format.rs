@@ -1,6 +1,7 @@
 //! Number and label formatting shared by the plots and the reports.
 
-use super::run::{LossKind, PointFormat};
+use super::run::PointFormat;
+use crate::config::LossKind;
 
 /// U+2212 MINUS SIGN, for reductions ("−53%").
 pub const MINUS: char = '\u{2212}';

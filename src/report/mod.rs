@@ -25,10 +25,7 @@ pub mod results;
 pub mod run;
 
 pub use plot::Figure;
-pub use run::{
-    Baseline, Chosen, Evaluation, LayerBits, LayerFormats, LayerRow, LossKind, ParetoRow, PointFile, PointFormat,
-    PointLayer, Run, Split, Summary, SweepPoint,
-};
+pub use run::{LayerRow, PointFile, PointFormat, PointLayer, Run, ShownFormats};
 
 use anyhow::{Context, Result};
 use std::io::Write;

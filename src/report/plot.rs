@@ -7,8 +7,9 @@
 use super::font::{self, FAMILY};
 use super::format::{self, fmt_si, objective_short, objective_title};
 use super::raster::PngBackend;
-use super::run::{LayerFormats, Run};
+use super::run::{LayerRow, Run, ShownFormats};
 use anyhow::{anyhow, Context, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -463,67 +464,127 @@ pub fn chosen_annotation(run: &Run) -> Option<String> {
     })
 }
 
-fn draw_pareto<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &Run, obj: &str) -> Result<()>
+/// What a Pareto plot shows of a run, in (objective value, accuracy %) coordinates.
+struct ParetoData {
+    /// Every evaluated assignment.
+    evals: Vec<XY>,
+    /// The 2-D front of pareto.csv's rows, and its other rows (on the front in all objectives).
+    front: Vec<XY>,
+    others: Vec<XY>,
+    /// The same rows on the holdout split: how much of the front holds on images the search
+    /// never saw (docs/data-roles.md).
+    holdout: Vec<XY>,
+    sweep: Vec<(u32, f64, f64)>,
+    baseline: Option<XY>,
+    chosen: Option<XY>,
+    float: f64,
+    budget: f64,
+}
+
+impl ParetoData {
+    fn gather(run: &Run, obj: &str) -> Result<ParetoData> {
+        let s = &run.summary;
+        let k = run.objective_index(obj).with_context(|| format!("'{obj}' is not an objective of this run"))?;
+        let evals = run.evaluations.iter().map(|e| (e.objectives[k], e.acc_search * 100.0)).collect();
+        let joint: Vec<XY> = run.pareto.iter().map(|r| (r.eval.objectives[k], r.eval.acc_search * 100.0)).collect();
+        let (front, others) = front_2d(&joint);
+        let holdout = run.pareto.iter().filter_map(|r| Some((r.eval.objectives[k], r.acc_holdout? * 100.0))).collect();
+        let sweep =
+            s.uniform_sweep.iter().filter_map(|p| Some((p.bits, p.cost(obj)?, p.accuracy_search * 100.0))).collect();
+        Ok(ParetoData {
+            evals,
+            front,
+            others,
+            holdout,
+            sweep,
+            baseline: s.baseline_8bit.cost(obj).map(|c| (c, s.baseline_8bit.accuracy_search * 100.0)),
+            chosen: s.chosen.as_ref().and_then(|c| Some((c.cost(obj)?, c.accuracy_search * 100.0))),
+            float: s.float_accuracy.search * 100.0,
+            budget: s.budget_accuracy() * 100.0,
+        })
+    }
+
+    /// Every finite point, for the axis ranges.
+    fn all(&self) -> Vec<XY> {
+        self.evals
+            .iter()
+            .chain(&self.front)
+            .chain(&self.others)
+            .chain(&self.holdout)
+            .copied()
+            .chain(self.sweep.iter().map(|&(_, x, y)| (x, y)))
+            .chain(self.baseline)
+            .chain(self.chosen)
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect()
+    }
+}
+
+/// The axis ranges of a Pareto plot.
+struct Axes {
+    xmin: f64,
+    /// Logarithmic x axis (the values span more than 30x).
+    log: bool,
+    /// The x range in axis units (log10 of the value on a log axis).
+    tx0: f64,
+    tx1: f64,
+    y0: f64,
+    y1: f64,
+    /// Evaluations below the y range, counted in the legend.
+    hidden: usize,
+    ydecimals: usize,
+}
+
+impl Axes {
+    fn fit(d: &ParetoData) -> Axes {
+        let all = d.all();
+        // x range: every value; logarithmic when it spans more than 30x.
+        let (xmin, xmax) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+        let (xmin, xmax) = if xmin.is_finite() { (xmin, xmax) } else { (0.0, 1.0) };
+        let log = xmin > 0.0 && xmax / xmin > 30.0;
+        let tx = |x: f64| if log { x.log10() } else { x };
+        let (t0, t1) = (tx(xmin), tx(xmax));
+        let span = if t1 > t0 { t1 - t0 } else { t0.abs().max(1.0) * 0.2 };
+        let (mut tx0, tx1) = (t0 - 0.05 * span, t1 + 0.05 * span);
+        if !log && xmin >= 0.0 && tx0 < 0.0 {
+            tx0 = 0.0;
+        }
+        // y range: zoom on the region that matters (float, budget, front near the budget);
+        // far-off points are counted in the legend instead of squashing the interesting band.
+        let (float, budget) = (d.float, d.budget);
+        let gap = (float - budget).abs().max(0.1);
+        let floor = float - (10.0 * gap).max(6.0);
+        let lowest = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        let highest = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        let bottom = lowest.max(floor).min(budget).min(float);
+        let top = highest.max(float).max(budget);
+        let yspan = (top - bottom).max(0.5);
+        let (y0, y1) = (bottom - 0.04 * yspan, top + 0.08 * yspan);
+        let hidden = d.evals.iter().filter(|p| p.1 < y0).count();
+        Axes { xmin, log, tx0, tx1, y0, y1, hidden, ydecimals: if yspan < 4.0 { 1 } else { 0 } }
+    }
+
+    /// A value in x axis units.
+    fn tx(&self, x: f64) -> f64 {
+        if self.log {
+            x.log10()
+        } else {
+            x
+        }
+    }
+
+    fn shown(&self, p: &XY) -> bool {
+        p.0.is_finite() && p.1 >= self.y0 && p.1 <= self.y1
+    }
+}
+
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The chart frame, mesh and linear tick labels (plotters draws these).
+fn pareto_chart<'a, DB: DrawingBackend>(root: &'a DrawingArea<DB, Shift>, obj: &str, ax: &Axes) -> Result<Chart<'a, DB>>
 where
     DB::ErrorType: 'static,
 {
-    let s = &run.summary;
-    let k = run.objective_index(obj).with_context(|| format!("'{obj}' is not an objective of this run"))?;
-    let cv = Canvas { root };
-    root.fill(&WHITE).map_err(err)?;
-
-    let evals: Vec<(f64, f64)> = run.evaluations.iter().map(|e| (e.costs[k], e.acc_search * 100.0)).collect();
-    let joint: Vec<(f64, f64)> = run.pareto.iter().map(|r| (r.eval.costs[k], r.eval.acc_search * 100.0)).collect();
-    let (front, others) = front_2d(&joint);
-    // The same points on the holdout split: how much of the front holds on images the search
-    // never saw (docs/data-roles.md).
-    let holdout: Vec<(f64, f64)> =
-        run.pareto.iter().filter_map(|r| Some((r.eval.costs[k], r.acc_holdout? * 100.0))).collect();
-    let sweep: Vec<(u32, f64, f64)> =
-        s.uniform_sweep.iter().filter_map(|p| Some((p.bits, p.cost(obj)?, p.accuracy_search * 100.0))).collect();
-    let baseline = s.baseline_8bit.cost(obj).map(|c| (c, s.baseline_8bit.accuracy_search * 100.0));
-    let chosen = s.chosen.as_ref().and_then(|c| Some((c.cost(obj)?, c.accuracy_search * 100.0)));
-    let float = s.float_accuracy.search * 100.0;
-    let budget = s.budget_accuracy() * 100.0;
-
-    // x range: every value; logarithmic when it spans more than 30x.
-    let all: Vec<(f64, f64)> = evals
-        .iter()
-        .chain(&joint)
-        .chain(&holdout)
-        .copied()
-        .chain(sweep.iter().map(|&(_, x, y)| (x, y)))
-        .chain(baseline)
-        .chain(chosen)
-        .filter(|(x, y)| x.is_finite() && y.is_finite())
-        .collect();
-    let (xmin, xmax) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (xmin, xmax) = if xmin.is_finite() { (xmin, xmax) } else { (0.0, 1.0) };
-    let log = xmin > 0.0 && xmax / xmin > 30.0;
-    let tx = |x: f64| if log { x.log10() } else { x };
-    let (t0, t1) = (tx(xmin), tx(xmax));
-    let span = if t1 > t0 { t1 - t0 } else { t0.abs().max(1.0) * 0.2 };
-    let (mut tx0, tx1) = (t0 - 0.05 * span, t1 + 0.05 * span);
-    if !log && xmin >= 0.0 && tx0 < 0.0 {
-        tx0 = 0.0;
-    }
-
-    // y range: zoom on the region that matters (float, budget, front near the budget); far-off points are
-    // counted in the legend instead of squashing the interesting band.
-    let gap = (float - budget).abs().max(0.1);
-    let floor = float - (10.0 * gap).max(6.0);
-    let lowest = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let highest = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-    let bottom = lowest.max(floor).min(budget).min(float);
-    let top = highest.max(float).max(budget);
-    let yspan = (top - bottom).max(0.5);
-    let (y0, y1) = (bottom - 0.04 * yspan, top + 0.08 * yspan);
-    let hidden = evals.iter().filter(|p| p.1 < y0).count();
-    let ydecimals = if yspan < 4.0 { 1 } else { 0 };
-
-    let title = format!("{}: accuracy vs {}", if s.name.is_empty() { "qdse" } else { &s.name }, objective_title(obj));
-    cv.title(&title, &subtitle(run))?;
-
     let mut chart = ChartBuilder::on(root)
         .margin_top(88)
         .margin_left(20)
@@ -531,72 +592,122 @@ where
         .margin_bottom(12)
         .x_label_area_size(72)
         .y_label_area_size(92)
-        .build_cartesian_2d(tx0..tx1, y0..y1)
+        .build_cartesian_2d(ax.tx0..ax.tx1, ax.y0..ax.y1)
         .map_err(err)?;
     let xfmt = |v: &f64| fmt_si(*v);
+    let ydecimals = ax.ydecimals;
     let yfmt = |v: &f64| format!("{v:.ydecimals$}");
-    {
-        let mut mesh = chart.configure_mesh();
-        mesh.x_desc(objective_title(obj))
-            .y_desc("accuracy (%), search split unless marked holdout")
-            .axis_desc_style((FAMILY, 22))
-            .label_style((FAMILY, 18))
-            .y_label_formatter(&yfmt)
-            .y_labels(10)
-            .light_line_style(RGBColor(242, 242, 242))
-            .bold_line_style(RGBColor(218, 218, 218))
-            .axis_style(GREY.stroke_width(1));
-        if log {
-            mesh.x_labels(0).disable_x_mesh();
-        } else {
-            mesh.x_labels(9).x_label_formatter(&xfmt);
-        }
-        mesh.draw().map_err(err)?;
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(objective_title(obj))
+        .y_desc("accuracy (%), search split unless marked holdout")
+        .axis_desc_style((FAMILY, 22))
+        .label_style((FAMILY, 18))
+        .y_label_formatter(&yfmt)
+        .y_labels(10)
+        .light_line_style(RGBColor(242, 242, 242))
+        .bold_line_style(RGBColor(218, 218, 218))
+        .axis_style(GREY.stroke_width(1));
+    if ax.log {
+        mesh.x_labels(0).disable_x_mesh();
+    } else {
+        mesh.x_labels(9).x_label_formatter(&xfmt);
     }
-    let (xr, yr) = chart.plotting_area().get_pixel_range();
-    let area = Rect { x0: xr.start, y0: yr.start, x1: xr.end, y1: yr.end };
-    let px = |(x, y): (f64, f64)| chart.backend_coord(&(tx(x), y));
-    let shown = |p: &(f64, f64)| p.0.is_finite() && p.1 >= y0 && p.1 <= y1;
+    mesh.draw().map_err(err)?;
+    Ok(chart)
+}
 
-    if log {
-        for (v, labelled) in log_ticks(xmin.min(10f64.powf(tx0)), 10f64.powf(tx1)) {
-            let x = px((v, y0)).0;
-            if x < area.x0 || x >= area.x1 {
-                continue;
-            }
-            let grid = if labelled { RGBColor(218, 218, 218) } else { RGBColor(242, 242, 242) };
-            cv.line(vec![(x, area.y0), (x, area.y1 - 1)], grid.stroke_width(1))?;
-            if labelled {
-                cv.line(vec![(x, area.y1), (x, area.y1 + 6)], GREY.stroke_width(1))?;
-                cv.text(&fmt_si(v), (x, area.y1 + 9), 18.0, DARK, HPos::Center, VPos::Top)?;
-            }
+/// The 1-2-5 grid and tick labels of a logarithmic x axis.
+fn draw_log_ticks<DB: DrawingBackend>(f: &Frame<DB>) -> Result<()> {
+    let Frame { cv, ax, area, px } = *f;
+    for (v, labelled) in log_ticks(ax.xmin.min(10f64.powf(ax.tx0)), 10f64.powf(ax.tx1)) {
+        let x = px((v, ax.y0)).0;
+        if x < area.x0 || x >= area.x1 {
+            continue;
         }
-        cv.text("(log scale)", (area.x1, area.y1 + 44), 15.0, SUBTLE, HPos::Right, VPos::Top)?;
+        let grid = if labelled { RGBColor(218, 218, 218) } else { RGBColor(242, 242, 242) };
+        cv.line(vec![(x, area.y0), (x, area.y1 - 1)], grid.stroke_width(1))?;
+        if labelled {
+            cv.line(vec![(x, area.y1), (x, area.y1 + 6)], GREY.stroke_width(1))?;
+            cv.text(&fmt_si(v), (x, area.y1 + 9), 18.0, DARK, HPos::Center, VPos::Top)?;
+        }
     }
+    cv.text("(log scale)", (area.x1, area.y1 + 44), 15.0, SUBTLE, HPos::Right, VPos::Top)
+}
 
-    let mut placer = Placer::new(area);
+/// Where the drawn marks landed, in pixels, for their labels.
+struct Marks {
+    /// The budget and float lines' y.
+    yb: i32,
+    yf: i32,
+    sweep: Vec<(u32, Px)>,
+    baseline: Option<Px>,
+    chosen: Option<Px>,
+}
+
+/// The plotting area of a Pareto plot: where to draw and how values map to pixels.
+struct Frame<'a, DB: DrawingBackend> {
+    cv: &'a Canvas<'a, DB>,
+    ax: &'a Axes,
+    area: Rect,
+    px: &'a dyn Fn(XY) -> Px,
+}
+
+/// Every point, line and marker of the plot, each registered with the label placer.
+fn draw_marks<DB: DrawingBackend>(f: &Frame<DB>, d: &ParetoData, placer: &mut Placer) -> Result<Marks>
+where
+    DB::ErrorType: 'static,
+{
+    let Frame { cv, ax, area, px } = *f;
     // Every evaluated assignment, faint.
-    for p in evals.iter().filter(|p| shown(p)) {
+    for p in d.evals.iter().filter(|p| ax.shown(p)) {
         let q = px(*p);
-        root.draw(&Circle::new(q, 3, GREY.mix(0.3).filled())).map_err(err)?;
+        cv.root.draw(&Circle::new(q, 3, GREY.mix(0.3).filled())).map_err(err)?;
         placer.add_point(q, 1.0);
     }
-
     // Budget and float lines.
-    let yb = px((xmin, budget)).1;
-    let yf = px((xmin, float)).1;
+    let yb = px((ax.xmin, d.budget)).1;
+    let yf = px((ax.xmin, d.float)).1;
     cv.line(vec![(area.x0, yb), (area.x1 - 1, yb)], RED.mix(0.85).stroke_width(2))?;
     cv.dashed((area.x0, yf), (area.x1 - 1, yf), 10, 6, DARK.stroke_width(2))?;
     placer.add_polyline(&[(area.x0, yb), (area.x1 - 1, yb)], 6.0);
     placer.add_polyline(&[(area.x0, yf), (area.x1 - 1, yf)], 6.0);
 
-    // The front: line with markers, clipped to the y range.
+    draw_front(f, d, placer)?;
+    for p in d.holdout.iter().filter(|p| ax.shown(p)) {
+        cv.marker(Marker::Ring(4), px(*p), GREEN, GREEN)?;
+        placer.add_box(Rect::around(px(*p), 4), 20.0);
+    }
+
+    // Uniform sweep, 8-bit baseline, chosen point.
+    let sweep: Vec<(u32, Px)> =
+        d.sweep.iter().filter(|&&(_, x, y)| ax.shown(&(x, y))).map(|&(b, x, y)| (b, px((x, y)))).collect();
+    for &(_, q) in &sweep {
+        cv.marker(Marker::Triangle(9), q, ORANGE, RGBColor(150, 70, 0))?;
+        placer.add_box(Rect::around(q, 9), 200.0);
+    }
+    let baseline = d.baseline.filter(|p| ax.shown(p)).map(px);
+    if let Some(q) = baseline {
+        cv.marker(Marker::Diamond(11), q, DARK, WHITE)?;
+        placer.add_box(Rect::around(q, 11), 300.0);
+    }
+    let chosen = d.chosen.filter(|p| ax.shown(p)).map(px);
+    if let Some(q) = chosen {
+        cv.marker(Marker::Star(17), q, RED, RGBColor(110, 0, 0))?;
+        placer.add_box(Rect::around(q, 15), 400.0);
+    }
+    Ok(Marks { yb, yf, sweep, baseline, chosen })
+}
+
+/// The front: a line with markers, clipped to the y range; then the other front rows.
+fn draw_front<DB: DrawingBackend>(f: &Frame<DB>, d: &ParetoData, placer: &mut Placer) -> Result<()> {
+    let Frame { cv, ax, area, px } = *f;
+    let front = &d.front;
     let fpx: Vec<Px> = front.iter().map(|&p| px(p)).collect();
     let clip_y = area.y1 - 1;
     let mut segments: Vec<Vec<Px>> = vec![Vec::new()];
     for (i, p) in front.iter().enumerate() {
-        if shown(p) {
-            if i > 0 && !shown(&front[i - 1]) && segments.last().is_some_and(Vec::is_empty) {
+        if ax.shown(p) {
+            if i > 0 && !ax.shown(&front[i - 1]) && segments.last().is_some_and(Vec::is_empty) {
                 let (a, b) = (fpx[i - 1], fpx[i]);
                 if a.1 != b.1 {
                     let t = (clip_y - b.1) as f64 / (a.1 - b.1) as f64;
@@ -612,45 +723,34 @@ where
         cv.line(seg.clone(), BLUE.stroke_width(3))?;
         placer.add_polyline(seg, 12.0);
     }
-    for p in others.iter().filter(|p| shown(p)) {
+    for p in d.others.iter().filter(|p| ax.shown(p)) {
         cv.marker(Marker::Ring(5), px(*p), BLUE, BLUE)?;
         placer.add_box(Rect::around(px(*p), 5), 20.0);
     }
-    for (_, q) in front.iter().zip(&fpx).filter(|(p, _)| shown(p)) {
+    for (_, q) in front.iter().zip(&fpx).filter(|(p, _)| ax.shown(p)) {
         cv.marker(Marker::Dot(5), *q, BLUE, BLUE)?;
         placer.add_box(Rect::around(*q, 5), 40.0);
     }
+    Ok(())
+}
 
-    for p in holdout.iter().filter(|p| shown(p)) {
-        cv.marker(Marker::Ring(4), px(*p), GREEN, GREEN)?;
-        placer.add_box(Rect::around(px(*p), 4), 20.0);
-    }
+type Label = (Rect, String, f64, RGBColor);
 
-    // Uniform sweep, 8-bit baseline, chosen point.
-    let sweep_shown: Vec<(u32, Px)> =
-        sweep.iter().filter(|&&(_, x, y)| shown(&(x, y))).map(|&(b, x, y)| (b, px((x, y)))).collect();
-    for &(_, q) in &sweep_shown {
-        cv.marker(Marker::Triangle(9), q, ORANGE, RGBColor(150, 70, 0))?;
-        placer.add_box(Rect::around(q, 9), 200.0);
-    }
-    let baseline_px = baseline.filter(|p| shown(p)).map(px);
-    if let Some(q) = baseline_px {
-        cv.marker(Marker::Diamond(11), q, DARK, WHITE)?;
-        placer.add_box(Rect::around(q, 11), 300.0);
-    }
-    let chosen_px = chosen.filter(|p| shown(p)).map(px);
-    if let Some(q) = chosen_px {
-        cv.marker(Marker::Star(17), q, RED, RGBColor(110, 0, 0))?;
-        placer.add_box(Rect::around(q, 15), 400.0);
-    }
-
-    // Labels, most important first.
-    let mut labels: Vec<(Rect, String, f64, RGBColor)> = Vec::new();
+/// Labels of the float and budget lines, the baseline and the sweep, most important first.
+fn place_labels<DB: DrawingBackend>(
+    cv: &Canvas<DB>,
+    run: &Run,
+    marks: &Marks,
+    area: Rect,
+    placer: &mut Placer,
+) -> Vec<Label> {
+    let s = &run.summary;
+    let mut labels: Vec<Label> = Vec::new();
     let pad = |(w, h): Px| (w + 6, h + 4);
     let float_text = format!("float {}", format::pct(s.float_accuracy.search, 2));
     let budget_text =
         format!("budget {} ({})", format::pct(s.budget_accuracy(), 2), format::budget_inline(s.max_loss, s.loss));
-    for (text, y, color, below_first) in [(float_text, yf, DARK, false), (budget_text, yb, RED, true)] {
+    for (text, y, color, below_first) in [(float_text, marks.yf, DARK, false), (budget_text, marks.yb, RED, true)] {
         let (w, h) = pad(cv.measure(&text, 17.0));
         let (above, below) = (y - h - 3, y + 4);
         let (l, r) = (area.x0 + 8, area.x1 - 8 - w);
@@ -662,14 +762,14 @@ where
         let rect = placer.place(w, h, &cands, None, 0.0);
         labels.push((rect, text, 17.0, color));
     }
-    if let Some(q) = baseline_px {
+    if let Some(q) = marks.baseline {
         let text = "8-bit baseline".to_string();
         let (w, h) = pad(cv.measure(&text, 18.0));
         let rect = placer.place(w, h, &around_marker(q, 11, w, h), Some(q), 0.5);
         labels.push((rect, text, 18.0, DARK));
     }
-    for &(b, q) in &sweep_shown {
-        if b == 8 && baseline_px.is_some_and(|bq| (bq.0 - q.0).abs() < 12 && (bq.1 - q.1).abs() < 12) {
+    for &(b, q) in &marks.sweep {
+        if b == 8 && marks.baseline.is_some_and(|bq| (bq.0 - q.0).abs() < 12 && (bq.1 - q.1).abs() < 12) {
             continue; // the baseline's label says it
         }
         let text = format!("{b}-bit");
@@ -677,55 +777,65 @@ where
         let rect = placer.place(w, h, &around_marker(q, 9, w, h), Some(q), 0.5);
         labels.push((rect, text, 16.0, RGBColor(150, 70, 0)));
     }
+    labels
+}
 
-    // Legend, before the annotation: it has a few corner spots, the annotation many.
+/// The legend's entries: what is drawn, with counts.
+fn legend_entries(d: &ParetoData, ax: &Axes) -> Vec<(Symbol, String)> {
     let mut entries: Vec<(Symbol, String)> = vec![
-        (Symbol::Marker(Marker::Dot(4), GREY, GREY), format!("evaluated assignments ({})", evals.len())),
-        (Symbol::LineMarker(BLUE), format!("Pareto front ({})", front.len())),
+        (Symbol::Marker(Marker::Dot(4), GREY, GREY), format!("evaluated assignments ({})", d.evals.len())),
+        (Symbol::LineMarker(BLUE), format!("Pareto front ({})", d.front.len())),
     ];
-    if !others.is_empty() {
+    if !d.others.is_empty() {
         entries.push((
             Symbol::Marker(Marker::Ring(5), BLUE, BLUE),
-            format!("other points of the front in all objectives ({})", others.len()),
+            format!("other points of the front in all objectives ({})", d.others.len()),
         ));
     }
-    if !holdout.is_empty() {
+    if !d.holdout.is_empty() {
         entries.push((
             Symbol::Marker(Marker::Ring(4), GREEN, GREEN),
-            format!("front points on the holdout split ({})", holdout.len()),
+            format!("front points on the holdout split ({})", d.holdout.len()),
         ));
     }
-    if !sweep.is_empty() {
+    if !d.sweep.is_empty() {
         entries.push((Symbol::Marker(Marker::Triangle(9), ORANGE, RGBColor(150, 70, 0)), "uniform b-bit".into()));
     }
-    if baseline.is_some() {
+    if d.baseline.is_some() {
         entries.push((Symbol::Marker(Marker::Diamond(10), DARK, WHITE), "8-bit baseline".into()));
     }
-    if chosen.is_some() {
+    if d.chosen.is_some() {
         entries.push((Symbol::Marker(Marker::Star(13), RED, RGBColor(110, 0, 0)), "chosen".into()));
     }
     entries.push((Symbol::Dashed(DARK), "float".into()));
     entries.push((Symbol::Line(RED), "budget".into()));
-    if hidden > 0 {
-        let what = if hidden == 1 { "evaluation" } else { "evaluations" };
-        entries.push((Symbol::None, format!("{hidden} {what} below {y0:.0}% not shown")));
+    if ax.hidden > 0 {
+        let what = if ax.hidden == 1 { "evaluation" } else { "evaluations" };
+        entries.push((Symbol::None, format!("{} {what} below {:.0}% not shown", ax.hidden, ax.y0)));
     }
-    let (lw, lh) = legend_size(&cv, &entries);
-    let legend_rect = placer.place(lw, lh, &legend_candidates(area, lw, lh), None, 0.0);
+    entries
+}
 
-    // The chosen point's annotation (or the "no point meets the budget" message).
-    let (note_lines, note_color) = match chosen_annotation(run) {
-        Some(a) => (split_annotation(&cv, &a, area.w() as f64 * 0.42, 19.0), RED),
-        None => (
-            vec!["no point meets the budget".to_string(), format!("({})", format::budget_inline(s.max_loss, s.loss))],
-            RED,
-        ),
+/// The chosen point's annotation (or the "no point meets the budget" message): its lines and box.
+fn place_note<DB: DrawingBackend>(
+    cv: &Canvas<DB>,
+    run: &Run,
+    area: Rect,
+    chosen: Option<Px>,
+    placer: &mut Placer,
+) -> (Vec<String>, Rect) {
+    let s = &run.summary;
+    let lines = match chosen_annotation(run) {
+        Some(a) => split_annotation(cv, &a, area.w() as f64 * 0.42, 19.0),
+        None => {
+            vec!["no point meets the budget".to_string(), format!("({})", format::budget_inline(s.max_loss, s.loss))]
+        }
     };
     let line_h = cv.measure("Hg", 19.0).1 + 2;
-    let note_w = note_lines.iter().map(|l| cv.measure(l, 19.0).0).max().unwrap_or(0) + 20;
-    let note_h = note_lines.len() as i32 * line_h + 14;
+    let note_w = lines.iter().map(|l| cv.measure(l, 19.0).0).max().unwrap_or(0) + 20;
+    let note_h = lines.len() as i32 * line_h + 14;
     let mut cands = Vec::new();
-    if let Some(q) = chosen_px {
+    if let Some(q) = chosen {
         cands.extend(around_marker(q, 20, note_w, note_h));
     }
     for i in 0..=12 {
@@ -735,22 +845,62 @@ where
             cands.push((x, y));
         }
     }
-    let note_rect = placer.place(note_w, note_h, &cands, chosen_px.or(Some((area.x0 + area.w() / 2, area.y0))), 0.06);
+    let rect = placer.place(note_w, note_h, &cands, chosen.or(Some((area.x0 + area.w() / 2, area.y0))), 0.06);
+    (lines, rect)
+}
 
-    // Draw the labels, leader line, annotation and legend on top of everything.
+/// The annotation box, with a leader line to the chosen point when it is not beside it.
+fn draw_note<DB: DrawingBackend>(cv: &Canvas<DB>, lines: &[String], rect: Rect, chosen: Option<Px>) -> Result<()> {
+    if let Some(q) = chosen {
+        if rect.distance(q) > 18.0 {
+            cv.line(vec![rect.nearest(q), q], RED.stroke_width(2))?;
+        }
+    }
+    let line_h = cv.measure("Hg", 19.0).1 + 2;
+    cv.rect(rect, WHITE.mix(0.95).filled())?;
+    cv.rect(rect, RED.stroke_width(2))?;
+    for (i, l) in lines.iter().enumerate() {
+        cv.text(l, (rect.x0 + 10, rect.y0 + 7 + i as i32 * line_h), 19.0, RED, HPos::Left, VPos::Top)?;
+    }
+    Ok(())
+}
+
+/// Accuracy vs one objective: every evaluation, the front (and its holdout points), the uniform
+/// sweep, the baseline and the chosen point, with labels placed clear of the marks.
+fn draw_pareto<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, run: &Run, obj: &str) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let s = &run.summary;
+    let data = ParetoData::gather(run, obj)?;
+    let cv = Canvas { root };
+    root.fill(&WHITE).map_err(err)?;
+    let ax = Axes::fit(&data);
+    let title = format!("{}: accuracy vs {}", if s.name.is_empty() { "qdse" } else { &s.name }, objective_title(obj));
+    cv.title(&title, &subtitle(run))?;
+
+    let chart = pareto_chart(root, obj, &ax)?;
+    let (xr, yr) = chart.plotting_area().get_pixel_range();
+    let area = Rect { x0: xr.start, y0: yr.start, x1: xr.end, y1: yr.end };
+    let px = |(x, y): XY| chart.backend_coord(&(ax.tx(x), y));
+    let frame = Frame { cv: &cv, ax: &ax, area, px: &px };
+    if ax.log {
+        draw_log_ticks(&frame)?;
+    }
+    let mut placer = Placer::new(area);
+    let marks = draw_marks(&frame, &data, &mut placer)?;
+    let labels = place_labels(&cv, run, &marks, area, &mut placer);
+    // The legend before the annotation: it has a few corner spots, the annotation many.
+    let entries = legend_entries(&data, &ax);
+    let (lw, lh) = legend_size(&cv, &entries);
+    let legend_rect = placer.place(lw, lh, &legend_candidates(area, lw, lh), None, 0.0);
+    let (note_lines, note_rect) = place_note(&cv, run, area, marks.chosen, &mut placer);
+
+    // The labels, annotation and legend on top of everything.
     for (r, text, size, color) in &labels {
         cv.label(*r, text, *size, *color)?;
     }
-    if let Some(q) = chosen_px {
-        if note_rect.distance(q) > 18.0 {
-            cv.line(vec![note_rect.nearest(q), q], RED.stroke_width(2))?;
-        }
-    }
-    cv.rect(note_rect, WHITE.mix(0.95).filled())?;
-    cv.rect(note_rect, note_color.stroke_width(2))?;
-    for (i, l) in note_lines.iter().enumerate() {
-        cv.text(l, (note_rect.x0 + 10, note_rect.y0 + 7 + i as i32 * line_h), 19.0, note_color, HPos::Left, VPos::Top)?;
-    }
+    draw_note(&cv, &note_lines, note_rect, marks.chosen)?;
     draw_legend(&cv, legend_rect, &entries)
 }
 
@@ -802,7 +952,7 @@ fn lighten(c: RGBColor, t: f64) -> RGBColor {
     RGBColor(m(c.0), m(c.1), m(c.2))
 }
 
-fn bits_of(f: &LayerFormats, kind: usize) -> Option<u32> {
+fn bits_of(f: &ShownFormats, kind: usize) -> Option<u32> {
     match kind {
         0 => f.weights,
         1 => f.bias,
@@ -827,21 +977,7 @@ where
     };
     cv.title(&title, &subtitle(run))?;
 
-    let kinds = [("weights", BLUE), ("bias", GREEN), ("activations", ORANGE)];
-    // Legend row under the title.
-    let mut entries: Vec<(Symbol, String)> = Vec::new();
-    for (k, c) in kinds {
-        entries.push((Symbol::Swatch(lighten(c, 0.6), c), format!("{k}, 8-bit baseline")));
-        if s.chosen.is_some() {
-            entries.push((Symbol::Swatch(c, c), format!("{k}, chosen")));
-        }
-    }
-    let mut x = 30;
-    for (sym, text) in &entries {
-        draw_symbol(&cv, *sym, (x, 100))?;
-        cv.text(text, (x + 36, 100), 16.0, DARK, HPos::Left, VPos::Center)?;
-        x += 36 + cv.measure(text, 16.0).0 + 22;
-    }
+    draw_layer_legend(&cv, s.chosen.is_some())?;
 
     let n = rows.len().max(1);
     let max_bits = rows
@@ -854,19 +990,8 @@ where
         .unwrap_or(8);
     let ymax = (max_bits + 2).max(10);
 
-    let label_size = 16.0;
-    let plot_w_guess = WIDTH as i32 - 20 - 36 - 70;
-    let group_w = plot_w_guess / n as i32 - 8;
-    let widest = |names: &[String]| names.iter().map(|n| cv.measure(n, label_size).0).max().unwrap_or(0);
-    // Horizontal labels if the names, shortened to no fewer than 8 characters, fit under their bars;
-    // else vertical ones.
-    let horizontal = (8..=22)
-        .rev()
-        .map(|m| rows.iter().map(|r| short_layer_name(&r.name, m)).collect::<Vec<_>>())
-        .find(|names| widest(names) <= group_w);
-    let rotate = horizontal.is_none();
-    let names = horizontal.unwrap_or_else(|| rows.iter().map(|r| short_layer_name(&r.name, 22)).collect());
-    let widest = widest(&names);
+    let (names, rotate) = layer_names(&cv, &rows);
+    let widest = names.iter().map(|n| cv.measure(n, LAYER_LABEL_SIZE).0).max().unwrap_or(0);
     let x_area = if rotate { widest + 50 } else { 60 };
 
     let mut chart = ChartBuilder::on(root)
@@ -908,10 +1033,59 @@ where
             VPos::Center,
         );
     }
+    draw_layer_bars(&cv, &rows, &names, rotate, s.chosen.is_some(), area, &px)
+}
+
+const LAYER_KINDS: [(&str, RGBColor); 3] = [("weights", BLUE), ("bias", GREEN), ("activations", ORANGE)];
+const LAYER_LABEL_SIZE: f64 = 16.0;
+
+/// The legend row under the title: a swatch per kind of tensor, baseline and chosen.
+fn draw_layer_legend<DB: DrawingBackend>(cv: &Canvas<DB>, chosen: bool) -> Result<()> {
+    let mut entries: Vec<(Symbol, String)> = Vec::new();
+    for (k, c) in LAYER_KINDS {
+        entries.push((Symbol::Swatch(lighten(c, 0.6), c), format!("{k}, 8-bit baseline")));
+        if chosen {
+            entries.push((Symbol::Swatch(c, c), format!("{k}, chosen")));
+        }
+    }
+    let mut x = 30;
+    for (sym, text) in &entries {
+        draw_symbol(cv, *sym, (x, 100))?;
+        cv.text(text, (x + 36, 100), 16.0, DARK, HPos::Left, VPos::Center)?;
+        x += 36 + cv.measure(text, 16.0).0 + 22;
+    }
+    Ok(())
+}
+
+/// The layer names under the bars, and whether they are set vertically: horizontal if the names,
+/// shortened to no fewer than 8 characters, fit under their bars.
+fn layer_names<DB: DrawingBackend>(cv: &Canvas<DB>, rows: &[LayerRow]) -> (Vec<String>, bool) {
+    let n = rows.len().max(1);
+    let plot_w_guess = WIDTH as i32 - 20 - 36 - 70;
+    let group_w = plot_w_guess / n as i32 - 8;
+    let widest = |names: &[String]| names.iter().map(|n| cv.measure(n, LAYER_LABEL_SIZE).0).max().unwrap_or(0);
+    let horizontal = (8..=22)
+        .rev()
+        .map(|m| rows.iter().map(|r| short_layer_name(&r.name, m)).collect::<Vec<_>>())
+        .find(|names| widest(names) <= group_w);
+    let rotate = horizontal.is_none();
+    (horizontal.unwrap_or_else(|| rows.iter().map(|r| short_layer_name(&r.name, 22)).collect()), rotate)
+}
+
+/// Per layer, a pair of bars (baseline, chosen) per kind of tensor, and the layer's name.
+fn draw_layer_bars<DB: DrawingBackend>(
+    cv: &Canvas<DB>,
+    rows: &[LayerRow],
+    names: &[String],
+    rotate: bool,
+    chosen: bool,
+    area: Rect,
+    px: &dyn Fn(f64, f64) -> Px,
+) -> Result<()> {
     let pair_w = 0.84 / 3.0;
     let bar_w = pair_w * 0.42;
     for (i, row) in rows.iter().enumerate() {
-        for (k, (_, color)) in kinds.iter().enumerate() {
+        for (k, (_, color)) in LAYER_KINDS.iter().enumerate() {
             let x0 = i as f64 + 0.08 + k as f64 * pair_w + pair_w * 0.08;
             let bars = [(row.baseline, lighten(*color, 0.6), x0), (row.chosen, *color, x0 + bar_w)];
             for (fmt, fill, bx) in bars {
@@ -920,7 +1094,7 @@ where
                 let r = Rect { x0: a.0, y0: a.1, x1: b.0.max(a.0 + 1), y1: b.1 };
                 cv.rect(r, fill.filled())?;
                 cv.rect(r, color.stroke_width(1))?;
-                if fill == *color && s.chosen.is_some() {
+                if fill == *color && chosen {
                     let t = bits.to_string();
                     let (tw, _) = cv.measure(&t, 13.0);
                     if tw <= r.w() + 4 {
@@ -931,9 +1105,9 @@ where
         }
         let cx = px(i as f64 + 0.5, 0.0).0;
         if rotate {
-            cv.text_rotated(&names[i], (cx, area.y1 + 8), label_size, DARK)?;
+            cv.text_rotated(&names[i], (cx, area.y1 + 8), LAYER_LABEL_SIZE, DARK)?;
         } else {
-            cv.text(&names[i], (cx, area.y1 + 8), label_size, DARK, HPos::Center, VPos::Top)?;
+            cv.text(&names[i], (cx, area.y1 + 8), LAYER_LABEL_SIZE, DARK, HPos::Center, VPos::Top)?;
         }
     }
     Ok(())

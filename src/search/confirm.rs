@@ -137,13 +137,16 @@ mod tests {
     use proptest::prelude::*;
 
     fn eval(id: usize, loss: f64, cost: f64) -> Evaluation {
-        Evaluation {
+        let row = crate::run_folder::EvaluationRow {
             id,
             source: String::new(),
             acc_search: 0.0,
             loss_search: loss,
             objectives: vec![cost],
             key: id.to_string(),
+        };
+        Evaluation {
+            row,
             assignment: Assignment { arith: Default::default(), input: Format::new(8, 8, false), layers: vec![] },
         }
     }

@@ -9,7 +9,8 @@
 //! fits, it widens a tensor whose bits cost nothing on the primary objective (a bias, under a
 //! multiplication-cost primary) if that lowers the loss, and goes on narrowing.
 
-use super::{Search, Slot, FLOAT_PROXY_BITS};
+use super::paper::{self, Budgets};
+use super::{Context, Search, Slot, FLOAT_PROXY_BITS};
 use crate::fixed::{Assignment, Format};
 
 /// Every slot of an assignment: weights and bias of each parameterised layer, every output.
@@ -128,6 +129,13 @@ fn free_widening(
         }
     }
     best
+}
+
+/// The `descent` strategy: the cost-weighted paper search, then the descent from its point.
+pub fn strategy(ctx: &mut Context) {
+    let weighted = Budgets { cost_weighted: true, ..ctx.budgets };
+    let p = paper::run(ctx.search, ctx.space, &weighted, "paper-weighted");
+    run(ctx.search, p, "descent", usize::MAX);
 }
 
 #[cfg(test)]

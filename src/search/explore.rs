@@ -1,25 +1,28 @@
 //! `qdse explore`: run a strategy on an experiment and write the run folder (docs/outputs.md).
+//!
+//! The steps, in order: [`Plan::new`] (strategy, budget, seed, folder), [`EvaluationLog::open`]
+//! (the growing evaluations.csv, and what a resumed run remembers), [`search`] (the uniform
+//! sweep, then the strategy), [`choose`] (the confirmation ladder), [`front_rows`] (pareto.csv),
+//! [`summarize`] (summary.json), [`write_folder`].
 
-use super::nsga2;
-use super::paper::{Budgets, Space};
+use super::confirm::{self, Confirmed};
+use super::paper::Budgets;
 use super::score::{key, Scorer};
-use super::{confirm, descent, independent, paper, uniform, Evaluation, Pricer, Search};
+use super::{uniform, Context, Evaluation, Pricer, Search, Space, Strategy};
 use crate::experiment::Experiment;
-use crate::fixed::Assignment;
 use crate::report::write_atomic;
-use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use crate::run_folder::{self as rf, Baseline, Chosen, Confirmation, Costs, FrontRow, LayerBits, RunSummary};
+use anyhow::{Context as _, Result};
+use rand::SeedableRng;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub const STRATEGIES: [&str; 5] = ["uniform", "paper", "descent", "independent", "nsga2"];
-
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub out: Option<PathBuf>,
-    pub strategy: Option<String>,
+    pub strategy: Option<Strategy>,
     pub budget: Option<usize>,
     pub seed: Option<u64>,
     pub resume: bool,
@@ -85,369 +88,390 @@ pub struct Costing<'p> {
     pub profile_text: String,
 }
 
-/// Keys, search accuracies and search losses of an earlier run's evaluations.csv.
-fn read_log(path: &Path) -> Result<Vec<(String, f64, f64)>> {
-    let mut text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    // A run killed mid-write leaves a last line without its newline: it is not a finished
-    // evaluation (and a cut key could even name another assignment), so drop it.
-    if !text.ends_with('\n') {
-        text.truncate(text.rfind('\n').map_or(0, |i| i + 1));
+/// The options resolved against the config.
+struct Plan {
+    strategy: Strategy,
+    budget: usize,
+    seed: u64,
+    dir: PathBuf,
+}
+
+impl Plan {
+    fn new(exp: &Experiment, opts: &Options) -> Result<Plan> {
+        let st = &exp.settings;
+        st.check_name()?;
+        let dir = opts.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&st.name));
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Plan {
+            strategy: opts.strategy.unwrap_or(st.search.strategy),
+            budget: opts.budget.unwrap_or(st.search.budget),
+            seed: opts.seed.unwrap_or(st.seed),
+            dir,
+        })
     }
-    let mut r = csv::Reader::from_reader(text.as_bytes());
-    let headers = r.headers()?.clone();
-    let col = |name: &str| headers.iter().position(|h| h == name);
-    let (Some(k), Some(a), Some(l)) = (col("key"), col("acc_search"), col("loss_search")) else {
-        bail!("{} has no key/acc_search/loss_search columns", path.display());
-    };
-    let mut out = Vec::new();
-    for row in r.records() {
-        let Ok(row) = row else { break };
-        let num = |c: usize| row.get(c).and_then(|v| v.parse::<f64>().ok());
-        if let (Some(key), Some(acc), Some(loss)) = (row.get(k), num(a), num(l)) {
-            out.push((key.to_string(), acc, loss));
+}
+
+/// evaluations.csv as it grows (flushed per line: a crash keeps every finished evaluation), and
+/// what a resumed run remembers of the earlier one.
+struct EvaluationLog {
+    file: File,
+    path: PathBuf,
+    remembered: Vec<rf::EvaluationRow>,
+    resuming: bool,
+}
+
+impl EvaluationLog {
+    fn open(dir: &Path, objectives: &[String], resume: bool) -> Result<EvaluationLog> {
+        let path = dir.join("evaluations.csv");
+        let resuming = resume && path.exists();
+        let (remembered, file) = if resuming {
+            // Rewritten from the replay; the old log stays until the new one is whole.
+            (rf::read_evaluation_log(&path)?, File::create(dir.join("evaluations.csv.resume"))?)
+        } else {
+            (Vec::new(), File::create(&path).with_context(|| format!("cannot create {}", path.display()))?)
+        };
+        writeln!(&file, "{}", rf::evaluations_header(objectives))?;
+        Ok(EvaluationLog { file, path, remembered, resuming })
+    }
+
+    fn append(&mut self, e: &Evaluation) {
+        let _ = self.file.write_all(e.row.to_csv().as_bytes());
+        let _ = self.file.flush();
+    }
+
+    /// The replayed log replaces the old one.
+    fn finish(&self) -> Result<()> {
+        let replayed = self.path.with_extension("csv.resume");
+        if self.resuming && replayed.exists() {
+            std::fs::rename(replayed, &self.path)?;
         }
+        Ok(())
     }
-    Ok(out)
 }
 
-fn csv_row(e: &Evaluation, extra: &[String]) -> String {
-    // Full precision: a resumed run must compare remembered accuracies exactly.
-    let mut fields = vec![e.id.to_string(), e.source.clone(), e.acc_search.to_string(), e.loss_search.to_string()];
-    fields.extend(e.objectives.iter().map(|v| format!("{v}")));
-    fields.extend(extra.iter().cloned());
-    fields.push(e.key.clone());
-    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
-    w.write_record(&fields).expect("in-memory csv");
-    String::from_utf8(w.into_inner().expect("in-memory csv")).expect("utf-8")
+/// A terminal progress bar over the evaluation budget.
+fn progress_bar(budget: usize) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(budget as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} evals, eta {eta}  {msg}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    pb
 }
 
-fn per_layer_bits(exp: &Experiment, a: &Assignment) -> Value {
-    Value::Array(
-        a.layers
-            .iter()
-            .map(|l| {
-                json!({
-                    "name": exp.graph.nodes[l.node].name,
-                    "weights_bits": l.weights.map(|f| f.bits),
-                    "bias_bits": l.bias.map(|f| f.bits),
-                    "output_bits": l.output.bits,
-                })
-            })
-            .collect(),
-    )
+/// What the search left: every evaluation, its counters, and what the choice starts from.
+struct Searched {
+    evaluations: Vec<Evaluation>,
+    /// Indices of the Pareto front over the search loss and every objective.
+    front: Vec<usize>,
+    /// (bits, loss) of the uniform points scored.
+    sweep: Vec<(u32, f64)>,
+    /// The cheapest evaluation within the search target (the choice without confirmation).
+    best: Option<Evaluation>,
+    float_accuracy: f64,
+    evaluated: usize,
+    nodes_run: usize,
+    stopped_early: usize,
+    /// Distinct evaluations remembered from the run resumed.
+    resumed: usize,
+    notes: Vec<String>,
 }
 
-pub struct Outcome {
-    pub dir: PathBuf,
-    pub summary: Value,
-}
-
-pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Outcome> {
+/// The uniform sweep, then the strategy, on the search split.
+fn search(exp: &Experiment, costing: &Costing, opts: &Options, plan: &Plan, target: f64) -> Result<Searched> {
     let st = &exp.settings;
-    st.check_name()?;
-    let strategy = opts.strategy.clone().unwrap_or_else(|| st.search.strategy.clone());
-    if !STRATEGIES.contains(&strategy.as_str()) {
-        bail!("unknown strategy '{strategy}' (expected one of: {})", STRATEGIES.join(", "));
-    }
-    let budget = opts.budget.unwrap_or(st.search.budget);
-    let seed = opts.seed.unwrap_or(st.seed);
-    let dir = opts.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&st.name));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let started = Instant::now();
-
+    let mut log = EvaluationLog::open(&plan.dir, &costing.names, opts.resume)?;
     // The search split, preprocessed once.
     let inputs: Vec<Vec<f64>> = exp.split.search.clone().map(|i| exp.input_f64(i)).collect();
     let labels = &exp.data.labels[exp.split.search.clone()];
-    let float = exp.float_accuracy();
     let mut scorer =
         Scorer::new(&exp.graph, &inputs, labels, exp.float_search_outputs(), st.search.loss, st.search.signal);
     scorer.reuse_prefix = !opts.no_prefix_reuse;
     scorer.early_stop = !opts.no_early_stop;
-
-    // The log grows as evaluations finish, so an interrupted run loses nothing.
-    let log_path = dir.join("evaluations.csv");
-    let header = {
-        let mut h = vec!["id".to_string(), "source".into(), "acc_search".into(), "loss_search".into()];
-        h.extend(costing.names.iter().cloned());
-        h.push("key".into());
-        h.join(",")
-    };
-    let mut already = std::collections::HashSet::new();
-    let mut log = if opts.resume && log_path.exists() {
-        for (k, acc, loss) in read_log(&log_path)? {
-            scorer.remember(k.clone(), acc, loss);
-            already.insert(k);
-        }
-        // Rewrite the log from the replay below; the old one stays until the new one is whole.
-        let f = File::create(dir.join("evaluations.csv.resume"))?;
-        writeln!(&f, "{header}")?;
-        f
-    } else {
-        let f = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-        writeln!(&f, "{header}")?;
-        f
-    };
-    let resumed = already.len();
-    let observer = Box::new(|e: &Evaluation| {
-        // Flushed per line: a crash keeps every finished evaluation.
-        let _ = log.write_all(csv_row(e, &[]).as_bytes());
-        let _ = log.flush();
-    });
-    let target = search_target(exp)?;
-    let mut s = Search::new(scorer, costing.pricer, costing.names.clone(), costing.primary, target, budget, observer);
-    if opts.progress {
-        let pb = indicatif::ProgressBar::new(budget as u64);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} evals, eta {eta}  {msg}",
-            )
-            .expect("static template")
-            .progress_chars("=> "),
-        );
-        s.progress = pb;
+    for r in &log.remembered {
+        scorer.remember(r.key.clone(), r.acc_search, r.loss_search);
     }
-
-    let unsigned = st.unsigned;
-    let arith = st.arith;
+    let resumed = log.remembered.iter().map(|r| &r.key).collect::<std::collections::HashSet<_>>().len();
+    let observer = Box::new(|e: &Evaluation| log.append(e));
+    let (names, primary) = (costing.names.clone(), costing.primary);
+    let mut s = Search::new(scorer, costing.pricer, names, primary, target, plan.budget, observer);
+    if opts.progress {
+        s.progress = progress_bar(plan.budget);
+    }
     let uniform_wba = |w: u32, b: u32, a: u32| {
-        let spec = crate::eval::calibrate::UniformSpec { weights: w, bias: b, activations: a, input: 8, unsigned };
-        crate::eval::calibrate::uniform(&exp.graph, &exp.ranges, spec, arith)
+        let spec = crate::eval::calibrate::UniformSpec {
+            weights: w,
+            bias: b,
+            activations: a,
+            input: 8,
+            unsigned: st.unsigned,
+        };
+        crate::eval::calibrate::uniform(&exp.graph, &exp.ranges, spec, st.arith)
     };
     let space = Space { graph: &exp.graph, ranges: &exp.ranges, uniform: &uniform_wba };
+    let uniform_b = |b| exp.uniform(b);
+    let sweep = uniform::run(&mut s, &uniform_b);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(plan.seed);
     let budgets = Budgets::default().scaled_to(target);
-
-    let sweep = uniform::run(&mut s, &|b| exp.uniform(b));
-    let mut notes = Vec::new();
-    match strategy.as_str() {
-        "uniform" => {}
-        "paper" => {
-            paper::run(&mut s, &space, &budgets, "paper");
-        }
-        "descent" => {
-            let weighted = Budgets { cost_weighted: true, ..budgets };
-            let p = paper::run(&mut s, &space, &weighted, "paper-weighted");
-            descent::run(&mut s, p, "descent", usize::MAX);
-        }
-        "independent" => {
-            let (_, loss) = independent::run(&mut s, &space, &budgets);
-            notes.push(match loss {
-                Some(l) => format!("independent: the combined assignment loses {:.2}% on the search split", 100.0 * l),
-                None => "independent: the evaluation budget ran out before the combination was scored".into(),
-            });
-        }
-        "nsga2" => {
-            // NSGA-II starts from what the sequential strategies find: the paper point and the
-            // cost-weighted one, each refined by a descent with at most half of what is left.
-            // Its front is over every evaluation, so it holds the `paper` and `descent` results.
-            let weighted = Budgets { cost_weighted: true, ..budgets };
-            let mut seeds: Vec<Assignment> = uniform::BITS.map(|b| exp.uniform(b)).collect();
-            for (b, src) in [(&budgets, "paper"), (&weighted, "paper-weighted")] {
-                let p = paper::run(&mut s, &space, b, src);
-                let left = budget.saturating_sub(s.scorer.scored());
-                let d = descent::run(&mut s, p.clone(), "descent", left / 2);
-                seeds.extend([p, d]);
-            }
-            let cap = (4.0 * target).max(0.05);
-            nsga2::run(
-                &mut s,
-                &space,
-                &seeds,
-                nsga2::Settings { population: 24, seed, loss_cap: cap, max_loss: target, primary: costing.primary },
-            );
-        }
-        _ => unreachable!("checked above"),
-    }
+    let mut ctx =
+        Context { search: &mut s, space: &space, budgets, uniform: &uniform_b, rng: &mut rng, notes: Vec::new() };
+    plan.strategy.run(&mut ctx);
+    let notes = ctx.notes;
     s.progress.finish_and_clear();
-    let evaluated = s.scorer.evaluated;
-    let nodes_run = s.scorer.nodes_run;
-    let stopped_early = s.scorer.stopped_early;
+    let searched = Searched {
+        resumed,
+        front: s.front(),
+        best: s.best_within_budget().cloned(),
+        float_accuracy: s.scorer.float_accuracy,
+        evaluated: s.scorer.evaluated,
+        nodes_run: s.scorer.nodes_run,
+        stopped_early: s.scorer.stopped_early,
+        evaluations: std::mem::take(&mut s.evaluations),
+        sweep,
+        notes,
+    };
+    drop(s);
+    log.finish()?;
+    Ok(searched)
+}
 
-    // Choose: the search proposes, the confirmation images bound the loss (search/confirm.rs);
-    // with confidence 0 (or no confirmation image), the search loss alone decides. The holdout
-    // split is measured for reporting only.
-    let front = s.front();
-    let confidence = st.search.confidence;
-    let confirmed = if confidence > 0.0 && !exp.split.confirm.is_empty() {
-        let baseline_cost = s.price(&exp.baseline())[s.primary];
-        let declared: Vec<usize> = sweep
-            .iter()
-            .filter_map(|(b, _)| {
-                let k = key(&exp.uniform(*b));
-                s.evaluations.iter().position(|e| e.key == k)
-            })
-            .collect();
-        // The ladder ranks by the larger of the signal and the top-1 loss on the search images:
-        // a point whose soft loss the quantization lowered (a sharper softmax) while it flipped
-        // images would otherwise look lossless and hide the honest points dearer than it.
-        let (e, p, m, l) = (&s.evaluations, s.primary, st.search.max_loss, st.search.loss);
-        let float_acc = s.scorer.float_accuracy;
-        let ladder_loss: Vec<f64> = e.iter().map(|e| e.loss_search.max(l.loss(float_acc, e.acc_search))).collect();
-        confirm::run(e, &ladder_loss, p, m, baseline_cost, &declared, l, confidence, |a| exp.confirm(a))?
-    } else {
-        if confidence > 0.0 {
-            notes.push(
+/// The choice: the search proposes, the confirmation images bound the loss (search/confirm.rs).
+struct Choice {
+    /// Every rung of the confirmation ladder; empty when the search loss alone decided.
+    confirmed: Vec<Confirmed>,
+    /// The rung chosen, if the confirmation decided.
+    rung: Option<Confirmed>,
+    chosen: Option<Evaluation>,
+}
+
+/// Choose the point to report. With confidence 0 (or no confirmation image) the search loss
+/// alone decides. The holdout split is measured for reporting only, never to choose.
+fn choose(exp: &Experiment, costing: &Costing, searched: &mut Searched) -> Result<Choice> {
+    let st = &exp.settings.search;
+    let (evals, primary) = (&searched.evaluations, costing.primary);
+    if st.confidence == 0.0 || exp.split.confirm.is_empty() {
+        if st.confidence > 0.0 {
+            searched.notes.push(
                 "no confirmation image: the chosen point is the cheapest within budget on the search split".into(),
             );
         }
-        Vec::new()
+        return Ok(Choice { confirmed: Vec::new(), rung: None, chosen: searched.best.clone() });
+    }
+    let baseline_cost = (costing.pricer)(&exp.baseline())[primary];
+    let declared: Vec<usize> = searched.sweep.iter().filter_map(|(b, _)| uniform_index(exp, evals, *b)).collect();
+    // The ladder ranks by the larger of the signal and the top-1 loss on the search images:
+    // a point whose soft loss the quantization lowered (a sharper softmax) while it flipped
+    // images would otherwise look lossless and hide the honest points dearer than it.
+    let float_acc = searched.float_accuracy;
+    let ladder_loss: Vec<f64> =
+        evals.iter().map(|e| e.loss_search.max(st.loss.loss(float_acc, e.acc_search))).collect();
+    let confirmed = confirm::run(
+        evals,
+        &ladder_loss,
+        primary,
+        st.max_loss,
+        baseline_cost,
+        &declared,
+        st.loss,
+        st.confidence,
+        |a| exp.confirm(a),
+    )?;
+    let rung = confirm::cheapest_accepted(&confirmed, evals, primary).copied();
+    let chosen = rung.map(|c| evals[c.index].clone());
+    Ok(Choice { confirmed, rung, chosen })
+}
+
+/// The index of the uniform b-bit point among the evaluations, if it was scored.
+fn uniform_index(exp: &Experiment, evaluations: &[Evaluation], bits: u32) -> Option<usize> {
+    let k = key(&exp.uniform(bits));
+    evaluations.iter().position(|e| e.key == k)
+}
+
+/// pareto.csv's rows: the front, and the confirmation's rungs that are not on it (a uniform
+/// point the ladder tested, perhaps chosen), so every point the choice looked at has its row;
+/// cheapest first on the primary objective.
+fn front_rows(exp: &Experiment, costing: &Costing, searched: &Searched, choice: &Choice) -> Result<Vec<FrontRow>> {
+    let (evals, front) = (&searched.evaluations, &searched.front);
+    let mut rows = front.clone();
+    rows.extend(choice.confirmed.iter().map(|c| c.index).filter(|i| !front.contains(i)));
+    rows.sort_by(|&a, &b| evals[a].objectives[costing.primary].total_cmp(&evals[b].objectives[costing.primary]));
+    let float = exp.float_accuracy();
+    rows.iter()
+        .map(|&i| {
+            let e = &evals[i];
+            // Only the holdout split: the search accuracy is in the row already.
+            let h = exp.holdout(&e.assignment)?.fixed_accuracy();
+            let tested = choice.confirmed.iter().find(|c| c.index == i);
+            Ok(FrontRow {
+                eval: e.row.clone(),
+                acc_holdout: Some(h),
+                loss_holdout: Some(exp.settings.search.loss.loss(float.holdout, h)),
+                loss_confirm: tested.map(|c| c.loss),
+                loss_confirm_bound: tested.map(|c| c.bound),
+                chosen: choice.chosen.as_ref().is_some_and(|c| c.id == e.id),
+            })
+        })
+        .collect()
+}
+
+/// summary.json's `chosen`: the chosen point measured on the holdout split, with its bound.
+fn chosen_entry(exp: &Experiment, costing: &Costing, c: &Evaluation, rung: Option<Confirmed>) -> Result<Chosen> {
+    let st = &exp.settings.search;
+    let float = exp.float_accuracy();
+    let (holdout, (lo, hi)) = exp.holdout_accuracy_and_interval(&c.assignment)?;
+    let loss_holdout = st.loss.loss(float.holdout, holdout);
+    let mut chosen = Chosen {
+        source: c.source.clone(),
+        loss_search: c.loss_search,
+        accuracy_search: c.acc_search,
+        accuracy_holdout: holdout,
+        loss_holdout,
+        loss_holdout_ci95: Some([lo, hi]),
+        holdout_within_budget: Some(loss_holdout <= st.max_loss + 1e-12),
+        loss_confirm: rung.map(|k| k.loss),
+        loss_confirm_bound: rung.map(|k| k.bound),
+        loss_confirm_bound_confidence: rung.map(|k| k.confidence),
+        flip_rate_confirm: rung.map(|k| k.flip_rate),
+        layers: LayerBits::of(&exp.graph, &c.assignment),
+        costs: Costs::default(),
     };
-    let chosen_confirm = confirm::cheapest_accepted(&confirmed, &s.evaluations, s.primary).copied();
-    let chosen = if confirmed.is_empty() {
-        s.best_within_budget().cloned()
-    } else {
-        chosen_confirm.map(|c| s.evaluations[c.index].clone())
-    };
+    chosen.set_costs(&costing.names, &c.objectives, &(costing.pricer)(&exp.baseline()));
+    Ok(chosen)
+}
+
+/// summary.json (docs/outputs.md).
+fn summarize(
+    exp: &Experiment,
+    costing: &Costing,
+    opts: &Options,
+    plan: &Plan,
+    target: f64,
+    searched: &Searched,
+    choice: &Choice,
+) -> Result<RunSummary> {
+    let st = &exp.settings;
     let baseline = exp.baseline();
     let base_acc = exp.fixed_accuracy(&baseline)?;
-    let base_cost = s.price(&baseline);
-    let loss_of = |acc: f64, float_acc: f64| st.search.loss.loss(float_acc, acc);
-
-    let mut pareto = String::new();
-    {
-        let mut h = vec!["id".to_string(), "source".into(), "acc_search".into(), "loss_search".into()];
-        h.extend(costing.names.iter().cloned());
-        h.extend(["acc_holdout".into(), "loss_holdout".into(), "loss_confirm".into(), "loss_confirm_bound".into()]);
-        h.extend(["chosen".into(), "key".into()]);
-        pareto.push_str(&h.join(","));
-        pareto.push('\n');
-    }
-    // The front, and the confirmation's rungs that are not on it (a uniform point the ladder
-    // tested, perhaps chosen): every point the choice looked at has its row.
-    let mut sorted_front = front.clone();
-    sorted_front.extend(confirmed.iter().map(|c| c.index).filter(|i| !front.contains(i)));
-    sorted_front
-        .sort_by(|&a, &b| s.evaluations[a].objectives[s.primary].total_cmp(&s.evaluations[b].objectives[s.primary]));
-    for &i in &sorted_front {
-        let e = &s.evaluations[i];
-        // Only the holdout split: the search accuracy is in the row already.
-        let h = exp.holdout(&e.assignment)?.fixed_accuracy();
-        let is_chosen = chosen.as_ref().is_some_and(|c| c.id == e.id);
-        let tested = confirmed.iter().find(|c| c.index == i);
-        let extra = [
-            h.to_string(),
-            loss_of(h, float.holdout).to_string(),
-            tested.map_or(String::new(), |c| c.loss.to_string()),
-            tested.map_or(String::new(), |c| c.bound.to_string()),
-            is_chosen.to_string(),
-        ];
-        pareto.push_str(&csv_row(e, &extra));
-    }
-    let all_evals = s.evaluations.clone();
-    drop(s);
-    if opts.measure_signals {
-        write_signals(exp, &all_evals, &dir.join("signals.csv"))?;
-    }
-    if opts.resume && dir.join("evaluations.csv.resume").exists() {
-        std::fs::rename(dir.join("evaluations.csv.resume"), &log_path)?;
-    }
-
-    let objectives_json = |vals: &[f64]| -> serde_json::Map<String, Value> {
-        costing.names.iter().zip(vals).map(|(n, v)| (n.clone(), json!(v))).collect()
-    };
-    let mut base_json = objectives_json(&base_cost);
-    base_json.insert("accuracy_search".into(), json!(base_acc.search));
-    base_json.insert("accuracy_holdout".into(), json!(base_acc.holdout));
-    base_json.insert("layers".into(), per_layer_bits(exp, &baseline));
-
-    let chosen_json = match &chosen {
-        Some(c) => {
-            let (holdout, (lo, hi)) = exp.holdout_accuracy_and_interval(&c.assignment)?;
-            let mut m = objectives_json(&c.objectives);
-            for (name, (v, b)) in costing.names.iter().zip(c.objectives.iter().zip(&base_cost)) {
-                let short = name.strip_suffix("_bits").unwrap_or(name);
-                let r = if *b > 0.0 { 1.0 - v / b } else { 0.0 };
-                m.insert(format!("{short}_reduction_vs_8bit"), json!(r));
-            }
-            m.insert("loss_search".into(), json!(c.loss_search));
-            m.insert("accuracy_search".into(), json!(c.acc_search));
-            m.insert("accuracy_holdout".into(), json!(holdout));
-            m.insert("loss_holdout".into(), json!(loss_of(holdout, float.holdout)));
-            m.insert("loss_holdout_ci95".into(), json!([lo, hi]));
-            m.insert(
-                "holdout_within_budget".into(),
-                json!(loss_of(holdout, float.holdout) <= st.search.max_loss + 1e-12),
-            );
-            if let Some(k) = chosen_confirm {
-                m.insert("loss_confirm".into(), json!(k.loss));
-                m.insert("loss_confirm_bound".into(), json!(k.bound));
-                m.insert("loss_confirm_bound_confidence".into(), json!(k.confidence));
-                m.insert("flip_rate_confirm".into(), json!(k.flip_rate));
-            }
-            m.insert("source".into(), json!(c.source));
-            m.insert("layers".into(), per_layer_bits(exp, &c.assignment));
-            write_atomic(&dir.join("chosen.toml"), c.assignment.to_toml(&exp.graph).as_bytes())?;
-            Value::Object(m)
-        }
-        None => {
-            let _ = std::fs::remove_file(dir.join("chosen.toml"));
-            Value::Null
-        }
-    };
-    let sweep_json: Vec<Value> = sweep
+    let names = &costing.names;
+    let uniform_sweep = searched
+        .sweep
         .iter()
         .filter_map(|(b, _)| {
-            let k = key(&exp.uniform(*b));
-            all_evals.iter().find(|e| e.key == k).map(|e| {
-                let mut m = objectives_json(&e.objectives);
-                m.insert("bits".into(), json!(b));
-                m.insert("accuracy_search".into(), json!(e.acc_search));
-                m.insert("loss_search".into(), json!(e.loss_search));
-                Value::Object(m)
-            })
+            let e = &searched.evaluations[uniform_index(exp, &searched.evaluations, *b)?];
+            let costs = Costs::of(names, &e.objectives);
+            Some(rf::SweepPoint { bits: *b, accuracy_search: e.acc_search, loss_search: Some(e.loss_search), costs })
         })
         .collect();
-    // What the confirmation tested: every rung of the ladder, its level and outcome.
-    let confirmation_json = {
-        let rungs: Vec<Value> = confirmed
-            .iter()
-            .map(|c| {
-                let e = &all_evals[c.index];
-                json!({"id": e.id, "loss_search": e.loss_search, "loss_confirm": c.loss,
-                       "loss_confirm_bound": c.bound, "confidence": c.confidence, "accepted": c.accepted})
-            })
-            .collect();
-        json!({
-            "tested": confirmed.len(),
-            "accepted": confirmed.iter().filter(|c| c.accepted).count(),
-            "rungs": rungs,
+    let rungs = choice
+        .confirmed
+        .iter()
+        .map(|c| rf::Rung {
+            id: searched.evaluations[c.index].id,
+            loss_search: searched.evaluations[c.index].loss_search,
+            loss_confirm: c.loss,
+            loss_confirm_bound: c.bound,
+            confidence: c.confidence,
+            accepted: c.accepted,
         })
+        .collect();
+    let accepted = choice.confirmed.iter().filter(|c| c.accepted).count();
+    let chosen = match &choice.chosen {
+        Some(c) => Some(chosen_entry(exp, costing, c, choice.rung)?),
+        None => None,
     };
-    let summary = json!({
-        "name": st.name,
-        "strategy": strategy,
-        "seed": seed,
-        "evaluations": all_evals.len(),
-        "evaluations_run": evaluated,
-        "evaluations_stopped_early": stopped_early,
-        "evaluations_resumed": resumed,
-        "sample_layers_run": nodes_run,
-        "prefix_reuse": !opts.no_prefix_reuse,
-        "early_stop": !opts.no_early_stop,
-        "budget": budget,
-        "wall_seconds": started.elapsed().as_secs_f64(),
-        "model": st.model.display().to_string(),
-        "profile": costing.profile_name,
-        "primary": costing.names[costing.primary],
-        "objectives": costing.names,
-        "max_loss": st.search.max_loss,
-        "search_target": target,
-        "loss": match st.search.loss { crate::config::LossKind::Relative => "relative", crate::config::LossKind::Absolute => "absolute" },
-        "samples": {"search": exp.split.search.len(), "confirm": exp.split.confirm.len(), "holdout": exp.split.holdout.len()},
-        "signal": match st.search.signal { crate::config::Signal::Soft => "soft", crate::config::Signal::Top1 => "top1" },
-        "confidence": if confirmed.is_empty() { 0.0 } else { confidence },
-        "confirmation": confirmation_json,
-        "float_accuracy": float,
-        "baseline_8bit": base_json,
-        "chosen": chosen_json,
-        "uniform_sweep": sweep_json,
-        "notes": notes,
-        "version": env!("CARGO_PKG_VERSION"),
-    });
+    let count = |n: usize| Some(n as u64);
+    Ok(RunSummary {
+        name: st.name.clone(),
+        strategy: plan.strategy.name(),
+        seed: Some(plan.seed),
+        evaluations: count(searched.evaluations.len()),
+        evaluations_run: count(searched.evaluated),
+        evaluations_stopped_early: count(searched.stopped_early),
+        evaluations_resumed: count(searched.resumed),
+        sample_layers_run: count(searched.nodes_run),
+        prefix_reuse: Some(!opts.no_prefix_reuse),
+        early_stop: Some(!opts.no_early_stop),
+        budget: count(plan.budget),
+        wall_seconds: None,
+        model: st.model.display().to_string(),
+        profile: costing.profile_name.clone(),
+        primary: Some(names[costing.primary].clone()),
+        objectives: names.clone(),
+        max_loss: st.search.max_loss,
+        search_target: Some(target),
+        loss: st.search.loss,
+        samples: Some(rf::Samples {
+            search: exp.split.search.len() as u64,
+            confirm: Some(exp.split.confirm.len() as u64),
+            holdout: exp.split.holdout.len() as u64,
+        }),
+        signal: Some(st.search.signal),
+        confidence: Some(if choice.confirmed.is_empty() { 0.0 } else { st.search.confidence }),
+        confirmation: Some(Confirmation { tested: choice.confirmed.len(), accepted, rungs }),
+        float_accuracy: exp.float_accuracy(),
+        baseline_8bit: Baseline {
+            accuracy_search: base_acc.search,
+            accuracy_holdout: base_acc.holdout,
+            layers: LayerBits::of(&exp.graph, &baseline),
+            costs: Costs::of(names, &(costing.pricer)(&baseline)),
+        },
+        chosen,
+        uniform_sweep,
+        notes: searched.notes.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+/// Every file of the run folder but evaluations.csv (written as the search went).
+fn write_folder(
+    exp: &Experiment,
+    costing: &Costing,
+    dir: &Path,
+    front: &[FrontRow],
+    summary: &RunSummary,
+    chosen: Option<&Evaluation>,
+) -> Result<()> {
+    let st = &exp.settings;
+    match chosen {
+        Some(c) => write_atomic(&dir.join("chosen.toml"), c.assignment.to_toml(&exp.graph).as_bytes()).map(drop)?,
+        None => {
+            let _ = std::fs::remove_file(dir.join("chosen.toml"));
+        }
+    }
+    let mut pareto = rf::front_header(&costing.names);
+    pareto.push('\n');
+    pareto.extend(front.iter().map(FrontRow::to_csv));
     write_atomic(&dir.join("pareto.csv"), pareto.as_bytes())?;
-    write_atomic(&dir.join("baseline-8bit.toml"), baseline.to_toml(&exp.graph).as_bytes())?;
+    write_atomic(&dir.join("baseline-8bit.toml"), exp.baseline().to_toml(&exp.graph).as_bytes())?;
     let config_text = std::fs::read_to_string(&st.source).unwrap_or_default();
     write_atomic(&dir.join("config.toml"), config_text.as_bytes())?;
     write_atomic(&dir.join("profile.toml"), costing.profile_text.as_bytes())?;
-    write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
-    Ok(Outcome { dir, summary })
+    // Through a JSON value, whose keys are sorted: every run folder lists them in one order.
+    let json = serde_json::to_string_pretty(&serde_json::to_value(summary)?)?;
+    write_atomic(&dir.join("summary.json"), json.as_bytes())?;
+    Ok(())
+}
+
+pub struct Outcome {
+    pub dir: PathBuf,
+    pub summary: RunSummary,
+}
+
+pub fn explore(exp: &Experiment, costing: &Costing, opts: &Options) -> Result<Outcome> {
+    let plan = Plan::new(exp, opts)?;
+    let started = Instant::now();
+    let target = search_target(exp)?;
+    let mut searched = search(exp, costing, opts, &plan, target)?;
+    let choice = choose(exp, costing, &mut searched)?;
+    let front = front_rows(exp, costing, &searched, &choice)?;
+    if opts.measure_signals {
+        write_signals(exp, &searched.evaluations, &plan.dir.join("signals.csv"))?;
+    }
+    let mut summary = summarize(exp, costing, opts, &plan, target, &searched, &choice)?;
+    summary.wall_seconds = Some(started.elapsed().as_secs_f64());
+    write_folder(exp, costing, &plan.dir, &front, &summary, choice.chosen.as_ref())?;
+    Ok(Outcome { dir: plan.dir, summary })
 }

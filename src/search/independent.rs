@@ -2,8 +2,8 @@
 //! float network (every other tensor at the float proxy), then all results are combined. The
 //! combination is scored honestly; its loss is usually far over budget.
 
-use super::paper::{lower, Budgets, Space};
-use super::{Search, FLOAT_PROXY_BITS};
+use super::paper::{lower, Budgets};
+use super::{Context, Search, Space, FLOAT_PROXY_BITS};
 use crate::eval::calibrate::Kind;
 use crate::fixed::Assignment;
 
@@ -23,4 +23,13 @@ pub fn run(s: &mut Search, space: &Space, b: &Budgets) -> (Assignment, Option<f6
     }
     let loss = s.evaluate(&combined, "independent", None);
     (combined, loss)
+}
+
+/// The `independent` strategy; notes what the combination loses.
+pub fn strategy(ctx: &mut Context) {
+    let (_, loss) = run(ctx.search, ctx.space, &ctx.budgets);
+    ctx.notes.push(match loss {
+        Some(l) => format!("independent: the combined assignment loses {:.2}% on the search split", 100.0 * l),
+        None => "independent: the evaluation budget ran out before the combination was scored".into(),
+    });
 }

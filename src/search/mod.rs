@@ -12,13 +12,18 @@ pub mod nsga2;
 pub mod paper;
 pub mod pareto;
 pub mod score;
+pub mod space;
+pub mod strategy;
 pub mod uniform;
 
 use crate::fixed::{Assignment, Format};
+use crate::run_folder::EvaluationRow;
 use indicatif::ProgressBar;
 use score::Scorer;
+pub use space::Space;
 use std::cmp::Ordering;
 use std::collections::HashSet;
+pub use strategy::{Context, Strategy};
 
 /// Bits standing in for "float" when a strategy quantizes one kind of tensor alone: 16-bit
 /// no-clip formats lose nothing measurable on these nets and keep the engine on its fast path.
@@ -56,16 +61,19 @@ impl Slot {
     }
 }
 
-/// A scored assignment.
+/// A scored assignment: its row of evaluations.csv and the assignment itself.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
-    pub id: usize,
-    pub source: String,
-    pub acc_search: f64,
-    pub loss_search: f64,
-    pub objectives: Vec<f64>,
-    pub key: String,
+    pub row: EvaluationRow,
     pub assignment: Assignment,
+}
+
+/// The row's fields read as the evaluation's own (`e.loss_search`).
+impl std::ops::Deref for Evaluation {
+    type Target = EvaluationRow;
+    fn deref(&self) -> &EvaluationRow {
+        &self.row
+    }
 }
 
 impl Evaluation {
@@ -143,15 +151,15 @@ impl<'e> Search<'e> {
         }
         let score::Score { accuracy: acc, loss } = score?;
         if self.recorded.insert(key.clone()) {
-            let e = Evaluation {
+            let row = EvaluationRow {
                 id: self.evaluations.len(),
                 source: source.to_string(),
                 acc_search: acc,
                 loss_search: loss,
                 objectives: (self.pricer)(a),
                 key,
-                assignment: a.clone(),
             };
+            let e = Evaluation { row, assignment: a.clone() };
             (self.observer)(&e);
             if loss <= self.max_loss {
                 let best = self.best_within_budget().map(|b| b.objectives[self.primary]);

@@ -12,17 +12,16 @@
 //! within budget on a 15-layer net; these local children do, and they explore the trades
 //! (narrow one tensor, widen or re-range another) that a one-move-at-a-time descent cannot.
 
-use super::paper::Space;
-use super::Search;
+use super::paper::{self, Budgets};
+use super::{descent, uniform, Context, Search, Space};
 use crate::eval::calibrate::{activation_format, param_format, Kind};
 use crate::fixed::{Assignment, Format};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Settings {
+pub struct Params {
     pub population: usize,
-    pub seed: u64,
     /// Candidates with a larger loss are stopped early and treated as infeasible.
     pub loss_cap: f64,
     /// The loss budget of the chosen point: members within it parent the edge offspring.
@@ -196,10 +195,9 @@ fn better(a: &Member, b: &Member) -> bool {
 
 /// Run until the search's evaluation budget is spent. `seeds` start the population (e.g. the
 /// uniform sweep and the paper's result); the rest is random around them.
-pub fn run(s: &mut Search, space: &Space, seeds: &[Assignment], settings: Settings) {
+pub fn run(s: &mut Search, space: &Space, seeds: &[Assignment], settings: Params, rng: &mut ChaCha8Rng) {
     let Some(first) = seeds.first() else { return };
     let codec = Codec::new(space, first.clone());
-    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
     let n = settings.population.max(4);
     let score = |s: &mut Search, g: Genome| -> Option<Member> {
         let a = codec.decode(&g);
@@ -218,7 +216,7 @@ pub fn run(s: &mut Search, space: &Space, seeds: &[Assignment], settings: Settin
     }
     while genomes.len() < n {
         let mut g = genomes[rng.random_range(0..seeds.len())].clone();
-        mutate(&mut g, &codec.bounds, &mut rng, 0.3);
+        mutate(&mut g, &codec.bounds, rng, 0.3);
         genomes.push(g);
     }
     let mut pop: Vec<Member> = genomes.into_iter().filter_map(|g| score(s, g)).collect();
@@ -237,17 +235,17 @@ pub fn run(s: &mut Search, space: &Space, seeds: &[Assignment], settings: Settin
             let mut child = Vec::new();
             for _ in 0..16 {
                 child = if children.len() % 2 == 1 && !within.is_empty() {
-                    edge_child(&pop, &within, primary, &codec.bounds, &mut rng)
+                    edge_child(&pop, &within, primary, &codec.bounds, rng)
                 } else {
-                    let pa = tournament(&pop, &mut rng);
-                    let pb = tournament(&pop, &mut rng);
+                    let pa = tournament(&pop, rng);
+                    let pb = tournament(&pop, rng);
                     let mut c: Genome = pa
                         .genome
                         .iter()
                         .zip(&pb.genome)
                         .map(|(&x, &y)| if rng.random_bool(0.5) { x } else { y })
                         .collect();
-                    mutate(&mut c, &codec.bounds, &mut rng, 1.0 / codec.bounds.len() as f64 * 2.0);
+                    mutate(&mut c, &codec.bounds, rng, 1.0 / codec.bounds.len() as f64 * 2.0);
                     c
                 };
                 if !pop.iter().chain(&children).any(|m| m.genome == child) {
@@ -307,9 +305,28 @@ fn mutate(g: &mut Genome, bounds: &[(i32, i32)], rng: &mut ChaCha8Rng, p: f64) {
     }
 }
 
+/// The `nsga2` strategy. NSGA-II starts from what the sequential strategies find: the paper point
+/// and the cost-weighted one, each refined by a descent with at most half of what is left. Its
+/// front is over every evaluation, so it holds the `paper` and `descent` results.
+pub fn strategy(ctx: &mut Context) {
+    let s = &mut *ctx.search;
+    let weighted = Budgets { cost_weighted: true, ..ctx.budgets };
+    let mut seeds: Vec<Assignment> = uniform::BITS.map(ctx.uniform).collect();
+    for (b, src) in [(&ctx.budgets, "paper"), (&weighted, "paper-weighted")] {
+        let p = paper::run(s, ctx.space, b, src);
+        let left = s.budget.saturating_sub(s.scorer.scored());
+        let d = descent::run(s, p.clone(), "descent", left / 2);
+        seeds.extend([p, d]);
+    }
+    let target = s.max_loss;
+    let params = Params { population: 24, loss_cap: (4.0 * target).max(0.05), max_loss: target, primary: s.primary };
+    run(s, ctx.space, &seeds, params, ctx.rng);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     fn member(genome: Genome, loss: f64, cost: f64) -> Member {
         Member { genome, objectives: vec![loss, cost], feasible: true, rank: 0, crowding: 0.0 }

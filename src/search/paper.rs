@@ -2,10 +2,10 @@
 //! all weights layer by layer, then all biases, then all activations; each tensor lowered with
 //! everything fixed so far applied, against a per-layer loss budget.
 
-use super::{Search, Slot, FLOAT_PROXY_BITS};
-use crate::eval::calibrate::{Kind, Ranges};
+use super::strategy::Context;
+use super::{Search, Slot, Space, FLOAT_PROXY_BITS};
+use crate::eval::calibrate::Kind;
 use crate::fixed::{Assignment, Format};
-use crate::model::Graph;
 
 /// Loss budgets (in the configured loss unit). Layer i of L gets: weights `weights * i / L`,
 /// biases `biases`, activations `activations_base + activations * i / L` (the paper's
@@ -57,30 +57,6 @@ impl Budgets {
             start_loss: self.start_loss * k,
             cost_weighted: self.cost_weighted,
         }
-    }
-}
-
-/// What the search works over: the graph, calibrated ranges and the starting formats.
-pub struct Space<'a> {
-    pub graph: &'a Graph,
-    pub ranges: &'a Ranges,
-    /// Uniform no-clip assignment at given (weights, bias, activation) widths.
-    pub uniform: &'a dyn Fn(u32, u32, u32) -> Assignment,
-}
-
-impl Space<'_> {
-    /// Slots of one kind, in layer order.
-    pub fn slots(&self, a: &Assignment, kind: Kind) -> Vec<Slot> {
-        a.layers
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| kind == Kind::Activation || l.weights.is_some())
-            .map(|(i, _)| match kind {
-                Kind::Weights => Slot::Weights(i),
-                Kind::Bias => Slot::Bias(i),
-                Kind::Activation => Slot::Output(i),
-            })
-            .collect()
     }
 }
 
@@ -234,4 +210,9 @@ pub fn run(s: &mut Search, space: &Space, b: &Budgets, src: &str) -> Assignment 
         }
     }
     cur
+}
+
+/// The `paper` strategy: the paper's schedule from the uniform sweep's widths.
+pub fn strategy(ctx: &mut Context) {
+    run(ctx.search, ctx.space, &ctx.budgets, "paper");
 }
