@@ -1,6 +1,7 @@
-//! Criterion benchmarks of the two engines on the shipped LeNet-5 and 14-conv nets over 500
-//! Fashion-MNIST images (`cargo bench`). `qdse bench CONFIG` times a whole data set and
-//! `training/bench_ort.py` times ONNX Runtime on the same model for comparison.
+//! Criterion benchmarks of the two engines on the shipped LeNet-5 and 14-conv nets and the
+//! MobileNet-v2-style depthwise-separable net over 500 Fashion-MNIST images (`cargo bench`).
+//! `qdse bench CONFIG` times a whole data set and `training/bench_ort.py` times ONNX Runtime on
+//! the same model for comparison.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use qdse::config::Settings;
@@ -11,7 +12,7 @@ use std::path::Path;
 
 fn engines(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for model in ["lenet5-fashion", "seq14-fashion"] {
+    for model in ["lenet5-fashion", "seq14-fashion", "mbv2-fashion"] {
         let mut settings = Settings::load(&root.join(format!("configs/{model}.toml"))).expect("shipped config");
         // 500 images to calibrate on, the next 500 timed, all from the config's [data] files.
         let role = |start, end| qdse::config::Role { files: None, start, end: Some(end) };

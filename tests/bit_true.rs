@@ -8,6 +8,7 @@ use common::{inputs_f32, inputs_f64, pixel_over_255, shipped_model, shipped_test
 use proptest::prelude::*;
 use qdse::eval::calibrate::{activation_format, param_format, uniform, Kind, Ranges, UniformSpec};
 use qdse::eval::fixed::{Carriers, FixedEngine, Precision};
+use qdse::eval::kernels::Isa;
 use qdse::fixed::{Arith, Assignment, Format, LayerFormats, Overflow, RangeMode, Rounding};
 use qdse::model::{Activation, Graph, Op, Window};
 use rand::{Rng, SeedableRng};
@@ -351,17 +352,30 @@ fn random_assignment(g: &Graph, rng: &mut ChaCha8Rng) -> Assignment {
     a
 }
 
-/// Both carrier sets (the machine's fastest, and the portable f32/f64/i128 ones) against the
-/// reference, so that each is checked whichever the machine would pick.
+/// Every carrier set this machine has: the fastest, the portable f32/f64/i128 one, and each
+/// instruction set of the i16 carrier forced in turn (the fastest is one of them).
+fn carrier_sets() -> Vec<Carriers> {
+    let forced = [Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|&i| i.supported() && i != Isa::best());
+    [Carriers::Fastest, Carriers::Portable].into_iter().chain(forced.map(Carriers::On)).collect()
+}
+
+/// Every carrier set ([`carrier_sets`]) against the reference, so that each kernel is checked
+/// whichever the machine would pick.
 fn check(seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let g = random_net(&mut rng);
-    let a = random_assignment(&g, &mut rng);
-    let engines = [Carriers::Fastest, Carriers::Portable].map(|c| FixedEngine::with_carriers(&g, &a, c).unwrap());
-    let fmts = a.value_formats(&g);
+    check_net(seed, &g, &mut rng);
+}
+
+/// [`check`] on a given net: a random assignment, three random inputs.
+fn check_net(seed: u64, g: &Graph, rng: &mut ChaCha8Rng) {
+    let (g, a) = (g, random_assignment(g, rng));
+    let engines: Vec<FixedEngine> =
+        carrier_sets().into_iter().map(|c| FixedEngine::with_carriers(g, &a, c).unwrap()).collect();
+    let fmts = a.value_formats(g);
     for _ in 0..3 {
         let input: Vec<f64> = (0..g.values[0].numel()).map(|_| rng.random_range(0.0..1.2)).collect();
-        let want = reference(&g, &a, &input);
+        let want = reference(g, &a, &input);
         for engine in &engines {
             let mut codes = Vec::new();
             engine.quantize_input(&input, &mut codes);
@@ -372,9 +386,10 @@ fn check(seed: u64) {
                 assert_eq!(
                     got_real,
                     *wv,
-                    "seed {seed}: value {v} ({}) format {f} differs (carriers {:?})\nassignment: {a:?}",
+                    "seed {seed}: value {v} ({}) format {f} differs (kernels {:?} on {:?})\nassignment: {a:?}",
                     g.values[v].name,
-                    engine.precisions()
+                    engine.kernels(),
+                    engine.isa()
                 );
             }
         }
@@ -386,6 +401,71 @@ proptest! {
     #[test]
     fn integer_engine_equals_fake_quant_reference(seed in any::<u64>()) {
         check(seed);
+    }
+}
+
+/// A random depthwise-separable block, the layers the direct depthwise kernel and the i32
+/// residual Add run: a stem conv, a depthwise conv (channel multiplier 1 or 2; strided,
+/// dilated, rectangular or asymmetrically padded windows), a grouped conv of two channels per
+/// group (the grouped GEMM path), two pointwise convs, a residual Add (of the stem where the
+/// shapes agree), global average pooling and a dense layer. ReLU6-like clips are common.
+fn random_separable_net(rng: &mut ChaCha8Rng) -> Graph {
+    let c = rng.random_range(1..=3);
+    let hw = rng.random_range(5..=9);
+    let mut b = Builder::new(vec![c, hw, hw]);
+    let mut p = {
+        let mut r = ChaCha8Rng::seed_from_u64(rng.random());
+        move || r.random_range(-1.5..1.5)
+    };
+    let acts = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Clip { min: 0.0, max: 1.5 },
+        Activation::Clip { min: -0.5, max: 1.0 },
+    ];
+    let act = |rng: &mut ChaCha8Rng| acts[rng.random_range(0..acts.len())];
+    let c1 = [2, 4][rng.random_range(0..2)];
+    let k = [1, 3][rng.random_range(0..2)];
+    let a = act(rng);
+    let stem = b.conv("stem", 0, c1, k, 1, k / 2, 1, a, &mut p);
+    let win = |k: [usize; 2], s: [usize; 2], pads: [usize; 4], d: [usize; 2]| Window {
+        kernel: k,
+        stride: s,
+        pads,
+        dilation: d,
+    };
+    let w = [
+        win([3, 3], [1, 1], [1; 4], [1, 1]),
+        win([3, 3], [2, 2], [1; 4], [1, 1]),
+        win([3, 3], [2, 2], [0, 1, 1, 0], [1, 1]),
+        win([5, 5], [1, 1], [2; 4], [1, 1]),
+        win([3, 2], [2, 1], [1, 0, 0, 1], [2, 1]),
+        win([2, 3], [1, 3], [0, 2, 1, 0], [1, 2]),
+    ][rng.random_range(0..6)];
+    let mult = rng.random_range(1..=2);
+    let a = act(rng);
+    let dw = b.conv_window("dw", stem, c1 * mult, w, c1, a, &mut p);
+    let a = act(rng);
+    let grouped = b.conv("grouped", dw, c1 * mult, 3, 1, 1, c1 * mult / 2, a, &mut p);
+    let pw1 = b.conv("pw1", grouped, c1, 1, 1, 0, 1, Activation::None, &mut p);
+    let other = if b.shape(stem) == b.shape(pw1) { stem } else { b.conv("pw2", dw, c1, 1, 1, 0, 1, act(rng), &mut p) };
+    let s = b.shape(pw1);
+    let add = b.push("add", Op::Add { activation: act(rng) }, vec![pw1, other], s.clone());
+    let gap = b.push("gap", Op::GlobalAvgPool, vec![add], vec![s[0], 1, 1]);
+    let a = act(rng);
+    b.dense("fc", gap, 4, a, &mut p);
+    b.g
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    /// The depthwise, grouped and residual-Add paths on every carrier set and instruction set
+    /// the machine has ([`carrier_sets`]), against the reference.
+    #[test]
+    fn separable_nets_equal_fake_quant_reference(seed in any::<u64>()) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let g = random_separable_net(&mut rng);
+        check_net(seed, &g, &mut rng);
     }
 }
 
@@ -609,6 +689,78 @@ fn shipped_models_integer_engine_equals_reference() {
             );
             if let Some(msg) = mismatch {
                 failures.push(format!("{name}, {label}: {msg}\nassignment:\n{}", a.to_toml(&g)));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The best instruction set of this machine, detected here independently of the engine's
+/// [`Isa::best`], so that a detection that silently fails is caught.
+fn detected_isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni") {
+            return Isa::Avx512Vnni;
+        }
+        if has!("avx2") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Baseline
+}
+
+/// The depthwise-separable benchmark net (`models/mbv2-fashion.onnx`: depthwise 3x3, ReLU6,
+/// residual Adds) on 100 test images. Where the machine has AVX2, the default engine at the
+/// uniform 8-bit point runs on the best instruction set the machine has, every layer on the i16
+/// carrier, every depthwise conv on the direct kernel and every conv, Add and dense layer on the
+/// vectorized epilogue: a fast path that stops being taken fails here. And at that point and a
+/// mild random one, every carrier set and instruction set the machine has equals the reference
+/// bit for bit.
+#[test]
+fn separable_net_takes_the_fast_paths_and_equals_reference() {
+    let name = "mbv2-fashion";
+    let (g, ds) = (shipped_model(name), shipped_test_data(name));
+    let n = 100;
+    let xs = inputs_f64(&ds, n);
+    let ranges = Ranges::measure(&g, &inputs_f32(&ds, n), pixel_over_255().non_negative(&ds));
+    let uniform8 = uniform(&g, &ranges, UniformSpec::all(8, true), Arith::default());
+    let engine = FixedEngine::new(&g, &uniform8).unwrap();
+    assert_eq!(engine.isa(), detected_isa());
+    assert_eq!(Isa::best(), detected_isa());
+    if detected_isa() >= Isa::Avx2 {
+        let (kernels, vector) = (engine.kernels(), engine.vector_epilogues());
+        let mut depthwise = 0;
+        for (i, node) in g.nodes.iter().enumerate() {
+            if let Op::Conv(c) = &node.op {
+                let k = kernels[i].unwrap();
+                assert_eq!(k.precision, Precision::I16, "{}", node.name);
+                assert_eq!(k.depthwise, c.groups > 1 && c.groups == c.in_channels, "{}", node.name);
+                depthwise += usize::from(k.depthwise);
+            }
+            if matches!(node.op, Op::Conv(_) | Op::Add { .. } | Op::Dense(_)) {
+                assert!(vector[i], "{}: scalar epilogue", node.name);
+            }
+        }
+        assert_eq!(depthwise, 5, "depthwise layers on the direct kernel");
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_0100);
+    let mild = random_shipped_assignment(&g, &ranges, mild_arith(1), &MILD, &mut rng);
+    let mut failures = Vec::new();
+    for (label, a) in [("uniform 8-bit no-clip", uniform8), ("random mild", mild)] {
+        a.validate(&g, &ranges.non_negative).unwrap_or_else(|e| panic!("{name} {label}: {e}"));
+        for carriers in carrier_sets() {
+            let engine = FixedEngine::with_carriers(&g, &a, carriers).unwrap();
+            let (mismatch, preds) = check_images(&g, &a, &engine, &xs);
+            println!(
+                "{name}, {label}, {carriers:?} ({:?}): accuracy {:.3}: {}",
+                engine.isa(),
+                qdse::eval::accuracy(&preds, &ds.labels[..n]),
+                if mismatch.is_none() { "bit-true" } else { "MISMATCH" }
+            );
+            if let Some(msg) = mismatch {
+                failures.push(format!("{name}, {label}, {carriers:?}: {msg}"));
             }
         }
     }

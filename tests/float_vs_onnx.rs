@@ -103,6 +103,18 @@ fn shipped_models_float_equals_tract() {
     }
 }
 
+/// The depthwise-separable benchmark net (`models/mbv2-fashion.onnx`: depthwise 3x3 on the
+/// direct kernel, ReLU6, residual Adds) against tract.
+#[test]
+fn separable_benchmark_net_float_equals_tract() {
+    let name = "mbv2-fashion";
+    let g = shipped_model(name);
+    let ds = shipped_test_data(name);
+    let inputs = inputs_f32(&ds, BATCH);
+    let theirs = tract_logits(&repo_file(&format!("models/{name}.onnx")), &ds.shape, &inputs);
+    compare(&format!("{name} vs tract"), &float_logits(&g, &inputs), &theirs, true);
+}
+
 /// Our float path, and tract, against onnxruntime's logits on the first 64 Fashion-MNIST test
 /// images. (The fixtures were made from `np.float32(pixel) / 255`; our inputs are pixel/255 in
 /// f64 rounded to f32, which can differ by one ulp: far below the tolerance.)

@@ -17,7 +17,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-DEFAULT = ["configs/lenet5-fashion.toml", "configs/seq14-fashion.toml", "configs/branched-fashion.toml"]
+DEFAULT = ["configs/lenet5-fashion.toml", "configs/seq14-fashion.toml", "configs/branched-fashion.toml",
+           "configs/mbv2-fashion.toml"]
 
 
 def ort_rate(model, images, labels, repeats):

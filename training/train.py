@@ -25,6 +25,11 @@ Models
             (16, 32, 64 filters; branches 1x1 | 1x1->3x3 | 1x1->3x3->3x3 | maxpool3 s1 -> 1x1;
             every conv -> BN -> ReLU; concat on channels), 2x2 maxpool between modules,
             global average pool, flatten, fc 256->10 (22 convs + 1 dense)
+  mbv2      MobileNet-v2-style (the depthwise-separable benchmark net): stem conv 16@3x3 stride 2
+            -> BN -> ReLU6 (28->14), 5 inverted residual blocks (expand 1x1 x4 -> BN -> ReLU6,
+            depthwise 3x3 -> BN -> ReLU6, project 1x1 -> BN; residual Add where stride 1 and the
+            widths agree): 16->16, 16->24 stride 2 (14->7), 24->24, 24->32, 32->32; head 1x1
+            128 -> BN -> ReLU6, global average pool, flatten, fc 128->10
 
 Defaults (what produced the shipped files): Adam, initial lr 2e-3 cosine-annealed to 0 per step,
 batch 64 (lenet5) / 128 (seq14, branched), seed 0; epochs: fashion lenet5 8, seq14 3, branched 3;
@@ -72,9 +77,11 @@ DEFAULT_EPOCHS = {
     ("lenet5", "fashion"): 8,
     ("seq14", "fashion"): 3,
     ("branched", "fashion"): 3,
+    ("mbv2", "fashion"): 2,
     ("lenet5", "mnist"): 20,
     ("seq14", "mnist"): 8,
     ("branched", "mnist"): 8,
+    ("mbv2", "mnist"): 8,
 }
 
 
@@ -212,7 +219,58 @@ class Branched(nn.Module):
         return self.fc(x)
 
 
-MODELS = {"lenet5": LeNet5, "seq14": Seq14, "branched": Branched}
+class ConvBNReLU6(nn.Sequential):
+    def __init__(self, cin, cout, k, stride=1, groups=1):
+        super().__init__(
+            nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU6(inplace=False),
+        )
+
+
+class InvertedResidual(nn.Module):
+    """MobileNet-v2's block: expand 1x1, depthwise 3x3, linear project 1x1 (+ the input)."""
+
+    def __init__(self, cin, cout, stride, expand=4):
+        super().__init__()
+        hidden = cin * expand
+        self.residual = stride == 1 and cin == cout
+        self.body = nn.Sequential(
+            ConvBNReLU6(cin, hidden, 1),
+            ConvBNReLU6(hidden, hidden, 3, stride=stride, groups=hidden),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+
+    def forward(self, x):
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+class MobileNetV2(nn.Module):
+    """A small MobileNet-v2 for 28x28 inputs: the depthwise-separable layers embedded nets use."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = ConvBNReLU6(1, 16, 3, stride=2)  # 28 -> 14
+        self.blocks = nn.Sequential(
+            InvertedResidual(16, 16, 1),
+            InvertedResidual(16, 24, 2),  # 14 -> 7
+            InvertedResidual(24, 24, 1),
+            InvertedResidual(24, 32, 1),
+            InvertedResidual(32, 32, 1),
+        )
+        self.head = ConvBNReLU6(32, 128, 1)
+        self.gpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = self.gpool(self.head(self.blocks(self.stem(x))))
+        x = x.view(x.size(0), -1)
+        return self.fc(x)
+
+
+MODELS = {"lenet5": LeNet5, "seq14": Seq14, "branched": Branched, "mbv2": MobileNetV2}
 
 
 # ----------------------------------------------------------------------------- export / eval

@@ -1,12 +1,13 @@
 //! The bit-true integer engine (FIXED_POINT.md). Every tensor is a vector of integer codes `k`
 //! in its format; products and sums are exact. Convolutions run as GEMMs in the cheapest carrier
-//! a per-layer bound proves exact: i16 codes with i32 sums (AVX2, `int16.rs`), else f32 or f64
-//! when every partial sum is an exactly representable integer there (2^24, 2^53), else i128.
-//! No carrier changes a single bit.
+//! a per-layer bound proves exact: i16 codes with i32 sums (AVX2 or AVX-512 VNNI, `int16.rs`),
+//! else f32 or f64 when every partial sum is an exactly representable integer there (2^24,
+//! 2^53), else i128. Depthwise convolutions run on a direct kernel in the same carrier (i32
+//! sums for the i16 one). No carrier and no instruction set changes a single bit.
 
 use super::float::conv_geom;
 use super::int16::{self, PackedWeights, Requant};
-use super::kernels::{conv_image, im2col, pool_windows, Gemm};
+use super::kernels::{conv_image, depthwise, im2col, pool_windows, Gemm, Isa, Mac, SumLayout};
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use crate::fixed::round::{
     fit, quantize, quantize_scaled, requantize, requantize_codes, round_div, round_shift, shl_saturating,
@@ -44,19 +45,34 @@ impl Gemm for i128 {
     }
 }
 
-/// Which carriers the engine may choose from.
+/// Which carriers and instruction set the engine may choose from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Carriers {
-    /// The fastest exact carrier this machine has (the default).
+    /// The fastest exact carrier on the best instruction set this machine has (the default).
     Fastest,
-    /// Only the carriers every machine has (f32, f64, i128): tests compare the two sets.
+    /// Only the carriers every machine has (f32, f64, i128) on the portable code: tests compare
+    /// the sets.
     Portable,
+    /// The fastest carriers on one instruction set (tests force each the machine has in turn);
+    /// [`FixedEngine::with_carriers`] fails where the machine lacks it.
+    On(Isa),
+}
+
+/// How a parameterised layer runs (the dispatch itself: [`FixedEngine::kernels`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kernel {
+    pub precision: Precision,
+    /// The direct depthwise kernel (else a GEMM, a matrix-vector product or the per-channel
+    /// affine loop).
+    pub depthwise: bool,
 }
 
 /// The i16 carrier's form of a layer's parameters.
 struct I16Params {
-    /// Conv: packed weights of each group.
+    /// Conv: packed weights of each group (none for a depthwise layer).
     packed: Vec<PackedWeights>,
+    /// Depthwise conv: weight codes `[out][kh * kw]` for the direct kernel's i32 sums.
+    dw: Vec<i32>,
     /// Dense: weight codes `[out][in]`.
     dense: Vec<i16>,
     /// Bias codes aligned to the accumulator (they fit i32: the carrier's bound includes them).
@@ -67,7 +83,9 @@ struct I16Params {
 
 impl I16Params {
     /// The i16 form of a layer whose codes (`w_codes`, `bias_acc` at `frac_acc`) passed the
-    /// carrier's bound; `out` is its output format, `accumulator` its accumulator width.
+    /// carrier's bound; `out` is its output format, `accumulator` its accumulator width,
+    /// `depthwise` whether it runs on the direct depthwise kernel.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         node: &Node,
         w_codes: &[i64],
@@ -76,37 +94,72 @@ impl I16Params {
         out: Format,
         arith: Arith,
         accumulator: Option<u32>,
+        depthwise: bool,
     ) -> Self {
-        let act = node.op.activation();
-        let shift = frac_acc - out.frac;
-        let common = arith.overflow == Overflow::Saturate
-            && accumulator.is_none()
-            && matches!(act, Activation::None | Activation::Relu)
-            && (0..=31).contains(&shift);
-        let (lo, hi) = out.code_range(arith.range);
         I16Params {
             packed: match &node.op {
-                Op::Conv(c) => {
+                Op::Conv(c) if !depthwise => {
                     let og = c.out_channels / c.groups;
                     let k = w_codes.len() / c.out_channels;
                     w_codes.chunks(og * k).map(|g| PackedWeights::new(og, k, g)).collect()
                 }
                 _ => Vec::new(),
             },
+            dw: if depthwise { w_codes.iter().map(|&k| k as i32).collect() } else { Vec::new() },
             dense: match &node.op {
                 Op::Dense(_) => w_codes.iter().map(|&k| k as i16).collect(),
                 _ => Vec::new(),
             },
             bias: bias_acc.iter().map(|&b| b as i32).collect(),
-            requant: common.then(|| Requant {
-                shift: shift as u32,
-                rounding: arith.rounding,
-                relu: act == Activation::Relu,
-                lo: lo.max(i32::MIN as i64) as i32,
-                hi: hi.min(i32::MAX as i64) as i32,
-            }),
+            requant: vector_requant(node.op.activation(), frac_acc, out, arith, accumulator),
         }
     }
+}
+
+/// The vectorized epilogue of a layer whose exact sums at `frac` (bias included) fit i32, or
+/// None outside its common case: wrapping overflow, an accumulator width, a shift outside
+/// `0..=31`, a Clip it cannot threshold exactly.
+fn vector_requant(act: Activation, frac: i32, out: Format, arith: Arith, accumulator: Option<u32>) -> Option<Requant> {
+    let shift = frac - out.frac;
+    if arith.overflow != Overflow::Saturate || accumulator.is_some() || !(0..=31).contains(&shift) {
+        return None;
+    }
+    let (below, above) = match act {
+        Activation::None => Requant::NO_CLIP,
+        Activation::Relu => ((0, 0), Requant::NO_CLIP.1),
+        Activation::Clip { min, max } => clip_thresholds(min, max, frac, out, arith)?,
+    };
+    let (lo, hi) = out.code_range(arith.range);
+    Some(Requant {
+        shift: shift as u32,
+        rounding: arith.rounding,
+        below,
+        above,
+        lo: lo.max(i32::MIN as i64) as i32,
+        hi: hi.min(i32::MAX as i64) as i32,
+    })
+}
+
+/// A Clip's bounds as thresholds on the integer sum `v` at `frac` with the codes they give
+/// (see [`Requant`]): the real `v * 2^-frac < min` exactly when `v < ceil(min * 2^frac)`, and
+/// `> max` when `v > floor(max * 2^frac)`, as [`FixedEngine::finish`] compares. None where a
+/// scaling might not be exact, or a threshold that matters or a code leaves i32: the scalar
+/// epilogue handles those.
+fn clip_thresholds(min: f64, max: f64, frac: i32, out: Format, arith: Arith) -> Option<((i32, i32), (i32, i32))> {
+    if !(-512..=512).contains(&frac) {
+        return None;
+    }
+    let scale = 2f64.powi(frac);
+    // Multiplying by a power of two is exact unless it overflows or underflows: the round trip
+    // shows which.
+    let scaled = |b: f64| (b.is_infinite() || (b * scale).is_finite() && b * scale / scale == b).then_some(b * scale);
+    let (lo_t, hi_t) = (scaled(min)?.ceil(), scaled(max)?.floor());
+    // Below a threshold under i32::MIN no sum lies, nor above one over i32::MAX.
+    let lo_t = if lo_t < i32::MIN as f64 { i32::MIN } else { i32::try_from(lo_t as i64).ok()? };
+    let hi_t = if hi_t > i32::MAX as f64 { i32::MAX } else { i32::try_from(hi_t as i64).ok()? };
+    // An infinite bound's code is never given (no sum passes it).
+    let code = |b: f64| if b.is_finite() { i32::try_from(quantize(b, out, arith)).ok() } else { Some(0) };
+    Some(((lo_t, code(min)?), (hi_t, code(max)?)))
 }
 
 /// A parameterised layer, quantized once.
@@ -121,11 +174,19 @@ struct QParams {
     /// Bias codes aligned to `frac_acc` (FIXED_POINT.md: exact, or re-rounded if finer).
     bias_acc: Vec<i128>,
     frac_acc: i32,
+    /// A convolution on the direct depthwise kernel.
+    depthwise: bool,
 }
 
 /// Per-node compiled state.
 enum QNode {
     Params(QParams),
+    /// A residual Add whose aligned sum provably fits i32: the inputs' codes shifted left by
+    /// `shifts` and added in i32, then the vectorized epilogue.
+    Add {
+        shifts: [u32; 2],
+        requant: Requant,
+    },
     /// Nodes without parameters need only the formats below.
     Plain,
 }
@@ -133,6 +194,8 @@ enum QNode {
 pub struct FixedEngine<'g> {
     graph: &'g Graph,
     arith: Arith,
+    /// The instruction set every kernel runs on.
+    isa: Isa,
     /// Format of every value.
     fmts: Vec<Format>,
     /// Accumulator width of each node, if bounded.
@@ -178,7 +241,13 @@ impl<'g> FixedEngine<'g> {
 
     /// [`FixedEngine::new`] restricted to a set of carriers.
     pub fn with_carriers(graph: &'g Graph, a: &Assignment, carriers: Carriers) -> Result<Self> {
-        let i16_allowed = carriers == Carriers::Fastest && int16::available();
+        let isa = match carriers {
+            Carriers::Fastest => Isa::best(),
+            Carriers::Portable => Isa::Baseline,
+            Carriers::On(isa) if isa.supported() => isa,
+            Carriers::On(isa) => anyhow::bail!("this machine cannot run the {isa:?} kernels"),
+        };
+        let i16_allowed = isa >= Isa::Avx2;
         let fmts = a.value_formats(graph);
         let arith = a.arith;
         let mut acc_bits = vec![None; graph.nodes.len()];
@@ -207,8 +276,10 @@ impl<'g> FixedEngine<'g> {
                         max_b,
                         codes_fit_i16,
                     );
+                    let depthwise = matches!(node.op, Op::Conv(_)) && conv_geom(graph, node).is_depthwise();
                     let i16 = (precision == Precision::I16).then(|| {
-                        I16Params::new(node, &w_codes, &bias_acc, frac_acc, fmts[node.output], arith, l.accumulator)
+                        let (of, acc) = (fmts[node.output], l.accumulator);
+                        I16Params::new(node, &w_codes, &bias_acc, frac_acc, of, arith, acc, depthwise)
                     });
                     let mut p = QParams {
                         w_f32: Vec::new(),
@@ -218,6 +289,7 @@ impl<'g> FixedEngine<'g> {
                         precision,
                         bias_acc,
                         frac_acc,
+                        depthwise,
                     };
                     match precision {
                         Precision::F32 => p.w_f32 = w_codes.iter().map(|&k| k as f32).collect(),
@@ -227,11 +299,26 @@ impl<'g> FixedEngine<'g> {
                     p.w_i128 = w_codes.iter().map(|&k| k as i128).collect();
                     QNode::Params(p)
                 }
+                (None, _) if matches!(node.op, Op::Add { .. }) => {
+                    let ins = [fmts[node.inputs[0]], fmts[node.inputs[1]]];
+                    let fm = ins[0].frac.max(ins[1].frac);
+                    let shifts = ins.map(|f| (fm - f.frac) as u32);
+                    // |a| 2^sa + |b| 2^sb, exact in f64 (each term below 2^32 * 2^31).
+                    let bound: f64 = ins
+                        .iter()
+                        .zip(shifts)
+                        .map(|(f, sh)| f.max_abs_code(arith.range) as f64 * 2f64.powi(sh.min(31) as i32))
+                        .sum();
+                    let requant = (shifts.iter().all(|&sh| sh < 31) && bound < 2f64.powi(31))
+                        .then(|| vector_requant(node.op.activation(), fm, fmts[node.output], arith, acc_bits[i]))
+                        .flatten();
+                    requant.map_or(QNode::Plain, |requant| QNode::Add { shifts, requant })
+                }
                 _ => QNode::Plain,
             };
             nodes.push(q);
         }
-        Ok(FixedEngine { graph, arith, fmts, acc_bits, nodes })
+        Ok(FixedEngine { graph, arith, isa, fmts, acc_bits, nodes })
     }
 
     pub fn input_format(&self) -> Format {
@@ -265,13 +352,37 @@ impl<'g> FixedEngine<'g> {
 
     /// Precision chosen for each node (None for nodes without parameters).
     pub fn precisions(&self) -> Vec<Option<Precision>> {
+        self.kernels().into_iter().map(|k| k.map(|k| k.precision)).collect()
+    }
+
+    /// The kernel each node runs on (None for nodes without parameters): what `compute`
+    /// dispatches on, so that tests can tell a path that is never taken.
+    pub fn kernels(&self) -> Vec<Option<Kernel>> {
         self.nodes
             .iter()
             .map(|n| match n {
-                QNode::Params(p) => Some(p.precision),
-                QNode::Plain => None,
+                QNode::Params(p) => Some(Kernel { precision: p.precision, depthwise: p.depthwise }),
+                QNode::Add { .. } | QNode::Plain => None,
             })
             .collect()
+    }
+
+    /// Whether each node's requantization is the vectorized i32 epilogue (parameterised layers
+    /// and residual Adds; false for every other node).
+    pub fn vector_epilogues(&self) -> Vec<bool> {
+        self.nodes
+            .iter()
+            .map(|n| match n {
+                QNode::Params(p) => p.i16.as_ref().is_some_and(|q| q.requant.is_some()),
+                QNode::Add { .. } => true,
+                QNode::Plain => false,
+            })
+            .collect()
+    }
+
+    /// The instruction set the kernels run on.
+    pub fn isa(&self) -> Isa {
+        self.isa
     }
 
     /// Bound the accumulator (if the layer has a width), apply the fused activation on the
@@ -320,16 +431,35 @@ impl<'g> FixedEngine<'g> {
         let QNode::Params(p) = &self.nodes[idx] else { unreachable!("conv without parameters") };
         let w = G::weights(p);
         let geom = conv_geom(self.graph, node);
-        let px = geom.pixels();
         let (col, acc) = G::scratch(s);
-        acc.resize(geom.out_c * px, G::default());
-        conv_image(&geom, input, w, G::from_code, col, acc);
+        let layout = if p.depthwise {
+            depthwise(&geom, input, w, G::from_code, self.isa, col, acc)
+        } else {
+            acc.resize(geom.out_c * geom.pixels(), G::default());
+            conv_image(&geom, input, w, G::from_code, col, acc);
+            SumLayout::dense(geom.pixels())
+        };
+        self.finish_rows(idx, node, p, layout, acc, G::to_i128, out);
+    }
+
+    /// Finish the real outputs of rows of raw sums (one row per output channel, laid out as
+    /// `layout`) on the scalar path.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_rows<A: Copy>(
+        &self,
+        idx: usize,
+        node: &Node,
+        p: &QParams,
+        layout: SumLayout,
+        acc: &[A],
+        to_i128: impl Fn(A) -> i128,
+        out: &mut Vec<i64>,
+    ) {
         let (of, act) = (self.fmts[node.output], node.op.activation());
-        out.extend(
-            acc.iter()
-                .enumerate()
-                .map(|(i, &a)| self.finish(idx, a.to_i128() + p.bias_acc[i / px], p.frac_acc, of, act)),
-        );
+        for (row, seg) in layout.real(acc) {
+            let bias = p.bias_acc[row];
+            out.extend(seg.iter().map(|&a| self.finish(idx, to_i128(a) + bias, p.frac_acc, of, act)));
+        }
     }
 }
 
@@ -342,10 +472,7 @@ impl FixedEngine<'_> {
         x.extend(input.iter().map(|&k| G::from_code(k)));
         acc.resize(d.out_features, G::default());
         G::gemm(d.out_features, d.in_features, 1, G::weights(p), x, acc);
-        let of = self.fmts[node.output];
-        out.extend(
-            acc.iter().zip(&p.bias_acc).map(|(&a, &b)| self.finish(idx, a.to_i128() + b, p.frac_acc, of, d.activation)),
-        );
+        self.finish_rows(idx, node, p, SumLayout::dense(1), acc, G::to_i128, out);
     }
 }
 
@@ -355,7 +482,9 @@ impl FixedEngine<'_> {
         let q = p.i16.as_ref().expect("i16 parameters");
         let geom = conv_geom(self.graph, node);
         let og = geom.out_c / geom.groups;
-        let layout = if geom.window.stride == [1, 1] {
+        let layout = if p.depthwise {
+            depthwise(&geom, input, &q.dw, |x| x as i32, self.isa, &mut s.i32_b, &mut s.i32)
+        } else if geom.window.stride == [1, 1] {
             // Runs of a padded copy of the input (see `Padded`): no im2col pass at all.
             let (w, pads) = (&geom.window, geom.window.pads);
             let (hp, wp) = (pads[0] + geom.in_h + pads[2], pads[1] + geom.in_w + pads[3]);
@@ -373,21 +502,21 @@ impl FixedEngine<'_> {
                         }
                     }
                 }
-                int16::pack_runs(&s.offsets, n, &s.i16, &mut s.i16_b);
-                int16::gemm(wts, n, &s.i16_b, &mut s.i32[grp * og * n..(grp + 1) * og * n]);
+                int16::pack_runs(&s.offsets, n, &s.i16, &mut s.i16_b, self.isa);
+                int16::gemm(wts, n, &s.i16_b, &mut s.i32[grp * og * n..(grp + 1) * og * n], self.isa);
             }
-            int16::SumLayout { per_row: n, seg_stride: wp, seg_len: geom.out_w }
+            SumLayout { per_row: n, seg_stride: wp, seg_len: geom.out_w }
         } else {
             let (k, px) = (geom.k(), geom.pixels());
             s.i32.resize(geom.out_c * px, 0);
             for (grp, wts) in q.packed.iter().enumerate() {
                 im2col(&geom, grp, input, |x| x as i16, &mut s.i16);
                 int16::pack_columns(k, px, &s.i16, &mut s.i16_b);
-                int16::gemm(wts, px, &s.i16_b, &mut s.i32[grp * og * px..(grp + 1) * og * px]);
+                int16::gemm(wts, px, &s.i16_b, &mut s.i32[grp * og * px..(grp + 1) * og * px], self.isa);
             }
-            int16::SumLayout::dense(px)
+            SumLayout::dense(px)
         };
-        self.finish_i32(idx, node, p, layout, out, &s.i32);
+        self.finish_i32(idx, node, p, layout, out, &mut s.i32);
     }
 
     fn dense_i16(&self, idx: usize, node: &Node, p: &QParams, input: &[i64], s: &mut Scratch, out: &mut Vec<i64>) {
@@ -395,38 +524,23 @@ impl FixedEngine<'_> {
         s.i16.clear();
         s.i16.extend(input.iter().map(|&x| x as i16));
         s.i32.resize(d.out_features, 0);
-        int16::gemv(d.in_features, &q.dense, &s.i16, &mut s.i32);
-        self.finish_i32(idx, node, p, int16::SumLayout::dense(1), out, &s.i32);
+        int16::gemv(d.in_features, &q.dense, &s.i16, &mut s.i32, self.isa);
+        self.finish_i32(idx, node, p, SumLayout::dense(1), out, &mut s.i32);
     }
 
     /// Finish i32 sums, one row per channel laid out as `layout`: vectorized in the common case.
-    fn finish_i32(
-        &self,
-        idx: usize,
-        node: &Node,
-        p: &QParams,
-        layout: int16::SumLayout,
-        out: &mut Vec<i64>,
-        acc: &[i32],
-    ) {
+    fn finish_i32(&self, idx: usize, node: &Node, p: &QParams, layout: SumLayout, out: &mut Vec<i64>, acc: &mut [i32]) {
         let q = p.i16.as_ref().expect("i16 parameters");
         match &q.requant {
-            Some(rq) => int16::requant_rows(acc, layout, &q.bias, rq, out),
-            None => {
-                let (of, act) = (self.fmts[node.output], node.op.activation());
-                for (row, &bias) in acc.chunks_exact(layout.per_row).zip(&p.bias_acc) {
-                    for seg in layout.segments(row) {
-                        out.extend(seg.iter().map(|&a| self.finish(idx, a as i128 + bias, p.frac_acc, of, act)));
-                    }
-                }
-            }
+            Some(rq) => int16::requant_rows(acc, layout, &q.bias, rq, out, self.isa),
+            None => self.finish_rows(idx, node, p, layout, acc, i128::from, out),
         }
     }
 }
 
 /// A number type that carries integer codes exactly through a GEMM (within the bound checked
 /// by [`choose_precision`]).
-trait Carrier: Gemm {
+trait Carrier: Gemm + Mac {
     fn from_code(k: i64) -> Self;
     fn to_i128(self) -> i128;
     /// The (im2col, accumulator) scratch buffers of this type.
@@ -507,6 +621,13 @@ impl Engine for FixedEngine<'_> {
                     let c = i / per;
                     self.finish(idx, w[c] * x as i128 + p.bias_acc[c], p.frac_acc, of, a.activation)
                 }));
+            }
+            (Op::Add { .. }, QNode::Add { shifts: [sa, sb], requant }) => {
+                // Exact: the bound checked at construction keeps every aligned sum within i32.
+                s.i32.clear();
+                s.i32.extend(ins[0].iter().zip(ins[1]).map(|(&a, &b)| ((a as i32) << sa) + ((b as i32) << sb)));
+                let layout = SumLayout::dense(s.i32.len());
+                int16::requant_rows(&mut s.i32, layout, &[0], requant, out, self.isa);
             }
             (Op::Add { activation }, _) => {
                 let (fa, fb) = (self.fmts[node.inputs[0]].frac, self.fmts[node.inputs[1]].frac);

@@ -1,6 +1,6 @@
 //! The float32 reference path: what the model computes before quantization.
 
-use super::kernels::{conv_image, pool_windows, ConvGeom, Gemm};
+use super::kernels::{conv_image, depthwise, pool_windows, ConvGeom, Gemm, Isa};
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use crate::model::{Activation, Graph, Node, Op};
 
@@ -13,6 +13,8 @@ struct Params {
 pub struct FloatEngine<'g> {
     graph: &'g Graph,
     params: Vec<Option<Params>>,
+    /// The instruction set the depthwise kernel's loops run on.
+    isa: Isa,
 }
 
 impl<'g> FloatEngine<'g> {
@@ -27,7 +29,7 @@ impl<'g> FloatEngine<'g> {
                 })
             })
             .collect();
-        FloatEngine { graph, params }
+        FloatEngine { graph, params, isa: Isa::best() }
     }
 
     /// Run one sample, returning the logits.
@@ -77,6 +79,13 @@ impl Engine for FloatEngine<'_> {
             Op::Conv(c) => {
                 let p = self.params[idx].as_ref().unwrap();
                 let geom = conv_geom(g, node);
+                if geom.is_depthwise() {
+                    let layout = depthwise(&geom, ins[0], &p.weight, |x| x, self.isa, &mut s.f32, &mut s.f32_b);
+                    for (oc, seg) in layout.real(&s.f32_b) {
+                        out.extend(seg.iter().map(|&v| activate(v + p.bias[oc], c.activation)));
+                    }
+                    return;
+                }
                 out.resize(n_out, 0.0);
                 conv_image(&geom, ins[0], &p.weight, |x| x, &mut s.f32, out);
                 let px = geom.pixels();

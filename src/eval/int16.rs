@@ -1,11 +1,14 @@
 //! The integer engine's fast carrier: i16 codes, i32 sums, through AVX2's `vpmaddwd` (sixteen
-//! multiply-adds per instruction), with the common requantization as a vectorized epilogue.
+//! multiply-adds per instruction) or AVX-512 VNNI's `vpdpwssd` (thirty-two, accumulation
+//! included), with the common requantization as a vectorized epilogue.
 //!
 //! The engine picks this carrier per layer only where every activation and weight code fits i16
 //! and a bound proves no partial sum (the instruction's pair sums included) and no sum plus bias
-//! leaves i32, so it is exact, as the f32/f64/i128 carriers are. Without AVX2 it is never
-//! chosen and nothing here runs.
+//! leaves i32, so it is exact, as the f32/f64/i128 carriers are: i32 wrap-around arithmetic
+//! gives the true sum whenever that sum fits. Without AVX2 it is never chosen and nothing here
+//! runs; the functions take the instruction set the engine chose ([`Isa`]).
 
+pub use super::kernels::{Isa, SumLayout};
 use crate::fixed::Rounding;
 
 /// Rows of the GEMM microkernel's output tile.
@@ -15,14 +18,7 @@ const NR: usize = 16;
 
 /// Whether this machine can run the carrier.
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Isa::best() >= Isa::Avx2
 }
 
 /// Two i16 codes in one i32 word, the first in the low half (the layout `vpmaddwd` pairs).
@@ -113,7 +109,7 @@ impl Padded {
 
 /// Pack the virtual im2col matrix whose row `t` is `padded[offsets[t]..][..n]` into the panel
 /// layout of [`pack_columns`]. `padded` must hold `max(offsets) + n.div_ceil(NR) * NR` codes.
-pub fn pack_runs(offsets: &[usize], n: usize, padded: &[i16], out: &mut Vec<i16>) {
+pub fn pack_runs(offsets: &[usize], n: usize, padded: &[i16], out: &mut Vec<i16>, isa: Isa) {
     let pairs = offsets.len().div_ceil(2);
     let panels = n.div_ceil(NR);
     let reach = offsets.iter().max().map_or(0, |&o| o + panels * NR);
@@ -121,59 +117,37 @@ pub fn pack_runs(offsets: &[usize], n: usize, padded: &[i16], out: &mut Vec<i16>
     out.clear();
     out.resize(panels * pairs * NR * 2, 0);
     #[cfg(target_arch = "x86_64")]
-    if available() {
+    if isa >= Isa::Avx2 {
+        assert!(isa.supported(), "{isa:?} is not available on this machine");
         // SAFETY: AVX2 is present (checked); every read is below `reach` (checked) and every
         // write inside `out`, sized above.
         unsafe { avx2::pack_runs(offsets, panels, pairs, padded, out) };
         return;
     }
-    unreachable!("the i16 carrier is only chosen where AVX2 is available")
+    unreachable!("the i16 carrier is only chosen where AVX2 is available ({isa:?})")
 }
 
-/// How the i32 sums of a layer lie in memory: `rows` (channels) of `per_row` sums, of which the
-/// real outputs are `segments` runs of `seg_len` every `seg_stride` (one run for dense and
-/// unpadded layouts; one per output row for [`Padded`] ones).
-#[derive(Debug, Clone, Copy)]
-pub struct SumLayout {
-    pub per_row: usize,
-    pub seg_stride: usize,
-    pub seg_len: usize,
-}
-
-impl SumLayout {
-    pub fn dense(per_row: usize) -> Self {
-        SumLayout { per_row, seg_stride: per_row, seg_len: per_row }
-    }
-
-    /// The real outputs of one row of sums.
-    pub fn segments<'a>(&self, row: &'a [i32]) -> impl Iterator<Item = &'a [i32]> + 'a {
-        let len = self.seg_len;
-        row.chunks(self.seg_stride).map(move |s| &s[..len])
-    }
-
-    /// Real outputs per row.
-    pub fn outputs(&self) -> usize {
-        self.per_row / self.seg_stride * self.seg_len
-    }
-}
-
-/// `c[m][n] = w · cols` exactly, for weights and columns packed as above. The caller's bound
-/// keeps every partial sum within i32.
-pub fn gemm(w: &PackedWeights, n: usize, cols: &[i16], c: &mut [i32]) {
+/// `c[m][n] = w · cols` exactly, for weights and columns packed as above, on `isa`'s kernel.
+/// The caller's bound keeps every partial sum within i32.
+pub fn gemm(w: &PackedWeights, n: usize, cols: &[i16], c: &mut [i32], isa: Isa) {
     assert!(cols.len() >= n.div_ceil(NR) * w.pairs * NR * 2 && c.len() >= w.m * n, "packed GEMM operand sizes");
-    #[cfg(target_arch = "x86_64")]
-    if available() {
-        // SAFETY: AVX2 is present (checked) and the operand sizes were checked above.
-        unsafe { avx2::gemm(w, n, cols, c) };
-        return;
+    assert!(isa.supported(), "{isa:?} is not available on this machine");
+    match isa {
+        // SAFETY: the machine has the instruction set (checked) and the operand sizes were
+        // checked above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => unsafe { avx512::gemm(w, n, cols, c) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::gemm(w, n, cols, c) },
+        _ => unreachable!("the i16 carrier is only chosen where AVX2 is available ({isa:?})"),
     }
-    unreachable!("the i16 carrier is only chosen where AVX2 is available")
 }
 
 /// `y[r] = w[r] · x` for `w` `[m][k]` in i16 (dense layers).
-pub fn gemv(k: usize, w: &[i16], x: &[i16], y: &mut [i32]) {
+pub fn gemv(k: usize, w: &[i16], x: &[i16], y: &mut [i32], isa: Isa) {
     #[cfg(target_arch = "x86_64")]
-    if available() {
+    if isa >= Isa::Avx2 {
+        assert!(isa.supported(), "{isa:?} is not available on this machine");
         // SAFETY: AVX2 is present (checked); the body is safe code compiled for AVX2.
         unsafe { avx2::gemv(k, w, x, y) };
         return;
@@ -189,43 +163,64 @@ fn gemv_body(k: usize, w: &[i16], x: &[i16], y: &mut [i32]) {
     }
 }
 
-/// A layer's requantization in its common case, all in i32: add the bias, ReLU or not, round
-/// off `shift` bits, saturate to `[lo, hi]`. The caller chooses it only for saturating
-/// arithmetic, no accumulator width, no Clip, `0 <= shift <= 31`, and sums plus bias within i32.
+/// A layer's requantization in its common case, all in i32: add the bias, round off `shift`
+/// bits, saturate to `[lo, hi]`; the fused activation as two thresholds on the exact sum
+/// (`v < below.0` gives code `below.1`, else `v > above.0` gives `above.1`: ReLU is `(0, 0)`
+/// below, a Clip its bounds in the sum's scale and their codes). The caller chooses it only for
+/// saturating arithmetic, no accumulator width, `0 <= shift <= 31`, sums plus bias within i32
+/// and thresholds it computed exactly.
 #[derive(Debug, Clone, Copy)]
 pub struct Requant {
     pub shift: u32,
     pub rounding: Rounding,
-    pub relu: bool,
+    pub below: (i32, i32),
+    pub above: (i32, i32),
     pub lo: i32,
     pub hi: i32,
 }
 
-/// Finish the real outputs of rows of sums laid out as `layout`: row `r` gets `bias[r]`.
-pub fn requant_rows(acc: &[i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut Vec<i64>) {
+impl Requant {
+    /// No activation: no sum is below `i32::MIN` or above `i32::MAX`.
+    pub const NO_CLIP: ((i32, i32), (i32, i32)) = ((i32::MIN, 0), (i32::MAX, 0));
+}
+
+/// Finish the real outputs of rows of sums laid out as `layout`: row `r` gets `bias[r]`. The
+/// codes are computed in place over whole rows (discarded columns too: long contiguous loops
+/// vectorize, a padded layout's short segments do not), then the real ones are appended.
+pub fn requant_rows(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut Vec<i64>, isa: Isa) {
+    let acc = &mut acc[..bias.len() * layout.per_row];
     let start = out.len();
     out.resize(start + bias.len() * layout.outputs(), 0);
     let out = &mut out[start..];
-    #[cfg(target_arch = "x86_64")]
-    if available() {
-        // SAFETY: AVX2 is present (checked); the body is safe code compiled for AVX2.
-        unsafe { avx2::requant_rows(acc, layout, bias, rq, out) };
-        return;
+    assert!(isa.supported(), "{isa:?} is not available on this machine");
+    match isa {
+        // SAFETY: the machine has the instruction set (checked); the body is safe code compiled
+        // for it.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => unsafe { avx512::requant_rows(acc, layout, bias, rq, out) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::requant_rows(acc, layout, bias, rq, out) },
+        _ => requant_rows_body(acc, layout, bias, rq, out),
     }
-    requant_rows_body(acc, layout, bias, rq, out)
 }
 
 #[inline(always)]
-fn requant_rows_body(acc: &[i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut [i64]) {
+fn requant_rows_body(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut [i64]) {
+    let per_row = layout.per_row;
     // One loop per rounding mode, each branch-free so that it vectorizes.
     match rq.rounding {
-        Rounding::Floor => requant_with(acc, layout, bias, rq, out, |_, _, _, _| 0),
-        Rounding::HalfUp => requant_with(acc, layout, bias, rq, out, |_, r, half, _| (r >= half) as i32),
+        Rounding::Floor => requant_with(acc, per_row, bias, rq, |_, _, _, _| 0),
+        Rounding::HalfUp => requant_with(acc, per_row, bias, rq, |_, r, half, _| (r >= half) as i32),
         Rounding::HalfEven => {
-            requant_with(acc, layout, bias, rq, out, |q, r, half, _| ((r > half) | ((r == half) & (q & 1 == 1))) as i32)
+            requant_with(acc, per_row, bias, rq, |q, r, half, _| ((r > half) | ((r == half) & (q & 1 == 1))) as i32)
         }
         Rounding::HalfAway => {
-            requant_with(acc, layout, bias, rq, out, |_, r, half, v| ((r > half) | ((r == half) & (v >= 0))) as i32)
+            requant_with(acc, per_row, bias, rq, |_, r, half, v| ((r > half) | ((r == half) & (v >= 0))) as i32)
+        }
+    }
+    for (dst, (_, seg)) in out.chunks_exact_mut(layout.seg_len).zip(layout.real(acc)) {
+        for (o, &k) in dst.iter_mut().zip(seg) {
+            *o = k as i64;
         }
     }
 }
@@ -234,26 +229,28 @@ fn requant_rows_body(acc: &[i32], layout: SumLayout, bias: &[i32], rq: &Requant,
 /// `r = 0` and `half = 1`, so no mode rounds up.
 #[inline(always)]
 fn requant_with(
-    acc: &[i32],
-    layout: SumLayout,
+    acc: &mut [i32],
+    per_row: usize,
     bias: &[i32],
     rq: &Requant,
-    out: &mut [i64],
     round_up: impl Fn(i32, i32, i32, i32) -> i32,
 ) {
     let s = rq.shift;
     let mask = ((1u64 << s) - 1) as i32;
     let half = if s == 0 { 1 } else { 1i32 << (s - 1) };
-    let floor = if rq.relu { 0 } else { i32::MIN };
-    let mut outs = out.chunks_exact_mut(layout.seg_len);
-    for (a_row, &b) in acc.chunks_exact(layout.per_row).zip(bias) {
-        for (seg, o_seg) in layout.segments(a_row).zip(&mut outs) {
-            for (&a, o) in seg.iter().zip(o_seg.iter_mut()) {
-                let v = (a + b).max(floor);
-                let q = v >> s;
-                let r = v & mask;
-                *o = (q + round_up(q, r, half, v)).clamp(rq.lo, rq.hi) as i64;
-            }
+    let ((t_lo, k_lo), (t_hi, k_hi)) = (rq.below, rq.above);
+    for (row, &b) in acc.chunks_exact_mut(per_row).zip(bias) {
+        for a in row {
+            // Discarded columns may hold any i32: wrap rather than trap on them (real sums plus
+            // bias fit, by the carrier's bound).
+            let v = a.wrapping_add(b);
+            let q = v >> s;
+            let r = v & mask;
+            let k = (q + round_up(q, r, half, v)).clamp(rq.lo, rq.hi);
+            // Selects, not branches, so that the loop vectorizes; `below` wins, as in the
+            // scalar `if v < min .. else if v > max`.
+            let k = if v > t_hi { k_hi } else { k };
+            *a = if v < t_lo { k_lo } else { k };
         }
     }
 }
@@ -269,7 +266,7 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
-    pub unsafe fn requant_rows(acc: &[i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut [i64]) {
+    pub unsafe fn requant_rows(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut [i64]) {
         super::requant_rows_body(acc, layout, bias, rq, out)
     }
 
@@ -337,17 +334,75 @@ mod avx2 {
     }
 }
 
+/// The same microkernel on 512-bit vectors: one `vpdpwssd` per row and pair does the pair
+/// products and their accumulation; two panels at a time (twelve accumulators of the 32
+/// registers) so that each broadcast weight word serves 32 columns.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{PackedWeights, Requant, SumLayout, MR, NR};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub unsafe fn requant_rows(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut [i64]) {
+        super::requant_rows_body(acc, layout, bias, rq, out)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub unsafe fn gemm(w: &PackedWeights, n: usize, cols: &[i16], c: &mut [i32]) {
+        let pairs = w.pairs;
+        let panels = n.div_ceil(NR);
+        for j in (0..panels).step_by(2) {
+            let two = j + 1 < panels;
+            let b = cols.as_ptr().add(j * pairs * NR * 2);
+            // The second panel's pairs follow the first's; a lone last panel reads its own again.
+            let b2 = if two { b.add(pairs * NR * 2) } else { b };
+            for blk in 0..w.m.div_ceil(MR) {
+                let a = w.words.as_ptr().add(blk * pairs * MR);
+                let mut acc = [[_mm512_setzero_si512(); 2]; MR];
+                for p in 0..pairs {
+                    let b0 = _mm512_loadu_si512(b.add(p * NR * 2) as *const __m512i);
+                    let b1 = _mm512_loadu_si512(b2.add(p * NR * 2) as *const __m512i);
+                    let ap = a.add(p * MR);
+                    for (r, acc_r) in acc.iter_mut().enumerate() {
+                        let av = _mm512_set1_epi32(*ap.add(r));
+                        acc_r[0] = _mm512_dpwssd_epi32(acc_r[0], av, b0);
+                        acc_r[1] = _mm512_dpwssd_epi32(acc_r[1], av, b1);
+                    }
+                }
+                let rows = (w.m - blk * MR).min(MR);
+                for (r, acc_r) in acc.iter().enumerate().take(rows) {
+                    let row = c.as_mut_ptr().add((blk * MR + r) * n);
+                    for (h, &v) in acc_r.iter().enumerate().take(1 + two as usize) {
+                        let c0 = (j + h) * NR;
+                        let width = (n - c0).min(NR);
+                        _mm512_mask_storeu_epi32(row.add(c0), ((1u32 << width) - 1) as __mmask16, v);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// The packed GEMM against a plain triple loop, on ragged sizes (odd k, partial tiles).
+    /// The instruction sets of the i16 carrier this machine has.
+    fn isas() -> Vec<Isa> {
+        [Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|i| i.supported()).collect()
+    }
+
+    /// The packed GEMM against a plain triple loop, on ragged sizes (odd k, partial tiles, an odd
+    /// number of panels), on every instruction set.
     #[test]
     fn packed_gemm_equals_plain_product() {
-        if !available() {
-            return;
+        for isa in isas() {
+            packed_gemm_on(isa);
         }
+    }
+
+    fn packed_gemm_on(isa: Isa) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         for &(m, k, n) in &[(1, 1, 1), (7, 9, 17), (6, 18, 16), (13, 27, 49), (32, 288, 196)] {
             let w: Vec<i64> = (0..m * k).map(|_| rng.random_range(-32768..=32767)).collect();
@@ -356,11 +411,11 @@ mod tests {
             let mut packed = Vec::new();
             pack_columns(k, n, &x, &mut packed);
             let mut c = vec![0i32; m * n];
-            gemm(&PackedWeights::new(m, k, &w), n, &packed, &mut c);
+            gemm(&PackedWeights::new(m, k, &w), n, &packed, &mut c, isa);
             for i in 0..m {
                 for j in 0..n {
                     let want: i64 = (0..k).map(|t| w[i * k + t] * x[t * n + j] as i64).sum();
-                    assert_eq!(c[i * n + j] as i64, want, "({m},{k},{n}) at ({i},{j})");
+                    assert_eq!(c[i * n + j] as i64, want, "{isa:?} ({m},{k},{n}) at ({i},{j})");
                 }
             }
         }
@@ -382,13 +437,13 @@ mod tests {
         let col: Vec<i16> = offsets.iter().flat_map(|&o| padded[o..o + n].to_vec()).collect();
         let (mut want, mut got) = (Vec::new(), Vec::new());
         pack_columns(offsets.len(), n, &col, &mut want);
-        pack_runs(&offsets, n, &padded, &mut got);
+        pack_runs(&offsets, n, &padded, &mut got, Isa::Avx2);
         // Columns past n may differ (runs read on); compare the real ones through a GEMM.
         let wts: Vec<i64> = (0..2 * offsets.len()).map(|i| i as i64 % 7 - 3).collect();
         let pw = PackedWeights::new(2, offsets.len(), &wts);
         let (mut cw, mut cg) = (vec![0; 2 * n], vec![0; 2 * n]);
-        gemm(&pw, n, &want, &mut cw);
-        gemm(&pw, n, &got, &mut cg);
+        gemm(&pw, n, &want, &mut cw, Isa::Avx2);
+        gemm(&pw, n, &got, &mut cg, Isa::Avx2);
         assert_eq!(cw, cg);
         // And the border is zero: the first padded row is all padding.
         assert!(padded[..pd.wp].iter().all(|&x| x == 0));
@@ -401,13 +456,14 @@ mod tests {
         let w: Vec<i16> = (0..m * k).map(|_| rng.random_range(-2000..=2000)).collect();
         let x: Vec<i16> = (0..k).map(|_| rng.random_range(-2000..=2000)).collect();
         let mut y = vec![0; m];
-        gemv(k, &w, &x, &mut y);
+        gemv(k, &w, &x, &mut y, Isa::best());
         for r in 0..m {
             assert_eq!(y[r], (0..k).map(|t| w[r * k + t] as i32 * x[t] as i32).sum::<i32>());
         }
     }
 
-    /// The vectorized epilogue against the engine's scalar `requantize`, every mode and shift.
+    /// The vectorized epilogue against the engine's scalar `requantize`, every mode and shift,
+    /// with no activation, ReLU and a clip (thresholds and their codes).
     #[test]
     fn requant_rows_equals_requantize() {
         use crate::fixed::round::requantize;
@@ -415,10 +471,13 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         for rounding in [Rounding::Floor, Rounding::HalfUp, Rounding::HalfEven, Rounding::HalfAway] {
             for shift in [0u32, 1, 2, 5, 13, 30, 31] {
-                for relu in [false, true] {
+                for act in 0..3 {
+                    let relu = act == 1;
                     let fmt = Format::new(8, 3, !relu);
                     let (lo, hi) = fmt.code_range(RangeMode::TwosComplement);
-                    let rq = Requant { shift, rounding, relu, lo: lo as i32, hi: hi as i32 };
+                    let clip = ((-(1 << 12), -5), (1 << 22, 99));
+                    let (below, above) = [Requant::NO_CLIP, ((0, 0), Requant::NO_CLIP.1), clip][act];
+                    let rq = Requant { shift, rounding, below, above, lo: lo as i32, hi: hi as i32 };
                     let acc: Vec<i32> = (0..64)
                         .map(|i| match i % 4 {
                             0 => rng.random_range(-(1 << 29)..1 << 29),
@@ -433,15 +492,21 @@ mod tests {
                         .collect();
                     let bias = [-7, 0, 12, 1 << 20];
                     let mut out = Vec::new();
-                    requant_rows(&acc, SumLayout::dense(16), &bias, &rq, &mut out);
+                    requant_rows(&mut acc.clone(), SumLayout::dense(16), &bias, &rq, &mut out, Isa::best());
                     let arith = Arith { rounding, overflow: Overflow::Saturate, range: RangeMode::TwosComplement };
                     for (i, (&a, &got)) in acc.iter().zip(&out).enumerate() {
                         let mut v = a as i128 + bias[i / 16] as i128;
                         if relu {
                             v = v.max(0);
                         }
-                        let want = requantize(v, fmt.frac + shift as i32, fmt, arith);
-                        assert_eq!(got, want, "{rounding:?} shift {shift} relu {relu} acc {a}");
+                        let want = if act == 2 && v < clip.0 .0 as i128 {
+                            clip.0 .1 as i64
+                        } else if act == 2 && v > clip.1 .0 as i128 {
+                            clip.1 .1 as i64
+                        } else {
+                            requantize(v, fmt.frac + shift as i32, fmt, arith)
+                        };
+                        assert_eq!(got, want, "{rounding:?} shift {shift} activation {act} acc {a}");
                     }
                 }
             }

@@ -4,6 +4,46 @@
 
 use crate::model::Window;
 
+/// The vector instruction sets the kernels are compiled for, chosen at run time from the CPU's
+/// features (ordered: each includes the ones before it). Every kernel computes the same exact
+/// integers whichever it runs on; tests force each one the machine has in turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// What every target has: the portable code.
+    Baseline,
+    /// AVX2: 256-bit vectors, `vpmaddwd` (i16 pairs into i32).
+    Avx2,
+    /// AVX-512 (F, BW, VL) with VNNI: 512-bit vectors, `vpdpwssd` (the i16 pair dot product and
+    /// its accumulation in one instruction).
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// The best instruction set this machine has.
+    pub fn best() -> Isa {
+        [Isa::Avx512Vnni, Isa::Avx2].into_iter().find(|i| i.supported()).unwrap_or(Isa::Baseline)
+    }
+
+    /// Whether this machine can run `self`.
+    pub fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            match self {
+                Isa::Baseline => true,
+                Isa::Avx2 => has!("avx2"),
+                Isa::Avx512Vnni => {
+                    has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Isa::Baseline
+        }
+    }
+}
+
 /// A GEMM element type (f32 or f64). Integer codes are carried exactly in these as long as
 /// every partial sum stays below 2^24 (f32) or 2^53 (f64); the integer engine checks that
 /// bound per layer before choosing one.
@@ -45,6 +85,39 @@ macro_rules! blas_gemm {
 blas_gemm!(f32, matrixmultiply::sgemm);
 blas_gemm!(f64, matrixmultiply::dgemm);
 
+/// How a layer's raw sums lie in memory: rows (channels) of `per_row` sums, of which the real
+/// outputs are runs of `seg_len` every `seg_stride` (one run for dense layouts; one per output
+/// row where a kernel computes `seg_stride - seg_len` discarded columns per row to keep its
+/// reads contiguous).
+#[derive(Debug, Clone, Copy)]
+pub struct SumLayout {
+    pub per_row: usize,
+    pub seg_stride: usize,
+    pub seg_len: usize,
+}
+
+impl SumLayout {
+    pub fn dense(per_row: usize) -> Self {
+        SumLayout { per_row, seg_stride: per_row, seg_len: per_row }
+    }
+
+    /// The real outputs of one row of sums.
+    pub fn segments<'a, T>(&self, row: &'a [T]) -> impl Iterator<Item = &'a [T]> + 'a {
+        let len = self.seg_len;
+        row.chunks(self.seg_stride).map(move |s| &s[..len])
+    }
+
+    /// Real outputs per row.
+    pub fn outputs(&self) -> usize {
+        self.per_row / self.seg_stride * self.seg_len
+    }
+
+    /// The real outputs of every row, in order, with their row index.
+    pub fn real<'a, T>(&'a self, sums: &'a [T]) -> impl Iterator<Item = (usize, &'a [T])> + 'a {
+        sums.chunks_exact(self.per_row).enumerate().flat_map(move |(r, row)| self.segments(row).map(move |s| (r, s)))
+    }
+}
+
 /// Shape of one convolution, resolved against its input.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvGeom {
@@ -65,6 +138,128 @@ impl ConvGeom {
     }
     pub fn pixels(&self) -> usize {
         self.out_h * self.out_w
+    }
+
+    /// Whether every group reads one input channel (depthwise, with any channel multiplier):
+    /// such a layer runs on [`depthwise`], not as one GEMM of a single row per group.
+    pub fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.in_c == self.groups
+    }
+}
+
+/// An element type the depthwise kernel multiplies and adds in: f32 in the float engine; the
+/// integer engine's exact carriers (i32, f32, f64, i128) within their bounds.
+pub trait Mac: Copy + Default + Send + Sync + std::ops::Mul<Output = Self> + std::ops::Add<Output = Self> {}
+impl<T: Copy + Default + Send + Sync + std::ops::Mul<Output = T> + std::ops::Add<Output = T>> Mac for T {}
+
+/// Virtual output columns the depthwise kernel sums at a time: small enough that the block's
+/// sums stay in registers through every tap.
+const DW_BLOCK: usize = 32;
+
+/// A depthwise convolution (see [`ConvGeom::is_depthwise`]) of one image without im2col. The
+/// padded input of each channel is split into its `sh * sw` stride phases (phase `(py, px)`
+/// holds padded rows `py, py + sh, ...` and columns `px, px + sw, ...`, `hq x wq` each), so that
+/// every kernel tap of every output row reads one contiguous run of one phase: over virtual
+/// output columns `oy * wq + ox`, of which only `ox < out_w` are real, a whole channel is one
+/// multiply-add sweep per tap. `weight` is `[out_c][kh * kw]`; `out` receives the raw sums laid
+/// out as the returned [`SumLayout`]; `phases` is scratch. Products and sums run in `A`'s own
+/// arithmetic (exact for the integer engine's carriers within their bounds).
+pub fn depthwise<S: Copy, A: Mac>(
+    g: &ConvGeom,
+    input: &[S],
+    weight: &[A],
+    conv: impl Fn(S) -> A,
+    isa: Isa,
+    phases: &mut Vec<A>,
+    out: &mut Vec<A>,
+) -> SumLayout {
+    let ([sh, sw], [dh, dw], [kh, kw]) = (g.window.stride, g.window.dilation, g.window.kernel);
+    let (pt, pl) = (g.window.pads[0], g.window.pads[1]);
+    let (hq, wq) = ((pt + g.in_h + g.window.pads[2]).div_ceil(sh), (pl + g.in_w + g.window.pads[3]).div_ceil(sw));
+    let plane = hq * wq;
+    let chan = sh * sw * plane;
+    let taps: Vec<usize> = (0..kh * kw)
+        .map(|t| {
+            let (dy, dx) = (t / kw * dh, t % kw * dw);
+            ((dy % sh) * sw + dx % sw) * plane + dy / sh * wq + dx / sw
+        })
+        .collect();
+    let n = g.out_h * wq;
+    let blocks = n.div_ceil(DW_BLOCK);
+    // Virtual columns read on past their phase (into the next one, or into this tail): only
+    // discarded sums see those values.
+    let reach = (g.in_c - 1) * chan + taps.iter().max().unwrap_or(&0) + blocks * DW_BLOCK;
+    phases.clear();
+    phases.resize((g.in_c * chan).max(reach), A::default());
+    for (c, src) in input.chunks_exact(g.in_h * g.in_w).enumerate() {
+        for (y, row) in src.chunks_exact(g.in_w).enumerate() {
+            let (py, r) = ((y + pt) % sh, (y + pt) / sh);
+            // Column phase px holds input columns x0, x0 + sw, ... at q0, q0 + 1, ...
+            for px in 0..sw {
+                let x0 = (px + sw - pl % sw) % sw;
+                let q0 = (x0 + pl) / sw;
+                let dst = &mut phases[c * chan + (py * sw + px) * plane + r * wq + q0..];
+                for (d, &v) in dst.iter_mut().zip(row.iter().skip(x0).step_by(sw)) {
+                    *d = conv(v);
+                }
+            }
+        }
+    }
+    out.clear();
+    out.resize(g.out_c * n, A::default());
+    let mult = g.out_c / g.groups;
+    let sweep = Sweep { taps: &taps, chan, mult, n, phases, weight };
+    match isa {
+        // SAFETY: the variant is only chosen where the machine has its features (`Isa::supported`).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => unsafe { sweep.avx512(out) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { sweep.avx2(out) },
+        _ => sweep.run(out),
+    }
+    SumLayout { per_row: n, seg_stride: wq, seg_len: g.out_w }
+}
+
+/// The multiply-add sweeps of [`depthwise`] over prepared phases.
+struct Sweep<'a, A> {
+    taps: &'a [usize],
+    chan: usize,
+    mult: usize,
+    n: usize,
+    phases: &'a [A],
+    weight: &'a [A],
+}
+
+impl<A: Mac> Sweep<'_, A> {
+    #[inline(always)]
+    fn run(&self, out: &mut [A]) {
+        let t = self.taps.len();
+        for (o, row) in out.chunks_exact_mut(self.n).enumerate() {
+            let src = &self.phases[o / self.mult * self.chan..];
+            let w = &self.weight[o * t..(o + 1) * t];
+            for (b, dst) in row.chunks_mut(DW_BLOCK).enumerate() {
+                let mut acc = [A::default(); DW_BLOCK];
+                for (&off, &wt) in self.taps.iter().zip(w) {
+                    let x: &[A; DW_BLOCK] = src[off + b * DW_BLOCK..][..DW_BLOCK].try_into().expect("block");
+                    for (a, &v) in acc.iter_mut().zip(x) {
+                        *a = *a + wt * v;
+                    }
+                }
+                dst.copy_from_slice(&acc[..dst.len()]);
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2(&self, out: &mut [A]) {
+        self.run(out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn avx512(&self, out: &mut [A]) {
+        self.run(out)
     }
 }
 

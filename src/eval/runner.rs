@@ -24,6 +24,7 @@ pub struct Scratch {
     pub i16: Vec<i16>,
     pub i16_b: Vec<i16>,
     pub i32: Vec<i32>,
+    pub i32_b: Vec<i32>,
     pub offsets: Vec<usize>,
 }
 
