@@ -1,5 +1,5 @@
 //! The integer engine against an independent float64 fake-quantization reference
-//! (FIXED_POINT.md, "Identity used as a test oracle"): on random small nets with random
+//! (docs/fixed-point.md, "The test oracle"): on random small nets with random
 //! formats, rounding and overflow modes, every tensor must agree bit for bit.
 
 mod common;

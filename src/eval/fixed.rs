@@ -1,4 +1,4 @@
-//! The bit-true integer engine (FIXED_POINT.md). Every tensor is a vector of integer codes `k`
+//! The bit-true integer engine (docs/fixed-point.md). Every tensor is a vector of integer codes `k`
 //! in its format; products and sums are exact. Convolutions run as GEMMs in the cheapest carrier
 //! a per-layer bound proves exact: i16 codes with i32 sums (AVX2 or AVX-512 VNNI, `int16.rs`),
 //! else f32 or f64 when every partial sum is an exactly representable integer there (2^24,
@@ -171,7 +171,7 @@ struct QParams {
     w_i128: Vec<i128>,
     i16: Option<I16Params>,
     precision: Precision,
-    /// Bias codes aligned to `frac_acc` (FIXED_POINT.md: exact, or re-rounded if finer).
+    /// Bias codes aligned to `frac_acc` (docs/fixed-point.md, "A Conv / Dense layer": exact, or re-rounded if finer).
     bias_acc: Vec<i128>,
     frac_acc: i32,
     /// A convolution on the direct depthwise kernel.

@@ -207,7 +207,7 @@ fn max_of<T: Copy + PartialOrd>(vals: &[T]) -> T {
     m
 }
 
-/// Index of the largest logit; ties go to the lowest index (FIXED_POINT.md).
+/// Index of the largest logit; ties go to the lowest index (docs/fixed-point.md, "Other operators").
 pub fn argmax<T: Copy + PartialOrd>(logits: &[T]) -> usize {
     let mut best = 0;
     for (i, &v) in logits.iter().enumerate() {
