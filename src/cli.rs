@@ -59,7 +59,7 @@ pub enum Command {
         #[arg(long, value_enum)]
         strategy: Option<Strategy>,
         /// Most evaluations to run (default: the config's).
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one)]
         budget: Option<usize>,
         /// Loss budget on the search split, a fraction (default: the config's `max_loss`). A
         /// smaller one buys margin on the holdout split.
@@ -97,7 +97,7 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
         /// Golden-vector samples, taken from the start of the holdout split.
-        #[arg(long, default_value_t = crate::export::DEFAULT_GOLDEN_SAMPLES)]
+        #[arg(long, default_value_t = crate::export::DEFAULT_GOLDEN_SAMPLES, value_parser = at_least_one)]
         samples: usize,
     },
     /// Rebuild a run folder's plots and reports from its CSV/JSON, without searching again.
@@ -114,7 +114,7 @@ pub enum Command {
         /// Experiment config (TOML); default: configs/default.toml.
         config: Option<PathBuf>,
         /// Timed repetitions (the best is reported).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = at_least_one)]
         repeats: usize,
         /// Print JSON.
         #[arg(long)]
@@ -128,4 +128,14 @@ pub enum Command {
         #[arg(long, default_value_t = 8)]
         bits: u32,
     },
+}
+
+/// A count flag that must be at least 1: a budget, a number of samples or of repetitions of 0
+/// would run nothing and report as if it had.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }

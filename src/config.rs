@@ -371,6 +371,10 @@ fn search_settings(raw: Option<RawSearch>, o: &Origin) -> Result<SearchSettings>
     if !(0.0..1.0).contains(&max_loss) {
         return Err(o.err(format!("[search] max_loss = {max_loss} must be in [0, 1)")));
     }
+    let budget = s.budget.unwrap_or(2000);
+    if budget == 0 {
+        return Err(o.err("[search] budget = 0 must be at least 1".to_string()));
+    }
     let confidence = s.confidence.unwrap_or(0.95);
     if !(0.0..1.0).contains(&confidence) {
         return Err(o.err(format!("[search] confidence = {confidence} must be in [0, 1)")));
@@ -379,7 +383,7 @@ fn search_settings(raw: Option<RawSearch>, o: &Origin) -> Result<SearchSettings>
         strategy: s.strategy.unwrap_or(Strategy::Paper),
         max_loss,
         loss: s.loss.unwrap_or_default(),
-        budget: s.budget.unwrap_or(2000),
+        budget,
         confidence,
         signal: s.signal.unwrap_or_default(),
     })

@@ -396,6 +396,27 @@ fn labels_outside_the_models_classes_are_an_error() {
     qdse(&[Path::new("eval"), &cfg]).fails_with(&["labels.idx", "label 10 of sample 9", "has 10 (0 to 9)"]);
 }
 
+/// A count of 0 (evaluations, golden samples, timed repetitions) would run nothing and report
+/// as if it had: an error, before anything is loaded.
+#[test]
+fn zero_counts_are_errors() {
+    qdse(&["explore", "--budget", "0", "--out", "/nonexistent/never-written"]).fails_with(&["--budget", "at least 1"]);
+    qdse(&["bench", "--repeats", "0"]).fails_with(&["--repeats", "at least 1"]);
+    qdse(&["export", "--point", "p.toml", "--out", "/nonexistent/never-written", "--samples", "0"])
+        .fails_with(&["--samples", "at least 1"]);
+    let t = TempDir::new().unwrap();
+    let cfg = config_with(
+        t.path(),
+        "budget0.toml",
+        &lenet(),
+        &fashion_images(),
+        &fashion_labels(),
+        "search_samples = 200\nlimit = 400",
+        "[search]\nbudget = 0\n",
+    );
+    qdse(&[Path::new("eval"), &cfg]).fails_with(&["budget0.toml", "budget = 0", "at least 1"]);
+}
+
 #[test]
 fn max_loss_out_of_range_is_an_error() {
     qdse(&["explore", "--max-loss", "1.5", "--out", "/nonexistent/never-written"]).fails_with(&[
