@@ -12,7 +12,7 @@ use crate::model::Graph;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rayon::prelude::*;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write;
 
 /// Saved tensors of every search sample at a cut between two nodes, valid for every assignment
@@ -112,6 +112,10 @@ fn first_difference(graph: &Graph, a: &Assignment, b: &Assignment) -> usize {
 enum Known {
     /// Top-1 accuracy and the signal's loss.
     Scored { accuracy: f64, loss: f64 },
+    /// The same, from a resumed run's log and not asked for yet: its first request stands for
+    /// the evaluation the earlier run made, so it spends the budget as that run did and a
+    /// resumed search replays it exactly.
+    Remembered { accuracy: f64, loss: f64 },
     /// Evaluation stopped: the signal's loss is certainly above this.
     LossAbove(f64),
 }
@@ -152,10 +156,7 @@ pub struct Scorer<'e> {
     /// Full evaluations run, and evaluations stopped early (memo hits excluded).
     pub evaluated: usize,
     pub stopped_early: usize,
-    /// Remembered results (a resumed run's log) not asked for yet, and those asked for: the
-    /// first request of each stands for the evaluation the earlier run made, so that it spends
-    /// the evaluation budget as that run did and a resumed search replays it exactly.
-    unreplayed: HashSet<String>,
+    /// Remembered results asked for (each counts as the evaluation the earlier run made).
     pub replayed: usize,
 }
 
@@ -219,7 +220,6 @@ impl<'e> Scorer<'e> {
             nodes_run: 0,
             evaluated: 0,
             stopped_early: 0,
-            unreplayed: HashSet::new(),
             replayed: 0,
         }
     }
@@ -251,8 +251,7 @@ impl<'e> Scorer<'e> {
 
     /// Preload a result (resuming from an earlier run's evaluations.csv).
     pub fn remember(&mut self, key: String, accuracy: f64, loss: f64) {
-        self.unreplayed.insert(key.clone());
-        self.memo.insert(key, Known::Scored { accuracy, loss });
+        self.memo.insert(key, Known::Remembered { accuracy, loss });
     }
 
     /// Candidates scored so far: run in full, stopped early, or replayed from a resumed log.
@@ -265,12 +264,12 @@ impl<'e> Scorer<'e> {
     pub fn score(&mut self, a: &Assignment, max_loss: Option<f64>) -> (Option<Score>, bool) {
         let k = key(a);
         let limit = max_loss.filter(|_| self.early_stop);
-        match self.memo.get(&k) {
-            Some(Known::Scored { accuracy, loss }) => {
-                if self.unreplayed.remove(&k) {
-                    self.replayed += 1;
-                }
-                return (Some(Score { accuracy: *accuracy, loss: *loss }), false);
+        match self.memo.get_mut(&k) {
+            Some(Known::Scored { accuracy, loss }) => return (Some(Score { accuracy: *accuracy, loss: *loss }), false),
+            Some(&mut Known::Remembered { accuracy, loss }) => {
+                self.memo.insert(k, Known::Scored { accuracy, loss });
+                self.replayed += 1;
+                return (Some(Score { accuracy, loss }), false);
             }
             Some(Known::LossAbove(x)) if limit.is_some_and(|l| l <= *x) => return (None, false),
             _ => {}
