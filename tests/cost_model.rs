@@ -63,6 +63,7 @@ fn f(bits: u32) -> Format {
 fn mixed(g: &Graph) -> Assignment {
     let lf = |node: usize, w: u32, b: u32, o: u32| LayerFormats {
         node,
+        per_channel: false,
         weights: Some(f(w)),
         bias: Some(f(b)),
         output: f(o),
@@ -168,6 +169,7 @@ fn layer_without_bias_and_affine_layer() {
     };
     let lf = |node: usize, w: u32, b: u32, o: u32| LayerFormats {
         node,
+        per_channel: false,
         weights: Some(f(w)),
         bias: Some(f(b)),
         output: f(o),

@@ -73,6 +73,7 @@ fn assignment(g: &Graph, seed: u64, wide: bool) -> Assignment {
             let unsigned = nn[n.output] && rng.random_bool(0.5);
             LayerFormats {
                 node: i,
+                per_channel: false,
                 weights: has.then(|| fmt(&mut rng, true, 2, 10)),
                 bias: has.then(|| fmt(&mut rng, true, 2, 14)),
                 output: fmt(&mut rng, !unsigned, 3, 12),

@@ -153,6 +153,7 @@ pub fn uniform_assignment(graph: &Graph, bits: u32) -> Assignment {
             .quant_layers()
             .map(|(i, n)| LayerFormats {
                 node: i,
+                per_channel: false,
                 weights: n.op.has_params().then_some(f),
                 bias: n.op.has_params().then_some(f),
                 output: f,

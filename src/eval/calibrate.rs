@@ -89,6 +89,7 @@ pub fn uniform(graph: &Graph, ranges: &Ranges, spec: UniformSpec, arith: Arith) 
             let has = node.op.has_params();
             LayerFormats {
                 node: i,
+                per_channel: false,
                 weights: has.then(|| param_format(graph, i, Kind::Weights, spec.weights)),
                 bias: has.then(|| param_format(graph, i, Kind::Bias, spec.bias)),
                 output: activation_format(ranges, node.output, spec.activations, spec.unsigned),
