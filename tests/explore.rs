@@ -453,6 +453,29 @@ fn strategy_nsga2_is_deterministic_per_seed() {
     check_run(&cfg, &c, "nsga2", budget);
 }
 
+/// `weight_offsets = "choose"`: NSGA-II carries a per-channel gene, so the run scores the same
+/// widths with per-channel and with per-tensor weights, and the run folder stays consistent.
+#[test]
+fn choosing_weight_offsets_searches_both() {
+    let t = TempDir::new().unwrap();
+    let cfg = config_with(
+        t.path(),
+        60,
+        30,
+        "confirm_samples = 0",
+        "signal = \"top1\"\nconfidence = 0\n\n[quant]\nweight_offsets = \"choose\"",
+    );
+    let out = t.path().join("run");
+    let budget = 450;
+    explore(&cfg, &out, "nsga2", budget, Some(1), false);
+    let s = check_run(&cfg, &out, "nsga2", budget);
+    let rows = evaluations(&out, &s);
+    // LeNet-5 has 5 weighted layers; `/c` marks a per-channel one in the key.
+    let per_channel = |r: &EvaluationRow| r.key.matches("/c,").count();
+    assert_eq!(per_channel(&rows[0]), 5, "the uniform sweep starts per-channel: {}", rows[0].key);
+    assert!(rows.iter().any(|r| r.source == "nsga2" && per_channel(r) < 5), "no nsga2 row with a per-tensor layer");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Resume
 
