@@ -10,7 +10,7 @@ use qdse::fixed::{Arith, Assignment, Format, LayerFormats, Overflow, RangeMode, 
 use qdse::model::{Activation, Graph, Op, Window};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 // ---------- the network and its assignment ----------
@@ -73,7 +73,7 @@ fn assignment(g: &Graph, seed: u64, wide: bool) -> Assignment {
             let unsigned = nn[n.output] && rng.random_bool(0.5);
             LayerFormats {
                 node: i,
-                per_channel: false,
+                per_channel: has && rng.random_bool(0.5),
                 weights: has.then(|| fmt(&mut rng, true, 2, 10)),
                 bias: has.then(|| fmt(&mut rng, true, 2, 14)),
                 output: fmt(&mut rng, !unsigned, 3, 12),
@@ -246,8 +246,8 @@ fn act(r: &Row) -> Act {
 }
 
 /// Steps 3-5 of the layer pipeline: accumulator bound, fused activation, requantize.
-fn finish(acc: i128, r: &Row, ar: Ar) -> i128 {
-    let fa: i32 = num(r, "frac_acc");
+/// Steps 3-5 of a layer on its exact sum at `fa` (the channel's, for per-channel weights).
+fn finish(acc: i128, fa: i32, r: &Row, ar: Ar) -> i128 {
     let acc = if field(r, "acc_derived") == "false" {
         let plain = Ar { symmetric: false, ..ar };
         fit(acc, Fmt { bits: num(r, "acc_bits"), frac: fa, signed: true }, plain)
@@ -333,7 +333,8 @@ fn verify(dir: &Path, g: &Graph, a: &Assignment, samples: &[(Vec<f64>, usize)]) 
         }
     }
     // Parameters from the .mem files; also checked against quantizing the float model here.
-    let mut params: HashMap<String, (Vec<i128>, Vec<i128>)> = HashMap::new();
+    // (weights, bias, each output channel's accumulator offset) of every parameterised layer.
+    let mut params: HashMap<String, (Vec<i128>, Vec<i128>, Vec<i32>)> = HashMap::new();
     for r in rows.iter().filter(|r| !field(r, "weights_file").is_empty()) {
         let wf = Fmt { bits: num(r, "w_bits"), frac: num(r, "w_frac"), signed: true };
         let bf = Fmt { bits: num(r, "b_bits"), frac: num(r, "b_frac"), signed: true };
@@ -341,12 +342,25 @@ fn verify(dir: &Path, g: &Graph, a: &Assignment, samples: &[(Vec<f64>, usize)]) 
         let b = load_mem(&dir.join(field(r, "bias_file")), bf);
         let node = &g.nodes[num::<usize>(r, "layer")];
         let (fw, fb) = node.op.params().unwrap();
-        assert_eq!(w, fw.iter().map(|&x| quant(x, wf, ar)).collect::<Vec<_>>(), "{} weights", node.name);
+        // Per-channel weight offsets come from their file; else every channel has w_frac.
+        let w_fracs: Vec<i32> = match field(r, "w_frac_file") {
+            "" => vec![wf.frac; fb.len()],
+            f => load_mem(&dir.join(f), Fmt { bits: 8, frac: 0, signed: true }).iter().map(|&k| k as i32).collect(),
+        };
+        assert_eq!(w_fracs.len(), fb.len(), "{}: one offset per output channel", node.name);
+        assert_eq!(w_fracs.iter().min(), Some(&wf.frac), "{}: w_frac is the widest channel's", node.name);
+        let per = fw.len() / fb.len();
+        let want: Vec<i128> =
+            fw.iter().enumerate().map(|(j, &x)| quant(x, Fmt { frac: w_fracs[j / per], ..wf }, ar)).collect();
+        assert_eq!(w, want, "{} weights", node.name);
+        let frac_in = vfmt[&list(r, "input_values", ';')[0]].frac;
+        assert_eq!(num::<i32>(r, "frac_acc"), frac_in + wf.frac, "{} frac_acc", node.name);
+        let fa: Vec<i32> = w_fracs.iter().map(|f| frac_in + f).collect();
         assert_eq!(b, fb.iter().map(|&x| quant(x, bf, ar)).collect::<Vec<_>>(), "{} bias", node.name);
         if field(r, "has_bias") == "false" {
             assert!(b.iter().all(|&k| k == 0));
         }
-        params.insert(field(r, "layer").to_owned(), (w, b));
+        params.insert(field(r, "layer").to_owned(), (w, b, fa));
     }
 
     let mut exp = csv::Reader::from_path(dir.join("golden/expected.csv")).unwrap();
@@ -371,7 +385,7 @@ fn verify(dir: &Path, g: &Graph, a: &Assignment, samples: &[(Vec<f64>, usize)]) 
                     want
                 }
                 "Conv" | "DepthwiseConv" => {
-                    let (w, b) = &params[field(r, "layer")];
+                    let (w, b, fas) = &params[field(r, "layer")];
                     let xin = &vals[&ins[0]];
                     let (k, st, dil) = (pair(r, "kernel"), pair(r, "stride"), pair(r, "dilation"));
                     let pads = list(r, "pads", 'x');
@@ -379,10 +393,10 @@ fn verify(dir: &Path, g: &Graph, a: &Assignment, samples: &[(Vec<f64>, usize)]) 
                     let (ic, ih, iw) = (ishape[0], ishape[1], ishape[2]);
                     let (oc, oh, ow) = (oshape[0], oshape[1], oshape[2]);
                     let (cg, og) = (ic / groups, oc / groups);
-                    let fa: i32 = num(r, "frac_acc");
                     let bfr: i32 = num(r, "b_frac");
                     let mut y = Vec::new();
                     for o in 0..oc {
+                        let fa = fas[o];
                         let bias = if bfr <= fa { b[o] << (fa - bfr) } else { rdiv(b[o], 1i128 << (bfr - fa), ar) };
                         for oy in 0..oh {
                             for ox in 0..ow {
@@ -406,35 +420,37 @@ fn verify(dir: &Path, g: &Graph, a: &Assignment, samples: &[(Vec<f64>, usize)]) 
                                     }
                                     assert_eq!(j, pos.iter().flatten().count());
                                 }
-                                y.push(finish(acc + bias, r, ar));
+                                y.push(finish(acc + bias, fa, r, ar));
                             }
                         }
                     }
                     y
                 }
                 "Dense" => {
-                    let (w, b) = &params[field(r, "layer")];
+                    let (w, b, fas) = &params[field(r, "layer")];
                     let xin = &vals[&ins[0]];
-                    let (fa, bfr): (i32, i32) = (num(r, "frac_acc"), num(r, "b_frac"));
+                    let bfr: i32 = num(r, "b_frac");
                     (0..oshape[0])
                         .map(|o| {
+                            let fa = fas[o];
                             let acc: i128 = (0..xin.len()).map(|i| w[o * xin.len() + i] * xin[i]).sum();
                             let bias = if bfr <= fa { b[o] << (fa - bfr) } else { rdiv(b[o], 1i128 << (bfr - fa), ar) };
-                            finish(acc + bias, r, ar)
+                            finish(acc + bias, fa, r, ar)
                         })
                         .collect()
                 }
                 "Affine" => {
-                    let (w, b) = &params[field(r, "layer")];
-                    let (fa, bfr): (i32, i32) = (num(r, "frac_acc"), num(r, "b_frac"));
+                    let (w, b, fas) = &params[field(r, "layer")];
+                    let bfr: i32 = num(r, "b_frac");
                     let per = ishape[1] * ishape[2];
                     vals[&ins[0]]
                         .iter()
                         .enumerate()
                         .map(|(i, &e)| {
                             let c = i / per;
+                            let fa = fas[c];
                             let bias = if bfr <= fa { b[c] << (fa - bfr) } else { rdiv(b[c], 1i128 << (bfr - fa), ar) };
-                            finish(e * w[c] + bias, r, ar)
+                            finish(e * w[c] + bias, fa, r, ar)
                         })
                         .collect()
                 }
@@ -445,7 +461,7 @@ fn verify(dir: &Path, g: &Graph, a: &Assignment, samples: &[(Vec<f64>, usize)]) 
                     vals[&ins[0]]
                         .iter()
                         .zip(&vals[&ins[1]])
-                        .map(|(&p, &q)| finish((p << (fm - fa)) + (q << (fm - fb)), r, ar))
+                        .map(|(&p, &q)| finish((p << (fm - fa)) + (q << (fm - fb)), fm, r, ar))
                         .collect()
                 }
                 "Concat" => ins
@@ -560,6 +576,7 @@ fn only_entries(parent: &Path, keep: &[&str]) {
 #[test]
 fn exported_files_recompute_bit_true() {
     let tmp = tempfile::tempdir().unwrap();
+    let mut uneven_offsets = false;
     for seed in 0..10u64 {
         let g = net(seed);
         let a = assignment(&g, seed, false);
@@ -567,7 +584,13 @@ fn exported_files_recompute_bit_true() {
         let out = tmp.path().join(format!("export-{seed}"));
         export(&g, &a, &s, &out, &meta()).unwrap();
         assert_eq!(verify(&out, &g, &a, &s), 4);
+        uneven_offsets |= std::fs::read_dir(out.join("weights")).unwrap().any(|e| {
+            let p = e.unwrap().path();
+            let text = std::fs::read_to_string(&p).unwrap();
+            p.to_string_lossy().ends_with(".wfrac.mem") && text.lines().collect::<HashSet<_>>().len() > 1
+        });
     }
+    assert!(uneven_offsets, "no layer of any seed had channels at different offsets");
 }
 
 #[test]
