@@ -269,7 +269,13 @@ impl Settings {
     pub fn parse(text: &str, path: &Path) -> Result<Settings> {
         let raw: RawConfig = toml::from_str(text).with_context(|| format!("invalid config {}", path.display()))?;
         let o = Origin { path, base: path.parent().map(Path::to_path_buf).unwrap_or_default() };
-        let q = raw.quant.unwrap_or(RawQuant { rounding: None, overflow: None, range: None, unsigned: None, weight_offsets: None });
+        let q = raw.quant.unwrap_or(RawQuant {
+            rounding: None,
+            overflow: None,
+            range: None,
+            unsigned: None,
+            weight_offsets: None,
+        });
         Ok(Settings {
             source: path.to_path_buf(),
             name: raw.name,

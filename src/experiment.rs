@@ -87,7 +87,8 @@ impl Experiment {
     /// Every tensor at `bits` with its no-clip offset (unsigned where legal, per-channel weight
     /// offsets, if configured).
     pub fn uniform(&self, bits: u32) -> Assignment {
-        let spec = UniformSpec::all(bits, self.settings.unsigned).with_per_channel(self.settings.weight_offsets.per_channel());
+        let spec =
+            UniformSpec::all(bits, self.settings.unsigned).with_per_channel(self.settings.weight_offsets.per_channel());
         uniform(&self.graph, &self.ranges, spec, self.settings.arith)
     }
 

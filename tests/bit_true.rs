@@ -115,7 +115,8 @@ fn ref_params(g: &Graph, asg: &Assignment) -> RefParams {
             let (wf, bf) = (l.weights.unwrap(), l.bias.unwrap());
             let wfr = ref_weight_fracs(w, b.len(), wf.frac, l.per_channel);
             let per = w.len() / b.len();
-            let wq: Vec<f64> = w.iter().enumerate().map(|(j, &v)| q(v, Format { frac: wfr[j / per], ..wf }, a)).collect();
+            let wq: Vec<f64> =
+                w.iter().enumerate().map(|(j, &v)| q(v, Format { frac: wfr[j / per], ..wf }, a)).collect();
             let fa: Vec<i32> = wfr.iter().map(|f| fmts[n.inputs[0]].frac + f).collect();
             let bq: Vec<f64> = b
                 .iter()

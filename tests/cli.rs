@@ -203,7 +203,15 @@ fn per_channel_uniform_point_round_trips_and_differs_from_per_tensor() {
     let t = TempDir::new().unwrap();
     let per_tensor = tiny_config(t.path());
     let mk = |name: &str, tail: &str| {
-        config_with(t.path(), name, &lenet(), &fashion_images(), &fashion_labels(), "search_samples = 200\nlimit = 400", tail)
+        config_with(
+            t.path(),
+            name,
+            &lenet(),
+            &fashion_images(),
+            &fashion_labels(),
+            "search_samples = 200\nlimit = 400",
+            tail,
+        )
     };
     let per_channel = mk("pc.toml", "[quant]\nweight_offsets = \"per-channel\"\n");
     let point = |cfg: &Path, bits: &str| {
@@ -227,7 +235,11 @@ fn per_channel_uniform_point_round_trips_and_differs_from_per_tensor() {
     assert_eq!(pc, eval(&per_channel, Some(&pc4_file)), "the point file, not the config, decides");
     assert_ne!(pc["fixed"], pt["fixed"], "per-channel offsets change the 4-bit point's accuracy");
     let pc8 = write(t.path(), "pc8.toml", point(&per_channel, "8"));
-    assert_eq!(eval(&per_channel, None)["fixed"], eval(&per_tensor, Some(&pc8))["fixed"], "the baseline is per-channel");
+    assert_eq!(
+        eval(&per_channel, None)["fixed"],
+        eval(&per_tensor, Some(&pc8))["fixed"],
+        "the baseline is per-channel"
+    );
     mk("bad.toml", "[quant]\nweight_offsets = \"per-layer\"\n");
     qdse(&[Path::new("eval"), &t.path().join("bad.toml")]).fails_with(&["bad.toml", "weight_offsets", "per-layer"]);
 }

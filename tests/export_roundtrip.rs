@@ -334,7 +334,8 @@ fn verify(dir: &Path, g: &Graph, a: &Assignment, samples: &[(Vec<f64>, usize)]) 
     }
     // Parameters from the .mem files; also checked against quantizing the float model here.
     // (weights, bias, each output channel's accumulator offset) of every parameterised layer.
-    let mut params: HashMap<String, (Vec<i128>, Vec<i128>, Vec<i32>)> = HashMap::new();
+    type Params = (Vec<i128>, Vec<i128>, Vec<i32>);
+    let mut params: HashMap<String, Params> = HashMap::new();
     for r in rows.iter().filter(|r| !field(r, "weights_file").is_empty()) {
         let wf = Fmt { bits: num(r, "w_bits"), frac: num(r, "w_frac"), signed: true };
         let bf = Fmt { bits: num(r, "b_bits"), frac: num(r, "b_frac"), signed: true };

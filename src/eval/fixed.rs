@@ -198,7 +198,7 @@ struct QParams {
 
 /// Per-node compiled state.
 enum QNode {
-    Params(QParams),
+    Params(Box<QParams>),
     /// A residual Add whose aligned sum provably fits i32: the inputs' codes shifted left by
     /// `shifts` and added in i32, then the vectorized epilogue.
     Add {
@@ -326,7 +326,7 @@ impl<'g> FixedEngine<'g> {
                         Precision::I128 | Precision::I16 => {}
                     }
                     p.w_i128 = w_codes.iter().map(|&k| k as i128).collect();
-                    QNode::Params(p)
+                    QNode::Params(Box::new(p))
                 }
                 (None, _) if matches!(node.op, Op::Add { .. }) => {
                     let ins = [fmts[node.inputs[0]], fmts[node.inputs[1]]];

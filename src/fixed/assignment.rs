@@ -138,7 +138,9 @@ impl Assignment {
                 .iter()
                 .map(|l| RawLayer {
                     name: graph.nodes[l.node].name.clone(),
-                    weights: l.weights.map(|w| RawFormat { per_channel: l.per_channel.then_some(true), ..RawFormat::param(w) }),
+                    weights: l
+                        .weights
+                        .map(|w| RawFormat { per_channel: l.per_channel.then_some(true), ..RawFormat::param(w) }),
                     bias: l.bias.map(RawFormat::param),
                     output: Some(RawFormat::from(l.output)),
                     accumulator: l.accumulator,

@@ -133,7 +133,8 @@ fn free_widening(
     spent: &dyn Fn(&Search) -> bool,
 ) -> Option<(Assignment, f64)> {
     let mut best: Option<(Assignment, f64)> = None;
-    let widened = slots(cur).into_iter().flat_map(|slot| widenings(slot.get(cur)).into_iter().map(move |f| slot.with(cur, f)));
+    let widened =
+        slots(cur).into_iter().flat_map(|slot| widenings(slot.get(cur)).into_iter().map(move |f| slot.with(cur, f)));
     for a in widened.chain(offset_switches(space, cur)) {
         if spent(s) || s.price(&a)[s.primary] > cost {
             continue;
