@@ -16,6 +16,10 @@ runs=(
   "branched-mnist          configs/branched-mnist.toml   paper"
   "branched-mnist-descent  configs/branched-mnist.toml   descent"
   "branched-fashion-descent configs/branched-fashion.toml descent"
+  "mbv2-fashion-descent    configs/mbv2-fashion.toml     descent"
+  "mbv2-fashion-pc-descent configs/mbv2-fashion-pc.toml  descent"
+  "mbv2-fashion-nsga2      configs/mbv2-fashion.toml     nsga2   --budget 1500"
+  "mbv2-fashion-pc-nsga2   configs/mbv2-fashion-pc.toml  nsga2   --budget 1500"
 )
 for r in "${runs[@]}"; do
   read -r name config strategy extra <<<"$r"
