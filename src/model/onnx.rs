@@ -1266,54 +1266,72 @@ impl Lowering {
 
     fn finish(self, input: ValueId, output: ValueId) -> Result<Graph> {
         let Lowering { values, nodes, .. } = self;
-        let mut nodes: Vec<Option<PNode>> = nodes.into_iter().map(Some).collect();
-        let nv = values.len();
+        let mut f = Fusion { nodes: nodes.into_iter().map(Some).collect(), nv: values.len(), output };
+        f.fold_bias_adds()?;
+        f.fold_batch_norms();
+        f.fuse_activations();
+        compact(values, f.nodes, input, output)
+    }
+}
 
-        // consumers per value (graph output counts as one), producer per value
-        let uses = |nodes: &[Option<PNode>]| {
-            let mut u = vec![0usize; nv];
-            for n in nodes.iter().flatten() {
-                for &v in &n.inputs {
-                    u[v] += 1;
-                }
-            }
-            u[output] += 1;
-            u
-        };
-        let producers = |nodes: &[Option<PNode>]| {
-            let mut p = vec![None; nv];
-            for (i, n) in nodes.iter().enumerate() {
-                if let Some(n) = n {
-                    p[n.output] = Some(i);
-                }
-            }
-            p
-        };
-        // the producer of node i's first input if it has no other consumer
-        let sole_producer = |nodes: &[Option<PNode>], i: usize| -> Option<usize> {
-            let n = nodes[i].as_ref()?;
-            let v = *n.inputs.first()?;
-            if uses(nodes)[v] != 1 {
-                return None;
-            }
-            producers(nodes)[v]
-        };
-        // merge node i into its producer p: p takes over i's output value
-        let merge = |nodes: &mut [Option<PNode>], p: usize, i: usize| {
-            if let Some(n) = nodes[i].take() {
-                if let Some(pn) = nodes[p].as_mut() {
-                    pn.output = n.output;
-                }
-            }
-        };
+/// The lowered nodes while they are fused; a fused node is `None`.
+struct Fusion {
+    nodes: Vec<Option<PNode>>,
+    nv: usize,
+    output: ValueId,
+}
 
-        // 1. activation + constant -> bias of the Conv/Dense it alone consumes
-        for i in 0..nodes.len() {
-            let Some(POp::AddConst(c)) = nodes[i].as_ref().map(|n| n.op.clone()) else {
+impl Fusion {
+    /// Consumers per value (the graph output counts as one).
+    fn uses(&self) -> Vec<usize> {
+        let mut u = vec![0usize; self.nv];
+        for n in self.nodes.iter().flatten() {
+            for &v in &n.inputs {
+                u[v] += 1;
+            }
+        }
+        u[self.output] += 1;
+        u
+    }
+
+    /// The node producing each value.
+    fn producers(&self) -> Vec<Option<usize>> {
+        let mut p = vec![None; self.nv];
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(n) = n {
+                p[n.output] = Some(i);
+            }
+        }
+        p
+    }
+
+    /// The producer of node i's first input if it has no other consumer.
+    fn sole_producer(&self, i: usize) -> Option<usize> {
+        let n = self.nodes[i].as_ref()?;
+        let v = *n.inputs.first()?;
+        if self.uses()[v] != 1 {
+            return None;
+        }
+        self.producers()[v]
+    }
+
+    /// Merges node i into its producer p: p takes over i's output value.
+    fn merge(&mut self, p: usize, i: usize) {
+        if let Some(n) = self.nodes[i].take() {
+            if let Some(pn) = self.nodes[p].as_mut() {
+                pn.output = n.output;
+            }
+        }
+    }
+
+    /// Activation + constant -> bias of the Conv/Dense it alone consumes.
+    fn fold_bias_adds(&mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            let Some(POp::AddConst(c)) = self.nodes[i].as_ref().map(|n| n.op.clone()) else {
                 continue;
             };
-            let p = sole_producer(&nodes, i);
-            let folded = match p.and_then(|p| nodes[p].as_mut()).map(|pn| &mut pn.op) {
+            let p = self.sole_producer(i);
+            let folded = match p.and_then(|p| self.nodes[p].as_mut()).map(|pn| &mut pn.op) {
                 Some(POp::Ir(Op::Conv(Conv { bias, has_bias, .. }) | Op::Dense(Dense { bias, has_bias, .. }))) => {
                     for (o, b) in bias.iter_mut().enumerate() {
                         *b += if c.len() == 1 { c[0] } else { c[o] };
@@ -1323,8 +1341,8 @@ impl Lowering {
                 }
                 _ => false,
             };
-            match (folded, p, nodes[i].as_ref()) {
-                (true, Some(p), _) => merge(&mut nodes, p, i),
+            match (folded, p, self.nodes[i].as_ref()) {
+                (true, Some(p), _) => self.merge(p, i),
                 (_, _, Some(n)) => {
                     return Err(n.err(
                         "adding a constant is only supported as the bias of a Conv/Gemm/MatMul whose output only this Add reads",
@@ -1333,15 +1351,18 @@ impl Lowering {
                 _ => {}
             }
         }
+        Ok(())
+    }
 
-        // 2. BatchNormalization -> folded into the Conv/Dense it alone consumes, else Affine
-        for i in 0..nodes.len() {
-            let Some(POp::Bn(bn)) = nodes[i].as_ref().map(|n| n.op.clone()) else {
+    /// BatchNormalization -> folded into the Conv/Dense it alone consumes, else Affine.
+    fn fold_batch_norms(&mut self) {
+        for i in 0..self.nodes.len() {
+            let Some(POp::Bn(bn)) = self.nodes[i].as_ref().map(|n| n.op.clone()) else {
                 continue;
             };
             let s = bn.scale();
-            let p = sole_producer(&nodes, i);
-            let target = p.and_then(|p| nodes[p].as_mut()).map(|pn| &mut pn.op);
+            let p = self.sole_producer(i);
+            let target = p.and_then(|p| self.nodes[p].as_mut()).map(|pn| &mut pn.op);
             let folded = match target {
                 Some(POp::Ir(Op::Conv(conv)))
                     if conv.activation == Activation::None && conv.out_channels == s.len() =>
@@ -1360,23 +1381,25 @@ impl Lowering {
             };
             if folded {
                 if let Some(p) = p {
-                    merge(&mut nodes, p, i);
+                    self.merge(p, i);
                 }
-            } else if let Some(n) = nodes[i].as_mut() {
+            } else if let Some(n) = self.nodes[i].as_mut() {
                 let shift = bn.beta.iter().zip(&bn.mean).zip(&s).map(|((b, m), s)| b - m * s).collect();
                 n.op = POp::Ir(Op::Affine(Affine { channels: s.len(), scale: s, shift, activation: Activation::None }));
             }
         }
+    }
 
-        // 3. Relu/Clip -> fused into the Conv/Dense/Affine/Add it alone consumes
-        for i in 0..nodes.len() {
-            let Some(POp::Ir(Op::Activation(a))) = nodes[i].as_ref().map(|n| n.op.clone()) else {
+    /// Relu/Clip -> fused into the Conv/Dense/Affine/Add it alone consumes.
+    fn fuse_activations(&mut self) {
+        for i in 0..self.nodes.len() {
+            let Some(POp::Ir(Op::Activation(a))) = self.nodes[i].as_ref().map(|n| n.op.clone()) else {
                 continue;
             };
-            let Some(p) = sole_producer(&nodes, i) else {
+            let Some(p) = self.sole_producer(i) else {
                 continue;
             };
-            let slot = match nodes[p].as_mut().map(|pn| &mut pn.op) {
+            let slot = match self.nodes[p].as_mut().map(|pn| &mut pn.op) {
                 Some(POp::Ir(Op::Conv(Conv { activation, .. })))
                 | Some(POp::Ir(Op::Dense(Dense { activation, .. })))
                 | Some(POp::Ir(Op::Affine(Affine { activation, .. })))
@@ -1385,43 +1408,47 @@ impl Lowering {
             };
             if let Some(slot) = slot.filter(|s| **s == Activation::None) {
                 *slot = a;
-                merge(&mut nodes, p, i);
+                self.merge(p, i);
             }
         }
-
-        // compact: keep the values the nodes, input and output use, renumbered in order
-        let mut used = vec![false; nv];
-        used[input] = true;
-        used[output] = true;
-        for n in nodes.iter().flatten() {
-            used[n.output] = true;
-            for &v in &n.inputs {
-                used[v] = true;
-            }
-        }
-        let mut remap = vec![usize::MAX; nv];
-        let mut new_values = Vec::new();
-        for (v, value) in values.into_iter().enumerate() {
-            if used[v] {
-                remap[v] = new_values.len();
-                new_values.push(value);
-            }
-        }
-        let mut out_nodes = Vec::new();
-        for n in nodes.into_iter().flatten() {
-            let op = match n.op {
-                POp::Ir(op) => op,
-                POp::Bn(_) | POp::AddConst(_) => return Err(n.err("internal: unfused node")),
-            };
-            out_nodes.push(Node {
-                name: n.name,
-                op,
-                inputs: n.inputs.iter().map(|&v| remap[v]).collect(),
-                output: remap[n.output],
-            });
-        }
-        Ok(Graph { values: new_values, nodes: out_nodes, input: remap[input], output: remap[output] })
     }
+}
+
+/// The graph of the fused nodes: keeps the values the nodes, input and output use, renumbered in
+/// order.
+fn compact(values: Vec<Value>, nodes: Vec<Option<PNode>>, input: ValueId, output: ValueId) -> Result<Graph> {
+    let nv = values.len();
+    let mut used = vec![false; nv];
+    used[input] = true;
+    used[output] = true;
+    for n in nodes.iter().flatten() {
+        used[n.output] = true;
+        for &v in &n.inputs {
+            used[v] = true;
+        }
+    }
+    let mut remap = vec![usize::MAX; nv];
+    let mut new_values = Vec::new();
+    for (v, value) in values.into_iter().enumerate() {
+        if used[v] {
+            remap[v] = new_values.len();
+            new_values.push(value);
+        }
+    }
+    let mut out_nodes = Vec::new();
+    for n in nodes.into_iter().flatten() {
+        let op = match n.op {
+            POp::Ir(op) => op,
+            POp::Bn(_) | POp::AddConst(_) => return Err(n.err("internal: unfused node")),
+        };
+        out_nodes.push(Node {
+            name: n.name,
+            op,
+            inputs: n.inputs.iter().map(|&v| remap[v]).collect(),
+            output: remap[n.output],
+        });
+    }
+    Ok(Graph { values: new_values, nodes: out_nodes, input: remap[input], output: remap[output] })
 }
 
 /// Folds a BatchNormalization into a layer whose `weight` has `per_out` entries per output
