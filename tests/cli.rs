@@ -12,68 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use tempfile::TempDir;
 
-const QDSE: &str = env!("CARGO_BIN_EXE_qdse");
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{fashion_images, fashion_labels, qdse, root, Run, QDSE};
 
 fn lenet() -> PathBuf {
     root().join("models/lenet5-fashion.onnx")
-}
-
-fn fashion_images() -> PathBuf {
-    root().join("data/fashion-mnist/t10k-images-idx3-ubyte.gz")
-}
-
-fn fashion_labels() -> PathBuf {
-    root().join("data/fashion-mnist/t10k-labels-idx1-ubyte.gz")
-}
-
-/// A finished `qdse` process.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
-
-impl Run {
-    /// Everything about the run, for assertion messages.
-    fn dump(&self) -> String {
-        format!("{}\nexit: {:?}\n--- stdout\n{}--- stderr\n{}", self.what, self.code, self.stdout, self.stderr)
-    }
-
-    fn ok(&self) -> &Self {
-        assert_eq!(self.code, Some(0), "expected success\n{}", self.dump());
-        assert!(!self.stderr.contains("panicked"), "{}", self.dump());
-        self
-    }
-
-    /// The error contract: exit code 2, `error:` first, no panic, and every `needle` in stderr.
-    fn fails_with(&self, needles: &[&str]) -> &Self {
-        assert_eq!(self.code, Some(2), "expected exit code 2\n{}", self.dump());
-        assert!(self.stderr.starts_with("error: "), "stderr must start with 'error: '\n{}", self.dump());
-        assert!(!self.stderr.contains("panicked"), "panic\n{}", self.dump());
-        assert!(self.stdout.is_empty(), "nothing on stdout on failure\n{}", self.dump());
-        for n in needles {
-            assert!(self.stderr.contains(n), "stderr should mention {n:?}\n{}", self.dump());
-        }
-        self
-    }
-}
-
-fn qdse<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
-    let out = Command::new(QDSE).args(args).current_dir(root()).output().expect("spawn qdse");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        what: format!(
-            "qdse {}",
-            args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
-        ),
-    }
 }
 
 fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
@@ -106,22 +49,18 @@ fn tiny_config(dir: &Path) -> PathBuf {
 }
 
 /// An IDX file: magic 0x0000_08_<ndims>, big-endian u32 dims, then unsigned bytes.
-fn idx(dims: &[u32], fill: impl Fn(usize) -> u8) -> Vec<u8> {
-    let mut b = vec![0, 0, 0x08, dims.len() as u8];
-    for d in dims {
-        b.extend(d.to_be_bytes());
-    }
+/// A u8 IDX file of shape `dims`, element `i` being `fill(i)`.
+fn idx_u8(dims: &[u32], fill: impl Fn(usize) -> u8) -> Vec<u8> {
     let n: usize = dims.iter().map(|&d| d as usize).product();
-    b.extend((0..n).map(fill));
-    b
+    common::idx(0x08, dims, &(0..n).map(fill).collect::<Vec<_>>())
 }
 
 fn idx_images(n: u32) -> Vec<u8> {
-    idx(&[n, 28, 28], |i| (i * 7 % 256) as u8)
+    idx_u8(&[n, 28, 28], |i| (i * 7 % 256) as u8)
 }
 
 fn idx_labels(n: u32) -> Vec<u8> {
-    idx(&[n], |i| (i % 10) as u8)
+    idx_u8(&[n], |i| (i % 10) as u8)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -391,7 +330,7 @@ fn point_naming_a_layer_twice_is_an_error() {
 fn labels_outside_the_models_classes_are_an_error() {
     let t = TempDir::new().unwrap();
     let images = write(t.path(), "images.idx", idx_images(40));
-    let labels = write(t.path(), "labels.idx", idx(&[40], |i| (i % 10 + 1) as u8));
+    let labels = write(t.path(), "labels.idx", idx_u8(&[40], |i| (i % 10 + 1) as u8));
     let cfg = config_with(t.path(), "c.toml", &lenet(), &images, &labels, "search_samples = 20", "");
     qdse(&[Path::new("eval"), &cfg]).fails_with(&["labels.idx", "label 10 of sample 9", "has 10 (0 to 9)"]);
 }

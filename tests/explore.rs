@@ -11,14 +11,10 @@
 use qdse::run_folder::{self, EvaluationRow, FrontRow, RunSummary};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use tempfile::TempDir;
 
-const QDSE: &str = env!("CARGO_BIN_EXE_qdse");
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{read, root};
 
 /// An experiment config over the shipped LeNet-5 and Fashion-MNIST test set: `search` search
 /// images and no confirmation image, the top-1 signal and the search-loss choice (confidence
@@ -55,16 +51,7 @@ fn micro(dir: &Path) -> PathBuf {
 
 /// Run qdse; panics with the whole output unless it exits 0. Returns stdout.
 fn qdse(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
-    let out = Command::new(QDSE).args(args).current_dir(root()).output().expect("spawn qdse");
-    let what: Vec<String> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
-    let (so, se) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success() && !se.contains("panicked"),
-        "qdse {} failed: {:?}\n--- stdout\n{so}--- stderr\n{se}",
-        what.join(" "),
-        out.status
-    );
-    so.into_owned()
+    common::qdse(args).ok().stdout.clone()
 }
 
 fn explore(cfg: &Path, out: &Path, strategy: &str, budget: usize, seed: Option<u64>, resume: bool) -> String {
@@ -83,10 +70,6 @@ fn explore(cfg: &Path, out: &Path, strategy: &str, budget: usize, seed: Option<u
 
 fn summary(dir: &Path) -> RunSummary {
     RunSummary::load(&dir.join("summary.json")).unwrap()
-}
-
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -310,7 +293,7 @@ fn strategy_paper_then_export_and_report() {
     let golden: Vec<csv::StringRecord> = g.records().map(Result::unwrap).collect();
     assert_eq!(golden.len(), 5);
     // The golden samples are the first holdout images (after the 150 search images).
-    let labels = fashion_labels();
+    let labels = fashion_label_values();
     for (i, r) in golden.iter().enumerate() {
         assert_eq!(r[0].parse::<usize>().unwrap(), i);
         assert_eq!(r[1].parse::<usize>().unwrap(), labels[150 + i], "golden sample {i}: label");
@@ -335,9 +318,9 @@ fn strategy_paper_then_export_and_report() {
 }
 
 /// Labels of the Fashion-MNIST test set (IDX, gzipped).
-fn fashion_labels() -> Vec<usize> {
+fn fashion_label_values() -> Vec<usize> {
     use std::io::Read;
-    let f = std::fs::File::open(root().join("data/fashion-mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let f = std::fs::File::open(common::fashion_labels()).unwrap();
     let mut b = Vec::new();
     flate2::read::GzDecoder::new(f).read_to_end(&mut b).unwrap();
     assert_eq!(&b[..4], &[0, 0, 8, 1]);

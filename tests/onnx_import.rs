@@ -2,6 +2,8 @@
 //! tests skip with a note when a fixture is missing).
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use prost::Message;
 use qdse::model::onnx::{import, load, ImportError};
 use qdse::model::onnx_proto as pb;
@@ -1142,19 +1144,6 @@ fn run(g: &Graph, input: &[f64]) -> Vec<f64> {
     vals[g.output].clone()
 }
 
-/// Reads a little-endian float32 `.npy` (v1.0): (shape, data).
-fn read_npy(p: &Path) -> (Vec<usize>, Vec<f32>) {
-    let b = std::fs::read(p).unwrap();
-    assert_eq!(&b[..6], b"\x93NUMPY");
-    let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
-    let header = std::str::from_utf8(&b[10..10 + hl]).unwrap();
-    assert!(header.contains("'<f4'"), "{header}");
-    let shape_s = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
-    let shape = shape_s.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
-    let data = b[10 + hl..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    (shape, data)
-}
-
 fn compare(g: &Graph, inputs: &[Vec<f64>], want: &[f32], tol: f64, what: &str) {
     let k = g.num_classes();
     let mut worst = 0f64;
@@ -1174,8 +1163,8 @@ fn check_logits(g: &Graph, input: &str, logits: &str, tol: f64) {
     else {
         return;
     };
-    let (xs, x) = read_npy(&xi);
-    let (_, y) = read_npy(&yi);
+    let (xs, x) = common::read_npy_f32(&xi);
+    let (_, y) = common::read_npy_f32(&yi);
     let per: usize = xs[1..].iter().product();
     let inputs: Vec<Vec<f64>> = x.chunks(per).map(|c| c.iter().map(|&v| f64::from(v)).collect()).collect();
     compare(g, &inputs, &y, tol, logits);
@@ -1197,6 +1186,6 @@ fn check_mnist_logits(g: &Graph, model: &str) {
     flate2::read::GzDecoder::new(std::fs::File::open(img).unwrap()).read_to_end(&mut raw).unwrap();
     let inputs: Vec<Vec<f64>> =
         raw[16..16 + 64 * 784].chunks(784).map(|c| c.iter().map(|&p| f64::from(p as f32 / 255.0)).collect()).collect();
-    let (_, y) = read_npy(&lg);
+    let (_, y) = common::read_npy_f32(&lg);
     compare(g, &inputs, &y, 1e-3, model);
 }
