@@ -48,7 +48,6 @@ fn tiny_config(dir: &Path) -> PathBuf {
     )
 }
 
-/// An IDX file: magic 0x0000_08_<ndims>, big-endian u32 dims, then unsigned bytes.
 /// A u8 IDX file of shape `dims`, element `i` being `fill(i)`.
 fn idx_u8(dims: &[u32], fill: impl Fn(usize) -> u8) -> Vec<u8> {
     let n: usize = dims.iter().map(|&d| d as usize).product();
@@ -354,6 +353,100 @@ fn zero_counts_are_errors() {
         "[search]\nbudget = 0\n",
     );
     qdse(&[Path::new("eval"), &cfg]).fails_with(&["budget0.toml", "budget = 0", "at least 1"]);
+}
+
+/// `qdse eval` on the tiny experiment with `tail` appended to its config, after `edit` on the
+/// whole text.
+fn eval_config(edit: impl Fn(String) -> String, tail: &str) -> Run {
+    let t = TempDir::new().unwrap();
+    let cfg = config_with(
+        t.path(),
+        "c.toml",
+        &lenet(),
+        &fashion_images(),
+        &fashion_labels(),
+        "search_samples = 200\nlimit = 400\nconfirm_samples = 0",
+        tail,
+    );
+    std::fs::write(&cfg, edit(std::fs::read_to_string(&cfg).unwrap())).unwrap();
+    qdse(&[Path::new("eval"), &cfg])
+}
+
+/// A name that cannot be a run folder is refused when the config is read, by every subcommand,
+/// not only by the explore that would write the folder.
+#[test]
+fn config_name_that_is_no_folder_name_is_an_error() {
+    for bad in ["", "a/b", ".hidden"] {
+        eval_config(|t| t.replace("name = \"cli-test\"", &format!("name = {bad:?}")), "").fails_with(&[
+            "c.toml",
+            &format!("name = '{bad}'"),
+            "plain folder name",
+        ]);
+    }
+}
+
+/// A cost profile that is neither a shipped name nor a file was accepted until a subcommand
+/// priced something.
+#[test]
+fn config_cost_profile_must_be_shipped_or_a_file() {
+    eval_config(|t| t, "[cost]\nprofile = \"papr\"\n").fails_with(&[
+        "c.toml",
+        "[cost] profile = 'papr'",
+        "paper, asic-45nm",
+        "does not exist",
+    ]);
+    let folder = root().join("cost-models");
+    eval_config(|t| t, &format!("[cost]\nprofile = {folder:?}\n")).fails_with(&[
+        "c.toml",
+        "[cost] profile",
+        "is a folder",
+    ]);
+    eval_config(|t| t, &format!("[cost]\nprofile = {:?}\n", folder.join("asic-45nm.toml"))).ok();
+}
+
+/// A confidence bound asked for with no confirmation image to bound on was quietly dropped.
+#[test]
+fn confidence_without_confirmation_images_is_an_error() {
+    eval_config(|t| t, "[search]\nconfidence = 0.9\n").fails_with(&[
+        "c.toml",
+        "[search] confidence = 0.9",
+        "confirm_samples = 0",
+    ]);
+    eval_config(|t| t, "[search]\nconfidence = 0\n").ok();
+}
+
+/// An empty point file (a truncated or wrong file) was the uniform 8-bit point without a word.
+#[test]
+fn empty_point_file_is_an_error() {
+    for text in ["", "# only a comment\n"] {
+        eval_point(text).fails_with(&["point.toml", "sets nothing"]);
+    }
+}
+
+#[test]
+fn point_that_is_a_folder_is_an_error() {
+    qdse(&["eval", "--point", "configs"]).fails_with(&["--point configs", "a folder, not a file"]);
+}
+
+/// More golden samples than the holdout split has were cut to what there was.
+#[test]
+fn export_more_samples_than_the_holdout_is_an_error() {
+    let t = TempDir::new().unwrap();
+    let cfg = tiny_config(t.path());
+    let point = write(t.path(), "p.toml", "rounding = \"floor\"\n");
+    let out = t.path().join("export");
+    qdse(&[
+        Path::new("export"),
+        &cfg,
+        Path::new("--point"),
+        &point,
+        Path::new("--out"),
+        &out,
+        Path::new("--samples"),
+        Path::new("201"),
+    ])
+    .fails_with(&["--samples 201", "200 holdout images", "tiny.toml"]);
+    assert!(!out.exists(), "nothing written");
 }
 
 #[test]

@@ -99,7 +99,6 @@ struct Plan {
 impl Plan {
     fn new(exp: &Experiment, opts: &Options) -> Result<Plan> {
         let st = &exp.settings;
-        st.check_name()?;
         let dir = opts.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&st.name));
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(Plan {
