@@ -27,6 +27,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use ndarray::{ArrayD, Axis, IxDyn};
 use prost::Message;
 
 use super::ir::{Activation, Affine, Conv, Dense, Graph, Node, Op, Value, ValueId, Window};
@@ -271,31 +272,18 @@ fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     Some(out)
 }
 
-/// For each flat index of `out`, the flat index into a tensor of shape `src` broadcast to it.
-fn broadcast_index(out: &[usize], src: &[usize]) -> Vec<usize> {
-    let r = out.len();
-    let off = r - src.len();
-    // strides of src aligned to out, 0 where broadcast
-    let mut strides = vec![0usize; r];
-    let mut s = 1;
-    for i in (0..src.len()).rev() {
-        strides[off + i] = if src[i] == 1 { 0 } else { s };
-        s *= src[i];
-    }
-    let n = numel(out).unwrap_or(0);
-    let mut idx = Vec::with_capacity(n);
-    let mut multi = vec![0usize; r];
-    for _ in 0..n {
-        idx.push(multi.iter().zip(&strides).map(|(m, s)| m * s).sum());
-        for ax in (0..r).rev() {
-            multi[ax] += 1;
-            if multi[ax] < out[ax] {
-                break;
-            }
-            multi[ax] = 0;
-        }
-    }
-    idx
+/// The flat index of every element of a tensor of shape `dims`, plus `offset`, as an n-d array.
+/// The folds that only move elements (broadcast, gather, slice, concat) move these positions
+/// with ndarray, and [`Tensor::pick`] then moves the values, of either type, the same way.
+fn positions(dims: &[usize], offset: usize) -> ArrayD<usize> {
+    let n = numel(dims).unwrap_or(0);
+    ArrayD::from_shape_vec(IxDyn(dims), (offset..offset + n).collect()).expect("numel(dims) positions")
+}
+
+/// For each flat index of `out`, the flat index into a tensor of shape `src` broadcast to it
+/// (None: `src` does not broadcast to `out`).
+fn broadcast_positions(out: &[usize], src: &[usize]) -> Option<Vec<usize>> {
+    Some(positions(src, 0).broadcast(IxDyn(out))?.iter().copied().collect())
 }
 
 fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
@@ -1588,8 +1576,9 @@ fn elementwise(op: &str, a: &Tensor, b: &Tensor) -> std::result::Result<Tensor, 
     if numel(&dims).is_none_or(|n| n > MAX_ELEMS) {
         return Err("result too large".into());
     }
-    let ia = broadcast_index(&dims, &a.dims);
-    let ib = broadcast_index(&dims, &b.dims);
+    let (Some(ia), Some(ib)) = (broadcast_positions(&dims, &a.dims), broadcast_positions(&dims, &b.dims)) else {
+        return Err(format!("shapes {} and {} do not broadcast", shape_str(&a.dims), shape_str(&b.dims)));
+    };
     let data = match (&a.data, &b.data) {
         (Data::I(x), Data::I(y)) => {
             let mut out = Vec::with_capacity(ia.len());
@@ -1632,18 +1621,17 @@ fn gather(data: &Tensor, idx: &Tensor, axis: i64) -> std::result::Result<Tensor,
     if numel(&[outer, ind.len(), inner]).is_none_or(|n| n > MAX_ELEMS) {
         return Err("result too large".into());
     }
-    let mut picks = Vec::new();
-    for o in 0..outer {
-        for &j in ind {
+    let ind = ind
+        .iter()
+        .map(|&j| {
             let j = if j < 0 { j + n as i64 } else { j };
-            if !(0..n as i64).contains(&j) {
-                return Err(format!("index {j} out of range for axis of size {n}"));
-            }
-            for k in 0..inner {
-                picks.push((o * n + j as usize) * inner + k);
-            }
-        }
-    }
+            usize::try_from(j)
+                .ok()
+                .filter(|&j| j < n)
+                .ok_or_else(|| format!("index {j} out of range for axis of size {n}"))
+        })
+        .collect::<std::result::Result<Vec<usize>, String>>()?;
+    let picks: Vec<usize> = positions(&data.dims, 0).select(Axis(ax), &ind).iter().copied().collect();
     let dims = data.dims[..ax].iter().chain(&idx.dims).chain(&data.dims[ax + 1..]).copied().collect();
     Ok(data.pick(dims, &picks))
 }
@@ -1651,29 +1639,27 @@ fn gather(data: &Tensor, idx: &Tensor, axis: i64) -> std::result::Result<Tensor,
 fn concat_const(ts: &[Rc<Tensor>], axis: i64) -> std::result::Result<Tensor, String> {
     let first = &ts[0].dims;
     let ax = norm_axis(axis, first.len()).ok_or_else(|| format!("axis {axis} out of range"))?;
-    let mut dims = first.clone();
-    dims[ax] = 0;
     for t in ts {
         if t.dims.len() != first.len() || t.dims.iter().enumerate().any(|(i, &d)| i != ax && d != first[i]) {
             return Err(format!("shapes {} and {} cannot be concatenated", shape_str(first), shape_str(&t.dims)));
         }
-        dims[ax] += t.dims[ax];
     }
-    let outer: usize = first[..ax].iter().product();
-    let inner: usize = first[ax + 1..].iter().product();
-    let all_int = ts.iter().all(|t| t.as_ints().is_some());
-    let (mut fi, mut ff) = (Vec::new(), Vec::new());
-    for o in 0..outer {
-        for t in ts {
-            let chunk = t.dims[ax] * inner;
-            let r = o * chunk..(o + 1) * chunk;
-            match &t.data {
-                Data::I(v) if all_int => fi.extend_from_slice(&v[r]),
-                _ => ff.extend_from_slice(&t.to_f64()[r]),
-            }
-        }
+    // Every tensor's values one after the other, then picked in the concatenated order.
+    let mut offset = 0;
+    let mut parts = Vec::new();
+    for t in ts {
+        parts.push(positions(&t.dims, offset));
+        offset += t.len();
     }
-    Ok(if all_int { Tensor::ints(dims, fi) } else { Tensor::floats(dims, ff) })
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    let order = ndarray::concatenate(Axis(ax), &views).map_err(|e| e.to_string())?;
+    let all = if ts.iter().all(|t| t.as_ints().is_some()) {
+        Tensor::ints(vec![offset], ts.iter().filter_map(|t| t.as_ints()).flatten().copied().collect())
+    } else {
+        Tensor::floats(vec![offset], ts.iter().flat_map(|t| t.to_f64()).collect())
+    };
+    let picks: Vec<usize> = order.iter().copied().collect();
+    Ok(all.pick(order.shape().to_vec(), &picks))
 }
 
 fn slice_const(
@@ -1717,25 +1703,12 @@ fn slice_const(
         }
         sel[a] = idx;
     }
-    let dims: Vec<usize> = sel.iter().map(Vec::len).collect();
-    let n = numel(&dims).unwrap_or(0);
-    let mut strides = vec![1usize; r];
-    for i in (0..r.saturating_sub(1)).rev() {
-        strides[i] = strides[i + 1] * data.dims[i + 1];
+    let mut picks = positions(&data.dims, 0);
+    for (a, idx) in sel.iter().enumerate() {
+        picks = picks.select(Axis(a), idx);
     }
-    let mut picks = Vec::with_capacity(n);
-    let mut multi = vec![0usize; r];
-    for _ in 0..n {
-        picks.push((0..r).map(|a| sel[a][multi[a]] * strides[a]).sum());
-        for a in (0..r).rev() {
-            multi[a] += 1;
-            if multi[a] < dims[a] {
-                break;
-            }
-            multi[a] = 0;
-        }
-    }
-    Ok(data.pick(dims, &picks))
+    let dims = picks.shape().to_vec();
+    Ok(data.pick(dims, &picks.iter().copied().collect::<Vec<_>>()))
 }
 
 /// Resolves a Reshape target (`-1` inferred once, `0` copies the input unless `allowzero`).
