@@ -10,6 +10,7 @@ use qdse::eval::calibrate::{activation_format, param_format, uniform, Kind, Rang
 use qdse::eval::fixed::{Carriers, FixedEngine, Precision};
 use qdse::eval::kernels::Isa;
 use qdse::fixed::{Arith, Assignment, Format, LayerFormats, Overflow, RangeMode, Rounding};
+use qdse::model::ir::Conv;
 use qdse::model::{Activation, Graph, Op, Window};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -113,6 +114,99 @@ fn ref_params(g: &Graph, asg: &Assignment) -> RefParams {
         .collect()
 }
 
+/// The exact sums of products of a Conv (without the bias) on the real input `x`, per output
+/// element: the weights `wq` are reals on their format's grid.
+fn ref_conv_sums(c: &Conv, x: &[f64], is: &[usize], os: &[usize], wq: &[f64]) -> Vec<f64> {
+    let (ic, ih, iw) = (is[0], is[1], is[2]);
+    let (oc, oh, ow) = (os[0], os[1], os[2]);
+    let cg = ic / c.groups;
+    let og = oc / c.groups;
+    let [kh, kw] = c.window.kernel;
+    let [dy, dx] = c.window.dilation;
+    let [sy, sx] = c.window.stride;
+    let (pt, pl) = (c.window.pads[0] as isize, c.window.pads[1] as isize);
+    // Every product is a multiple of 2^-fa and every sum stays far below
+    // 2^53 steps, so f64 sums are exact and their order is free: loop over
+    // the weights and sweep the output plane (much faster on real models).
+    let mut sums = vec![0.0; oc * oh * ow];
+    for o in 0..oc {
+        let grp = o / og;
+        let plane = &mut sums[o * oh * ow..(o + 1) * oh * ow];
+        for ci in 0..cg {
+            let cin = grp * cg + ci;
+            let xp = &x[cin * ih * iw..(cin + 1) * ih * iw];
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let wv = wq[((o * cg + ci) * kh + ky) * kw + kx];
+                    // Output columns ox whose input column ox*sx + kx*dx - pl
+                    // lies inside the row: lo..hi.
+                    let first = pl - (kx * dx) as isize; // ox*sx >= first
+                    let last = iw as isize - 1 + pl - (kx * dx) as isize; // ox*sx <= last
+                    let lo = (first.max(0) as usize).div_ceil(sx);
+                    let hi = if last < 0 { 0 } else { (last as usize / sx + 1).min(ow) };
+                    if lo >= hi {
+                        continue;
+                    }
+                    let ix0 = (lo * sx) as isize - first; // >= 0
+                    for oy in 0..oh {
+                        let iy = (oy * sy + ky * dy) as isize - pt;
+                        if iy < 0 || iy >= ih as isize {
+                            continue;
+                        }
+                        let row = &xp[iy as usize * iw..(iy as usize + 1) * iw];
+                        let out = &mut plane[oy * ow + lo..oy * ow + hi];
+                        if sx == 1 {
+                            let src = &row[ix0 as usize..ix0 as usize + out.len()];
+                            for (acc, &xv) in out.iter_mut().zip(src) {
+                                *acc += xv * wv;
+                            }
+                        } else {
+                            let src = row[ix0 as usize..].iter().step_by(sx);
+                            for (acc, &xv) in out.iter_mut().zip(src) {
+                                *acc += xv * wv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    sums
+}
+
+/// A max or average pool on the real input `x` (an average rounded into `of`).
+fn ref_pool(op: &Op, w: &Window, x: &[f64], is: &[usize], os: &[usize], of: Format, a: Arith) -> Vec<f64> {
+    let incl = matches!(op, Op::AvgPool { count_include_pad: true, .. });
+    let mut y = Vec::new();
+    for c in 0..is[0] {
+        for oy in 0..os[1] {
+            for ox in 0..os[2] {
+                let mut vs = Vec::new();
+                let mut padded = 0;
+                for ky in 0..w.kernel[0] {
+                    for kx in 0..w.kernel[1] {
+                        let iy = (oy * w.stride[0] + ky) as isize - w.pads[0] as isize;
+                        let ix = (ox * w.stride[1] + kx) as isize - w.pads[1] as isize;
+                        if iy < (is[1] + w.pads[2]) as isize && ix < (is[2] + w.pads[3]) as isize {
+                            padded += 1;
+                        }
+                        if iy >= 0 && ix >= 0 && (iy as usize) < is[1] && (ix as usize) < is[2] {
+                            vs.push(x[(c * is[1] + iy as usize) * is[2] + ix as usize]);
+                        }
+                    }
+                }
+                y.push(if matches!(op, Op::MaxPool(_)) {
+                    vs.iter().cloned().fold(f64::MIN, f64::max)
+                } else {
+                    let cnt = if incl { padded } else { vs.len() };
+                    q(vs.iter().sum::<f64>() / cnt as f64, of, a)
+                });
+            }
+        }
+    }
+    y
+}
+
 /// Run the reference over the whole graph; returns every value as reals.
 fn reference(g: &Graph, asg: &Assignment, input: &[f64]) -> Vec<Vec<f64>> {
     reference_with(g, asg, &ref_params(g, asg), input)
@@ -139,61 +233,9 @@ fn reference_with(g: &Graph, asg: &Assignment, params: &RefParams, input: &[f64]
                 let fin = |acc: f64| ref_finish(acc, fa, l.accumulator, n.op.activation(), of, a);
                 match &n.op {
                     Op::Conv(c) => {
-                        let (ic, ih, iw) = (is[0], is[1], is[2]);
-                        let (oc, oh, ow) = (os[0], os[1], os[2]);
-                        let cg = ic / c.groups;
-                        let og = oc / c.groups;
-                        let [kh, kw] = c.window.kernel;
-                        let [dy, dx] = c.window.dilation;
-                        let [sy, sx] = c.window.stride;
-                        let (pt, pl) = (c.window.pads[0] as isize, c.window.pads[1] as isize);
-                        // Every product is a multiple of 2^-fa and every sum stays far below
-                        // 2^53 steps, so f64 sums are exact and their order is free: loop over
-                        // the weights and sweep the output plane (much faster on real models).
-                        let mut sums = vec![0.0; oc * oh * ow];
-                        for o in 0..oc {
-                            let grp = o / og;
-                            let plane = &mut sums[o * oh * ow..(o + 1) * oh * ow];
-                            for ci in 0..cg {
-                                let cin = grp * cg + ci;
-                                let xp = &x[cin * ih * iw..(cin + 1) * ih * iw];
-                                for ky in 0..kh {
-                                    for kx in 0..kw {
-                                        let wv = wq[((o * cg + ci) * kh + ky) * kw + kx];
-                                        // Output columns ox whose input column ox*sx + kx*dx - pl
-                                        // lies inside the row: lo..hi.
-                                        let first = pl - (kx * dx) as isize; // ox*sx >= first
-                                        let last = iw as isize - 1 + pl - (kx * dx) as isize; // ox*sx <= last
-                                        let lo = (first.max(0) as usize).div_ceil(sx);
-                                        let hi = if last < 0 { 0 } else { (last as usize / sx + 1).min(ow) };
-                                        if lo >= hi {
-                                            continue;
-                                        }
-                                        let ix0 = (lo * sx) as isize - first; // >= 0
-                                        for oy in 0..oh {
-                                            let iy = (oy * sy + ky * dy) as isize - pt;
-                                            if iy < 0 || iy >= ih as isize {
-                                                continue;
-                                            }
-                                            let row = &xp[iy as usize * iw..(iy as usize + 1) * iw];
-                                            let out = &mut plane[oy * ow + lo..oy * ow + hi];
-                                            if sx == 1 {
-                                                let src = &row[ix0 as usize..ix0 as usize + out.len()];
-                                                for (acc, &xv) in out.iter_mut().zip(src) {
-                                                    *acc += xv * wv;
-                                                }
-                                            } else {
-                                                let src = row[ix0 as usize..].iter().step_by(sx);
-                                                for (acc, &xv) in out.iter_mut().zip(src) {
-                                                    *acc += xv * wv;
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        sums.iter().enumerate().map(|(i, &acc)| fin(acc + bq[i / (oh * ow)])).collect()
+                        let sums = ref_conv_sums(c, x, &is, &os, wq);
+                        let plane = os[1] * os[2];
+                        sums.iter().enumerate().map(|(i, &acc)| fin(acc + bq[i / plane])).collect()
                     }
                     Op::Dense(d) => (0..d.out_features)
                         .map(|o| {
@@ -213,37 +255,7 @@ fn reference_with(g: &Graph, asg: &Assignment, params: &RefParams, input: &[f64]
                 x.iter().zip(x2).map(|(p, r)| q(act(p + r, *activation), of, a)).collect()
             }
             Op::Concat => n.inputs.iter().flat_map(|&v| vals[v].iter().map(|&e| q(e, of, a))).collect(),
-            Op::MaxPool(w) | Op::AvgPool { window: w, .. } => {
-                let incl = matches!(n.op, Op::AvgPool { count_include_pad: true, .. });
-                let mut y = Vec::new();
-                for c in 0..is[0] {
-                    for oy in 0..os[1] {
-                        for ox in 0..os[2] {
-                            let mut vs = Vec::new();
-                            let mut padded = 0;
-                            for ky in 0..w.kernel[0] {
-                                for kx in 0..w.kernel[1] {
-                                    let iy = (oy * w.stride[0] + ky) as isize - w.pads[0] as isize;
-                                    let ix = (ox * w.stride[1] + kx) as isize - w.pads[1] as isize;
-                                    if iy < (is[1] + w.pads[2]) as isize && ix < (is[2] + w.pads[3]) as isize {
-                                        padded += 1;
-                                    }
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < is[1] && (ix as usize) < is[2] {
-                                        vs.push(x[(c * is[1] + iy as usize) * is[2] + ix as usize]);
-                                    }
-                                }
-                            }
-                            y.push(if matches!(n.op, Op::MaxPool(_)) {
-                                vs.iter().cloned().fold(f64::MIN, f64::max)
-                            } else {
-                                let cnt = if incl { padded } else { vs.len() };
-                                q(vs.iter().sum::<f64>() / cnt as f64, of, a)
-                            });
-                        }
-                    }
-                }
-                y
-            }
+            Op::MaxPool(w) | Op::AvgPool { window: w, .. } => ref_pool(&n.op, w, x, &is, &os, of, a),
             Op::GlobalAvgPool => {
                 let hw = is[1] * is[2];
                 x.chunks(hw).map(|c| q(c.iter().sum::<f64>() / hw as f64, of, a)).collect()
