@@ -530,23 +530,21 @@ fn check_markdown(dir: &Path, summary: &RunSummary) {
 
 /// Synthetic runs rendered into `demo` for a look in a browser (QDSE_REPORT_DEMO_DIR).
 fn render_demo(demo: &Path) {
-    {
-        make_run(&demo.join("default"), &Options::default());
-        render_run(&demo.join("default")).unwrap();
-        let none = demo.join("no-point");
-        make_run(&none, &Options { max_loss: 1e-5, ..Options::default() });
-        render_run(&none).unwrap();
-        let four = demo.join("four-objectives");
-        make_run(
-            &four,
-            &Options {
-                objectives: vec!["memory_bits", "energy_pj", "area_um2", "mult_cost"],
-                relative: false,
-                ..Options::default()
-            },
-        );
-        render_run(&four).unwrap();
-    }
+    make_run(&demo.join("default"), &Options::default());
+    render_run(&demo.join("default")).unwrap();
+    let none = demo.join("no-point");
+    make_run(&none, &Options { max_loss: 1e-5, ..Options::default() });
+    render_run(&none).unwrap();
+    let four = demo.join("four-objectives");
+    make_run(
+        &four,
+        &Options {
+            objectives: vec!["memory_bits", "energy_pj", "area_um2", "mult_cost"],
+            relative: false,
+            ..Options::default()
+        },
+    );
+    render_run(&four).unwrap();
 }
 
 #[test]
