@@ -133,24 +133,14 @@ fn check_resumed_run(cfg: &Path, dir: &Path, strategy: &str, budget: usize) -> R
 
 fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_front: bool) -> RunSummary {
     let s = summary(dir);
-    for f in ["evaluations.csv", "pareto.csv", "summary.json", "baseline-8bit.toml", "report.html", "report.md"] {
-        let p = dir.join(f);
-        assert!(p.is_file() && std::fs::metadata(&p).unwrap().len() > 0, "{strategy}: {f} missing or empty");
-    }
-    assert_eq!(dir.join("chosen.toml").is_file(), s.chosen.is_some(), "{strategy}: chosen.toml iff summary.chosen");
-    assert!(!dir.read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".tmp-")));
-    let html = String::from_utf8(read(&dir.join("report.html"))).unwrap();
-    assert!(html.contains("</html>"), "{strategy}: report.html is not whole");
-
+    check_files(dir, &s, strategy);
     assert_eq!(s.strategy, strategy);
     assert_eq!(s.budget, Some(budget as u64));
     let run = s.evaluations_run.unwrap() as usize;
     let early = s.evaluations_stopped_early.unwrap() as usize;
     assert!(run + early <= budget, "{strategy}: {run} run + {early} stopped early > budget {budget}");
 
-    let primary = primary(&s);
     let evals = evaluations(dir, &s);
-    let pareto = front(dir, &s);
     assert_eq!(evals.len(), s.evaluations.unwrap() as usize, "{strategy}: summary.evaluations");
     let resumed = s.evaluations_resumed.unwrap() as usize;
     assert!(run + resumed > 0, "{strategy}: nothing evaluated or remembered");
@@ -162,27 +152,56 @@ fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_f
     if strategy != "uniform" {
         assert!(evals.iter().any(|e| e.source == strategy), "{strategy}: no row proposed by the strategy");
     }
+    let loss = exact_losses(&s, &evals, strategy);
+    let pareto = front(dir, &s);
+    check_front(&s, &evals, &loss, &pareto, strategy, exact_front);
+    check_choice(cfg, dir, &s, &evals, &loss, &pareto, strategy);
+    s
+}
 
-    // Exact search losses: accuracies are correct/n, loss is relative to the float accuracy.
-    let samples = s.samples.unwrap();
-    let n = samples.search as usize;
-    let float_c = correct_of(s.float_accuracy.search, n);
-    let float_acc = float_c as f64 / n as f64;
+/// Every output file is there and whole; chosen.toml exactly when a point was chosen.
+fn check_files(dir: &Path, s: &RunSummary, strategy: &str) {
+    for f in ["evaluations.csv", "pareto.csv", "summary.json", "baseline-8bit.toml", "report.html", "report.md"] {
+        let p = dir.join(f);
+        assert!(p.is_file() && std::fs::metadata(&p).unwrap().len() > 0, "{strategy}: {f} missing or empty");
+    }
+    assert_eq!(dir.join("chosen.toml").is_file(), s.chosen.is_some(), "{strategy}: chosen.toml iff summary.chosen");
+    assert!(!dir.read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".tmp-")));
+    let html = String::from_utf8(read(&dir.join("report.html"))).unwrap();
+    assert!(html.contains("</html>"), "{strategy}: report.html is not whole");
+}
+
+/// The exact search loss of every row (by id), recomputed: accuracies are correct/n, the loss
+/// is relative to the float accuracy; each must equal the row's.
+fn exact_losses(s: &RunSummary, evals: &[EvaluationRow], strategy: &str) -> Vec<f64> {
+    let n = s.samples.unwrap().search as usize;
+    let float_acc = correct_of(s.float_accuracy.search, n) as f64 / n as f64;
     assert_eq!(s.loss, qdse::config::LossKind::Relative);
-    let loss = |e: &EvaluationRow| (float_acc - correct_of(e.acc_search, n) as f64 / n as f64) / float_acc;
-    for e in &evals {
+    let loss: Vec<f64> =
+        evals.iter().map(|e| (float_acc - correct_of(e.acc_search, n) as f64 / n as f64) / float_acc).collect();
+    for e in evals {
         assert!(
-            (loss(e) - e.loss_search).abs() < 1e-6,
+            (loss[e.id] - e.loss_search).abs() < 1e-6,
             "{strategy}: row {} loss {} vs {}",
             e.id,
             e.loss_search,
-            loss(e)
+            loss[e.id]
         );
     }
+    loss
+}
 
-    // The Pareto front, recomputed over (exact loss, objectives); duplicates keep the first.
+/// The Pareto front, recomputed over (exact loss, objectives); duplicates keep the first.
+fn check_front(
+    s: &RunSummary,
+    evals: &[EvaluationRow],
+    loss: &[f64],
+    pareto: &[FrontRow],
+    strategy: &str,
+    exact_front: bool,
+) {
     let pts: Vec<Vec<f64>> =
-        evals.iter().map(|e| std::iter::once(loss(e)).chain(e.objectives.iter().copied()).collect()).collect();
+        evals.iter().map(|e| std::iter::once(loss[e.id]).chain(e.objectives.iter().copied()).collect()).collect();
     let dominates = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| x <= y) && a.iter().zip(b).any(|(x, y)| x < y);
     let front: HashSet<usize> = (0..pts.len())
         .filter(|&i| !(0..pts.len()).any(|j| dominates(&pts[j], &pts[i]) || (j < i && pts[j] == pts[i])))
@@ -192,24 +211,38 @@ fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_f
         assert_eq!(listed, front, "{strategy}: pareto.csv is not the non-dominated set of evaluations.csv");
     }
     assert_eq!(listed.len(), pareto.len(), "{strategy}: pareto.csv lists a row twice");
-    for p in &pareto {
+    for p in pareto {
         assert_eq!(&p.eval, &evals[p.eval.id], "{strategy}: a pareto.csv row differs from its evaluations.csv row");
     }
+    let primary = primary(s);
     let cost = |p: &FrontRow| p.eval.objectives[primary];
     assert!(pareto.windows(2).all(|w| cost(&w[0]) <= cost(&w[1])), "sorted by primary");
+}
 
-    // Honest selection: lowest primary cost among rows within max_loss; among equal costs the
-    // lowest loss, then the lowest other objectives, then the lowest id (a point on the front).
-    let max_loss = s.max_loss;
+/// Honest selection: lowest primary cost among rows within max_loss; among equal costs the
+/// lowest loss, then the lowest other objectives, then the lowest id (a point on the front).
+/// And `qdse eval --point chosen.toml` measures exactly what the summary reports.
+fn check_choice(
+    cfg: &Path,
+    dir: &Path,
+    s: &RunSummary,
+    evals: &[EvaluationRow],
+    loss: &[f64],
+    pareto: &[FrontRow],
+    strategy: &str,
+) {
+    let (primary, max_loss) = (primary(s), s.max_loss);
     let tie_break =
-        |e: &EvaluationRow| -> Vec<f64> { std::iter::once(loss(e)).chain(e.objectives.iter().copied()).collect() };
-    let best = evals.iter().filter(|e| loss(e) <= max_loss + 1e-12).min_by(|a, b| {
+        |e: &EvaluationRow| -> Vec<f64> { std::iter::once(loss[e.id]).chain(e.objectives.iter().copied()).collect() };
+    let best = evals.iter().filter(|e| loss[e.id] <= max_loss + 1e-12).min_by(|a, b| {
         a.objectives[primary]
             .total_cmp(&b.objectives[primary])
             .then(tie_break(a).partial_cmp(&tie_break(b)).unwrap())
             .then(a.id.cmp(&b.id))
     });
     let chosen_rows: Vec<&FrontRow> = pareto.iter().filter(|p| p.chosen).collect();
+    let samples = s.samples.unwrap();
+    let n = samples.search as usize;
     match (best, &s.chosen) {
         (None, c) => {
             assert!(c.is_none(), "{strategy}: no row is within max_loss, yet a point was chosen");
@@ -233,7 +266,6 @@ fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_f
             assert!(ci[0] <= lh + 1e-12 && lh <= ci[1] + 1e-12, "{strategy}: {ci:?} does not bracket {lh}");
             assert!(ci[1] > ci[0] || lh == 0.0, "{strategy}: a loss of {lh} with no spread {ci:?}");
 
-            // `qdse eval --point chosen.toml` measures exactly what the summary reports.
             let point = dir.join("chosen.toml");
             let v: serde_json::Value =
                 serde_json::from_str(&qdse(&[&"eval", &cfg, &"--point", &point, &"--json"])).unwrap();
@@ -242,7 +274,6 @@ fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_f
             assert_eq!(v["float"], serde_json::to_value(s.float_accuracy).unwrap());
         }
     }
-    s
 }
 
 /// The pareto.csv row with chosen=true.
