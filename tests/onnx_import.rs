@@ -1032,6 +1032,74 @@ fn act(a: Activation, x: f64) -> f64 {
     }
 }
 
+/// A Conv in plain f64 on input `x` of shape `is`.
+fn run_conv(c: &qdse::model::ir::Conv, x: &[f64], is: &[usize], os: &[usize]) -> Vec<f64> {
+    let (h, w) = (is[1], is[2]);
+    let (oh, ow) = (os[1], os[2]);
+    let [kh, kw] = c.window.kernel;
+    let cg = c.in_channels / c.groups;
+    let og = c.out_channels / c.groups;
+    let mut y = vec![0.0; c.out_channels * oh * ow];
+    for o in 0..c.out_channels {
+        let gi = o / og;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut s = c.bias[o];
+                for ci in 0..cg {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = (oy * c.window.stride[0] + ky * c.window.dilation[0]) as isize
+                                - c.window.pads[0] as isize;
+                            let ix = (ox * c.window.stride[1] + kx * c.window.dilation[1]) as isize
+                                - c.window.pads[1] as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            let xi = ((gi * cg + ci) * h + iy as usize) * w + ix as usize;
+                            s += x[xi] * c.weight[((o * cg + ci) * kh + ky) * kw + kx];
+                        }
+                    }
+                }
+                y[(o * oh + oy) * ow + ox] = act(c.activation, s);
+            }
+        }
+    }
+    y
+}
+
+/// A MaxPool or AvgPool in plain f64 on input `x` of shape `is`.
+fn run_pool(op: &Op, win: &qdse::model::Window, x: &[f64], is: &[usize], os: &[usize]) -> Vec<f64> {
+    let (h, w) = (is[1], is[2]);
+    let (oh, ow) = (os[1], os[2]);
+    let mut y = Vec::with_capacity(os.iter().product());
+    for c in 0..is[0] {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (mut m, mut s, mut cnt) = (f64::NEG_INFINITY, 0.0, 0usize);
+                for ky in 0..win.kernel[0] {
+                    for kx in 0..win.kernel[1] {
+                        let iy = (oy * win.stride[0] + ky * win.dilation[0]) as isize - win.pads[0] as isize;
+                        let ix = (ox * win.stride[1] + kx * win.dilation[1]) as isize - win.pads[1] as isize;
+                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                            continue;
+                        }
+                        let v = x[(c * h + iy as usize) * w + ix as usize];
+                        m = m.max(v);
+                        s += v;
+                        cnt += 1;
+                    }
+                }
+                y.push(match op {
+                    Op::AvgPool { count_include_pad: true, .. } => s / (win.kernel[0] * win.kernel[1]) as f64,
+                    Op::AvgPool { .. } => s / cnt as f64,
+                    _ => m,
+                });
+            }
+        }
+    }
+    y
+}
+
 fn run(g: &Graph, input: &[f64]) -> Vec<f64> {
     let mut vals: Vec<Vec<f64>> = vec![Vec::new(); g.values.len()];
     vals[g.input] = input.to_vec();
@@ -1040,39 +1108,7 @@ fn run(g: &Graph, input: &[f64]) -> Vec<f64> {
         let is = g.shape(n.inputs[0]);
         let os = g.shape(n.output);
         let out: Vec<f64> = match &n.op {
-            Op::Conv(c) => {
-                let (h, w) = (is[1], is[2]);
-                let (oh, ow) = (os[1], os[2]);
-                let [kh, kw] = c.window.kernel;
-                let cg = c.in_channels / c.groups;
-                let og = c.out_channels / c.groups;
-                let mut y = vec![0.0; c.out_channels * oh * ow];
-                for o in 0..c.out_channels {
-                    let gi = o / og;
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            let mut s = c.bias[o];
-                            for ci in 0..cg {
-                                for ky in 0..kh {
-                                    for kx in 0..kw {
-                                        let iy = (oy * c.window.stride[0] + ky * c.window.dilation[0]) as isize
-                                            - c.window.pads[0] as isize;
-                                        let ix = (ox * c.window.stride[1] + kx * c.window.dilation[1]) as isize
-                                            - c.window.pads[1] as isize;
-                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                            continue;
-                                        }
-                                        let xi = ((gi * cg + ci) * h + iy as usize) * w + ix as usize;
-                                        s += x[xi] * c.weight[((o * cg + ci) * kh + ky) * kw + kx];
-                                    }
-                                }
-                            }
-                            y[(o * oh + oy) * ow + ox] = act(c.activation, s);
-                        }
-                    }
-                }
-                y
-            }
+            Op::Conv(c) => run_conv(c, x, is, os),
             Op::Dense(d) => (0..d.out_features)
                 .map(|o| {
                     act(
@@ -1102,41 +1138,7 @@ fn run(g: &Graph, input: &[f64]) -> Vec<f64> {
                     })
                     .collect()
             }
-            Op::MaxPool(win) | Op::AvgPool { window: win, .. } => {
-                let (h, w) = (is[1], is[2]);
-                let (oh, ow) = (os[1], os[2]);
-                let mut y = Vec::with_capacity(os.iter().product());
-                for c in 0..is[0] {
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            let (mut m, mut s, mut cnt) = (f64::NEG_INFINITY, 0.0, 0usize);
-                            for ky in 0..win.kernel[0] {
-                                for kx in 0..win.kernel[1] {
-                                    let iy =
-                                        (oy * win.stride[0] + ky * win.dilation[0]) as isize - win.pads[0] as isize;
-                                    let ix =
-                                        (ox * win.stride[1] + kx * win.dilation[1]) as isize - win.pads[1] as isize;
-                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                        continue;
-                                    }
-                                    let v = x[(c * h + iy as usize) * w + ix as usize];
-                                    m = m.max(v);
-                                    s += v;
-                                    cnt += 1;
-                                }
-                            }
-                            y.push(match n.op {
-                                Op::AvgPool { count_include_pad: true, .. } => {
-                                    s / (win.kernel[0] * win.kernel[1]) as f64
-                                }
-                                Op::AvgPool { .. } => s / cnt as f64,
-                                _ => m,
-                            });
-                        }
-                    }
-                }
-                y
-            }
+            Op::MaxPool(win) | Op::AvgPool { window: win, .. } => run_pool(&n.op, win, x, is, os),
         };
         assert_eq!(out.len(), g.values[n.output].numel(), "{}", n.name);
         vals[n.output] = out;
