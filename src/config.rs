@@ -265,7 +265,6 @@ impl Settings {
             unsigned: q.unsigned.unwrap_or(true),
         })
     }
-
 }
 
 /// `name` names the run folder (`reports/<name>`): refuse what cannot be a plain folder name.
