@@ -113,6 +113,29 @@ struct RawQuant {
     range: Option<RangeMode>,
     /// Allow unsigned formats for tensors that are never negative.
     unsigned: Option<bool>,
+    weight_offsets: Option<WeightOffsets>,
+}
+
+/// Whether weights carry one fractional offset per tensor or per output channel
+/// (docs/fixed-point.md, "Per-channel weight offsets").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightOffsets {
+    /// One offset per weight tensor.
+    #[default]
+    PerTensor,
+    /// One offset per output channel in every layer.
+    PerChannel,
+    /// Per-channel at the start; the strategies may switch single layers to per-tensor (and
+    /// back) where that pays on the cost objectives.
+    Choose,
+}
+
+impl WeightOffsets {
+    /// Whether starting points (and the uniform sweep) have per-channel offsets.
+    pub fn per_channel(self) -> bool {
+        self != WeightOffsets::PerTensor
+    }
 }
 
 /// How accuracy loss is measured against the float model.
@@ -215,6 +238,7 @@ pub struct Settings {
     pub search: SearchSettings,
     pub arith: Arith,
     pub unsigned: bool,
+    pub weight_offsets: WeightOffsets,
 }
 
 impl Settings {
@@ -245,7 +269,13 @@ impl Settings {
     pub fn parse(text: &str, path: &Path) -> Result<Settings> {
         let raw: RawConfig = toml::from_str(text).with_context(|| format!("invalid config {}", path.display()))?;
         let o = Origin { path, base: path.parent().map(Path::to_path_buf).unwrap_or_default() };
-        let q = raw.quant.unwrap_or(RawQuant { rounding: None, overflow: None, range: None, unsigned: None });
+        let q = raw.quant.unwrap_or(RawQuant {
+            rounding: None,
+            overflow: None,
+            range: None,
+            unsigned: None,
+            weight_offsets: None,
+        });
         check_name(&raw.name, &o)?;
         let data = data_settings(raw.data, &o)?;
         let search = search_settings(raw.search, data.confirm_samples, &o)?;
@@ -263,6 +293,7 @@ impl Settings {
                 range: q.range.unwrap_or_default(),
             },
             unsigned: q.unsigned.unwrap_or(true),
+            weight_offsets: q.weight_offsets.unwrap_or_default(),
         })
     }
 }

@@ -84,9 +84,12 @@ impl Experiment {
         x
     }
 
-    /// Every tensor at `bits` with its no-clip offset (unsigned where legal, if configured).
+    /// Every tensor at `bits` with its no-clip offset (unsigned where legal, per-channel weight
+    /// offsets, if configured).
     pub fn uniform(&self, bits: u32) -> Assignment {
-        uniform(&self.graph, &self.ranges, UniformSpec::all(bits, self.settings.unsigned), self.settings.arith)
+        let spec =
+            UniformSpec::all(bits, self.settings.unsigned).with_per_channel(self.settings.weight_offsets.per_channel());
+        uniform(&self.graph, &self.ranges, spec, self.settings.arith)
     }
 
     /// The baseline every report compares against: uniform 8-bit, no clipping.

@@ -81,9 +81,27 @@ fn ref_finish(acc: f64, frac_acc: i32, acc_bits: Option<u32>, a_act: Activation,
     q(act(acc, a_act), out, a)
 }
 
-/// Quantized parameters (reals) of one layer: the weights, and the bias aligned to the
-/// accumulator's frac.
-type RefParams = Vec<Option<(Vec<f64>, Vec<f64>)>>;
+/// Quantized parameters (reals) of one layer: the weights, the bias aligned to the
+/// accumulator's frac, and that frac for each output channel.
+type RefParams = Vec<Option<(Vec<f64>, Vec<f64>, Vec<i32>)>>;
+
+/// Each output channel's weight offset, computed here from the definition (docs/fixed-point.md,
+/// "Per-channel weight offsets"): the layer's frac, plus under per-channel offsets the integer
+/// bits the channel's largest magnitude needs fewer than the layer's, capped at 64.
+fn ref_weight_fracs(w: &[f64], channels: usize, frac: i32, per_channel: bool) -> Vec<i32> {
+    let int_bits = |m: f64| if m > 0.0 { m.log2().ceil() as i32 } else { 0 };
+    let whole = w.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let per = w.len() / channels;
+    (0..channels)
+        .map(|c| {
+            let m = w[c * per..(c + 1) * per].iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            match per_channel && m > 0.0 {
+                true => (frac + int_bits(whole) - int_bits(m)).min(64),
+                false => frac,
+            }
+        })
+        .collect()
+}
 
 /// The quantized parameters of every node (None for nodes without parameters).
 fn ref_params(g: &Graph, asg: &Assignment) -> RefParams {
@@ -96,11 +114,15 @@ fn ref_params(g: &Graph, asg: &Assignment) -> RefParams {
             let (w, b) = n.op.params()?;
             let l = asg.layer_of(i).unwrap();
             let (wf, bf) = (l.weights.unwrap(), l.bias.unwrap());
-            let wq: Vec<f64> = w.iter().map(|&v| q(v, wf, a)).collect();
-            let fa = fmts[n.inputs[0]].frac + wf.frac;
+            let wfr = ref_weight_fracs(w, b.len(), wf.frac, l.per_channel);
+            let per = w.len() / b.len();
+            let wq: Vec<f64> =
+                w.iter().enumerate().map(|(j, &v)| q(v, Format { frac: wfr[j / per], ..wf }, a)).collect();
+            let fa: Vec<i32> = wfr.iter().map(|f| fmts[n.inputs[0]].frac + f).collect();
             let bq: Vec<f64> = b
                 .iter()
-                .map(|&v| {
+                .zip(&fa)
+                .map(|(&v, &fa)| {
                     let v = q(v, bf, a);
                     if bf.frac > fa {
                         ref_round(v * 2f64.powi(fa), a.rounding) / 2f64.powi(fa)
@@ -109,7 +131,7 @@ fn ref_params(g: &Graph, asg: &Assignment) -> RefParams {
                     }
                 })
                 .collect();
-            Some((wq, bq))
+            Some((wq, bq, fa))
         })
         .collect()
 }
@@ -228,24 +250,24 @@ fn reference_with(g: &Graph, asg: &Assignment, params: &RefParams, input: &[f64]
         let y: Vec<f64> = match &n.op {
             Op::Conv(_) | Op::Dense(_) | Op::Affine(_) => {
                 let l = l.unwrap();
-                let (wq, bq) = params[i].as_ref().unwrap();
-                let fa = fmts[n.inputs[0]].frac + l.weights.unwrap().frac;
-                let fin = |acc: f64| ref_finish(acc, fa, l.accumulator, n.op.activation(), of, a);
+                let (wq, bq, fa) = params[i].as_ref().unwrap();
+                // `c`: the output channel, whose accumulator offset the accumulator width uses.
+                let fin = |acc: f64, c: usize| ref_finish(acc, fa[c], l.accumulator, n.op.activation(), of, a);
                 match &n.op {
                     Op::Conv(c) => {
                         let sums = ref_conv_sums(c, x, &is, &os, wq);
                         let plane = os[1] * os[2];
-                        sums.iter().enumerate().map(|(i, &acc)| fin(acc + bq[i / plane])).collect()
+                        sums.iter().enumerate().map(|(i, &acc)| fin(acc + bq[i / plane], i / plane)).collect()
                     }
                     Op::Dense(d) => (0..d.out_features)
                         .map(|o| {
                             let acc: f64 = (0..d.in_features).map(|k| wq[o * d.in_features + k] * x[k]).sum();
-                            fin(acc + bq[o])
+                            fin(acc + bq[o], o)
                         })
                         .collect(),
                     Op::Affine(af) => {
                         let per = x.len() / af.channels;
-                        x.iter().enumerate().map(|(i, &v)| fin(wq[i / per] * v + bq[i / per])).collect()
+                        x.iter().enumerate().map(|(i, &v)| fin(wq[i / per] * v + bq[i / per], i / per)).collect()
                     }
                     _ => unreachable!(),
                 }
@@ -487,11 +509,21 @@ struct LayerSpec {
     unsigned: bool,
     /// A bounded accumulator (parameterised layers only).
     accumulator: Option<u32>,
+    /// Per-channel weight offsets (parameterised layers only).
+    per_channel: bool,
 }
 
 fn layer_spec() -> impl Strategy<Value = LayerSpec> {
-    (format_spec(), format_spec(), format_spec(), any::<bool>(), prop::option::weighted(0.3, 6u32..=24)).prop_map(
-        |(weights, bias, output, unsigned, accumulator)| LayerSpec { weights, bias, output, unsigned, accumulator },
+    let accumulator = prop::option::weighted(0.3, 6u32..=24);
+    (format_spec(), format_spec(), format_spec(), any::<bool>(), accumulator, any::<bool>()).prop_map(
+        |(weights, bias, output, unsigned, accumulator, per_channel)| LayerSpec {
+            weights,
+            bias,
+            output,
+            unsigned,
+            accumulator,
+            per_channel,
+        },
     )
 }
 
@@ -535,6 +567,7 @@ fn assignment(g: &Graph, f: &Formats) -> Assignment {
             let has = n.op.has_params();
             LayerFormats {
                 node: i,
+                per_channel: has && s.per_channel,
                 weights: has.then(|| fmt(s.weights, true)),
                 bias: has.then(|| fmt(s.bias, true)),
                 output: fmt(s.output, !(nn[n.output] && s.unsigned)),
@@ -642,7 +675,14 @@ fn wide_formats_use_exact_slower_paths() {
     };
     let g = random_net(&spec, 7);
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let spec = LayerSpec { weights: (8, 6), bias: (8, 6), output: (8, 4), unsigned: true, accumulator: None };
+    let spec = LayerSpec {
+        weights: (8, 6),
+        bias: (8, 6),
+        output: (8, 4),
+        unsigned: true,
+        accumulator: None,
+        per_channel: false,
+    };
     let f = Formats { arith: Arith::default(), input: Format::new(8, 8, false), layers: vec![spec; 12] };
     let mut a = assignment(&g, &f);
     a.input = Format::new(20, 16, false);
@@ -727,6 +767,7 @@ fn random_shipped_assignment(
             let has = n.op.has_params();
             LayerFormats {
                 node: i,
+                per_channel: has && rng.random_bool(0.5),
                 weights: has.then(|| param(rng, i, Kind::Weights)),
                 bias: has.then(|| param(rng, i, Kind::Bias)),
                 output: act_format(rng, n.output),

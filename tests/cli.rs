@@ -132,6 +132,68 @@ fn uniform_point_file_round_trips_through_eval() {
     qdse(&[Path::new("uniform"), &cfg, Path::new("--bits"), Path::new("0")]).fails_with(&["--bits 0", "1..=32"]);
 }
 
+/// `[quant] weight_offsets = "per-channel"`: the uniform point marks every weighted layer
+/// per-channel, is the config's baseline, and is a different operating point from the
+/// per-tensor one (read under the per-tensor config, it measures what the per-channel config
+/// does).
+#[test]
+fn per_channel_uniform_point_round_trips_and_differs_from_per_tensor() {
+    let t = TempDir::new().unwrap();
+    let per_tensor = tiny_config(t.path());
+    let mk = |name: &str, tail: &str| {
+        config_with(
+            t.path(),
+            name,
+            &lenet(),
+            &fashion_images(),
+            &fashion_labels(),
+            "search_samples = 200\nlimit = 400",
+            tail,
+        )
+    };
+    let per_channel = mk("pc.toml", "[quant]\nweight_offsets = \"per-channel\"\n");
+    let point = |cfg: &Path, bits: &str| {
+        let r = qdse(&[Path::new("uniform"), cfg, Path::new("--bits"), Path::new(bits)]);
+        r.ok();
+        r.stdout.clone()
+    };
+    let pc4 = point(&per_channel, "4");
+    assert_eq!(pc4.matches("per_channel = true").count(), 5, "LeNet-5 has 5 weighted layers\n{pc4}");
+    assert!(!point(&per_tensor, "4").contains("per_channel"));
+    let eval = |cfg: &Path, p: Option<&Path>| -> serde_json::Value {
+        let mut args = vec![Path::new("eval"), cfg, Path::new("--json")];
+        if let Some(p) = p {
+            args.extend([Path::new("--point"), p]);
+        }
+        serde_json::from_str(&qdse(&args).ok().stdout).unwrap()
+    };
+    let pc4_file = write(t.path(), "pc4.toml", &pc4);
+    let pt4_file = write(t.path(), "pt4.toml", point(&per_tensor, "4"));
+    let (pc, pt) = (eval(&per_tensor, Some(&pc4_file)), eval(&per_tensor, Some(&pt4_file)));
+    assert_eq!(pc, eval(&per_channel, Some(&pc4_file)), "the point file, not the config, decides");
+    assert_ne!(pc["fixed"], pt["fixed"], "per-channel offsets change the 4-bit point's accuracy");
+    let pc8 = write(t.path(), "pc8.toml", point(&per_channel, "8"));
+    assert_eq!(
+        eval(&per_channel, None)["fixed"],
+        eval(&per_tensor, Some(&pc8))["fixed"],
+        "the baseline is per-channel"
+    );
+    mk("bad.toml", "[quant]\nweight_offsets = \"per-layer\"\n");
+    qdse(&[Path::new("eval"), &t.path().join("bad.toml")]).fails_with(&["bad.toml", "weight_offsets", "per-layer"]);
+}
+
+/// Only weights have output channels to offset: per_channel anywhere else is an error.
+#[test]
+fn per_channel_outside_weights_is_an_error() {
+    eval_point("[[layer]]\nname = \"/fc1/Gemm\"\nbias = { bits = 8, per_channel = true }\n").fails_with(&[
+        "point.toml",
+        "/fc1/Gemm",
+        "per_channel",
+        "bias",
+    ]);
+    eval_point("[input]\nbits = 8\nper_channel = true\n").fails_with(&["point.toml", "[input]", "per_channel"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad models
 

@@ -63,6 +63,7 @@ fn f(bits: u32) -> Format {
 fn mixed(g: &Graph) -> Assignment {
     let lf = |node: usize, w: u32, b: u32, o: u32| LayerFormats {
         node,
+        per_channel: false,
         weights: Some(f(w)),
         bias: Some(f(b)),
         output: f(o),
@@ -126,6 +127,26 @@ fn paper_profile_reproduces_the_paper_formulas() {
     assert_eq!(c32.layers[0].acc_bits, 32);
 }
 
+/// Per-channel weight offsets store one shift amount per output channel beside the weights, as
+/// wide as the largest amount needs; widths, and so multiplications, are unchanged.
+#[test]
+fn per_channel_offsets_store_their_shift_amounts() {
+    let mut g = two_layer();
+    // conv1's channels: max 0.5 and 0.06 (ceil(log2) -1 and -4: shifts 0 and 3, 2 bits each);
+    // fc's three: equal magnitudes (no shift to store).
+    if let Op::Conv(c) = &mut g.nodes[0].op {
+        c.weight[9..].iter_mut().for_each(|w| *w = 0.06);
+    }
+    let p = profile("paper");
+    let per_tensor = mixed(&g);
+    let mut per_channel = per_tensor.clone();
+    per_channel.layers.iter_mut().for_each(|l| l.per_channel = true);
+    let (t, c) = (price(&g, &per_tensor, &p), price(&g, &per_channel, &p));
+    assert_eq!(c.memory.weights, t.memory.weights + 2 * 2);
+    assert_eq!(c.get("memory_bits"), Some(t.get("memory_bits").unwrap() + 4.0));
+    assert_eq!(c.get("mult_cost"), t.get("mult_cost"));
+}
+
 #[test]
 fn explicit_accumulator_and_removed_bias() {
     let g = two_layer();
@@ -168,6 +189,7 @@ fn layer_without_bias_and_affine_layer() {
     };
     let lf = |node: usize, w: u32, b: u32, o: u32| LayerFormats {
         node,
+        per_channel: false,
         weights: Some(f(w)),
         bias: Some(f(b)),
         output: f(o),

@@ -3,8 +3,8 @@
 //! per seed, `--resume` continues a run (also after a half-written last line), and the chosen
 //! point exports and reports.
 //!
-//! Every test runs `qdse explore` at least once (the fourteen took 106 s together on a shared
-//! two-core machine), so all but `strategy_uniform`, one whole run folder checked, are in the slow
+//! Every test runs `qdse explore` at least once (fourteen of them took 106 s together on a
+//! shared two-core machine), so all but `strategy_uniform`, one whole run folder checked, are in the slow
 //! tier (docs/architecture.md, "Tests").
 //!
 //! Runs use LeNet-5 on the first images of Fashion-MNIST to stay fast on two cores: 300 images
@@ -475,6 +475,30 @@ fn strategy_nsga2_is_deterministic_per_seed() {
     assert_eq!(keys(&ra[..first_nsga2]), keys(&rc[..first_nsga2]), "the paper prefix does not depend on the seed");
     assert_ne!(read(&a.join("evaluations.csv")), read(&c.join("evaluations.csv")), "seeds 1 and 2 gave the same run");
     check_run(&cfg, &c, "nsga2", budget);
+}
+
+/// `weight_offsets = "choose"`: NSGA-II carries a per-channel gene, so the run scores the same
+/// widths with per-channel and with per-tensor weights, and the run folder stays consistent.
+#[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
+fn choosing_weight_offsets_searches_both() {
+    let t = TempDir::new().unwrap();
+    let cfg = config_with(
+        t.path(),
+        60,
+        30,
+        "confirm_samples = 0",
+        "signal = \"top1\"\nconfidence = 0\n\n[quant]\nweight_offsets = \"choose\"",
+    );
+    let out = t.path().join("run");
+    let budget = 450;
+    explore(&cfg, &out, "nsga2", budget, Some(1), false);
+    let s = check_run(&cfg, &out, "nsga2", budget);
+    let rows = evaluations(&out, &s);
+    // LeNet-5 has 5 weighted layers; `/c` marks a per-channel one in the key.
+    let per_channel = |r: &EvaluationRow| r.key.matches("/c,").count();
+    assert_eq!(per_channel(&rows[0]), 5, "the uniform sweep starts per-channel: {}", rows[0].key);
+    assert!(rows.iter().any(|r| r.source == "nsga2" && per_channel(r) < 5), "no nsga2 row with a per-tensor layer");
 }
 
 // ---------------------------------------------------------------------------------------------

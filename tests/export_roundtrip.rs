@@ -10,7 +10,7 @@ use qdse::fixed::{Arith, Assignment, Format, LayerFormats, Overflow, RangeMode, 
 use qdse::model::{Activation, Graph, Op, Window};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 // ---------- the network and its assignment ----------
@@ -73,6 +73,7 @@ fn assignment(g: &Graph, seed: u64, wide: bool) -> Assignment {
             let unsigned = nn[n.output] && rng.random_bool(0.5);
             LayerFormats {
                 node: i,
+                per_channel: has && rng.random_bool(0.5),
                 weights: has.then(|| fmt(&mut rng, true, 2, 10)),
                 bias: has.then(|| fmt(&mut rng, true, 2, 14)),
                 output: fmt(&mut rng, !unsigned, 3, 12),
@@ -245,8 +246,8 @@ fn act(r: &Row) -> Act {
 }
 
 /// Steps 3-5 of the layer pipeline: accumulator bound, fused activation, requantize.
-fn finish(acc: i128, r: &Row, ar: Ar) -> i128 {
-    let fa: i32 = num(r, "frac_acc");
+/// Steps 3-5 of a layer on its exact sum at `fa` (the channel's, for per-channel weights).
+fn finish(acc: i128, fa: i32, r: &Row, ar: Ar) -> i128 {
     let acc = if field(r, "acc_derived") == "false" {
         let plain = Ar { symmetric: false, ..ar };
         fit(acc, Fmt { bits: num(r, "acc_bits"), frac: fa, signed: true }, plain)
@@ -303,8 +304,11 @@ struct Export {
     ar: Ar,
     vfmt: HashMap<usize, Fmt>,
     vshape: HashMap<usize, Vec<usize>>,
-    params: HashMap<String, (Vec<i128>, Vec<i128>)>,
+    params: HashMap<String, Params>,
 }
+
+/// (weights, bias, each output channel's accumulator offset) of a parameterised layer.
+type Params = (Vec<i128>, Vec<i128>, Vec<i32>);
 
 /// Read the export at `dir` back and recompute everything; panics on the first difference.
 /// Returns the number of golden samples checked.
@@ -381,7 +385,8 @@ fn read_export(dir: &Path, g: &Graph) -> Export {
             assert_eq!(vfmt[&v], vfmt[&first], "pass-through row {} keeps its input's format", field(r, "node"));
         }
     }
-    let mut params: HashMap<String, (Vec<i128>, Vec<i128>)> = HashMap::new();
+    // Parameters from the .mem files; also checked against quantizing the float model here.
+    let mut params: HashMap<String, Params> = HashMap::new();
     for r in rows.iter().filter(|r| !field(r, "weights_file").is_empty()) {
         let wf = Fmt { bits: num(r, "w_bits"), frac: num(r, "w_frac"), signed: true };
         let bf = Fmt { bits: num(r, "b_bits"), frac: num(r, "b_frac"), signed: true };
@@ -389,19 +394,33 @@ fn read_export(dir: &Path, g: &Graph) -> Export {
         let b = load_mem(&dir.join(field(r, "bias_file")), bf);
         let node = &g.nodes[num::<usize>(r, "layer")];
         let (fw, fb) = node.op.params().unwrap();
-        assert_eq!(w, fw.iter().map(|&x| quant(x, wf, ar)).collect::<Vec<_>>(), "{} weights", node.name);
+        // Per-channel weight offsets come from their file; else every channel has w_frac.
+        let w_fracs: Vec<i32> = match field(r, "w_frac_file") {
+            "" => vec![wf.frac; fb.len()],
+            f => load_mem(&dir.join(f), Fmt { bits: 8, frac: 0, signed: true }).iter().map(|&k| k as i32).collect(),
+        };
+        assert_eq!(w_fracs.len(), fb.len(), "{}: one offset per output channel", node.name);
+        assert_eq!(w_fracs.iter().min(), Some(&wf.frac), "{}: w_frac is the widest channel's", node.name);
+        let per = fw.len() / fb.len();
+        let want: Vec<i128> =
+            fw.iter().enumerate().map(|(j, &x)| quant(x, Fmt { frac: w_fracs[j / per], ..wf }, ar)).collect();
+        assert_eq!(w, want, "{} weights", node.name);
+        let frac_in = vfmt[&list(r, "input_values", ';')[0]].frac;
+        assert_eq!(num::<i32>(r, "frac_acc"), frac_in + wf.frac, "{} frac_acc", node.name);
+        let fa: Vec<i32> = w_fracs.iter().map(|f| frac_in + f).collect();
         assert_eq!(b, fb.iter().map(|&x| quant(x, bf, ar)).collect::<Vec<_>>(), "{} bias", node.name);
         if field(r, "has_bias") == "false" {
             assert!(b.iter().all(|&k| k == 0));
         }
-        params.insert(field(r, "layer").to_owned(), (w, b));
+        params.insert(field(r, "layer").to_owned(), (w, b, fa));
     }
     Export { rows, ar, vfmt, vshape, params }
 }
 
-/// Bias code `b` at `b_frac` aligned to the accumulator's `frac_acc` (README, "bias alignment").
-fn align_bias(b: i128, r: &Row, ar: Ar) -> i128 {
-    let (fa, bfr): (i32, i32) = (num(r, "frac_acc"), num(r, "b_frac"));
+/// Bias code `b` at `b_frac` aligned to the accumulator's offset `fa` (the channel's, for
+/// per-channel weights; README, "bias alignment").
+fn align_bias(b: i128, fa: i32, r: &Row, ar: Ar) -> i128 {
+    let bfr: i32 = num(r, "b_frac");
     if bfr <= fa {
         b << (fa - bfr)
     } else {
@@ -418,23 +437,23 @@ fn layer_output(e: &Export, r: &Row, vals: &HashMap<usize, Vec<i128>>) -> Vec<i1
     match field(r, "op") {
         "Conv" | "DepthwiseConv" => conv(e, r, xin),
         "Dense" => {
-            let (w, b) = &e.params[field(r, "layer")];
+            let (w, b, fas) = &e.params[field(r, "layer")];
             (0..e.vshape[&num(r, "output_value")][0])
                 .map(|o| {
                     let acc: i128 = (0..xin.len()).map(|i| w[o * xin.len() + i] * xin[i]).sum();
-                    finish(acc + align_bias(b[o], r, ar), r, ar)
+                    finish(acc + align_bias(b[o], fas[o], r, ar), fas[o], r, ar)
                 })
                 .collect()
         }
         "Affine" => {
-            let (w, b) = &e.params[field(r, "layer")];
+            let (w, b, fas) = &e.params[field(r, "layer")];
             let ishape = &e.vshape[&ins[0]];
             let per = ishape[1] * ishape[2];
             xin.iter()
                 .enumerate()
                 .map(|(i, &x)| {
                     let c = i / per;
-                    finish(x * w[c] + align_bias(b[c], r, ar), r, ar)
+                    finish(x * w[c] + align_bias(b[c], fas[c], r, ar), fas[c], r, ar)
                 })
                 .collect()
         }
@@ -442,7 +461,10 @@ fn layer_output(e: &Export, r: &Row, vals: &HashMap<usize, Vec<i128>>) -> Vec<i1
             let (fa, fb) = (e.vfmt[&ins[0]].frac, e.vfmt[&ins[1]].frac);
             let fm = fa.max(fb);
             assert_eq!(num::<i32>(r, "frac_acc"), fm);
-            xin.iter().zip(&vals[&ins[1]]).map(|(&p, &q)| finish((p << (fm - fa)) + (q << (fm - fb)), r, ar)).collect()
+            xin.iter()
+                .zip(&vals[&ins[1]])
+                .map(|(&p, &q)| finish((p << (fm - fa)) + (q << (fm - fb)), fm, r, ar))
+                .collect()
         }
         "Concat" => {
             ins.iter().flat_map(|i| vals[i].iter().map(|&k| requant(k, e.vfmt[i].frac, of, ar))).collect::<Vec<_>>()
@@ -466,7 +488,7 @@ fn layer_output(e: &Export, r: &Row, vals: &HashMap<usize, Vec<i128>>) -> Vec<i1
 /// A Conv row (grouped and depthwise included) on input codes `xin`.
 fn conv(e: &Export, r: &Row, xin: &[i128]) -> Vec<i128> {
     let ar = e.ar;
-    let (w, b) = &e.params[field(r, "layer")];
+    let (w, b, fas) = &e.params[field(r, "layer")];
     let ins = list(r, "input_values", ';');
     let (ishape, oshape) = (&e.vshape[&ins[0]], &e.vshape[&num(r, "output_value")]);
     let (k, st, dil) = (pair(r, "kernel"), pair(r, "stride"), pair(r, "dilation"));
@@ -477,7 +499,8 @@ fn conv(e: &Export, r: &Row, xin: &[i128]) -> Vec<i128> {
     let (cg, og) = (ic / groups, oc / groups);
     let mut y = Vec::new();
     for o in 0..oc {
-        let bias = align_bias(b[o], r, ar);
+        let fa = fas[o];
+        let bias = align_bias(b[o], fa, r, ar);
         for oy in 0..oh {
             for ox in 0..ow {
                 let mut acc = 0i128;
@@ -500,7 +523,7 @@ fn conv(e: &Export, r: &Row, xin: &[i128]) -> Vec<i128> {
                     }
                     assert_eq!(j, pos.iter().flatten().count());
                 }
-                y.push(finish(acc + bias, r, ar));
+                y.push(finish(acc + bias, fa, r, ar));
             }
         }
     }
@@ -583,6 +606,7 @@ fn only_entries(parent: &Path, keep: &[&str]) {
 #[test]
 fn exported_files_recompute_bit_true() {
     let tmp = tempfile::tempdir().unwrap();
+    let mut uneven_offsets = false;
     for seed in 0..10u64 {
         let g = net(seed);
         let a = assignment(&g, seed, false);
@@ -590,7 +614,13 @@ fn exported_files_recompute_bit_true() {
         let out = tmp.path().join(format!("export-{seed}"));
         export(&g, &a, &s, &out, &meta()).unwrap();
         assert_eq!(verify(&out, &g, &a, &s), 4);
+        uneven_offsets |= std::fs::read_dir(out.join("weights")).unwrap().any(|e| {
+            let p = e.unwrap().path();
+            let text = std::fs::read_to_string(&p).unwrap();
+            p.to_string_lossy().ends_with(".wfrac.mem") && text.lines().collect::<HashSet<_>>().len() > 1
+        });
     }
+    assert!(uneven_offsets, "no layer of any seed had channels at different offsets");
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 use super::profile::{AccumulatorWidth, ActivationOperand, ActivationStorage, CostProfile, Datapath, EnergyAt, Reads};
 use super::Objective;
+use crate::fixed::format::channel_headroom;
 use crate::fixed::{Arith, Assignment, Format, LayerFormats, RangeMode};
 use crate::model::{Graph, Op};
 use anyhow::{bail, Result};
@@ -153,6 +154,7 @@ pub fn uniform_assignment(graph: &Graph, bits: u32) -> Assignment {
             .quant_layers()
             .map(|(i, n)| LayerFormats {
                 node: i,
+                per_channel: false,
                 weights: n.op.has_params().then_some(f),
                 bias: n.op.has_params().then_some(f),
                 output: f,
@@ -206,6 +208,10 @@ struct LayerInfo {
     kind: Work,
     weights: u64,
     biases: u64,
+    /// Bits that store the layer's per-channel weight offsets when it has them: one shift
+    /// amount `d_c` per output channel, as wide as the largest needs (docs/cost-models.md,
+    /// "Per-channel weight offsets").
+    channel_shift_bits: u64,
     macs: u64,
     fan_in: u64,
     out_numel: u64,
@@ -273,6 +279,10 @@ impl CostModel {
                 Op::Concat | Op::MaxPool(_) | Op::GlobalMaxPool | Op::Activation(_) | Op::Flatten => Work::Store,
             };
             let (w, b) = graph.param_counts(node);
+            let channel_shift_bits = node.op.params().map_or(0, |(wv, bv)| {
+                let most = channel_headroom(wv, bv.len()).into_iter().max().unwrap_or(0);
+                bv.len() as u64 * u64::from(ceil_log2(most as u64 + 1))
+            });
             let lanes = match &profile.datapath {
                 Datapath::Dataflow { parallelism, layer_parallelism } => {
                     u64::from(*layer_parallelism.get(&node.name).unwrap_or(parallelism))
@@ -286,6 +296,7 @@ impl CostModel {
                 kind,
                 weights: w as u64,
                 biases: b as u64,
+                channel_shift_bits,
                 macs: graph.macs(node),
                 fan_in: graph.fan_in(node) as u64,
                 out_numel: graph.values[node.output].numel() as u64,
@@ -510,7 +521,9 @@ impl CostModel {
                 && lf.bias.is_some_and(|f| f.signed);
             r.bw = bw;
             r.ba = ba;
-            r.weight_bits = l.weights * u64::from(bw);
+            // Per-channel offsets store one shift amount per channel beside the weights.
+            let shifts = if lf.per_channel { l.channel_shift_bits } else { 0 };
+            r.weight_bits = l.weights * u64::from(bw) + shifts;
             r.bias_bits = if bias_removed { 0 } else { l.biases * u64::from(bb) };
             memory.weights += wc.allocate(r.weight_bits);
             memory.biases += bc.allocate(r.bias_bits);

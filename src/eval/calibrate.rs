@@ -52,7 +52,9 @@ pub enum Kind {
     Activation,
 }
 
-/// Bits for each kind of tensor; `unsigned` = use unsigned activations where legal.
+/// Bits for each kind of tensor; `unsigned` = use unsigned activations where legal;
+/// `per_channel` = weights with per-channel offsets (docs/fixed-point.md, "Per-channel weight
+/// offsets").
 #[derive(Debug, Clone, Copy)]
 pub struct UniformSpec {
     pub weights: u32,
@@ -60,11 +62,18 @@ pub struct UniformSpec {
     pub activations: u32,
     pub input: u32,
     pub unsigned: bool,
+    pub per_channel: bool,
 }
 
 impl UniformSpec {
+    /// Every tensor at `bits`, per-tensor weight offsets.
     pub fn all(bits: u32, unsigned: bool) -> Self {
-        UniformSpec { weights: bits, bias: bits, activations: bits, input: bits, unsigned }
+        UniformSpec { weights: bits, bias: bits, activations: bits, input: bits, unsigned, per_channel: false }
+    }
+
+    #[must_use]
+    pub fn with_per_channel(self, per_channel: bool) -> Self {
+        UniformSpec { per_channel, ..self }
     }
 }
 
@@ -89,6 +98,7 @@ pub fn uniform(graph: &Graph, ranges: &Ranges, spec: UniformSpec, arith: Arith) 
             let has = node.op.has_params();
             LayerFormats {
                 node: i,
+                per_channel: has && spec.per_channel,
                 weights: has.then(|| param_format(graph, i, Kind::Weights, spec.weights)),
                 bias: has.then(|| param_format(graph, i, Kind::Bias, spec.bias)),
                 output: activation_format(ranges, node.output, spec.activations, spec.unsigned),

@@ -77,20 +77,22 @@ struct I16Params {
     dense: Vec<i16>,
     /// Bias codes aligned to the accumulator (they fit i32: the carrier's bound includes them).
     bias: Vec<i32>,
-    /// The vectorized epilogue, where the layer's arithmetic is its common case.
-    requant: Option<Requant>,
+    /// The vectorized epilogue, where the layer's arithmetic is its common case: runs of output
+    /// channels that share one (one run unless the weights have per-channel offsets), each as
+    /// (end channel, epilogue).
+    requant: Option<Vec<(usize, Requant)>>,
 }
 
 impl I16Params {
-    /// The i16 form of a layer whose codes (`w_codes`, `bias_acc` at `frac_acc`) passed the
-    /// carrier's bound; `out` is its output format, `accumulator` its accumulator width,
-    /// `depthwise` whether it runs on the direct depthwise kernel.
+    /// The i16 form of a layer whose codes (`w_codes`, `bias_acc` at each channel's
+    /// `frac_acc`) passed the carrier's bound; `out` is its output format, `accumulator` its
+    /// accumulator width, `depthwise` whether it runs on the direct depthwise kernel.
     #[allow(clippy::too_many_arguments)]
     fn new(
         node: &Node,
         w_codes: &[i64],
         bias_acc: &[i128],
-        frac_acc: i32,
+        frac_acc: &[i32],
         out: Format,
         arith: Arith,
         accumulator: Option<u32>,
@@ -111,9 +113,22 @@ impl I16Params {
                 _ => Vec::new(),
             },
             bias: bias_acc.iter().map(|&b| b as i32).collect(),
-            requant: vector_requant(node.op.activation(), frac_acc, out, arith, accumulator),
+            requant: requant_runs(frac_acc, |f| vector_requant(node.op.activation(), f, out, arith, accumulator)),
         }
     }
+}
+
+/// The epilogue of each run of channels with the same accumulator offset, as (end channel,
+/// epilogue); None if any run lacks one (the layer then finishes on the scalar path).
+fn requant_runs(frac_acc: &[i32], epilogue: impl Fn(i32) -> Option<Requant>) -> Option<Vec<(usize, Requant)>> {
+    let mut runs = Vec::new();
+    for (c, &f) in frac_acc.iter().enumerate() {
+        match runs.last_mut() {
+            Some((end, _, last)) if *last == f => *end = c + 1,
+            _ => runs.push((c + 1, epilogue(f)?, f)),
+        }
+    }
+    Some(runs.into_iter().map(|(end, rq, _)| (end, rq)).collect())
 }
 
 /// The vectorized epilogue of a layer whose exact sums at `frac` (bias included) fit i32, or
@@ -171,16 +186,19 @@ struct QParams {
     w_i128: Vec<i128>,
     i16: Option<I16Params>,
     precision: Precision,
-    /// Bias codes aligned to `frac_acc` (docs/fixed-point.md, "A Conv / Dense layer": exact, or re-rounded if finer).
+    /// Bias codes aligned to their channel's `frac_acc` (docs/fixed-point.md, "A Conv / Dense
+    /// layer": exact, or re-rounded if finer).
     bias_acc: Vec<i128>,
-    frac_acc: i32,
+    /// The accumulator's offset of each output channel (all equal unless the weights have
+    /// per-channel offsets).
+    frac_acc: Vec<i32>,
     /// A convolution on the direct depthwise kernel.
     depthwise: bool,
 }
 
 /// Per-node compiled state.
 enum QNode {
-    Params(QParams),
+    Params(Box<QParams>),
     /// A residual Add whose aligned sum provably fits i32: the inputs' codes shifted left by
     /// `shifts` and added in i32, then the vectorized epilogue.
     Add {
@@ -261,10 +279,21 @@ impl<'g> FixedEngine<'g> {
                 (Some((w, b)), Some(l)) => {
                     let (wf, bf) = (l.weights.expect("validated"), l.bias.expect("validated"));
                     let fin = fmts[node.inputs[0]];
-                    let frac_acc = fin.frac + wf.frac;
-                    let w_codes: Vec<i64> = w.iter().map(|&x| quantize(x, wf, arith)).collect();
-                    let bias_acc: Vec<i128> =
-                        b.iter().map(|&x| align_bias(quantize(x, bf, arith), bf.frac, frac_acc, arith)).collect();
+                    // One weight offset per output channel (docs/fixed-point.md, "Per-channel
+                    // weight offsets"); the bias has one per channel too, so `b` counts them.
+                    let w_fracs = l.weight_fracs(w, b.len());
+                    let frac_acc: Vec<i32> = w_fracs.iter().map(|f| fin.frac + f).collect();
+                    let per = w.len() / b.len().max(1);
+                    let w_codes: Vec<i64> = w
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &x)| quantize(x, Format { frac: w_fracs[j / per], ..wf }, arith))
+                        .collect();
+                    let bias_acc: Vec<i128> = b
+                        .iter()
+                        .zip(&frac_acc)
+                        .map(|(&x, &fa)| align_bias(quantize(x, bf, arith), bf.frac, fa, arith))
+                        .collect();
                     let max_w = w_codes.iter().map(|k| k.unsigned_abs()).max().unwrap_or(0);
                     let max_b = bias_acc.iter().map(|k| k.unsigned_abs()).max().unwrap_or(0);
                     let codes_fit_i16 =
@@ -279,7 +308,7 @@ impl<'g> FixedEngine<'g> {
                     let depthwise = matches!(node.op, Op::Conv(_)) && conv_geom(graph, node).is_depthwise();
                     let i16 = (precision == Precision::I16).then(|| {
                         let (of, acc) = (fmts[node.output], l.accumulator);
-                        I16Params::new(node, &w_codes, &bias_acc, frac_acc, of, arith, acc, depthwise)
+                        I16Params::new(node, &w_codes, &bias_acc, &frac_acc, of, arith, acc, depthwise)
                     });
                     let mut p = QParams {
                         w_f32: Vec::new(),
@@ -297,7 +326,7 @@ impl<'g> FixedEngine<'g> {
                         Precision::I128 | Precision::I16 => {}
                     }
                     p.w_i128 = w_codes.iter().map(|&k| k as i128).collect();
-                    QNode::Params(p)
+                    QNode::Params(Box::new(p))
                 }
                 (None, _) if matches!(node.op, Op::Add { .. }) => {
                     let ins = [fmts[node.inputs[0]], fmts[node.inputs[1]]];
@@ -457,8 +486,8 @@ impl<'g> FixedEngine<'g> {
     ) {
         let (of, act) = (self.fmts[node.output], node.op.activation());
         for (row, seg) in layout.real(acc) {
-            let bias = p.bias_acc[row];
-            out.extend(seg.iter().map(|&a| self.finish(idx, to_i128(a) + bias, p.frac_acc, of, act)));
+            let (bias, frac) = (p.bias_acc[row], p.frac_acc[row]);
+            out.extend(seg.iter().map(|&a| self.finish(idx, to_i128(a) + bias, frac, of, act)));
         }
     }
 }
@@ -532,7 +561,14 @@ impl FixedEngine<'_> {
     fn finish_i32(&self, idx: usize, node: &Node, p: &QParams, layout: SumLayout, out: &mut Vec<i64>, acc: &mut [i32]) {
         let q = p.i16.as_ref().expect("i16 parameters");
         match &q.requant {
-            Some(rq) => int16::requant_rows(acc, layout, &q.bias, rq, out, self.isa),
+            Some(runs) => {
+                let mut start = 0;
+                for &(end, ref rq) in runs {
+                    let rows = &mut acc[start * layout.per_row..end * layout.per_row];
+                    int16::requant_rows(rows, layout, &q.bias[start..end], rq, out, self.isa);
+                    start = end;
+                }
+            }
             None => self.finish_rows(idx, node, p, layout, acc, i128::from, out),
         }
     }
@@ -619,7 +655,7 @@ impl Engine for FixedEngine<'_> {
                 let per = ins[0].len() / a.channels;
                 out.extend(ins[0].iter().enumerate().map(|(i, &x)| {
                     let c = i / per;
-                    self.finish(idx, w[c] * x as i128 + p.bias_acc[c], p.frac_acc, of, a.activation)
+                    self.finish(idx, w[c] * x as i128 + p.bias_acc[c], p.frac_acc[c], of, a.activation)
                 }));
             }
             (Op::Add { .. }, QNode::Add { shifts: [sa, sb], requant }) => {

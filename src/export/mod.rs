@@ -22,7 +22,7 @@ pub use table::sanitize;
 use crate::eval::fixed::FixedEngine;
 use crate::eval::runner::argmax;
 use crate::fixed::round::quantize;
-use crate::fixed::Assignment;
+use crate::fixed::{Assignment, Format};
 use crate::model::Graph;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -178,10 +178,19 @@ fn write_weights(graph: &Graph, a: &Assignment, rows: &[Row], dir: &Path) -> Res
     for r in rows {
         let (Some(i), Some(wf), Some(bf)) = (r.layer, r.weights, r.bias) else { continue };
         let (w, b) = graph.nodes[i].op.params().context("a layer with weight formats has parameters")?;
-        let wq: Vec<i64> = w.iter().map(|&x| quantize(x, wf, a.arith)).collect();
+        // Channel c's slice of the weights at its own offset (all equal unless per-channel).
+        let fracs = r.w_fracs.clone().unwrap_or_else(|| vec![wf.frac; b.len()]);
+        let per = w.len() / b.len().max(1);
+        let wq: Vec<i64> =
+            w.iter().enumerate().map(|(j, &x)| quantize(x, Format { frac: fracs[j / per], ..wf }, a.arith)).collect();
         let bq: Vec<i64> = b.iter().map(|&x| quantize(x, bf, a.arith)).collect();
         write_mem(&dir.join(r.weights_file().unwrap_or_default()), &wq, wf.bits, true)?;
         write_mem(&dir.join(r.bias_file().unwrap_or_default()), &bq, bf.bits, true)?;
+        if let (Some(file), Some(fracs)) = (r.w_frac_file(), &r.w_fracs) {
+            // Offsets lie in -64..=64: 8-bit two's complement words.
+            let codes: Vec<i64> = fracs.iter().map(|&f| i64::from(f)).collect();
+            write_mem(&dir.join(file), &codes, 8, true)?;
+        }
     }
     Ok(())
 }
@@ -289,6 +298,7 @@ fn write_manifest(
                 "inputs": r.input_values,
                 "output": r.output_value,
                 "weights_file": r.weights_file(),
+                "w_frac_file": r.w_frac_file(),
                 "bias_file": r.bias_file(),
             }))
         })

@@ -95,6 +95,7 @@ fn files_section(n_samples: usize, classes: usize) -> String {
 | `qdse_formats.h` | the same constants as C `#define`s (include guard `QDSE_FORMATS_H`) |
 | `weights/<idx>_<name>.w.mem` | weight codes of layer `<idx>` (Conv, Dense, Affine), `$readmemh` format |
 | `weights/<idx>_<name>.b.mem` | bias codes of layer `<idx>` **at the bias format** (see "bias alignment") |
+| `weights/<idx>_<name>.wfrac.mem` | layers with per-channel weight offsets only: `w_frac_c` of each output channel, 8-bit two's complement (see "Conv, Dense, Affine") |
 | `golden/sample_<i>/input.mem` | input codes of sample `<i>` at the input format |
 | `golden/sample_<i>/<v>_<name>.mem` | codes of value (tensor) `<v>` for sample `<i>`, at that value's format; one file per value, the input included |
 | `golden/expected.csv` | per sample: `sample`, `label`, `predicted` (argmax of the integer logits), `logit_0..logit_{{C-1}}` (logit codes at the output format) |
@@ -173,6 +174,7 @@ without a bias (`has_bias = false`) has a file of zeros.
 | `count_include_pad` | AvgPool divisor rule (ONNX attribute) |
 | `weights_file`, `bias_file` | paths of the layer's `.mem` files |
 | `golden_file` | the name of this row's output file inside `golden/sample_<i>/` |
+| `w_frac_file` | layers with per-channel weight offsets: the path of their `.wfrac.mem` file (then `w_frac` and `frac_acc` are those of the widest channel) |
 
 Derived accumulator widths: Conv/Dense/Affine `w_bits + bits_in + ceil(log2(fan_in)) + 1`
 (the `+1` is for the bias; a bias whose aligned value is wider than the sum of products would
@@ -181,8 +183,8 @@ need more); Add `max over operands of (bits + [unsigned] + frac_acc - frac) + 1`
 
 ## Header constants
 
-For every row `<ID>` (its `ident`): `<ID>_W_BITS`, `<ID>_W_FRAC`, `<ID>_B_BITS`, `<ID>_B_FRAC`
-(parameterised layers only), `<ID>_O_BITS`, `<ID>_O_FRAC`, `<ID>_O_SIGNED` (0/1), `<ID>_O_MIN`,
+For every row `<ID>` (its `ident`): `<ID>_W_BITS`, `<ID>_W_FRAC`, `<ID>_W_PER_CHANNEL` (0/1),
+`<ID>_B_BITS`, `<ID>_B_FRAC` (parameterised layers only), `<ID>_O_BITS`, `<ID>_O_FRAC`, `<ID>_O_SIGNED` (0/1), `<ID>_O_MIN`,
 `<ID>_O_MAX` (64-bit), `<ID>_ACC_BITS`, `<ID>_ACC_FRAC`, `<ID>_ACC_DERIVED` (layers with an
 accumulator), `<ID>_ACT` (`QDSE_ACT_NONE`/`_RELU`/`_CLIP` = 0/1/2), `<ID>_ROUNDING`,
 `<ID>_OVERFLOW`, `<ID>_RANGE`. Global: `QDSE_ROUND_HALF_EVEN`/`_HALF_UP`/`_FLOOR`/`_HALF_AWAY`
@@ -219,7 +221,11 @@ these codes; an implementation is checked from them, not from the float data.
 
 ### Conv, Dense, Affine
 1. `acc = sum(a * w)` over the window / row, exactly, at `frac_acc = frac_in + w_frac`. Zero
-   padding contributes code 0. Affine: `acc = a * w[c]` for channel `c`.
+   padding contributes code 0. Affine: `acc = a * w[c]` for channel `c`. A layer with
+   per-channel weight offsets (`W_PER_CHANNEL = 1`) has its weights of output channel `c` at
+   `w_frac_c` (line `c` of its `.wfrac.mem`): every step below uses that channel's
+   `frac_acc = frac_in + w_frac_c`, so the bias alignment and the requantization shift are per
+   channel.
 2. **Bias alignment** (the `.b.mem` codes are at the bias format, `b_frac`): if
    `b_frac <= frac_acc`, `bias_acc = b << (frac_acc - b_frac)` (exact); else
    `bias_acc = round(b / 2^(b_frac - frac_acc))` with the rounding mode (no saturation). Then

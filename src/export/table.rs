@@ -49,6 +49,9 @@ pub(crate) struct Row {
     pub input_values: Vec<usize>,
     pub output_value: usize,
     pub weights: Option<Format>,
+    /// Each output channel's weight offset, for a layer with per-channel offsets
+    /// (docs/fixed-point.md, "Per-channel weight offsets").
+    pub w_fracs: Option<Vec<i32>>,
     pub bias: Option<Format>,
     pub has_bias: Option<bool>,
     pub output: Format,
@@ -66,6 +69,10 @@ impl Row {
     }
     pub fn bias_file(&self) -> Option<String> {
         self.bias.map(|_| format!("weights/{}.b.mem", self.stem))
+    }
+    /// The per-channel weight offsets' file, for a layer that has them.
+    pub fn w_frac_file(&self) -> Option<String> {
+        self.w_fracs.as_ref().map(|_| format!("weights/{}.wfrac.mem", self.stem))
     }
 }
 
@@ -197,6 +204,7 @@ pub(crate) fn rows(graph: &Graph, a: &Assignment) -> Vec<Row> {
         input_values: vec![],
         output_value: graph.input,
         weights: None,
+        w_fracs: None,
         bias: None,
         has_bias: None,
         output: fmts[graph.input],
@@ -246,6 +254,10 @@ pub(crate) fn rows(graph: &Graph, a: &Assignment) -> Vec<Row> {
             input_values: node.inputs.clone(),
             output_value: node.output,
             weights: l.and_then(|l| l.weights),
+            w_fracs: l.filter(|l| l.per_channel).and_then(|l| {
+                let (w, b) = node.op.params()?;
+                Some(l.weight_fracs(w, b.len()))
+            }),
             bias: l.and_then(|l| l.bias),
             has_bias,
             output: fmts[node.output],
@@ -304,6 +316,7 @@ pub(crate) const CSV_HEADER: &[&str] = &[
     "weights_file",
     "bias_file",
     "golden_file",
+    "w_frac_file",
 ];
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -360,6 +373,7 @@ pub(crate) fn formats_csv(graph: &Graph, a: &Assignment, rows: &[Row]) -> Result
             opt(r.weights_file()),
             opt(r.bias_file()),
             value_file(graph, r.output_value),
+            opt(r.w_frac_file()),
         ];
         w.write_record(&rec)?;
     }
@@ -381,6 +395,7 @@ fn constants(a: &Assignment, r: &Row) -> Vec<Const> {
     if let (Some(wf), Some(bf)) = (r.weights, r.bias) {
         push("W_BITS", wf.bits.into(), false);
         push("W_FRAC", wf.frac.into(), false);
+        push("W_PER_CHANNEL", r.w_fracs.is_some().into(), false);
         push("B_BITS", bf.bits.into(), false);
         push("B_FRAC", bf.frac.into(), false);
     }

@@ -10,13 +10,13 @@
 //! signed = false
 //! [[layer]]
 //! name = "/conv1/Conv"          # ONNX node name of the owning node
-//! weights = { bits = 6, frac = 7 }
+//! weights = { bits = 6, frac = 7 }     # per_channel = true: one offset per output channel
 //! bias = { bits = 8, frac = 6 }
 //! output = { bits = 6, frac = 3, signed = false }
 //! accumulator = 20              # optional: saturate/wrap the accumulator to this width
 //! ```
 
-use super::format::{Format, RangeMode};
+use super::format::{channel_headroom, Format, RangeMode, MAX_ABS_FRAC};
 use super::round::{Arith, Overflow, Rounding};
 use crate::model::Graph;
 use anyhow::{bail, Context, Result};
@@ -29,10 +29,28 @@ pub struct LayerFormats {
     /// Index of the node in [`Graph::nodes`].
     pub node: usize,
     pub weights: Option<Format>,
+    /// The weights carry one fractional offset per output channel, `weights.frac` plus the
+    /// channel's headroom (docs/fixed-point.md, "Per-channel weight offsets"); the width stays
+    /// the layer's.
+    pub per_channel: bool,
     pub bias: Option<Format>,
     pub output: Format,
     /// Accumulator width in bits, if the hardware bounds it.
     pub accumulator: Option<u32>,
+}
+
+impl LayerFormats {
+    /// The fractional offset of each of the `channels` output channels' weights (`weights` are
+    /// the layer's float weights, `channels` equal slices): `frac` for every channel, or under
+    /// per-channel offsets `frac + d_c` ([`channel_headroom`]), at most the largest legal offset.
+    /// Empty for a layer without weights.
+    pub fn weight_fracs(&self, weights: &[f64], channels: usize) -> Vec<i32> {
+        let Some(w) = self.weights else { return Vec::new() };
+        if !self.per_channel {
+            return vec![w.frac; channels];
+        }
+        channel_headroom(weights, channels).into_iter().map(|d| (w.frac + d).min(MAX_ABS_FRAC)).collect()
+    }
 }
 
 /// Every format of a network: the operating point the engine evaluates and the cost model prices.
@@ -84,6 +102,9 @@ impl Assignment {
                     node.name
                 );
             }
+            if l.per_channel && l.weights.is_none() {
+                bail!("layer '{}' ({}) has per-channel weight offsets but no weights", node.name, node.op.kind());
+            }
             match (node.op.has_params(), l.weights, l.bias) {
                 (true, Some(w), Some(b)) => {
                     w.validate().map_err(|e| ctx("weights", e))?;
@@ -117,7 +138,9 @@ impl Assignment {
                 .iter()
                 .map(|l| RawLayer {
                     name: graph.nodes[l.node].name.clone(),
-                    weights: l.weights.map(RawFormat::param),
+                    weights: l
+                        .weights
+                        .map(|w| RawFormat { per_channel: l.per_channel.then_some(true), ..RawFormat::param(w) }),
                     bias: l.bias.map(RawFormat::param),
                     output: Some(RawFormat::from(l.output)),
                     accumulator: l.accumulator,
@@ -152,6 +175,9 @@ impl Assignment {
             a.arith.range = r;
         }
         if let Some(i) = raw.input {
+            if i.per_channel.is_some() {
+                bail!("{origin}: [input]: per_channel applies to layer weights only");
+            }
             a.input = i.merge(a.input);
         }
         let mut listed: Vec<(usize, usize)> = Vec::new();
@@ -177,6 +203,15 @@ impl Assignment {
                 );
             };
             let name = &rl.name;
+            // Only weights have channels of their own to offset.
+            for (what, raw) in [("bias", &rl.bias), ("output", &rl.output)] {
+                if raw.as_ref().is_some_and(|r| r.per_channel.is_some()) {
+                    bail!("{origin}: layer '{name}': per_channel applies to weights only, not to its {what}");
+                }
+            }
+            if let Some(pc) = rl.weights.as_ref().and_then(|w| w.per_channel) {
+                l.per_channel = pc;
+            }
             let merge_param = |raw: Option<RawFormat>, cur: Option<Format>, what: &str| -> Result<Option<Format>> {
                 match (raw, cur) {
                     (None, cur) => Ok(cur),
@@ -244,15 +279,18 @@ struct RawFormat {
     frac: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     signed: Option<bool>,
+    /// Weights only: one offset per output channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_channel: Option<bool>,
 }
 
 impl RawFormat {
     fn from(f: Format) -> Self {
-        RawFormat { bits: Some(f.bits), frac: Some(f.frac), signed: Some(f.signed) }
+        RawFormat { bits: Some(f.bits), frac: Some(f.frac), signed: Some(f.signed), per_channel: None }
     }
     /// Weights and biases are always signed: leave the key out of the file.
     fn param(f: Format) -> Self {
-        RawFormat { bits: Some(f.bits), frac: Some(f.frac), signed: None }
+        RawFormat { bits: Some(f.bits), frac: Some(f.frac), signed: None, per_channel: None }
     }
     fn merge(self, base: Format) -> Format {
         Format {

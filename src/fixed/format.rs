@@ -66,8 +66,7 @@ impl Format {
     /// `frac = bits - 1 - ceil(log2(max|x|))` (signed) or `bits - ceil(log2(max|x|))` (unsigned).
     /// An all-zero tensor gets the offset of `max|x| = 1`.
     pub fn no_clip_frac(bits: u32, signed: bool, max_abs: f64) -> i32 {
-        let int_bits = if max_abs > 0.0 && max_abs.is_finite() { max_abs.log2().ceil() as i32 } else { 0 };
-        let frac = bits as i32 - i32::from(signed) - int_bits;
+        let frac = bits as i32 - i32::from(signed) - int_bits(max_abs);
         frac.clamp(-MAX_ABS_FRAC, MAX_ABS_FRAC)
     }
 
@@ -79,6 +78,38 @@ impl Format {
     pub fn step(&self) -> f64 {
         (2.0f64).powi(-self.frac)
     }
+}
+
+/// `ceil(log2(max_abs))`, the integer bits a magnitude needs; 0 for zero (or a non-finite value).
+fn int_bits(max_abs: f64) -> i32 {
+    if max_abs > 0.0 && max_abs.is_finite() {
+        max_abs.log2().ceil() as i32
+    } else {
+        0
+    }
+}
+
+/// The extra fractional bits each output channel's weights get under per-channel offsets
+/// (docs/fixed-point.md, "Per-channel weight offsets"): `d_c = ceil(log2 max|W|) -
+/// ceil(log2 max|W_c|)` for the `channels` equal slices of `weights` (0 for an all-zero
+/// channel). Every `d_c >= 0`, and it is 0 for the channel with the largest magnitude, so a
+/// layer's per-tensor `frac` stays the offset of its widest channel.
+pub fn channel_headroom(weights: &[f64], channels: usize) -> Vec<i32> {
+    let max_abs = |w: &[f64]| w.iter().fold(0.0f64, |m, &x| m.max(x.abs()));
+    let per = weights.len() / channels.max(1);
+    let whole = int_bits(max_abs(weights));
+    weights
+        .chunks(per.max(1))
+        .take(channels)
+        .map(|w| {
+            let m = max_abs(w);
+            if m > 0.0 {
+                whole - int_bits(m)
+            } else {
+                0
+            }
+        })
+        .collect()
 }
 
 impl fmt::Display for Format {

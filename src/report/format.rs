@@ -165,7 +165,7 @@ pub fn duration(seconds: f64) -> String {
 
 /// A point-file format in the notation of evaluation keys: `s8.7` (signed, 8 bits, 7 fractional bits),
 /// `u8.4`; `8` when only the width is known; `–` for none. `default_signed` applies when the file leaves
-/// the sign out (weights and biases are always signed).
+/// the sign out (weights and biases are always signed). Per-channel weights get the key's `/c`.
 pub fn point_format(f: Option<PointFormat>, default_signed: Option<bool>) -> String {
     let Some(f) = f else { return "–".into() };
     let Some(bits) = f.bits else { return "?".into() };
@@ -174,9 +174,10 @@ pub fn point_format(f: Option<PointFormat>, default_signed: Option<bool>) -> Str
         Some(false) => "u",
         None => "",
     };
+    let per_channel = if f.per_channel { "/c" } else { "" };
     match f.frac {
-        Some(frac) => format!("{sign}{bits}.{frac}"),
-        None => format!("{sign}{bits}"),
+        Some(frac) => format!("{sign}{bits}.{frac}{per_channel}"),
+        None => format!("{sign}{bits}{per_channel}"),
     }
 }
 
@@ -204,9 +205,17 @@ mod tests {
         assert_eq!(budget(0.01, LossKind::Relative), "max loss 1% (relative)");
         assert_eq!(duration(37.23), "37.2 s");
         assert_eq!(duration(725.0), "12 min 5 s");
-        let f = PointFormat { bits: Some(6), frac: Some(3), signed: Some(false) };
+        let f = PointFormat { bits: Some(6), frac: Some(3), signed: Some(false), per_channel: false };
         assert_eq!(point_format(Some(f), None), "u6.3");
-        assert_eq!(point_format(Some(PointFormat { bits: Some(8), frac: Some(7), signed: None }), Some(true)), "s8.7");
+        assert_eq!(
+            point_format(
+                Some(PointFormat { bits: Some(8), frac: Some(7), signed: None, per_channel: false }),
+                Some(true)
+            ),
+            "s8.7"
+        );
+        let pc = PointFormat { bits: Some(4), frac: Some(5), signed: None, per_channel: true };
+        assert_eq!(point_format(Some(pc), Some(true)), "s4.5/c");
         assert_eq!(point_format(None, None), "–");
     }
 }

@@ -12,6 +12,9 @@ pub struct PointFormat {
     pub bits: Option<u32>,
     pub frac: Option<i32>,
     pub signed: Option<bool>,
+    /// Weights with per-channel offsets (`frac` is then the widest channel's).
+    #[serde(default)]
+    pub per_channel: bool,
 }
 
 /// A `[[layer]]` of a point file.
@@ -133,7 +136,9 @@ impl Run {
                 .collect()
         };
         let from_bits = |ls: &[LayerBits]| -> Vec<(String, ShownFormats)> {
-            let f = |b: Option<u32>| b.map(|bits| PointFormat { bits: Some(bits), frac: None, signed: None });
+            let f = |b: Option<u32>| {
+                b.map(|bits| PointFormat { bits: Some(bits), frac: None, signed: None, per_channel: false })
+            };
             ls.iter()
                 .map(|l| {
                     (

@@ -10,7 +10,7 @@
 //! multiplication-cost primary) if that lowers the loss, and goes on narrowing.
 
 use super::paper::{self, Budgets};
-use super::{Context, Search, Slot, FLOAT_PROXY_BITS};
+use super::{Context, Search, Slot, Space, FLOAT_PROXY_BITS};
 use crate::fixed::{Assignment, Format};
 
 /// Every slot of an assignment: weights and bias of each parameterised layer, every output.
@@ -34,6 +34,22 @@ fn narrowings(f: Format) -> Vec<Format> {
     vec![Format::new(f.bits - 1, f.frac - 1, f.signed), Format::new(f.bits - 1, f.frac, f.signed)]
 }
 
+/// Each weighted layer's weights switched between per-channel and per-tensor offsets, where the
+/// space lets strategies choose (else none).
+fn offset_switches(space: &Space, a: &Assignment) -> Vec<Assignment> {
+    if !space.choose_offsets {
+        return Vec::new();
+    }
+    (0..a.layers.len())
+        .filter(|&i| a.layers[i].weights.is_some())
+        .map(|i| {
+            let mut b = a.clone();
+            b.layers[i].per_channel = !b.layers[i].per_channel;
+            b
+        })
+        .collect()
+}
+
 /// The one-bit widenings of a format: a finer step, or twice the range.
 fn widenings(f: Format) -> Vec<Format> {
     if f.bits >= FLOAT_PROXY_BITS {
@@ -46,7 +62,7 @@ fn widenings(f: Format) -> Vec<Format> {
 /// so far within it) until no narrowing stays within `max_loss`, the
 /// search's evaluation budget is spent or `limit` more candidates have been scored. Returns the
 /// last accepted point.
-pub fn run(s: &mut Search, start: Assignment, src: &str, limit: usize) -> Assignment {
+pub fn run(s: &mut Search, space: &Space, start: Assignment, src: &str, limit: usize) -> Assignment {
     let max_loss = s.max_loss;
     let scored = |s: &Search| s.scorer.scored();
     let stop_at = scored(s).saturating_add(limit);
@@ -70,8 +86,9 @@ pub fn run(s: &mut Search, start: Assignment, src: &str, limit: usize) -> Assign
         let mut moves: Vec<(Assignment, f64)> = slots(&cur)
             .into_iter()
             .flat_map(|slot| narrowings(slot.get(&cur)).into_iter().map(move |f| (slot, f)))
-            .map(|(slot, f)| {
-                let a = slot.with(&cur, f);
+            .map(|(slot, f)| slot.with(&cur, f))
+            .chain(offset_switches(space, &cur))
+            .map(|a| {
                 let saving = cost - s.price(&a)[s.primary];
                 (a, saving)
             })
@@ -91,7 +108,7 @@ pub fn run(s: &mut Search, start: Assignment, src: &str, limit: usize) -> Assign
             }
         }
         if best.is_none() {
-            best = free_widening(s, &cur, cost, loss, src, &spent).map(|(a, l)| (a, l, 0.0));
+            best = free_widening(s, space, &cur, cost, loss, src, &spent).map(|(a, l)| (a, l, 0.0));
         }
         match best {
             Some((a, l, _)) => {
@@ -108,6 +125,7 @@ pub fn run(s: &mut Search, start: Assignment, src: &str, limit: usize) -> Assign
 /// lowers it at all.
 fn free_widening(
     s: &mut Search,
+    space: &Space,
     cur: &Assignment,
     cost: f64,
     loss: f64,
@@ -115,16 +133,15 @@ fn free_widening(
     spent: &dyn Fn(&Search) -> bool,
 ) -> Option<(Assignment, f64)> {
     let mut best: Option<(Assignment, f64)> = None;
-    for slot in slots(cur) {
-        for f in widenings(slot.get(cur)) {
-            let a = slot.with(cur, f);
-            if spent(s) || s.price(&a)[s.primary] > cost {
-                continue;
-            }
-            if let Some(l) = s.evaluate(&a, src, Some(s.max_loss)) {
-                if l < best.as_ref().map_or(loss, |b| b.1) - 1e-12 {
-                    best = Some((a, l));
-                }
+    let widened =
+        slots(cur).into_iter().flat_map(|slot| widenings(slot.get(cur)).into_iter().map(move |f| slot.with(cur, f)));
+    for a in widened.chain(offset_switches(space, cur)) {
+        if spent(s) || s.price(&a)[s.primary] > cost {
+            continue;
+        }
+        if let Some(l) = s.evaluate(&a, src, Some(s.max_loss)) {
+            if l < best.as_ref().map_or(loss, |b| b.1) - 1e-12 {
+                best = Some((a, l));
             }
         }
     }
@@ -135,7 +152,7 @@ fn free_widening(
 pub fn strategy(ctx: &mut Context) {
     let weighted = Budgets { cost_weighted: true, ..ctx.budgets };
     let p = paper::run(ctx.search, ctx.space, &weighted, "paper-weighted");
-    run(ctx.search, p, "descent", usize::MAX);
+    run(ctx.search, ctx.space, p, "descent", usize::MAX);
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use super::confirm::{self, Confirmed};
 use super::paper::Budgets;
 use super::score::{key, Scorer};
 use super::{uniform, Context, Evaluation, Event, Pricer, Search, Space, Strategy};
+use crate::config::WeightOffsets;
 use crate::experiment::Experiment;
 use crate::report::write_atomic;
 use crate::run_folder::{self as rf, Baseline, Chosen, Confirmation, Costs, FrontRow, LayerBits, RunSummary};
@@ -217,10 +218,16 @@ fn search(exp: &Experiment, costing: &Costing, opts: &Options, plan: &Plan, targ
             activations: a,
             input: 8,
             unsigned: st.unsigned,
+            per_channel: st.weight_offsets.per_channel(),
         };
         crate::eval::calibrate::uniform(&exp.graph, &exp.ranges, spec, st.arith)
     };
-    let space = Space { graph: &exp.graph, ranges: &exp.ranges, uniform: &uniform_wba };
+    let space = Space {
+        graph: &exp.graph,
+        ranges: &exp.ranges,
+        uniform: &uniform_wba,
+        choose_offsets: st.weight_offsets == WeightOffsets::Choose,
+    };
     let uniform_b = |b| exp.uniform(b);
     let sweep = uniform::run(&mut s, &uniform_b);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(plan.seed);

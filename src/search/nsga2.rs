@@ -35,8 +35,10 @@ const BITS: (i32, i32) = (1, 16);
 const SHIFT: (i32, i32) = (-6, 6);
 
 /// Genes: [in_bits, in_shift] for the network input, then per layer [w_bits, w_shift, b_bits,
-/// b_shift, a_bits, a_shift] (params) or [a_bits, a_shift]. Every seed must encode exactly (the
-/// paper and descent points included), so each format has a shift and the shift range is wide.
+/// b_shift, a_bits, a_shift] (params) or [a_bits, a_shift]; where the space lets strategies choose
+/// weight offsets, a per-channel gene (0 or 1) follows `b_shift`. Every seed must encode exactly
+/// (the paper and descent points included), so each format has a shift and the shift range is
+/// wide.
 type Genome = Vec<i32>;
 
 struct Codec<'a> {
@@ -55,6 +57,9 @@ impl<'a> Codec<'a> {
             layout.push((bounds.len(), l.weights.is_some()));
             if l.weights.is_some() {
                 bounds.extend([BITS, SHIFT, BITS, SHIFT]);
+                if space.choose_offsets {
+                    bounds.push((0, 1));
+                }
             }
             bounds.extend([BITS, SHIFT]);
         }
@@ -89,6 +94,10 @@ impl<'a> Codec<'a> {
                 let b = self.no_clip(i, Kind::Bias, g[o + 2] as u32);
                 a.layers[i].bias = Some(Format { frac: b.frac + g[o + 3], ..b });
                 at += 4;
+                if self.space.choose_offsets {
+                    a.layers[i].per_channel = g[at] == 1;
+                    at += 1;
+                }
             }
             let y = self.no_clip(i, Kind::Activation, g[at] as u32);
             a.layers[i].output = Format { frac: y.frac + g[at + 1], ..y };
@@ -107,6 +116,9 @@ impl<'a> Codec<'a> {
                     b.bits as i32,
                     b.frac - self.no_clip(i, Kind::Bias, b.bits).frac,
                 ]);
+                if self.space.choose_offsets {
+                    g.push(i32::from(l.per_channel));
+                }
             }
             let o = l.output;
             g.extend([o.bits as i32, o.frac - self.no_clip(i, Kind::Activation, o.bits).frac]);
@@ -315,7 +327,7 @@ pub fn strategy(ctx: &mut Context) {
     for (b, src) in [(&ctx.budgets, "paper"), (&weighted, "paper-weighted")] {
         let p = paper::run(s, ctx.space, b, src);
         let left = s.budget.saturating_sub(s.scorer.scored());
-        let d = descent::run(s, p.clone(), "descent", left / 2);
+        let d = descent::run(s, ctx.space, p.clone(), "descent", left / 2);
         seeds.extend([p, d]);
     }
     let target = s.max_loss;

@@ -171,7 +171,9 @@ pub fn key(a: &Assignment) -> String {
     for (i, l) in a.layers.iter().enumerate() {
         let _ = write!(s, ";L{i}=");
         if let (Some(w), Some(b)) = (l.weights, l.bias) {
-            let _ = write!(s, "w{},b{},", fmt_code(w), fmt_code(b));
+            // `/c`: per-channel weight offsets.
+            let pc = if l.per_channel { "/c" } else { "" };
+            let _ = write!(s, "w{}{pc},b{},", fmt_code(w), fmt_code(b));
         }
         let _ = write!(s, "o{}", fmt_code(l.output));
         if let Some(acc) = l.accumulator {

@@ -12,6 +12,9 @@ pub struct Space<'a> {
     pub ranges: &'a Ranges,
     /// Uniform no-clip assignment at given (weights, bias, activation) widths.
     pub uniform: &'a dyn Fn(u32, u32, u32) -> Assignment,
+    /// Strategies may switch a layer's weights between per-channel and per-tensor offsets
+    /// (`[quant] weight_offsets = "choose"`).
+    pub choose_offsets: bool,
 }
 
 impl Space<'_> {
