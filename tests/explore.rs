@@ -4,8 +4,8 @@
 //! point exports and reports.
 //!
 //! Every test runs `qdse explore` at least once (fourteen of them took 106 s together on a
-//! shared two-core machine), so all but `strategy_uniform`, one whole run folder checked, are in the slow
-//! tier (docs/architecture.md, "Tests").
+//! shared two-core machine), so all but `strategy_uniform`, one whole run folder checked, are in
+//! the slow tier (docs/architecture.md, "Tests").
 //!
 //! Runs use LeNet-5 on the first images of Fashion-MNIST to stay fast on two cores: 300 images
 //! (150 search) for uniform/paper/independent and the resume tests, 60 images (30 search) for
