@@ -3,7 +3,7 @@
 
 use crate::fixed::{Arith, Overflow, RangeMode, Rounding};
 use crate::search::Strategy;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -276,19 +276,17 @@ impl Settings {
             unsigned: None,
             weight_offsets: None,
         });
+        check_name(&raw.name, &o)?;
+        let data = data_settings(raw.data, &o)?;
+        let search = search_settings(raw.search, data.confirm_samples, &o)?;
         Ok(Settings {
             source: path.to_path_buf(),
             name: raw.name,
             seed: raw.seed.unwrap_or(0),
             model: o.abs(&raw.model.path),
-            data: data_settings(raw.data, &o)?,
-            // A shipped profile's name stays a name; anything path-like is relative to the config.
-            cost_profile: match raw.cost.and_then(|c| c.profile) {
-                None => "paper".into(),
-                Some(p) if crate::cost::profile::builtin(&p).is_some() => p,
-                Some(p) => o.abs(Path::new(&p)).display().to_string(),
-            },
-            search: search_settings(raw.search, &o)?,
+            data,
+            cost_profile: cost_profile(raw.cost.and_then(|c| c.profile), &o)?,
+            search,
             arith: Arith {
                 rounding: q.rounding.unwrap_or_default(),
                 overflow: q.overflow.unwrap_or_default(),
@@ -298,13 +296,34 @@ impl Settings {
             weight_offsets: q.weight_offsets.unwrap_or_default(),
         })
     }
+}
 
-    /// Refuse names that cannot be a folder name.
-    pub fn check_name(&self) -> Result<()> {
-        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
-            bail!("config {}: name '{}' must be a plain folder name", self.source.display(), self.name);
+/// `name` names the run folder (`reports/<name>`): refuse what cannot be a plain folder name.
+fn check_name(name: &str, o: &Origin) -> Result<()> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(o.err(format!("name = '{name}' must be a plain folder name (it names the run folder)")));
+    }
+    Ok(())
+}
+
+/// `[cost] profile`: a shipped profile's name stays a name; anything else is a profile file,
+/// relative to the config, that must exist.
+fn cost_profile(profile: Option<String>, o: &Origin) -> Result<String> {
+    match profile {
+        None => Ok("paper".into()),
+        Some(p) if crate::cost::profile::builtin(&p).is_some() => Ok(p),
+        Some(p) => {
+            let path = o.abs(Path::new(&p));
+            if !path.is_file() {
+                return Err(o.err(format!(
+                    "[cost] profile = '{p}' is neither a shipped profile ({}) nor a profile file ({} {})",
+                    crate::cost::profile::BUILTIN_NAMES.join(", "),
+                    path.display(),
+                    if path.is_dir() { "is a folder" } else { "does not exist" }
+                )));
+            }
+            Ok(path.display().to_string())
         }
-        Ok(())
     }
 }
 
@@ -389,7 +408,7 @@ fn data_settings(d: RawData, o: &Origin) -> Result<DataSettings> {
 }
 
 /// `[search]` resolved, with its defaults.
-fn search_settings(raw: Option<RawSearch>, o: &Origin) -> Result<SearchSettings> {
+fn search_settings(raw: Option<RawSearch>, confirm_samples: Option<usize>, o: &Origin) -> Result<SearchSettings> {
     let s = raw.unwrap_or(RawSearch {
         strategy: None,
         max_loss: None,
@@ -409,6 +428,14 @@ fn search_settings(raw: Option<RawSearch>, o: &Origin) -> Result<SearchSettings>
     let confidence = s.confidence.unwrap_or(0.95);
     if !(0.0..1.0).contains(&confidence) {
         return Err(o.err(format!("[search] confidence = {confidence} must be in [0, 1)")));
+    }
+    // A bound asked for in so many words needs images to bound on (docs/data-roles.md); the
+    // default confidence quietly falls back to the search-loss choice.
+    if s.confidence.is_some_and(|c| c > 0.0) && confirm_samples == Some(0) {
+        return Err(o.err(format!(
+            "[search] confidence = {confidence} needs confirmation images, but [data] confirm_samples = 0 \
+             (set confidence = 0 to choose on the search loss alone)"
+        )));
     }
     Ok(SearchSettings {
         strategy: s.strategy.unwrap_or(Strategy::Paper),

@@ -74,6 +74,9 @@ fn run(cli: Cli) -> Result<()> {
 
 /// A file a flag names must exist before the model and data are loaded for it.
 fn check_file(flag: &str, path: &Path) -> Result<()> {
+    if path.is_dir() {
+        bail!("{flag} {}: a folder, not a file", path.display());
+    }
     if !path.is_file() {
         bail!("{flag} {}: no such file", path.display());
     }
@@ -187,7 +190,6 @@ fn cost(
 
 fn explore(out: &mut impl Write, config: Option<&Path>, max_loss: Option<f64>, opts: &explore::Options) -> Result<()> {
     let mut settings = Settings::load_or_default(config)?;
-    settings.check_name()?;
     if let Some(m) = max_loss {
         if !(0.0..1.0).contains(&m) {
             bail!("--max-loss {m} must be in [0, 1) (a fraction: 0.005 = 0.5 %)");
@@ -224,6 +226,13 @@ fn export(out: &mut impl Write, config: Option<&Path>, point: &Path, dir: &Path,
     check_file("--point", point)?;
     let exp = Experiment::load(settings)?;
     let a = exp.load_point(point)?;
+    if samples > exp.split.holdout.len() {
+        bail!(
+            "--samples {samples} is more than the {} holdout images of {} (golden vectors come from the holdout split)",
+            exp.split.holdout.len(),
+            cfg.display()
+        );
+    }
     let golden: Vec<(Vec<f64>, usize)> =
         exp.split.holdout.clone().take(samples).map(|i| (exp.input_f64(i), exp.data.labels[i])).collect();
     let meta = qdse::export::ExportMeta::new(exp.settings.model.display().to_string(), Some(cfg.display().to_string()));

@@ -10,6 +10,7 @@ use qdse::eval::calibrate::{activation_format, param_format, uniform, Kind, Rang
 use qdse::eval::fixed::{Carriers, FixedEngine, Precision};
 use qdse::eval::kernels::Isa;
 use qdse::fixed::{Arith, Assignment, Format, LayerFormats, Overflow, RangeMode, Rounding};
+use qdse::model::ir::Conv;
 use qdse::model::{Activation, Graph, Op, Window};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -135,6 +136,99 @@ fn ref_params(g: &Graph, asg: &Assignment) -> RefParams {
         .collect()
 }
 
+/// The exact sums of products of a Conv (without the bias) on the real input `x`, per output
+/// element: the weights `wq` are reals on their format's grid.
+fn ref_conv_sums(c: &Conv, x: &[f64], is: &[usize], os: &[usize], wq: &[f64]) -> Vec<f64> {
+    let (ic, ih, iw) = (is[0], is[1], is[2]);
+    let (oc, oh, ow) = (os[0], os[1], os[2]);
+    let cg = ic / c.groups;
+    let og = oc / c.groups;
+    let [kh, kw] = c.window.kernel;
+    let [dy, dx] = c.window.dilation;
+    let [sy, sx] = c.window.stride;
+    let (pt, pl) = (c.window.pads[0] as isize, c.window.pads[1] as isize);
+    // Every product is a multiple of 2^-fa and every sum stays far below
+    // 2^53 steps, so f64 sums are exact and their order is free: loop over
+    // the weights and sweep the output plane (much faster on real models).
+    let mut sums = vec![0.0; oc * oh * ow];
+    for o in 0..oc {
+        let grp = o / og;
+        let plane = &mut sums[o * oh * ow..(o + 1) * oh * ow];
+        for ci in 0..cg {
+            let cin = grp * cg + ci;
+            let xp = &x[cin * ih * iw..(cin + 1) * ih * iw];
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let wv = wq[((o * cg + ci) * kh + ky) * kw + kx];
+                    // Output columns ox whose input column ox*sx + kx*dx - pl
+                    // lies inside the row: lo..hi.
+                    let first = pl - (kx * dx) as isize; // ox*sx >= first
+                    let last = iw as isize - 1 + pl - (kx * dx) as isize; // ox*sx <= last
+                    let lo = (first.max(0) as usize).div_ceil(sx);
+                    let hi = if last < 0 { 0 } else { (last as usize / sx + 1).min(ow) };
+                    if lo >= hi {
+                        continue;
+                    }
+                    let ix0 = (lo * sx) as isize - first; // >= 0
+                    for oy in 0..oh {
+                        let iy = (oy * sy + ky * dy) as isize - pt;
+                        if iy < 0 || iy >= ih as isize {
+                            continue;
+                        }
+                        let row = &xp[iy as usize * iw..(iy as usize + 1) * iw];
+                        let out = &mut plane[oy * ow + lo..oy * ow + hi];
+                        if sx == 1 {
+                            let src = &row[ix0 as usize..ix0 as usize + out.len()];
+                            for (acc, &xv) in out.iter_mut().zip(src) {
+                                *acc += xv * wv;
+                            }
+                        } else {
+                            let src = row[ix0 as usize..].iter().step_by(sx);
+                            for (acc, &xv) in out.iter_mut().zip(src) {
+                                *acc += xv * wv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    sums
+}
+
+/// A max or average pool on the real input `x` (an average rounded into `of`).
+fn ref_pool(op: &Op, w: &Window, x: &[f64], is: &[usize], os: &[usize], of: Format, a: Arith) -> Vec<f64> {
+    let incl = matches!(op, Op::AvgPool { count_include_pad: true, .. });
+    let mut y = Vec::new();
+    for c in 0..is[0] {
+        for oy in 0..os[1] {
+            for ox in 0..os[2] {
+                let mut vs = Vec::new();
+                let mut padded = 0;
+                for ky in 0..w.kernel[0] {
+                    for kx in 0..w.kernel[1] {
+                        let iy = (oy * w.stride[0] + ky) as isize - w.pads[0] as isize;
+                        let ix = (ox * w.stride[1] + kx) as isize - w.pads[1] as isize;
+                        if iy < (is[1] + w.pads[2]) as isize && ix < (is[2] + w.pads[3]) as isize {
+                            padded += 1;
+                        }
+                        if iy >= 0 && ix >= 0 && (iy as usize) < is[1] && (ix as usize) < is[2] {
+                            vs.push(x[(c * is[1] + iy as usize) * is[2] + ix as usize]);
+                        }
+                    }
+                }
+                y.push(if matches!(op, Op::MaxPool(_)) {
+                    vs.iter().cloned().fold(f64::MIN, f64::max)
+                } else {
+                    let cnt = if incl { padded } else { vs.len() };
+                    q(vs.iter().sum::<f64>() / cnt as f64, of, a)
+                });
+            }
+        }
+    }
+    y
+}
+
 /// Run the reference over the whole graph; returns every value as reals.
 fn reference(g: &Graph, asg: &Assignment, input: &[f64]) -> Vec<Vec<f64>> {
     reference_with(g, asg, &ref_params(g, asg), input)
@@ -161,61 +255,9 @@ fn reference_with(g: &Graph, asg: &Assignment, params: &RefParams, input: &[f64]
                 let fin = |acc: f64, c: usize| ref_finish(acc, fa[c], l.accumulator, n.op.activation(), of, a);
                 match &n.op {
                     Op::Conv(c) => {
-                        let (ic, ih, iw) = (is[0], is[1], is[2]);
-                        let (oc, oh, ow) = (os[0], os[1], os[2]);
-                        let cg = ic / c.groups;
-                        let og = oc / c.groups;
-                        let [kh, kw] = c.window.kernel;
-                        let [dy, dx] = c.window.dilation;
-                        let [sy, sx] = c.window.stride;
-                        let (pt, pl) = (c.window.pads[0] as isize, c.window.pads[1] as isize);
-                        // Every product is a multiple of 2^-fa and every sum stays far below
-                        // 2^53 steps, so f64 sums are exact and their order is free: loop over
-                        // the weights and sweep the output plane (much faster on real models).
-                        let mut sums = vec![0.0; oc * oh * ow];
-                        for o in 0..oc {
-                            let grp = o / og;
-                            let plane = &mut sums[o * oh * ow..(o + 1) * oh * ow];
-                            for ci in 0..cg {
-                                let cin = grp * cg + ci;
-                                let xp = &x[cin * ih * iw..(cin + 1) * ih * iw];
-                                for ky in 0..kh {
-                                    for kx in 0..kw {
-                                        let wv = wq[((o * cg + ci) * kh + ky) * kw + kx];
-                                        // Output columns ox whose input column ox*sx + kx*dx - pl
-                                        // lies inside the row: lo..hi.
-                                        let first = pl - (kx * dx) as isize; // ox*sx >= first
-                                        let last = iw as isize - 1 + pl - (kx * dx) as isize; // ox*sx <= last
-                                        let lo = (first.max(0) as usize).div_ceil(sx);
-                                        let hi = if last < 0 { 0 } else { (last as usize / sx + 1).min(ow) };
-                                        if lo >= hi {
-                                            continue;
-                                        }
-                                        let ix0 = (lo * sx) as isize - first; // >= 0
-                                        for oy in 0..oh {
-                                            let iy = (oy * sy + ky * dy) as isize - pt;
-                                            if iy < 0 || iy >= ih as isize {
-                                                continue;
-                                            }
-                                            let row = &xp[iy as usize * iw..(iy as usize + 1) * iw];
-                                            let out = &mut plane[oy * ow + lo..oy * ow + hi];
-                                            if sx == 1 {
-                                                let src = &row[ix0 as usize..ix0 as usize + out.len()];
-                                                for (acc, &xv) in out.iter_mut().zip(src) {
-                                                    *acc += xv * wv;
-                                                }
-                                            } else {
-                                                let src = row[ix0 as usize..].iter().step_by(sx);
-                                                for (acc, &xv) in out.iter_mut().zip(src) {
-                                                    *acc += xv * wv;
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        sums.iter().enumerate().map(|(i, &acc)| fin(acc + bq[i / (oh * ow)], i / (oh * ow))).collect()
+                        let sums = ref_conv_sums(c, x, &is, &os, wq);
+                        let plane = os[1] * os[2];
+                        sums.iter().enumerate().map(|(i, &acc)| fin(acc + bq[i / plane], i / plane)).collect()
                     }
                     Op::Dense(d) => (0..d.out_features)
                         .map(|o| {
@@ -235,37 +277,7 @@ fn reference_with(g: &Graph, asg: &Assignment, params: &RefParams, input: &[f64]
                 x.iter().zip(x2).map(|(p, r)| q(act(p + r, *activation), of, a)).collect()
             }
             Op::Concat => n.inputs.iter().flat_map(|&v| vals[v].iter().map(|&e| q(e, of, a))).collect(),
-            Op::MaxPool(w) | Op::AvgPool { window: w, .. } => {
-                let incl = matches!(n.op, Op::AvgPool { count_include_pad: true, .. });
-                let mut y = Vec::new();
-                for c in 0..is[0] {
-                    for oy in 0..os[1] {
-                        for ox in 0..os[2] {
-                            let mut vs = Vec::new();
-                            let mut padded = 0;
-                            for ky in 0..w.kernel[0] {
-                                for kx in 0..w.kernel[1] {
-                                    let iy = (oy * w.stride[0] + ky) as isize - w.pads[0] as isize;
-                                    let ix = (ox * w.stride[1] + kx) as isize - w.pads[1] as isize;
-                                    if iy < (is[1] + w.pads[2]) as isize && ix < (is[2] + w.pads[3]) as isize {
-                                        padded += 1;
-                                    }
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < is[1] && (ix as usize) < is[2] {
-                                        vs.push(x[(c * is[1] + iy as usize) * is[2] + ix as usize]);
-                                    }
-                                }
-                            }
-                            y.push(if matches!(n.op, Op::MaxPool(_)) {
-                                vs.iter().cloned().fold(f64::MIN, f64::max)
-                            } else {
-                                let cnt = if incl { padded } else { vs.len() };
-                                q(vs.iter().sum::<f64>() / cnt as f64, of, a)
-                            });
-                        }
-                    }
-                }
-                y
-            }
+            Op::MaxPool(w) | Op::AvgPool { window: w, .. } => ref_pool(&n.op, w, x, &is, &os, of, a),
             Op::GlobalAvgPool => {
                 let hw = is[1] * is[2];
                 x.chunks(hw).map(|c| q(c.iter().sum::<f64>() / hw as f64, of, a)).collect()
@@ -289,168 +301,173 @@ fn reference_with(g: &Graph, asg: &Assignment, params: &RefParams, input: &[f64]
 }
 
 // ---------- random nets and formats ----------
+//
+// Every choice of a random case is a field of a spec drawn by a proptest strategy, so that a
+// failure shrinks to a small net and plain formats (smaller indices, `None`, `false`, fewer bits).
+// Only the real values (weights and inputs) come from a seed.
 
-fn random_net(rng: &mut ChaCha8Rng) -> Graph {
-    let c = rng.random_range(1..=3);
-    let hw = rng.random_range(5..=8);
-    let mut b = Builder::new(vec![c, hw, hw]);
-    let mut p = {
-        let mut r = ChaCha8Rng::seed_from_u64(rng.random());
-        move || r.random_range(-1.5..1.5)
-    };
-    let acts = [Activation::None, Activation::Relu, Activation::Clip { min: 0.0, max: 1.5 }];
-    let a1 = acts[rng.random_range(0..3)];
+const ACTS: [Activation; 4] = [
+    Activation::None,
+    Activation::Relu,
+    Activation::Clip { min: 0.0, max: 1.5 },
+    Activation::Clip { min: -0.5, max: 1.0 },
+];
+
+/// How the plain net reduces its pooled map before the dense layers.
+#[derive(Debug, Clone, Copy)]
+enum Reduce {
+    Flatten,
+    GlobalAvg,
+    GlobalMax,
+}
+
+/// The plain random net: a conv (one of five windows), an unfused activation, a
+/// BatchNormalization-like affine, a depthwise conv, a residual Add, a pointwise conv, a Concat,
+/// a max or average pool, a flatten or global pool, two dense layers: every `Op`.
+#[derive(Debug, Clone)]
+struct NetSpec {
+    channels: usize,
+    hw: usize,
+    conv1_window: usize,
+    conv1_out: usize,
+    conv1_act: usize,
+    unfused_act: Option<usize>,
+    affine_act: Option<usize>,
+    add_act: usize,
+    pool_pad: usize,
+    /// None: MaxPool; Some(count_include_pad): AvgPool.
+    avg_pool: Option<bool>,
+    reduce: Reduce,
+    fc1_act: usize,
+}
+
+fn net_spec() -> impl Strategy<Value = NetSpec> {
+    let reduce = prop::sample::select(vec![Reduce::Flatten, Reduce::GlobalAvg, Reduce::GlobalMax]);
+    (
+        (1usize..=3, 5usize..=8, 0usize..5, 2usize..=4, 0usize..3),
+        (prop::option::of(1usize..3), prop::option::of(0usize..2), 0usize..2, 0usize..=1),
+        (prop::option::of(any::<bool>()), reduce, 0usize..3),
+    )
+        .prop_map(
+            |((channels, hw, conv1_window, conv1_out, conv1_act), (unfused, affine, add, pad), (avg, reduce, fc1))| {
+                NetSpec {
+                    channels,
+                    hw,
+                    conv1_window,
+                    conv1_out,
+                    conv1_act,
+                    unfused_act: unfused,
+                    affine_act: affine,
+                    add_act: add,
+                    pool_pad: pad,
+                    avg_pool: avg,
+                    reduce,
+                    fc1_act: fc1,
+                }
+            },
+        )
+}
+
+/// A stream of parameter values in [-1.5, 1.5) from `seed`.
+fn params(seed: u64) -> impl FnMut() -> f64 {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    move || r.random_range(-1.5..1.5)
+}
+
+fn random_net(spec: &NetSpec, seed: u64) -> Graph {
+    let mut b = Builder::new(vec![spec.channels, spec.hw, spec.hw]);
+    let mut p = params(seed);
     let square =
         |k: usize, s: usize, p: usize| Window { kernel: [k, k], stride: [s, s], pads: [p; 4], dilation: [1, 1] };
     // The last: rectangular, dilated, asymmetrically padded (stride 1: the padded-runs path).
     let odd = Window { kernel: [3, 2], stride: [1, 1], pads: [1, 0, 0, 1], dilation: [2, 1] };
-    let w1 = [square(3, 1, 1), square(3, 2, 1), square(1, 1, 0), square(3, 1, 0), odd][rng.random_range(0..5)];
-    let c1 = rng.random_range(2..=4);
-    let x1 = b.conv_window("conv1", 0, c1, w1, 1, a1, &mut p);
-    // An unfused activation (its input's format passes through), sometimes.
-    let x1 = if rng.random_bool(0.4) {
-        let s1 = b.shape(x1);
-        b.push("act", Op::Activation(acts[rng.random_range(1..3)]), vec![x1], s1)
-    } else {
-        x1
+    let w1 = [square(3, 1, 1), square(3, 2, 1), square(1, 1, 0), square(3, 1, 0), odd][spec.conv1_window];
+    let c1 = spec.conv1_out;
+    let x1 = b.conv_window("conv1", 0, c1, w1, 1, ACTS[spec.conv1_act], &mut p);
+    // An unfused activation (its input's format passes through).
+    let x1 = match spec.unfused_act {
+        Some(a) => {
+            let s1 = b.shape(x1);
+            b.push("act", Op::Activation(ACTS[a]), vec![x1], s1)
+        }
+        None => x1,
     };
-    let x2 = if rng.random_bool(0.5) { b.affine("bn1", x1, acts[rng.random_range(0..2)], &mut p) } else { x1 };
+    let x2 = match spec.affine_act {
+        Some(a) => b.affine("bn1", x1, ACTS[a], &mut p),
+        None => x1,
+    };
     let x3 = b.conv("dw", x2, c1, 3, 1, 1, c1, Activation::None, &mut p);
     let s = b.shape(x2);
-    let x4 = b.push("add", Op::Add { activation: acts[rng.random_range(0..2)] }, vec![x2, x3], s.clone());
+    let x4 = b.push("add", Op::Add { activation: ACTS[spec.add_act] }, vec![x2, x3], s.clone());
     let x5 = b.conv("pw", x4, 2, 1, 1, 0, 1, Activation::Relu, &mut p);
     let s5 = b.shape(x5);
     let x6 = b.push("cat", Op::Concat, vec![x4, x5], vec![s[0] + s5[0], s[1], s[2]]);
     let s6 = b.shape(x6);
-    let pad = rng.random_range(0..=1);
+    let pad = spec.pool_pad;
     let w = Window { kernel: [2, 2], stride: [2, 2], pads: [0, 0, pad, pad], dilation: [1, 1] };
     let [oh, ow] = w.output_hw(s6[1], s6[2]).unwrap();
-    let pool = if rng.random_bool(0.5) {
-        Op::MaxPool(w)
-    } else {
-        Op::AvgPool { window: w, count_include_pad: rng.random_bool(0.5) }
+    let pool = match spec.avg_pool {
+        None => Op::MaxPool(w),
+        Some(count_include_pad) => Op::AvgPool { window: w, count_include_pad },
     };
     let x7 = b.push("pool", pool, vec![x6], vec![s6[0], oh, ow]);
-    let x8 = if rng.random_bool(0.5) {
-        b.push("gap", Op::GlobalAvgPool, vec![x7], vec![s6[0], 1, 1])
-    } else {
-        b.push("flat", Op::Flatten, vec![x7], vec![s6[0] * oh * ow])
+    let x8 = match spec.reduce {
+        Reduce::Flatten => b.push("flat", Op::Flatten, vec![x7], vec![s6[0] * oh * ow]),
+        Reduce::GlobalAvg => b.push("gap", Op::GlobalAvgPool, vec![x7], vec![s6[0], 1, 1]),
+        Reduce::GlobalMax => b.push("gmp", Op::GlobalMaxPool, vec![x7], vec![s6[0], 1, 1]),
     };
-    let x9 = b.dense("fc1", x8, 6, acts[rng.random_range(0..3)], &mut p);
+    let x9 = b.dense("fc1", x8, 6, ACTS[spec.fc1_act], &mut p);
     b.dense("fc2", x9, 4, Activation::None, &mut p);
     b.g
 }
 
-fn random_format(rng: &mut ChaCha8Rng, signed: bool) -> Format {
-    let bits = rng.random_range(1..=12);
-    let frac = rng.random_range(-3..=bits as i32 + 3);
-    Format::new(bits, frac, signed)
+/// A depthwise-separable block, the layers the direct depthwise kernel and the i32 residual Add
+/// run: a stem conv, a depthwise conv (channel multiplier 1 or 2; strided, dilated, rectangular
+/// or asymmetrically padded windows), a grouped conv of two channels per group (the grouped GEMM
+/// path), two pointwise convs, a residual Add (of the stem where the shapes agree), global
+/// average pooling and a dense layer. ReLU6-like clips are common.
+#[derive(Debug, Clone)]
+struct SeparableSpec {
+    channels: usize,
+    hw: usize,
+    /// 2 or 4 channels after the stem.
+    wide_stem: bool,
+    /// A 3x3 stem, else 1x1.
+    stem_3x3: bool,
+    dw_window: usize,
+    multiplier: usize,
+    /// Activations of the stem, depthwise, grouped, second pointwise conv, Add and dense layer.
+    acts: [usize; 6],
 }
 
-fn random_assignment(g: &Graph, rng: &mut ChaCha8Rng) -> Assignment {
-    let arith = Arith {
-        rounding: [Rounding::HalfEven, Rounding::HalfUp, Rounding::Floor, Rounding::HalfAway][rng.random_range(0..4)],
-        overflow: if rng.random_bool(0.3) { Overflow::Wrap } else { Overflow::Saturate },
-        range: if rng.random_bool(0.3) { RangeMode::Symmetric } else { RangeMode::TwosComplement },
-    };
-    let nn = g.non_negative(true);
-    let layers = g
-        .quant_layers()
-        .map(|(i, n)| {
-            let has = n.op.has_params();
-            let unsigned = nn[n.output] && rng.random_bool(0.5);
-            LayerFormats {
-                node: i,
-                per_channel: has && rng.random_bool(0.5),
-                weights: has.then(|| random_format(rng, true)),
-                bias: has.then(|| random_format(rng, true)),
-                output: random_format(rng, !unsigned),
-                accumulator: (has && rng.random_bool(0.3)).then(|| rng.random_range(6..=24)),
-            }
+fn separable_spec() -> impl Strategy<Value = SeparableSpec> {
+    (
+        1usize..=3,
+        5usize..=9,
+        any::<bool>(),
+        any::<bool>(),
+        0usize..6,
+        1usize..=2,
+        [0usize..4, 0..4, 0..4, 0..4, 0..4, 0..4],
+    )
+        .prop_map(|(channels, hw, wide_stem, stem_3x3, dw_window, multiplier, acts)| SeparableSpec {
+            channels,
+            hw,
+            wide_stem,
+            stem_3x3,
+            dw_window,
+            multiplier,
+            acts,
         })
-        .collect();
-    let input = Format::new(rng.random_range(2..=10), rng.random_range(0..=10), rng.random_bool(0.5));
-    let a = Assignment { arith, input, layers };
-    a.validate(g, &nn).expect("generated assignment is valid");
-    a
 }
 
-/// Every carrier set this machine has: the fastest, the portable f32/f64/i128 one, and each
-/// instruction set of the i16 carrier forced in turn (the fastest is one of them).
-fn carrier_sets() -> Vec<Carriers> {
-    let forced = [Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|&i| i.supported() && i != Isa::best());
-    [Carriers::Fastest, Carriers::Portable].into_iter().chain(forced.map(Carriers::On)).collect()
-}
-
-/// Every carrier set ([`carrier_sets`]) against the reference, so that each kernel is checked
-/// whichever the machine would pick.
-fn check(seed: u64) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let g = random_net(&mut rng);
-    check_net(seed, &g, &mut rng);
-}
-
-/// [`check`] on a given net: a random assignment, three random inputs.
-fn check_net(seed: u64, g: &Graph, rng: &mut ChaCha8Rng) {
-    let (g, a) = (g, random_assignment(g, rng));
-    let engines: Vec<FixedEngine> =
-        carrier_sets().into_iter().map(|c| FixedEngine::with_carriers(g, &a, c).unwrap()).collect();
-    let fmts = a.value_formats(g);
-    for _ in 0..3 {
-        let input: Vec<f64> = (0..g.values[0].numel()).map(|_| rng.random_range(0.0..1.2)).collect();
-        let want = reference(g, &a, &input);
-        for engine in &engines {
-            let mut codes = Vec::new();
-            engine.quantize_input(&input, &mut codes);
-            let got = engine.forward_all(&codes);
-            for (v, (gv, wv)) in got.iter().zip(&want).enumerate() {
-                let f = fmts[v];
-                let got_real: Vec<f64> = gv.iter().map(|&k| k as f64 * 2f64.powi(-f.frac)).collect();
-                assert_eq!(
-                    got_real,
-                    *wv,
-                    "seed {seed}: value {v} ({}) format {f} differs (kernels {:?} on {:?})\nassignment: {a:?}",
-                    g.values[v].name,
-                    engine.kernels(),
-                    engine.isa()
-                );
-            }
-        }
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
-    #[test]
-    fn integer_engine_equals_fake_quant_reference(seed in any::<u64>()) {
-        check(seed);
-    }
-}
-
-/// A random depthwise-separable block, the layers the direct depthwise kernel and the i32
-/// residual Add run: a stem conv, a depthwise conv (channel multiplier 1 or 2; strided,
-/// dilated, rectangular or asymmetrically padded windows), a grouped conv of two channels per
-/// group (the grouped GEMM path), two pointwise convs, a residual Add (of the stem where the
-/// shapes agree), global average pooling and a dense layer. ReLU6-like clips are common.
-fn random_separable_net(rng: &mut ChaCha8Rng) -> Graph {
-    let c = rng.random_range(1..=3);
-    let hw = rng.random_range(5..=9);
-    let mut b = Builder::new(vec![c, hw, hw]);
-    let mut p = {
-        let mut r = ChaCha8Rng::seed_from_u64(rng.random());
-        move || r.random_range(-1.5..1.5)
-    };
-    let acts = [
-        Activation::None,
-        Activation::Relu,
-        Activation::Clip { min: 0.0, max: 1.5 },
-        Activation::Clip { min: -0.5, max: 1.0 },
-    ];
-    let act = |rng: &mut ChaCha8Rng| acts[rng.random_range(0..acts.len())];
-    let c1 = [2, 4][rng.random_range(0..2)];
-    let k = [1, 3][rng.random_range(0..2)];
-    let a = act(rng);
-    let stem = b.conv("stem", 0, c1, k, 1, k / 2, 1, a, &mut p);
+fn random_separable_net(spec: &SeparableSpec, seed: u64) -> Graph {
+    let mut b = Builder::new(vec![spec.channels, spec.hw, spec.hw]);
+    let mut p = params(seed);
+    let [stem_act, dw_act, grouped_act, pw2_act, add_act, fc_act] = spec.acts.map(|a| ACTS[a]);
+    let c1 = if spec.wide_stem { 4 } else { 2 };
+    let k = if spec.stem_3x3 { 3 } else { 1 };
+    let stem = b.conv("stem", 0, c1, k, 1, k / 2, 1, stem_act, &mut p);
     let win = |k: [usize; 2], s: [usize; 2], pads: [usize; 4], d: [usize; 2]| Window {
         kernel: k,
         stride: s,
@@ -464,41 +481,210 @@ fn random_separable_net(rng: &mut ChaCha8Rng) -> Graph {
         win([5, 5], [1, 1], [2; 4], [1, 1]),
         win([3, 2], [2, 1], [1, 0, 0, 1], [2, 1]),
         win([2, 3], [1, 3], [0, 2, 1, 0], [1, 2]),
-    ][rng.random_range(0..6)];
-    let mult = rng.random_range(1..=2);
-    let a = act(rng);
-    let dw = b.conv_window("dw", stem, c1 * mult, w, c1, a, &mut p);
-    let a = act(rng);
-    let grouped = b.conv("grouped", dw, c1 * mult, 3, 1, 1, c1 * mult / 2, a, &mut p);
+    ][spec.dw_window];
+    let mult = spec.multiplier;
+    let dw = b.conv_window("dw", stem, c1 * mult, w, c1, dw_act, &mut p);
+    let grouped = b.conv("grouped", dw, c1 * mult, 3, 1, 1, c1 * mult / 2, grouped_act, &mut p);
     let pw1 = b.conv("pw1", grouped, c1, 1, 1, 0, 1, Activation::None, &mut p);
-    let other = if b.shape(stem) == b.shape(pw1) { stem } else { b.conv("pw2", dw, c1, 1, 1, 0, 1, act(rng), &mut p) };
+    let other = if b.shape(stem) == b.shape(pw1) { stem } else { b.conv("pw2", dw, c1, 1, 1, 0, 1, pw2_act, &mut p) };
     let s = b.shape(pw1);
-    let add = b.push("add", Op::Add { activation: act(rng) }, vec![pw1, other], s.clone());
+    let add = b.push("add", Op::Add { activation: add_act }, vec![pw1, other], s.clone());
     let gap = b.push("gap", Op::GlobalAvgPool, vec![add], vec![s[0], 1, 1]);
-    let a = act(rng);
-    b.dense("fc", gap, 4, a, &mut p);
+    b.dense("fc", gap, 4, fc_act, &mut p);
     b.g
 }
 
+/// Bits 1..=12 and a frac from 3 below 0 to 3 above the bits.
+fn format_spec() -> impl Strategy<Value = (u32, i32)> {
+    (1u32..=12).prop_flat_map(|bits| (Just(bits), -3..=bits as i32 + 3))
+}
+
+/// One node's formats, used where the node has them.
+#[derive(Debug, Clone)]
+struct LayerSpec {
+    weights: (u32, i32),
+    bias: (u32, i32),
+    output: (u32, i32),
+    /// An unsigned output, where the value is never negative.
+    unsigned: bool,
+    /// A bounded accumulator (parameterised layers only).
+    accumulator: Option<u32>,
+    /// Per-channel weight offsets (parameterised layers only).
+    per_channel: bool,
+}
+
+fn layer_spec() -> impl Strategy<Value = LayerSpec> {
+    let accumulator = prop::option::weighted(0.3, 6u32..=24);
+    (format_spec(), format_spec(), format_spec(), any::<bool>(), accumulator, any::<bool>()).prop_map(
+        |(weights, bias, output, unsigned, accumulator, per_channel)| LayerSpec {
+            weights,
+            bias,
+            output,
+            unsigned,
+            accumulator,
+            per_channel,
+        },
+    )
+}
+
+/// The arithmetic: every rounding mode, saturate or wrap, both signed ranges.
+fn arith() -> impl Strategy<Value = Arith> {
+    let rounding =
+        prop::sample::select(vec![Rounding::HalfEven, Rounding::HalfUp, Rounding::Floor, Rounding::HalfAway]);
+    let overflow = prop::sample::select(vec![Overflow::Saturate, Overflow::Wrap]);
+    let range = prop::sample::select(vec![RangeMode::TwosComplement, RangeMode::Symmetric]);
+    (rounding, overflow, range).prop_map(|(rounding, overflow, range)| Arith { rounding, overflow, range })
+}
+
+/// The formats of one random case: the arithmetic, the input format and one [`LayerSpec`] per
+/// node that owns a format (more than either net has).
+#[derive(Debug, Clone)]
+struct Formats {
+    arith: Arith,
+    input: Format,
+    layers: Vec<LayerSpec>,
+}
+
+fn formats() -> impl Strategy<Value = Formats> {
+    let input = (2u32..=10, 0i32..=10, any::<bool>()).prop_map(|(b, f, s)| Format::new(b, f, s));
+    (arith(), input, prop::collection::vec(layer_spec(), 12)).prop_map(|(arith, input, layers)| Formats {
+        arith,
+        input,
+        layers,
+    })
+}
+
+/// The assignment of `f` to `g` (a signed output where the value may be negative).
+fn assignment(g: &Graph, f: &Formats) -> Assignment {
+    let nn = g.non_negative(true);
+    let owners: Vec<_> = g.quant_layers().collect();
+    assert!(owners.len() <= f.layers.len(), "{} format owners, {} layer specs", owners.len(), f.layers.len());
+    let fmt = |(bits, frac): (u32, i32), signed| Format::new(bits, frac, signed);
+    let layers = owners
+        .into_iter()
+        .zip(&f.layers)
+        .map(|((i, n), s)| {
+            let has = n.op.has_params();
+            LayerFormats {
+                node: i,
+                per_channel: has && s.per_channel,
+                weights: has.then(|| fmt(s.weights, true)),
+                bias: has.then(|| fmt(s.bias, true)),
+                output: fmt(s.output, !(nn[n.output] && s.unsigned)),
+                accumulator: s.accumulator.filter(|_| has),
+            }
+        })
+        .collect();
+    let a = Assignment { arith: f.arith, input: f.input, layers };
+    a.validate(g, &nn).expect("generated assignment is valid");
+    a
+}
+
+/// Every carrier set this machine has: the fastest, the portable f32/f64/i128 one, and each
+/// instruction set of the i16 carrier forced in turn (the fastest is one of them).
+fn carrier_sets() -> Vec<Carriers> {
+    let forced = [Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|&i| i.supported() && i != Isa::best());
+    [Carriers::Fastest, Carriers::Portable].into_iter().chain(forced.map(Carriers::On)).collect()
+}
+
+/// Every carrier set ([`carrier_sets`]) on `g` under `f` against the reference, so that each
+/// kernel is checked whichever the machine would pick, on three random inputs from `seed`.
+fn check_net(g: &Graph, f: &Formats, seed: u64) -> Result<(), TestCaseError> {
+    let a = assignment(g, f);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let engines: Vec<FixedEngine> =
+        carrier_sets().into_iter().map(|c| FixedEngine::with_carriers(g, &a, c).unwrap()).collect();
+    let fmts = a.value_formats(g);
+    for _ in 0..3 {
+        let input: Vec<f64> = (0..g.values[0].numel()).map(|_| rng.random_range(0.0..1.2)).collect();
+        let want = reference(g, &a, &input);
+        for engine in &engines {
+            let mut codes = Vec::new();
+            engine.quantize_input(&input, &mut codes);
+            let got = engine.forward_all(&codes);
+            for (v, (gv, wv)) in got.iter().zip(&want).enumerate() {
+                let f = fmts[v];
+                let got_real: Vec<f64> = gv.iter().map(|&k| k as f64 * 2f64.powi(-f.frac)).collect();
+                prop_assert_eq!(
+                    &got_real,
+                    wv,
+                    "value {} ({}) format {} differs (kernels {:?} on {:?})",
+                    v,
+                    &g.values[v].name,
+                    f,
+                    engine.kernels(),
+                    engine.isa()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Cases of each property in a plain `cargo test`; the slow tier (`-- --ignored`, run by CI)
+/// runs [`FUZZ_CASES`] more.
+const QUICK_CASES: u32 = 64;
+const FUZZ_CASES: u32 = 1000;
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(QUICK_CASES))]
+    #[test]
+    fn integer_engine_equals_fake_quant_reference(net in net_spec(), f in formats(), seed in any::<u64>()) {
+        check_net(&random_net(&net, seed), &f, seed)?;
+    }
+
     /// The depthwise, grouped and residual-Add paths on every carrier set and instruction set
     /// the machine has ([`carrier_sets`]), against the reference.
     #[test]
-    fn separable_nets_equal_fake_quant_reference(seed in any::<u64>()) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let g = random_separable_net(&mut rng);
-        check_net(seed, &g, &mut rng);
+    fn separable_nets_equal_fake_quant_reference(net in separable_spec(), f in formats(), seed in any::<u64>()) {
+        check_net(&random_separable_net(&net, seed), &f, seed)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(FUZZ_CASES))]
+    #[test]
+    #[ignore = "slow tier: cargo test -- --ignored"]
+    fn fuzz_integer_engine_equals_fake_quant_reference(net in net_spec(), f in formats(), seed in any::<u64>()) {
+        check_net(&random_net(&net, seed), &f, seed)?;
+    }
+
+    #[test]
+    #[ignore = "slow tier: cargo test -- --ignored"]
+    fn fuzz_separable_nets_equal_fake_quant_reference(net in separable_spec(), f in formats(), seed in any::<u64>()) {
+        check_net(&random_separable_net(&net, seed), &f, seed)?;
     }
 }
 
 /// Wide formats push the conv GEMM off the f32 path onto f64 and i128; all must stay exact.
 #[test]
 fn wide_formats_use_exact_slower_paths() {
+    let spec = NetSpec {
+        channels: 2,
+        hw: 7,
+        conv1_window: 0,
+        conv1_out: 3,
+        conv1_act: 1,
+        unfused_act: None,
+        affine_act: Some(0),
+        add_act: 1,
+        pool_pad: 1,
+        avg_pool: Some(false),
+        reduce: Reduce::Flatten,
+        fc1_act: 2,
+    };
+    let g = random_net(&spec, 7);
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let g = random_net(&mut rng);
-    let mut a = random_assignment(&g, &mut rng);
-    a.arith = Arith::default();
+    let spec = LayerSpec {
+        weights: (8, 6),
+        bias: (8, 6),
+        output: (8, 4),
+        unsigned: true,
+        accumulator: None,
+        per_channel: false,
+    };
+    let f = Formats { arith: Arith::default(), input: Format::new(8, 8, false), layers: vec![spec; 12] };
+    let mut a = assignment(&g, &f);
     a.input = Format::new(20, 16, false);
     for l in &mut a.layers {
         l.accumulator = None;
@@ -671,6 +857,7 @@ fn check_images(g: &Graph, a: &Assignment, engine: &FixedEngine, inputs: &[Vec<f
 /// calibrated on the same images) and at two random assignments ([`WILD`], [`MILD`]), every
 /// value of every image equals the float64 fake-quantization reference exactly.
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn shipped_models_integer_engine_equals_reference() {
     let mut failures = Vec::new();
     for (m, name) in SHIPPED_MODELS.into_iter().enumerate() {
@@ -743,6 +930,7 @@ fn detected_isa() -> Isa {
 /// mild random one, every carrier set and instruction set the machine has equals the reference
 /// bit for bit.
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn separable_net_takes_the_fast_paths_and_equals_reference() {
     let name = "mbv2-fashion";
     let (g, ds) = (shipped_model(name), shipped_test_data(name));

@@ -12,68 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use tempfile::TempDir;
 
-const QDSE: &str = env!("CARGO_BIN_EXE_qdse");
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{fashion_images, fashion_labels, qdse, root, Run, QDSE};
 
 fn lenet() -> PathBuf {
     root().join("models/lenet5-fashion.onnx")
-}
-
-fn fashion_images() -> PathBuf {
-    root().join("data/fashion-mnist/t10k-images-idx3-ubyte.gz")
-}
-
-fn fashion_labels() -> PathBuf {
-    root().join("data/fashion-mnist/t10k-labels-idx1-ubyte.gz")
-}
-
-/// A finished `qdse` process.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
-
-impl Run {
-    /// Everything about the run, for assertion messages.
-    fn dump(&self) -> String {
-        format!("{}\nexit: {:?}\n--- stdout\n{}--- stderr\n{}", self.what, self.code, self.stdout, self.stderr)
-    }
-
-    fn ok(&self) -> &Self {
-        assert_eq!(self.code, Some(0), "expected success\n{}", self.dump());
-        assert!(!self.stderr.contains("panicked"), "{}", self.dump());
-        self
-    }
-
-    /// The error contract: exit code 2, `error:` first, no panic, and every `needle` in stderr.
-    fn fails_with(&self, needles: &[&str]) -> &Self {
-        assert_eq!(self.code, Some(2), "expected exit code 2\n{}", self.dump());
-        assert!(self.stderr.starts_with("error: "), "stderr must start with 'error: '\n{}", self.dump());
-        assert!(!self.stderr.contains("panicked"), "panic\n{}", self.dump());
-        assert!(self.stdout.is_empty(), "nothing on stdout on failure\n{}", self.dump());
-        for n in needles {
-            assert!(self.stderr.contains(n), "stderr should mention {n:?}\n{}", self.dump());
-        }
-        self
-    }
-}
-
-fn qdse<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
-    let out = Command::new(QDSE).args(args).current_dir(root()).output().expect("spawn qdse");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        what: format!(
-            "qdse {}",
-            args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
-        ),
-    }
 }
 
 fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
@@ -105,23 +48,18 @@ fn tiny_config(dir: &Path) -> PathBuf {
     )
 }
 
-/// An IDX file: magic 0x0000_08_<ndims>, big-endian u32 dims, then unsigned bytes.
-fn idx(dims: &[u32], fill: impl Fn(usize) -> u8) -> Vec<u8> {
-    let mut b = vec![0, 0, 0x08, dims.len() as u8];
-    for d in dims {
-        b.extend(d.to_be_bytes());
-    }
+/// A u8 IDX file of shape `dims`, element `i` being `fill(i)`.
+fn idx_u8(dims: &[u32], fill: impl Fn(usize) -> u8) -> Vec<u8> {
     let n: usize = dims.iter().map(|&d| d as usize).product();
-    b.extend((0..n).map(fill));
-    b
+    common::idx(0x08, dims, &(0..n).map(fill).collect::<Vec<_>>())
 }
 
 fn idx_images(n: u32) -> Vec<u8> {
-    idx(&[n, 28, 28], |i| (i * 7 % 256) as u8)
+    idx_u8(&[n, 28, 28], |i| (i * 7 % 256) as u8)
 }
 
 fn idx_labels(n: u32) -> Vec<u8> {
-    idx(&[n], |i| (i % 10) as u8)
+    idx_u8(&[n], |i| (i % 10) as u8)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -453,7 +391,7 @@ fn point_naming_a_layer_twice_is_an_error() {
 fn labels_outside_the_models_classes_are_an_error() {
     let t = TempDir::new().unwrap();
     let images = write(t.path(), "images.idx", idx_images(40));
-    let labels = write(t.path(), "labels.idx", idx(&[40], |i| (i % 10 + 1) as u8));
+    let labels = write(t.path(), "labels.idx", idx_u8(&[40], |i| (i % 10 + 1) as u8));
     let cfg = config_with(t.path(), "c.toml", &lenet(), &images, &labels, "search_samples = 20", "");
     qdse(&[Path::new("eval"), &cfg]).fails_with(&["labels.idx", "label 10 of sample 9", "has 10 (0 to 9)"]);
 }
@@ -477,6 +415,100 @@ fn zero_counts_are_errors() {
         "[search]\nbudget = 0\n",
     );
     qdse(&[Path::new("eval"), &cfg]).fails_with(&["budget0.toml", "budget = 0", "at least 1"]);
+}
+
+/// `qdse eval` on the tiny experiment with `tail` appended to its config, after `edit` on the
+/// whole text.
+fn eval_config(edit: impl Fn(String) -> String, tail: &str) -> Run {
+    let t = TempDir::new().unwrap();
+    let cfg = config_with(
+        t.path(),
+        "c.toml",
+        &lenet(),
+        &fashion_images(),
+        &fashion_labels(),
+        "search_samples = 200\nlimit = 400\nconfirm_samples = 0",
+        tail,
+    );
+    std::fs::write(&cfg, edit(std::fs::read_to_string(&cfg).unwrap())).unwrap();
+    qdse(&[Path::new("eval"), &cfg])
+}
+
+/// A name that cannot be a run folder is refused when the config is read, by every subcommand,
+/// not only by the explore that would write the folder.
+#[test]
+fn config_name_that_is_no_folder_name_is_an_error() {
+    for bad in ["", "a/b", ".hidden"] {
+        eval_config(|t| t.replace("name = \"cli-test\"", &format!("name = {bad:?}")), "").fails_with(&[
+            "c.toml",
+            &format!("name = '{bad}'"),
+            "plain folder name",
+        ]);
+    }
+}
+
+/// A cost profile that is neither a shipped name nor a file was accepted until a subcommand
+/// priced something.
+#[test]
+fn config_cost_profile_must_be_shipped_or_a_file() {
+    eval_config(|t| t, "[cost]\nprofile = \"papr\"\n").fails_with(&[
+        "c.toml",
+        "[cost] profile = 'papr'",
+        "paper, asic-45nm",
+        "does not exist",
+    ]);
+    let folder = root().join("cost-models");
+    eval_config(|t| t, &format!("[cost]\nprofile = {folder:?}\n")).fails_with(&[
+        "c.toml",
+        "[cost] profile",
+        "is a folder",
+    ]);
+    eval_config(|t| t, &format!("[cost]\nprofile = {:?}\n", folder.join("asic-45nm.toml"))).ok();
+}
+
+/// A confidence bound asked for with no confirmation image to bound on was quietly dropped.
+#[test]
+fn confidence_without_confirmation_images_is_an_error() {
+    eval_config(|t| t, "[search]\nconfidence = 0.9\n").fails_with(&[
+        "c.toml",
+        "[search] confidence = 0.9",
+        "confirm_samples = 0",
+    ]);
+    eval_config(|t| t, "[search]\nconfidence = 0\n").ok();
+}
+
+/// An empty point file (a truncated or wrong file) was the uniform 8-bit point without a word.
+#[test]
+fn empty_point_file_is_an_error() {
+    for text in ["", "# only a comment\n"] {
+        eval_point(text).fails_with(&["point.toml", "sets nothing"]);
+    }
+}
+
+#[test]
+fn point_that_is_a_folder_is_an_error() {
+    qdse(&["eval", "--point", "configs"]).fails_with(&["--point configs", "a folder, not a file"]);
+}
+
+/// More golden samples than the holdout split has were cut to what there was.
+#[test]
+fn export_more_samples_than_the_holdout_is_an_error() {
+    let t = TempDir::new().unwrap();
+    let cfg = tiny_config(t.path());
+    let point = write(t.path(), "p.toml", "rounding = \"floor\"\n");
+    let out = t.path().join("export");
+    qdse(&[
+        Path::new("export"),
+        &cfg,
+        Path::new("--point"),
+        &point,
+        Path::new("--out"),
+        &out,
+        Path::new("--samples"),
+        Path::new("201"),
+    ])
+    .fails_with(&["--samples 201", "200 holdout images", "tiny.toml"]);
+    assert!(!out.exists(), "nothing written");
 }
 
 #[test]

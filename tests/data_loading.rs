@@ -4,14 +4,8 @@ use std::path::{Path, PathBuf};
 
 use qdse::data::{load, split, DataError, Dataset, Layout, Preprocess, Split};
 
-fn idx(code: u8, dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut v = vec![0, 0, code, dims.len() as u8];
-    for d in dims {
-        v.extend_from_slice(&d.to_be_bytes());
-    }
-    v.extend_from_slice(data);
-    v
-}
+mod common;
+use common::idx;
 
 /// A version 1.0 .npy file, header laid out as NumPy writes it.
 fn npy(descr: &str, shape: &[i64], fortran: bool, data: &[u8]) -> Vec<u8> {

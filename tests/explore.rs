@@ -3,6 +3,10 @@
 //! per seed, `--resume` continues a run (also after a half-written last line), and the chosen
 //! point exports and reports.
 //!
+//! Every test runs `qdse explore` at least once (fourteen of them took 106 s together on a
+//! shared two-core machine), so all but `strategy_uniform`, one whole run folder checked, are in
+//! the slow tier (docs/architecture.md, "Tests").
+//!
 //! Runs use LeNet-5 on the first images of Fashion-MNIST to stay fast on two cores: 300 images
 //! (150 search) for uniform/paper/independent and the resume tests, 60 images (30 search) for
 //! nsga2, whose budget must get past the paper search it starts from (about 260 evaluations)
@@ -11,14 +15,10 @@
 use qdse::run_folder::{self, EvaluationRow, FrontRow, RunSummary};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use tempfile::TempDir;
 
-const QDSE: &str = env!("CARGO_BIN_EXE_qdse");
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{read, root};
 
 /// An experiment config over the shipped LeNet-5 and Fashion-MNIST test set: `search` search
 /// images and no confirmation image, the top-1 signal and the search-loss choice (confidence
@@ -55,16 +55,7 @@ fn micro(dir: &Path) -> PathBuf {
 
 /// Run qdse; panics with the whole output unless it exits 0. Returns stdout.
 fn qdse(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
-    let out = Command::new(QDSE).args(args).current_dir(root()).output().expect("spawn qdse");
-    let what: Vec<String> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
-    let (so, se) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success() && !se.contains("panicked"),
-        "qdse {} failed: {:?}\n--- stdout\n{so}--- stderr\n{se}",
-        what.join(" "),
-        out.status
-    );
-    so.into_owned()
+    common::qdse(args).ok().stdout.clone()
 }
 
 fn explore(cfg: &Path, out: &Path, strategy: &str, budget: usize, seed: Option<u64>, resume: bool) -> String {
@@ -83,10 +74,6 @@ fn explore(cfg: &Path, out: &Path, strategy: &str, budget: usize, seed: Option<u
 
 fn summary(dir: &Path) -> RunSummary {
     RunSummary::load(&dir.join("summary.json")).unwrap()
-}
-
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -146,24 +133,14 @@ fn check_resumed_run(cfg: &Path, dir: &Path, strategy: &str, budget: usize) -> R
 
 fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_front: bool) -> RunSummary {
     let s = summary(dir);
-    for f in ["evaluations.csv", "pareto.csv", "summary.json", "baseline-8bit.toml", "report.html", "report.md"] {
-        let p = dir.join(f);
-        assert!(p.is_file() && std::fs::metadata(&p).unwrap().len() > 0, "{strategy}: {f} missing or empty");
-    }
-    assert_eq!(dir.join("chosen.toml").is_file(), s.chosen.is_some(), "{strategy}: chosen.toml iff summary.chosen");
-    assert!(!dir.read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".tmp-")));
-    let html = String::from_utf8(read(&dir.join("report.html"))).unwrap();
-    assert!(html.contains("</html>"), "{strategy}: report.html is not whole");
-
+    check_files(dir, &s, strategy);
     assert_eq!(s.strategy, strategy);
     assert_eq!(s.budget, Some(budget as u64));
     let run = s.evaluations_run.unwrap() as usize;
     let early = s.evaluations_stopped_early.unwrap() as usize;
     assert!(run + early <= budget, "{strategy}: {run} run + {early} stopped early > budget {budget}");
 
-    let primary = primary(&s);
     let evals = evaluations(dir, &s);
-    let pareto = front(dir, &s);
     assert_eq!(evals.len(), s.evaluations.unwrap() as usize, "{strategy}: summary.evaluations");
     let resumed = s.evaluations_resumed.unwrap() as usize;
     assert!(run + resumed > 0, "{strategy}: nothing evaluated or remembered");
@@ -175,27 +152,56 @@ fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_f
     if strategy != "uniform" {
         assert!(evals.iter().any(|e| e.source == strategy), "{strategy}: no row proposed by the strategy");
     }
+    let loss = exact_losses(&s, &evals, strategy);
+    let pareto = front(dir, &s);
+    check_front(&s, &evals, &loss, &pareto, strategy, exact_front);
+    check_choice(cfg, dir, &s, &evals, &loss, &pareto, strategy);
+    s
+}
 
-    // Exact search losses: accuracies are correct/n, loss is relative to the float accuracy.
-    let samples = s.samples.unwrap();
-    let n = samples.search as usize;
-    let float_c = correct_of(s.float_accuracy.search, n);
-    let float_acc = float_c as f64 / n as f64;
+/// Every output file is there and whole; chosen.toml exactly when a point was chosen.
+fn check_files(dir: &Path, s: &RunSummary, strategy: &str) {
+    for f in ["evaluations.csv", "pareto.csv", "summary.json", "baseline-8bit.toml", "report.html", "report.md"] {
+        let p = dir.join(f);
+        assert!(p.is_file() && std::fs::metadata(&p).unwrap().len() > 0, "{strategy}: {f} missing or empty");
+    }
+    assert_eq!(dir.join("chosen.toml").is_file(), s.chosen.is_some(), "{strategy}: chosen.toml iff summary.chosen");
+    assert!(!dir.read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".tmp-")));
+    let html = String::from_utf8(read(&dir.join("report.html"))).unwrap();
+    assert!(html.contains("</html>"), "{strategy}: report.html is not whole");
+}
+
+/// The exact search loss of every row (by id), recomputed: accuracies are correct/n, the loss
+/// is relative to the float accuracy; each must equal the row's.
+fn exact_losses(s: &RunSummary, evals: &[EvaluationRow], strategy: &str) -> Vec<f64> {
+    let n = s.samples.unwrap().search as usize;
+    let float_acc = correct_of(s.float_accuracy.search, n) as f64 / n as f64;
     assert_eq!(s.loss, qdse::config::LossKind::Relative);
-    let loss = |e: &EvaluationRow| (float_acc - correct_of(e.acc_search, n) as f64 / n as f64) / float_acc;
-    for e in &evals {
+    let loss: Vec<f64> =
+        evals.iter().map(|e| (float_acc - correct_of(e.acc_search, n) as f64 / n as f64) / float_acc).collect();
+    for e in evals {
         assert!(
-            (loss(e) - e.loss_search).abs() < 1e-6,
+            (loss[e.id] - e.loss_search).abs() < 1e-6,
             "{strategy}: row {} loss {} vs {}",
             e.id,
             e.loss_search,
-            loss(e)
+            loss[e.id]
         );
     }
+    loss
+}
 
-    // The Pareto front, recomputed over (exact loss, objectives); duplicates keep the first.
+/// The Pareto front, recomputed over (exact loss, objectives); duplicates keep the first.
+fn check_front(
+    s: &RunSummary,
+    evals: &[EvaluationRow],
+    loss: &[f64],
+    pareto: &[FrontRow],
+    strategy: &str,
+    exact_front: bool,
+) {
     let pts: Vec<Vec<f64>> =
-        evals.iter().map(|e| std::iter::once(loss(e)).chain(e.objectives.iter().copied()).collect()).collect();
+        evals.iter().map(|e| std::iter::once(loss[e.id]).chain(e.objectives.iter().copied()).collect()).collect();
     let dominates = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| x <= y) && a.iter().zip(b).any(|(x, y)| x < y);
     let front: HashSet<usize> = (0..pts.len())
         .filter(|&i| !(0..pts.len()).any(|j| dominates(&pts[j], &pts[i]) || (j < i && pts[j] == pts[i])))
@@ -205,24 +211,38 @@ fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_f
         assert_eq!(listed, front, "{strategy}: pareto.csv is not the non-dominated set of evaluations.csv");
     }
     assert_eq!(listed.len(), pareto.len(), "{strategy}: pareto.csv lists a row twice");
-    for p in &pareto {
+    for p in pareto {
         assert_eq!(&p.eval, &evals[p.eval.id], "{strategy}: a pareto.csv row differs from its evaluations.csv row");
     }
+    let primary = primary(s);
     let cost = |p: &FrontRow| p.eval.objectives[primary];
     assert!(pareto.windows(2).all(|w| cost(&w[0]) <= cost(&w[1])), "sorted by primary");
+}
 
-    // Honest selection: lowest primary cost among rows within max_loss; among equal costs the
-    // lowest loss, then the lowest other objectives, then the lowest id (a point on the front).
-    let max_loss = s.max_loss;
+/// Honest selection: lowest primary cost among rows within max_loss; among equal costs the
+/// lowest loss, then the lowest other objectives, then the lowest id (a point on the front).
+/// And `qdse eval --point chosen.toml` measures exactly what the summary reports.
+fn check_choice(
+    cfg: &Path,
+    dir: &Path,
+    s: &RunSummary,
+    evals: &[EvaluationRow],
+    loss: &[f64],
+    pareto: &[FrontRow],
+    strategy: &str,
+) {
+    let (primary, max_loss) = (primary(s), s.max_loss);
     let tie_break =
-        |e: &EvaluationRow| -> Vec<f64> { std::iter::once(loss(e)).chain(e.objectives.iter().copied()).collect() };
-    let best = evals.iter().filter(|e| loss(e) <= max_loss + 1e-12).min_by(|a, b| {
+        |e: &EvaluationRow| -> Vec<f64> { std::iter::once(loss[e.id]).chain(e.objectives.iter().copied()).collect() };
+    let best = evals.iter().filter(|e| loss[e.id] <= max_loss + 1e-12).min_by(|a, b| {
         a.objectives[primary]
             .total_cmp(&b.objectives[primary])
             .then(tie_break(a).partial_cmp(&tie_break(b)).unwrap())
             .then(a.id.cmp(&b.id))
     });
     let chosen_rows: Vec<&FrontRow> = pareto.iter().filter(|p| p.chosen).collect();
+    let samples = s.samples.unwrap();
+    let n = samples.search as usize;
     match (best, &s.chosen) {
         (None, c) => {
             assert!(c.is_none(), "{strategy}: no row is within max_loss, yet a point was chosen");
@@ -246,7 +266,6 @@ fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_f
             assert!(ci[0] <= lh + 1e-12 && lh <= ci[1] + 1e-12, "{strategy}: {ci:?} does not bracket {lh}");
             assert!(ci[1] > ci[0] || lh == 0.0, "{strategy}: a loss of {lh} with no spread {ci:?}");
 
-            // `qdse eval --point chosen.toml` measures exactly what the summary reports.
             let point = dir.join("chosen.toml");
             let v: serde_json::Value =
                 serde_json::from_str(&qdse(&[&"eval", &cfg, &"--point", &point, &"--json"])).unwrap();
@@ -255,7 +274,6 @@ fn check_run_with(cfg: &Path, dir: &Path, strategy: &str, budget: usize, exact_f
             assert_eq!(v["float"], serde_json::to_value(s.float_accuracy).unwrap());
         }
     }
-    s
 }
 
 /// The pareto.csv row with chosen=true.
@@ -287,6 +305,7 @@ fn strategy_uniform() {
 }
 
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn strategy_paper_then_export_and_report() {
     let t = TempDir::new().unwrap();
     let cfg = tiny(t.path());
@@ -310,7 +329,7 @@ fn strategy_paper_then_export_and_report() {
     let golden: Vec<csv::StringRecord> = g.records().map(Result::unwrap).collect();
     assert_eq!(golden.len(), 5);
     // The golden samples are the first holdout images (after the 150 search images).
-    let labels = fashion_labels();
+    let labels = fashion_label_values();
     for (i, r) in golden.iter().enumerate() {
         assert_eq!(r[0].parse::<usize>().unwrap(), i);
         assert_eq!(r[1].parse::<usize>().unwrap(), labels[150 + i], "golden sample {i}: label");
@@ -335,9 +354,9 @@ fn strategy_paper_then_export_and_report() {
 }
 
 /// Labels of the Fashion-MNIST test set (IDX, gzipped).
-fn fashion_labels() -> Vec<usize> {
+fn fashion_label_values() -> Vec<usize> {
     use std::io::Read;
-    let f = std::fs::File::open(root().join("data/fashion-mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let f = std::fs::File::open(common::fashion_labels()).unwrap();
     let mut b = Vec::new();
     flate2::read::GzDecoder::new(f).read_to_end(&mut b).unwrap();
     assert_eq!(&b[..4], &[0, 0, 8, 1]);
@@ -345,6 +364,7 @@ fn fashion_labels() -> Vec<usize> {
 }
 
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn strategy_independent() {
     let t = TempDir::new().unwrap();
     let cfg = tiny(t.path());
@@ -357,6 +377,7 @@ fn strategy_independent() {
 /// budgets), so its chosen point is at least as cheap as that search's best within budget, and
 /// on this run strictly cheaper.
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn strategy_descent_refines_the_paper_point() {
     let t = TempDir::new().unwrap();
     let cfg = tiny(t.path());
@@ -382,6 +403,7 @@ fn strategy_descent_refines_the_paper_point() {
 /// it back from the summary), and the descent works within it even when the paper schedule,
 /// scaled to it, ends over it.
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn max_loss_flag_tightens_the_budget() {
     let t = TempDir::new().unwrap();
     let cfg = tiny(t.path());
@@ -400,6 +422,7 @@ fn max_loss_flag_tightens_the_budget() {
 /// The measuring switches change the work, not the search: without prefix reuse or early
 /// stopping the paper search visits the same candidates in the same order.
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn measuring_switches_keep_the_search_path() {
     let t = TempDir::new().unwrap();
     let cfg = tiny(t.path());
@@ -421,6 +444,7 @@ fn measuring_switches_keep_the_search_path() {
 
 /// nsga2: a whole run folder, and the same seed gives the same bytes; another seed, another run.
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn strategy_nsga2_is_deterministic_per_seed() {
     let t = TempDir::new().unwrap();
     let cfg = micro(t.path());
@@ -456,6 +480,7 @@ fn strategy_nsga2_is_deterministic_per_seed() {
 /// `weight_offsets = "choose"`: NSGA-II carries a per-channel gene, so the run scores the same
 /// widths with per-channel and with per-tensor weights, and the run folder stays consistent.
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn choosing_weight_offsets_searches_both() {
     let t = TempDir::new().unwrap();
     let cfg = config_with(
@@ -490,6 +515,7 @@ fn assert_replayed(before: &[EvaluationRow], after: &[EvaluationRow]) {
 }
 
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn resume_continues_a_run_and_survives_a_half_written_line() {
     let t = TempDir::new().unwrap();
     let cfg = tiny(t.path());
@@ -546,6 +572,7 @@ fn resume_continues_a_run_and_survives_a_half_written_line() {
 /// count against the budget as they did when they were run, so the replay ends where the first
 /// run ended instead of searching on; a larger budget continues it.
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn resume_of_a_run_that_spent_its_budget_replays_it() {
     let t = TempDir::new().unwrap();
     let cfg = tiny(t.path());
@@ -575,6 +602,7 @@ fn resume_of_a_run_that_spent_its_budget_replays_it() {
 }
 
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn resume_of_a_finished_run_is_byte_identical() {
     let t = TempDir::new().unwrap();
     let cfg = tiny(t.path());
@@ -591,6 +619,7 @@ fn resume_of_a_finished_run_is_byte_identical() {
 }
 
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn resume_keeps_the_pareto_front_exact() {
     let t = TempDir::new().unwrap();
     let cfg = tiny(t.path());
@@ -601,6 +630,7 @@ fn resume_keeps_the_pareto_front_exact() {
 }
 
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn resume_ignores_a_half_written_line() {
     let t = TempDir::new().unwrap();
     let cfg = tiny(t.path());
@@ -618,6 +648,7 @@ fn resume_ignores_a_half_written_line() {
 }
 
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn budget_stops_the_uniform_sweep() {
     let t = TempDir::new().unwrap();
     let cfg = tiny(t.path());
@@ -640,6 +671,7 @@ fn budget_stops_the_uniform_sweep() {
 /// exactly when its bound is within the budget; the chosen point is the cheapest accepted one.
 /// The run reproduces byte for byte.
 #[test]
+#[ignore = "slow tier: cargo test -- --ignored"]
 fn confirmation_choice_is_a_fallback_test_over_the_ladder() {
     let t = TempDir::new().unwrap();
     let cfg = config_with(t.path(), 1000, 600, "confirm_samples = 300", "");

@@ -297,9 +297,63 @@ fn window(
     v
 }
 
+/// What [`verify`] reads from an export before it recomputes the golden vectors: the
+/// formats.csv rows, the arithmetic, every value's format and shape, the parameter codes.
+struct Export {
+    rows: Vec<Row>,
+    ar: Ar,
+    vfmt: HashMap<usize, Fmt>,
+    vshape: HashMap<usize, Vec<usize>>,
+    params: HashMap<String, Params>,
+}
+
+/// (weights, bias, each output channel's accumulator offset) of a parameterised layer.
+type Params = (Vec<i128>, Vec<i128>, Vec<i32>);
+
 /// Read the export at `dir` back and recompute everything; panics on the first difference.
 /// Returns the number of golden samples checked.
 fn verify(dir: &Path, g: &Graph, a: &Assignment, samples: &[(Vec<f64>, usize)]) -> usize {
+    let e = read_export(dir, g);
+    let mut exp = csv::Reader::from_path(dir.join("golden/expected.csv")).unwrap();
+    let expected: Vec<Vec<i128>> =
+        exp.records().map(|r| r.unwrap().iter().map(|x| x.parse().unwrap()).collect()).collect();
+    assert_eq!(expected.len(), samples.len());
+    for (si, (x, label)) in samples.iter().enumerate() {
+        let sdir = dir.join(format!("golden/sample_{si}"));
+        let mut vals: HashMap<usize, Vec<i128>> = HashMap::new();
+        for r in &e.rows {
+            let v: usize = num(r, "output_value");
+            let of = out_fmt(r);
+            let op = field(r, "op");
+            let y = if op == "Input" {
+                let want: Vec<i128> = x.iter().map(|&x| quant(x, of, e.ar)).collect();
+                assert_eq!(load_mem(&sdir.join("input.mem"), of), want, "sample {si}: input.mem");
+                want
+            } else {
+                layer_output(&e, r, &vals)
+            };
+            assert_eq!(y.len(), e.vshape[&v].iter().product::<usize>(), "{op} output size");
+            let golden = load_mem(&sdir.join(field(r, "golden_file")), of);
+            assert_eq!(y, golden, "sample {si}: layer {} ({op}, node {}) differs", field(r, "layer"), field(r, "node"));
+            vals.insert(v, y);
+        }
+        // Classification from the recomputed logits (ties to the lowest index).
+        let logits = &vals[&g.output];
+        let want = &expected[si];
+        assert_eq!(want[0], si as i128);
+        assert_eq!(want[1], *label as i128, "label");
+        assert_eq!(want[2], common::argmax(logits) as i128, "sample {si}: predicted class");
+        assert_eq!(&want[3..], &logits[..], "sample {si}: logits");
+    }
+    assert!(!dir.join(format!("golden/sample_{}", samples.len())).exists(), "no extra golden samples");
+    check_other_files(dir, g, a, &e.rows, samples.len());
+    samples.len()
+}
+
+/// formats.csv, the arithmetic, the formats and shapes of every value (checked against the
+/// pass-through rule and the code ranges) and the parameter codes of the .mem files (checked
+/// against quantizing the float model here).
+fn read_export(dir: &Path, g: &Graph) -> Export {
     let mut rdr = csv::Reader::from_path(dir.join("formats.csv")).unwrap();
     let headers = rdr.headers().unwrap().clone();
     let rows: Vec<Row> = rdr
@@ -318,7 +372,6 @@ fn verify(dir: &Path, g: &Graph, a: &Assignment, samples: &[(Vec<f64>, usize)]) 
         wrap: field(&rows[0], "overflow") == "wrap",
         symmetric: field(&rows[0], "range") == "symmetric",
     };
-    // Formats and shapes of every value, from the file alone.
     let mut vfmt: HashMap<usize, Fmt> = HashMap::new();
     let mut vshape: HashMap<usize, Vec<usize>> = HashMap::new();
     for r in &rows {
@@ -333,8 +386,6 @@ fn verify(dir: &Path, g: &Graph, a: &Assignment, samples: &[(Vec<f64>, usize)]) 
         }
     }
     // Parameters from the .mem files; also checked against quantizing the float model here.
-    // (weights, bias, each output channel's accumulator offset) of every parameterised layer.
-    type Params = (Vec<i128>, Vec<i128>, Vec<i32>);
     let mut params: HashMap<String, Params> = HashMap::new();
     for r in rows.iter().filter(|r| !field(r, "weights_file").is_empty()) {
         let wf = Fmt { bits: num(r, "w_bits"), frac: num(r, "w_frac"), signed: true };
@@ -363,185 +414,164 @@ fn verify(dir: &Path, g: &Graph, a: &Assignment, samples: &[(Vec<f64>, usize)]) 
         }
         params.insert(field(r, "layer").to_owned(), (w, b, fa));
     }
+    Export { rows, ar, vfmt, vshape, params }
+}
 
-    let mut exp = csv::Reader::from_path(dir.join("golden/expected.csv")).unwrap();
-    let expected: Vec<Vec<i128>> =
-        exp.records().map(|r| r.unwrap().iter().map(|x| x.parse().unwrap()).collect()).collect();
-    assert_eq!(expected.len(), samples.len());
+/// Bias code `b` at `b_frac` aligned to the accumulator's offset `fa` (the channel's, for
+/// per-channel weights; README, "bias alignment").
+fn align_bias(b: i128, fa: i32, r: &Row, ar: Ar) -> i128 {
+    let bfr: i32 = num(r, "b_frac");
+    if bfr <= fa {
+        b << (fa - bfr)
+    } else {
+        rdiv(b, 1i128 << (bfr - fa), ar)
+    }
+}
 
-    for (si, (x, label)) in samples.iter().enumerate() {
-        let sdir = dir.join(format!("golden/sample_{si}"));
-        let mut vals: HashMap<usize, Vec<i128>> = HashMap::new();
-        for r in &rows {
-            let v: usize = num(r, "output_value");
-            let of = out_fmt(r);
-            let ins = list(r, "input_values", ';');
-            let ishape = ins.first().map(|i| vshape[i].clone()).unwrap_or_default();
-            let oshape = vshape[&v].clone();
-            let op = field(r, "op");
-            let y: Vec<i128> = match op {
-                "Input" => {
-                    let want: Vec<i128> = x.iter().map(|&e| quant(e, of, ar)).collect();
-                    assert_eq!(load_mem(&sdir.join("input.mem"), of), want, "sample {si}: input.mem");
-                    want
-                }
-                "Conv" | "DepthwiseConv" => {
-                    let (w, b, fas) = &params[field(r, "layer")];
-                    let xin = &vals[&ins[0]];
-                    let (k, st, dil) = (pair(r, "kernel"), pair(r, "stride"), pair(r, "dilation"));
-                    let pads = list(r, "pads", 'x');
-                    let groups: usize = num(r, "groups");
-                    let (ic, ih, iw) = (ishape[0], ishape[1], ishape[2]);
-                    let (oc, oh, ow) = (oshape[0], oshape[1], oshape[2]);
-                    let (cg, og) = (ic / groups, oc / groups);
-                    let bfr: i32 = num(r, "b_frac");
-                    let mut y = Vec::new();
-                    for o in 0..oc {
-                        let fa = fas[o];
-                        let bias = if bfr <= fa { b[o] << (fa - bfr) } else { rdiv(b[o], 1i128 << (bfr - fa), ar) };
-                        for oy in 0..oh {
-                            for ox in 0..ow {
-                                let mut acc = 0i128;
-                                for ci in 0..cg {
-                                    let plane = &xin[(o / og * cg + ci) * ih * iw..][..ih * iw];
-                                    let pos = window(k, st, &pads, dil, [ih, iw], oy, ox);
-                                    let mut j = 0;
-                                    for ky in 0..k[0] {
-                                        for kx in 0..k[1] {
-                                            // Recompute the position (window() drops far-out ones).
-                                            let iy = (oy * st[0] + ky * dil[0]) as isize - pads[0] as isize;
-                                            let ix = (ox * st[1] + kx * dil[1]) as isize - pads[1] as isize;
-                                            let inside = iy >= 0 && ix >= 0 && (iy as usize) < ih && (ix as usize) < iw;
-                                            if inside {
-                                                let wv = w[((o * cg + ci) * k[0] + ky) * k[1] + kx];
-                                                acc += plane[iy as usize * iw + ix as usize] * wv;
-                                                j += 1;
-                                            }
-                                        }
-                                    }
-                                    assert_eq!(j, pos.iter().flatten().count());
-                                }
-                                y.push(finish(acc + bias, fa, r, ar));
-                            }
-                        }
-                    }
-                    y
-                }
-                "Dense" => {
-                    let (w, b, fas) = &params[field(r, "layer")];
-                    let xin = &vals[&ins[0]];
-                    let bfr: i32 = num(r, "b_frac");
-                    (0..oshape[0])
-                        .map(|o| {
-                            let fa = fas[o];
-                            let acc: i128 = (0..xin.len()).map(|i| w[o * xin.len() + i] * xin[i]).sum();
-                            let bias = if bfr <= fa { b[o] << (fa - bfr) } else { rdiv(b[o], 1i128 << (bfr - fa), ar) };
-                            finish(acc + bias, fa, r, ar)
-                        })
-                        .collect()
-                }
-                "Affine" => {
-                    let (w, b, fas) = &params[field(r, "layer")];
-                    let bfr: i32 = num(r, "b_frac");
-                    let per = ishape[1] * ishape[2];
-                    vals[&ins[0]]
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &e)| {
-                            let c = i / per;
-                            let fa = fas[c];
-                            let bias = if bfr <= fa { b[c] << (fa - bfr) } else { rdiv(b[c], 1i128 << (bfr - fa), ar) };
-                            finish(e * w[c] + bias, fa, r, ar)
-                        })
-                        .collect()
-                }
-                "Add" => {
-                    let (fa, fb) = (vfmt[&ins[0]].frac, vfmt[&ins[1]].frac);
-                    let fm = fa.max(fb);
-                    assert_eq!(num::<i32>(r, "frac_acc"), fm);
-                    vals[&ins[0]]
-                        .iter()
-                        .zip(&vals[&ins[1]])
-                        .map(|(&p, &q)| finish((p << (fm - fa)) + (q << (fm - fb)), fm, r, ar))
-                        .collect()
-                }
-                "Concat" => ins
-                    .iter()
-                    .flat_map(|i| vals[i].iter().map(|&k| requant(k, vfmt[i].frac, of, ar)))
-                    .collect::<Vec<_>>(),
-                "AvgPool" | "MaxPool" => {
-                    let xin = &vals[&ins[0]];
-                    let (k, st, dil) = (pair(r, "kernel"), pair(r, "stride"), pair(r, "dilation"));
-                    let pads = list(r, "pads", 'x');
-                    let (ih, iw) = (ishape[1], ishape[2]);
-                    let fi = vfmt[&ins[0]].frac;
-                    let incl = field(r, "count_include_pad") == "true";
-                    let mut y = Vec::new();
-                    for c in 0..oshape[0] {
-                        let plane = &xin[c * ih * iw..][..ih * iw];
-                        for oy in 0..oshape[1] {
-                            for ox in 0..oshape[2] {
-                                let pos = window(k, st, &pads, dil, [ih, iw], oy, ox);
-                                let inside: Vec<i128> = pos.iter().flatten().map(|&p| plane[p]).collect();
-                                y.push(if op == "MaxPool" {
-                                    *inside.iter().max().unwrap()
-                                } else {
-                                    let n = if incl { pos.len() } else { inside.len() } as i128;
-                                    let s: i128 = inside.iter().sum();
-                                    let d = of.frac - fi;
-                                    let q = if d >= 0 { rdiv(s << d, n, ar) } else { rdiv(s, n << -d, ar) };
-                                    fit(q, of, ar)
-                                });
-                            }
-                        }
-                    }
-                    y
-                }
-                "Flatten" => vals[&ins[0]].clone(),
-                "Activation" => {
-                    let xin = &vals[&ins[0]];
-                    match act(r) {
-                        Act::None => xin.clone(),
-                        Act::Relu => xin.iter().map(|&k| k.max(0)).collect(),
-                        Act::Clip(lo, hi) => {
-                            // The bounds saturate into the format even under wrap.
-                            let sat = Ar { wrap: false, ..ar };
-                            let (lo, hi) = (quant(lo, of, sat), quant(hi, of, sat));
-                            xin.iter().map(|&k| k.clamp(lo, hi)).collect()
-                        }
-                    }
-                }
-                other => panic!("op {other} not covered by this test"),
-            };
-            assert_eq!(y.len(), oshape.iter().product::<usize>(), "{op} output size");
-            let golden = load_mem(&sdir.join(field(r, "golden_file")), of);
-            assert_eq!(y, golden, "sample {si}: layer {} ({op}, node {}) differs", field(r, "layer"), field(r, "node"));
-            vals.insert(v, y);
+/// The codes of row `r`'s output, recomputed from its inputs' codes `vals` by the export
+/// README's rules alone.
+fn layer_output(e: &Export, r: &Row, vals: &HashMap<usize, Vec<i128>>) -> Vec<i128> {
+    let (ar, of) = (e.ar, out_fmt(r));
+    let ins = list(r, "input_values", ';');
+    let xin = &vals[&ins[0]];
+    match field(r, "op") {
+        "Conv" | "DepthwiseConv" => conv(e, r, xin),
+        "Dense" => {
+            let (w, b, fas) = &e.params[field(r, "layer")];
+            (0..e.vshape[&num(r, "output_value")][0])
+                .map(|o| {
+                    let acc: i128 = (0..xin.len()).map(|i| w[o * xin.len() + i] * xin[i]).sum();
+                    finish(acc + align_bias(b[o], fas[o], r, ar), fas[o], r, ar)
+                })
+                .collect()
         }
-        // Classification from the recomputed logits.
-        let logits = &vals[&g.output];
-        let mut best = 0;
-        for (i, &v) in logits.iter().enumerate() {
-            if v > logits[best] {
-                best = i;
+        "Affine" => {
+            let (w, b, fas) = &e.params[field(r, "layer")];
+            let ishape = &e.vshape[&ins[0]];
+            let per = ishape[1] * ishape[2];
+            xin.iter()
+                .enumerate()
+                .map(|(i, &x)| {
+                    let c = i / per;
+                    finish(x * w[c] + align_bias(b[c], fas[c], r, ar), fas[c], r, ar)
+                })
+                .collect()
+        }
+        "Add" => {
+            let (fa, fb) = (e.vfmt[&ins[0]].frac, e.vfmt[&ins[1]].frac);
+            let fm = fa.max(fb);
+            assert_eq!(num::<i32>(r, "frac_acc"), fm);
+            xin.iter()
+                .zip(&vals[&ins[1]])
+                .map(|(&p, &q)| finish((p << (fm - fa)) + (q << (fm - fb)), fm, r, ar))
+                .collect()
+        }
+        "Concat" => {
+            ins.iter().flat_map(|i| vals[i].iter().map(|&k| requant(k, e.vfmt[i].frac, of, ar))).collect::<Vec<_>>()
+        }
+        "AvgPool" | "MaxPool" => pool(e, r, xin),
+        "Flatten" => xin.clone(),
+        "Activation" => match act(r) {
+            Act::None => xin.clone(),
+            Act::Relu => xin.iter().map(|&k| k.max(0)).collect(),
+            Act::Clip(lo, hi) => {
+                // The bounds saturate into the format even under wrap.
+                let sat = Ar { wrap: false, ..ar };
+                let (lo, hi) = (quant(lo, of, sat), quant(hi, of, sat));
+                xin.iter().map(|&k| k.clamp(lo, hi)).collect()
+            }
+        },
+        other => panic!("op {other} not covered by this test"),
+    }
+}
+
+/// A Conv row (grouped and depthwise included) on input codes `xin`.
+fn conv(e: &Export, r: &Row, xin: &[i128]) -> Vec<i128> {
+    let ar = e.ar;
+    let (w, b, fas) = &e.params[field(r, "layer")];
+    let ins = list(r, "input_values", ';');
+    let (ishape, oshape) = (&e.vshape[&ins[0]], &e.vshape[&num(r, "output_value")]);
+    let (k, st, dil) = (pair(r, "kernel"), pair(r, "stride"), pair(r, "dilation"));
+    let pads = list(r, "pads", 'x');
+    let groups: usize = num(r, "groups");
+    let (ic, ih, iw) = (ishape[0], ishape[1], ishape[2]);
+    let (oc, oh, ow) = (oshape[0], oshape[1], oshape[2]);
+    let (cg, og) = (ic / groups, oc / groups);
+    let mut y = Vec::new();
+    for o in 0..oc {
+        let fa = fas[o];
+        let bias = align_bias(b[o], fa, r, ar);
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = 0i128;
+                for ci in 0..cg {
+                    let plane = &xin[(o / og * cg + ci) * ih * iw..][..ih * iw];
+                    let pos = window(k, st, &pads, dil, [ih, iw], oy, ox);
+                    let mut j = 0;
+                    for ky in 0..k[0] {
+                        for kx in 0..k[1] {
+                            // Recompute the position (window() drops far-out ones).
+                            let iy = (oy * st[0] + ky * dil[0]) as isize - pads[0] as isize;
+                            let ix = (ox * st[1] + kx * dil[1]) as isize - pads[1] as isize;
+                            let inside = iy >= 0 && ix >= 0 && (iy as usize) < ih && (ix as usize) < iw;
+                            if inside {
+                                let wv = w[((o * cg + ci) * k[0] + ky) * k[1] + kx];
+                                acc += plane[iy as usize * iw + ix as usize] * wv;
+                                j += 1;
+                            }
+                        }
+                    }
+                    assert_eq!(j, pos.iter().flatten().count());
+                }
+                y.push(finish(acc + bias, fa, r, ar));
             }
         }
-        let e = &expected[si];
-        assert_eq!(e[0], si as i128);
-        assert_eq!(e[1], *label as i128, "label");
-        assert_eq!(e[2], best as i128, "sample {si}: predicted class");
-        assert_eq!(&e[3..], &logits[..], "sample {si}: logits");
     }
-    assert!(!dir.join(format!("golden/sample_{}", samples.len())).exists(), "no extra golden samples");
+    y
+}
 
-    // The other files: point file, manifest, headers.
+/// A MaxPool or AvgPool row on input codes `xin`.
+fn pool(e: &Export, r: &Row, xin: &[i128]) -> Vec<i128> {
+    let (ar, of) = (e.ar, out_fmt(r));
+    let ins = list(r, "input_values", ';');
+    let (ishape, oshape) = (&e.vshape[&ins[0]], &e.vshape[&num(r, "output_value")]);
+    let (k, st, dil) = (pair(r, "kernel"), pair(r, "stride"), pair(r, "dilation"));
+    let pads = list(r, "pads", 'x');
+    let (ih, iw) = (ishape[1], ishape[2]);
+    let fi = e.vfmt[&ins[0]].frac;
+    let incl = field(r, "count_include_pad") == "true";
+    let max = field(r, "op") == "MaxPool";
+    let mut y = Vec::new();
+    for c in 0..oshape[0] {
+        let plane = &xin[c * ih * iw..][..ih * iw];
+        for oy in 0..oshape[1] {
+            for ox in 0..oshape[2] {
+                let pos = window(k, st, &pads, dil, [ih, iw], oy, ox);
+                let inside: Vec<i128> = pos.iter().flatten().map(|&p| plane[p]).collect();
+                y.push(if max {
+                    *inside.iter().max().unwrap()
+                } else {
+                    let n = if incl { pos.len() } else { inside.len() } as i128;
+                    let s: i128 = inside.iter().sum();
+                    let d = of.frac - fi;
+                    let q = if d >= 0 { rdiv(s << d, n, ar) } else { rdiv(s, n << -d, ar) };
+                    fit(q, of, ar)
+                });
+            }
+        }
+    }
+    y
+}
+
+/// The files beside the golden vectors: point file, manifest, headers, README.
+fn check_other_files(dir: &Path, g: &Graph, a: &Assignment, rows: &[Row], samples: usize) {
     let point = std::fs::read_to_string(dir.join("point.toml")).unwrap();
     assert_eq!(Assignment::from_toml(&point, "point.toml", g, a).unwrap(), *a);
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["format"], "qdse-export");
     assert_eq!(m["model"], "roundtrip-net");
-    assert_eq!(m["golden"]["samples"], samples.len());
+    assert_eq!(m["golden"]["samples"], samples);
     for f in m["files"].as_array().unwrap() {
         let p = dir.join(f["path"].as_str().unwrap());
         assert_eq!(std::fs::metadata(&p).unwrap().len(), f["bytes"].as_u64().unwrap(), "{}", p.display());
@@ -550,7 +580,7 @@ fn verify(dir: &Path, g: &Graph, a: &Assignment, samples: &[(Vec<f64>, usize)]) 
     let h = std::fs::read_to_string(dir.join("qdse_formats.h")).unwrap();
     assert!(svh.contains("package qdse_formats_pkg;") && svh.contains("endpackage"));
     assert!(h.contains("#ifndef QDSE_FORMATS_H") && h.contains("#endif"));
-    for r in &rows {
+    for r in rows {
         let id = field(r, "ident");
         let o_bits = field(r, "o_bits");
         assert!(svh.contains(&format!("localparam int {id}_O_BITS = {o_bits};")), "{id} in svh");
@@ -561,7 +591,6 @@ fn verify(dir: &Path, g: &Graph, a: &Assignment, samples: &[(Vec<f64>, usize)]) 
         }
     }
     assert!(std::fs::read_to_string(dir.join("README.md")).unwrap().contains("bias_acc = b << (frac_acc - b_frac)"));
-    samples.len()
 }
 
 /// Nothing but `keep` is left in the export's parent (no temp or backup siblings).

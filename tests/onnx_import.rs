@@ -2,6 +2,8 @@
 //! tests skip with a note when a fixture is missing).
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use prost::Message;
 use qdse::model::onnx::{import, load, ImportError};
 use qdse::model::onnx_proto as pb;
@@ -1030,6 +1032,74 @@ fn act(a: Activation, x: f64) -> f64 {
     }
 }
 
+/// A Conv in plain f64 on input `x` of shape `is`.
+fn run_conv(c: &qdse::model::ir::Conv, x: &[f64], is: &[usize], os: &[usize]) -> Vec<f64> {
+    let (h, w) = (is[1], is[2]);
+    let (oh, ow) = (os[1], os[2]);
+    let [kh, kw] = c.window.kernel;
+    let cg = c.in_channels / c.groups;
+    let og = c.out_channels / c.groups;
+    let mut y = vec![0.0; c.out_channels * oh * ow];
+    for o in 0..c.out_channels {
+        let gi = o / og;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut s = c.bias[o];
+                for ci in 0..cg {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = (oy * c.window.stride[0] + ky * c.window.dilation[0]) as isize
+                                - c.window.pads[0] as isize;
+                            let ix = (ox * c.window.stride[1] + kx * c.window.dilation[1]) as isize
+                                - c.window.pads[1] as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            let xi = ((gi * cg + ci) * h + iy as usize) * w + ix as usize;
+                            s += x[xi] * c.weight[((o * cg + ci) * kh + ky) * kw + kx];
+                        }
+                    }
+                }
+                y[(o * oh + oy) * ow + ox] = act(c.activation, s);
+            }
+        }
+    }
+    y
+}
+
+/// A MaxPool or AvgPool in plain f64 on input `x` of shape `is`.
+fn run_pool(op: &Op, win: &qdse::model::Window, x: &[f64], is: &[usize], os: &[usize]) -> Vec<f64> {
+    let (h, w) = (is[1], is[2]);
+    let (oh, ow) = (os[1], os[2]);
+    let mut y = Vec::with_capacity(os.iter().product());
+    for c in 0..is[0] {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (mut m, mut s, mut cnt) = (f64::NEG_INFINITY, 0.0, 0usize);
+                for ky in 0..win.kernel[0] {
+                    for kx in 0..win.kernel[1] {
+                        let iy = (oy * win.stride[0] + ky * win.dilation[0]) as isize - win.pads[0] as isize;
+                        let ix = (ox * win.stride[1] + kx * win.dilation[1]) as isize - win.pads[1] as isize;
+                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                            continue;
+                        }
+                        let v = x[(c * h + iy as usize) * w + ix as usize];
+                        m = m.max(v);
+                        s += v;
+                        cnt += 1;
+                    }
+                }
+                y.push(match op {
+                    Op::AvgPool { count_include_pad: true, .. } => s / (win.kernel[0] * win.kernel[1]) as f64,
+                    Op::AvgPool { .. } => s / cnt as f64,
+                    _ => m,
+                });
+            }
+        }
+    }
+    y
+}
+
 fn run(g: &Graph, input: &[f64]) -> Vec<f64> {
     let mut vals: Vec<Vec<f64>> = vec![Vec::new(); g.values.len()];
     vals[g.input] = input.to_vec();
@@ -1038,39 +1108,7 @@ fn run(g: &Graph, input: &[f64]) -> Vec<f64> {
         let is = g.shape(n.inputs[0]);
         let os = g.shape(n.output);
         let out: Vec<f64> = match &n.op {
-            Op::Conv(c) => {
-                let (h, w) = (is[1], is[2]);
-                let (oh, ow) = (os[1], os[2]);
-                let [kh, kw] = c.window.kernel;
-                let cg = c.in_channels / c.groups;
-                let og = c.out_channels / c.groups;
-                let mut y = vec![0.0; c.out_channels * oh * ow];
-                for o in 0..c.out_channels {
-                    let gi = o / og;
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            let mut s = c.bias[o];
-                            for ci in 0..cg {
-                                for ky in 0..kh {
-                                    for kx in 0..kw {
-                                        let iy = (oy * c.window.stride[0] + ky * c.window.dilation[0]) as isize
-                                            - c.window.pads[0] as isize;
-                                        let ix = (ox * c.window.stride[1] + kx * c.window.dilation[1]) as isize
-                                            - c.window.pads[1] as isize;
-                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                            continue;
-                                        }
-                                        let xi = ((gi * cg + ci) * h + iy as usize) * w + ix as usize;
-                                        s += x[xi] * c.weight[((o * cg + ci) * kh + ky) * kw + kx];
-                                    }
-                                }
-                            }
-                            y[(o * oh + oy) * ow + ox] = act(c.activation, s);
-                        }
-                    }
-                }
-                y
-            }
+            Op::Conv(c) => run_conv(c, x, is, os),
             Op::Dense(d) => (0..d.out_features)
                 .map(|o| {
                     act(
@@ -1100,59 +1138,12 @@ fn run(g: &Graph, input: &[f64]) -> Vec<f64> {
                     })
                     .collect()
             }
-            Op::MaxPool(win) | Op::AvgPool { window: win, .. } => {
-                let (h, w) = (is[1], is[2]);
-                let (oh, ow) = (os[1], os[2]);
-                let mut y = Vec::with_capacity(os.iter().product());
-                for c in 0..is[0] {
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            let (mut m, mut s, mut cnt) = (f64::NEG_INFINITY, 0.0, 0usize);
-                            for ky in 0..win.kernel[0] {
-                                for kx in 0..win.kernel[1] {
-                                    let iy =
-                                        (oy * win.stride[0] + ky * win.dilation[0]) as isize - win.pads[0] as isize;
-                                    let ix =
-                                        (ox * win.stride[1] + kx * win.dilation[1]) as isize - win.pads[1] as isize;
-                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                        continue;
-                                    }
-                                    let v = x[(c * h + iy as usize) * w + ix as usize];
-                                    m = m.max(v);
-                                    s += v;
-                                    cnt += 1;
-                                }
-                            }
-                            y.push(match n.op {
-                                Op::AvgPool { count_include_pad: true, .. } => {
-                                    s / (win.kernel[0] * win.kernel[1]) as f64
-                                }
-                                Op::AvgPool { .. } => s / cnt as f64,
-                                _ => m,
-                            });
-                        }
-                    }
-                }
-                y
-            }
+            Op::MaxPool(win) | Op::AvgPool { window: win, .. } => run_pool(&n.op, win, x, is, os),
         };
         assert_eq!(out.len(), g.values[n.output].numel(), "{}", n.name);
         vals[n.output] = out;
     }
     vals[g.output].clone()
-}
-
-/// Reads a little-endian float32 `.npy` (v1.0): (shape, data).
-fn read_npy(p: &Path) -> (Vec<usize>, Vec<f32>) {
-    let b = std::fs::read(p).unwrap();
-    assert_eq!(&b[..6], b"\x93NUMPY");
-    let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
-    let header = std::str::from_utf8(&b[10..10 + hl]).unwrap();
-    assert!(header.contains("'<f4'"), "{header}");
-    let shape_s = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
-    let shape = shape_s.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
-    let data = b[10 + hl..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    (shape, data)
 }
 
 fn compare(g: &Graph, inputs: &[Vec<f64>], want: &[f32], tol: f64, what: &str) {
@@ -1174,8 +1165,8 @@ fn check_logits(g: &Graph, input: &str, logits: &str, tol: f64) {
     else {
         return;
     };
-    let (xs, x) = read_npy(&xi);
-    let (_, y) = read_npy(&yi);
+    let (xs, x) = common::read_npy_f32(&xi);
+    let (_, y) = common::read_npy_f32(&yi);
     let per: usize = xs[1..].iter().product();
     let inputs: Vec<Vec<f64>> = x.chunks(per).map(|c| c.iter().map(|&v| f64::from(v)).collect()).collect();
     compare(g, &inputs, &y, tol, logits);
@@ -1197,6 +1188,6 @@ fn check_mnist_logits(g: &Graph, model: &str) {
     flate2::read::GzDecoder::new(std::fs::File::open(img).unwrap()).read_to_end(&mut raw).unwrap();
     let inputs: Vec<Vec<f64>> =
         raw[16..16 + 64 * 784].chunks(784).map(|c| c.iter().map(|&p| f64::from(p as f32 / 255.0)).collect()).collect();
-    let (_, y) = read_npy(&lg);
+    let (_, y) = common::read_npy_f32(&lg);
     compare(g, &inputs, &y, 1e-3, model);
 }

@@ -183,6 +183,23 @@ impl Default for Options {
 /// Write a synthetic run folder; returns its summary.json.
 fn make_run(dir: &Path, opt: &Options) -> RunSummary {
     std::fs::create_dir_all(dir).unwrap();
+    let points = synthetic_points(opt);
+    let names: Vec<String> = opt.objectives.iter().map(|o| o.to_string()).collect();
+    let chosen = write_csvs(dir, opt, &names, &points);
+    let summary = write_summary(dir, opt, &names, &points, chosen);
+    if opt.with_config {
+        std::fs::write(
+            dir.join("config.toml"),
+            "name = \"default\"\nseed = 1\n\n[model]\npath = \"../models/lenet5-fashion.onnx\"\n\n[search]\nstrategy = \"paper\"\nmax_loss = 0.01\nloss = \"relative\"\n# a <tag> & ```fence``` to escape\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("profile.toml"), "name = \"paper\"\n[mult]\ncost = \"wbits * abits\"\n").unwrap();
+    }
+    summary
+}
+
+/// The uniform sweep, then random independent and nsga2 points up to `opt.evaluations`.
+fn synthetic_points(opt: &Options) -> Vec<Point> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let loss_of = |acc: f64, float: f64| if opt.relative { (float - acc) / float } else { float - acc };
     let mut points: Vec<Point> = Vec::new();
@@ -219,18 +236,24 @@ fn make_run(dir: &Path, opt: &Options) -> RunSummary {
             .collect();
         push(source.into(), bits, &mut rng, &mut points);
     }
+    points
+}
 
-    // evaluations.csv
-    let names: Vec<String> = opt.objectives.iter().map(|o| o.to_string()).collect();
-    let row = |p: &Point| EvaluationRow {
+fn row(p: &Point) -> EvaluationRow {
+    EvaluationRow {
         id: p.id,
         source: p.source.clone(),
         acc_search: p.acc,
         loss_search: p.loss,
         objectives: p.costs.clone(),
         key: key(&p.bits),
-    };
-    let mut csv = format!("{}\n", run_folder::evaluations_header(&names));
+    }
+}
+
+/// evaluations.csv and pareto.csv; returns the chosen point (the lowest primary cost within
+/// budget on the front).
+fn write_csvs<'p>(dir: &Path, opt: &Options, names: &[String], points: &'p [Point]) -> Option<&'p Point> {
+    let mut csv = format!("{}\n", run_folder::evaluations_header(names));
     csv.extend(points.iter().map(|p| row(p).to_csv()));
     std::fs::write(dir.join("evaluations.csv"), csv).unwrap();
 
@@ -242,7 +265,7 @@ fn make_run(dir: &Path, opt: &Options) -> RunSummary {
         .filter(|p| p.loss <= opt.max_loss)
         .min_by(|a, b| a.costs[primary].total_cmp(&b.costs[primary]))
         .copied();
-    let mut pareto = format!("{}\n", run_folder::front_header(&names));
+    let mut pareto = format!("{}\n", run_folder::front_header(names));
     for p in &front {
         let r = FrontRow {
             eval: row(p),
@@ -255,7 +278,12 @@ fn make_run(dir: &Path, opt: &Options) -> RunSummary {
         pareto.push_str(&r.to_csv());
     }
     std::fs::write(dir.join("pareto.csv"), pareto).unwrap();
+    chosen
+}
 
+/// baseline-8bit.toml, chosen.toml and summary.json.
+fn write_summary(dir: &Path, opt: &Options, names: &[String], points: &[Point], chosen: Option<&Point>) -> RunSummary {
+    let primary = opt.objectives.len() - 1;
     let base = &points[6]; // uniform-8
     assert_eq!(base.source, "uniform-8");
     std::fs::write(dir.join("baseline-8bit.toml"), point_toml(&base.bits)).unwrap();
@@ -263,7 +291,7 @@ fn make_run(dir: &Path, opt: &Options) -> RunSummary {
         accuracy_search: base.acc,
         accuracy_holdout: base.acc_holdout,
         layers: layer_bits(&base.bits),
-        costs: Costs::of(&names, &base.costs),
+        costs: Costs::of(names, &base.costs),
     };
     let chosen = chosen.map(|c| {
         std::fs::write(dir.join("chosen.toml"), point_toml(&c.bits)).unwrap();
@@ -282,7 +310,7 @@ fn make_run(dir: &Path, opt: &Options) -> RunSummary {
             layers: layer_bits(&c.bits),
             costs: Costs::default(),
         };
-        chosen.set_costs(&names, &c.costs, &base.costs);
+        chosen.set_costs(names, &c.costs, &base.costs);
         chosen
     });
     let uniform_sweep = points
@@ -292,7 +320,7 @@ fn make_run(dir: &Path, opt: &Options) -> RunSummary {
             bits: p.bits[0].0,
             accuracy_search: p.acc,
             loss_search: Some(p.loss),
-            costs: Costs::of(&names, &p.costs),
+            costs: Costs::of(names, &p.costs),
         })
         .collect();
     let summary = RunSummary {
@@ -311,7 +339,7 @@ fn make_run(dir: &Path, opt: &Options) -> RunSummary {
         model: "models/lenet5-fashion.onnx".into(),
         profile: "paper".into(),
         primary: Some(names[primary].clone()),
-        objectives: names.clone(),
+        objectives: names.to_vec(),
         max_loss: opt.max_loss,
         search_target: None,
         loss: if opt.relative { LossKind::Relative } else { LossKind::Absolute },
@@ -327,14 +355,6 @@ fn make_run(dir: &Path, opt: &Options) -> RunSummary {
         version: "0.1.0".into(),
     };
     std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap()).unwrap();
-    if opt.with_config {
-        std::fs::write(
-            dir.join("config.toml"),
-            "name = \"default\"\nseed = 1\n\n[model]\npath = \"../models/lenet5-fashion.onnx\"\n\n[search]\nstrategy = \"paper\"\nmax_loss = 0.01\nloss = \"relative\"\n# a <tag> & ```fence``` to escape\n",
-        )
-        .unwrap();
-        std::fs::write(dir.join("profile.toml"), "name = \"paper\"\n[mult]\ncost = \"wbits * abits\"\n").unwrap();
-    }
     summary
 }
 
@@ -392,7 +412,28 @@ fn renders_all_outputs_of_a_run() {
     for png in ["pareto_memory_bits.png", "pareto_mult_cost.png", "layers.png"] {
         check_png(&dir.join(png));
     }
+    let mem = check_plots(&dir, &summary);
+    check_html(&dir, &summary);
+    check_markdown(&dir, &summary);
 
+    // Rendering again replaces the files (atomic rename over existing ones).
+    let again = render_run(&dir).unwrap();
+    assert_eq!(again, expected);
+    assert_eq!(read(&dir.join("pareto_memory_bits.svg")), mem);
+
+    if let Some(demo) = std::env::var_os("QDSE_REPORT_DEMO_DIR") {
+        render_demo(&PathBuf::from(demo));
+    }
+}
+
+/// `−53%`: the chosen point's reduction of objective `o` against the 8-bit baseline.
+fn reduction(c: &Chosen, o: &str) -> String {
+    format!("\u{2212}{:.0}%", c.costs.get(&reduction_key(o)).unwrap() * 100.0)
+}
+
+/// The plots: axis titles, the chosen point, the 8-bit baseline, float and budget lines, sweep
+/// labels, the annotation. Returns the memory plot's SVG.
+fn check_plots(dir: &Path, summary: &RunSummary) -> String {
     // Plots: axis titles, the chosen point, the 8-bit baseline, float and budget lines, sweep labels.
     let mem = read(&dir.join("pareto_memory_bits.svg"));
     let mult = read(&dir.join("pareto_mult_cost.svg"));
@@ -414,7 +455,7 @@ fn renders_all_outputs_of_a_run() {
     assert!(mult.contains("(log scale)"), "mult_cost spans > 30x: log scale expected");
     assert!(!mem.contains("(log scale)"), "memory spans < 30x: linear scale expected");
     let c = summary.chosen.as_ref().unwrap();
-    let red = |o: &str| format!("\u{2212}{:.0}%", c.costs.get(&reduction_key(o)).unwrap() * 100.0);
+    let red = |o: &str| reduction(c, o);
     // "chosen: −53% memory, −77% mult cost vs 8-bit; holdout loss 0.9%", broken after "; " if long.
     let annotation = [
         format!("chosen: {} memory, {} mult cost vs 8-bit;", red("memory_bits"), red("mult_cost")),
@@ -427,8 +468,13 @@ fn renders_all_outputs_of_a_run() {
     for needle in ["conv1/Conv", "fc2/Gemm", "weights, chosen", "8-bit baseline", "bits"] {
         assert!(layers.contains(needle), "layers.svg lacks {needle:?}");
     }
+    mem
+}
 
-    // report.html: self-contained, plots inline, headline numbers from summary.json.
+/// report.html: self-contained, plots inline, headline numbers from summary.json.
+fn check_html(dir: &Path, summary: &RunSummary) {
+    let c = summary.chosen.as_ref().unwrap();
+    let red = |o: &str| reduction(c, o);
     let html = read(&dir.join("report.html"));
     assert!(html.starts_with("<!DOCTYPE html>"));
     for bad in ["src=\"http", "href=\"http", "src='http", "href='http", "url(", "@import", "<link", "<script", "<img"] {
@@ -460,8 +506,11 @@ fn renders_all_outputs_of_a_run() {
     ] {
         assert!(html.contains(needle), "report.html lacks {needle:?}");
     }
+}
 
-    // report.md: the same tables, PNGs referenced.
+/// report.md: the same tables, PNGs referenced.
+fn check_markdown(dir: &Path, summary: &RunSummary) {
+    let red = |o: &str| reduction(summary.chosen.as_ref().unwrap(), o);
     let md = read(&dir.join("report.md"));
     for needle in [
         "## Headline",
@@ -477,30 +526,25 @@ fn renders_all_outputs_of_a_run() {
         assert!(md.contains(needle), "report.md lacks {needle:?}");
     }
     assert!(md.contains(&red("mult_cost")));
+}
 
-    // Rendering again replaces the files (atomic rename over existing ones).
-    let again = render_run(&dir).unwrap();
-    assert_eq!(again, expected);
-    assert_eq!(read(&dir.join("pareto_memory_bits.svg")), mem);
-
-    if let Some(demo) = std::env::var_os("QDSE_REPORT_DEMO_DIR") {
-        let demo = PathBuf::from(demo);
-        make_run(&demo.join("default"), &Options::default());
-        render_run(&demo.join("default")).unwrap();
-        let none = demo.join("no-point");
-        make_run(&none, &Options { max_loss: 1e-5, ..Options::default() });
-        render_run(&none).unwrap();
-        let four = demo.join("four-objectives");
-        make_run(
-            &four,
-            &Options {
-                objectives: vec!["memory_bits", "energy_pj", "area_um2", "mult_cost"],
-                relative: false,
-                ..Options::default()
-            },
-        );
-        render_run(&four).unwrap();
-    }
+/// Synthetic runs rendered into `demo` for a look in a browser (QDSE_REPORT_DEMO_DIR).
+fn render_demo(demo: &Path) {
+    make_run(&demo.join("default"), &Options::default());
+    render_run(&demo.join("default")).unwrap();
+    let none = demo.join("no-point");
+    make_run(&none, &Options { max_loss: 1e-5, ..Options::default() });
+    render_run(&none).unwrap();
+    let four = demo.join("four-objectives");
+    make_run(
+        &four,
+        &Options {
+            objectives: vec!["memory_bits", "energy_pj", "area_um2", "mult_cost"],
+            relative: false,
+            ..Options::default()
+        },
+    );
+    render_run(&four).unwrap();
 }
 
 #[test]

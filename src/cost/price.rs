@@ -276,7 +276,7 @@ impl CostModel {
                 Op::Conv(_) | Op::Dense(_) => Work::Mac,
                 Op::Affine(_) => Work::Affine,
                 Op::Add { .. } | Op::AvgPool { .. } | Op::GlobalAvgPool => Work::Adds,
-                _ => Work::Store,
+                Op::Concat | Op::MaxPool(_) | Op::GlobalMaxPool | Op::Activation(_) | Op::Flatten => Work::Store,
             };
             let (w, b) = graph.param_counts(node);
             let channel_shift_bits = node.op.params().map_or(0, |(wv, bv)| {

@@ -486,8 +486,37 @@ fn validate(raw: RawProfile, src: &Src, warnings: &mut Vec<String>) -> Result<Co
     if raw.name.trim().is_empty() {
         bail!("{origin}: name must not be empty");
     }
+    let (objectives, primary) = objectives(&raw, src)?;
+    let storage = storage_classes(&raw.storage, src)?;
+    let memory = memory(&raw.memory, &storage, src)?;
+    let multiplier = match &raw.multiplier {
+        None => MultiplierModel::None,
+        Some(ms) => multiplier(ms, src)?,
+    };
+    check_provided(&multiplier, &objectives, src.at(&raw.objectives.span()))?;
+    monotone_warnings(&multiplier, &raw.multiplier, src, warnings);
+    let accumulator = accumulator(&raw.accumulator, src, warnings)?;
+    let datapath = match &raw.datapath {
+        None => Datapath::Dataflow { parallelism: 1, layer_parallelism: BTreeMap::new() },
+        Some(d) => datapath(d, src)?,
+    };
+    Ok(CostProfile {
+        name: raw.name,
+        description: raw.description,
+        origin: origin.to_string(),
+        objectives,
+        primary,
+        activation_operand: raw.activation_operand,
+        storage,
+        memory,
+        multiplier,
+        accumulator,
+        datapath,
+    })
+}
 
-    // objectives and primary
+/// The objectives (sorted, none twice) and the primary one (the first listed by default).
+fn objectives(raw: &RawProfile, src: &Src) -> Result<(Vec<Objective>, Objective)> {
     let obj_span = raw.objectives.span();
     let mut objectives = Vec::new();
     for o in raw.objectives.get_ref() {
@@ -523,10 +552,13 @@ fn validate(raw: RawProfile, src: &Src, warnings: &mut Vec<String>) -> Result<Co
             obj
         }
     };
+    Ok((objectives, primary))
+}
 
-    // storage classes
+/// The `[storage]` classes; one free class named `memory` when none is given.
+fn storage_classes(raw: &BTreeMap<String, RawStorage>, src: &Src) -> Result<Vec<StorageClass>> {
     let mut storage = Vec::new();
-    for (name, r) in &raw.storage {
+    for (name, r) in raw {
         let key = |k: &str| format!("storage.{name}.{k}");
         let granularity_bits = match &r.granularity_bits {
             None => 1,
@@ -554,6 +586,12 @@ fn validate(raw: RawProfile, src: &Src, warnings: &mut Vec<String>) -> Result<Co
             granularity_bits: 1,
         });
     }
+    Ok(storage)
+}
+
+/// The `[memory]` roles, each in one of the storage classes.
+fn memory(m: &RawMemory, storage: &[StorageClass], src: &Src) -> Result<Memory> {
+    let origin = src.origin;
     let class_of = |c: &Option<Spanned<String>>, role: &str| -> Result<usize> {
         match c {
             Some(c) => storage.iter().position(|s| s.name == *c.get_ref()).ok_or_else(|| {
@@ -571,8 +609,7 @@ fn validate(raw: RawProfile, src: &Src, warnings: &mut Vec<String>) -> Result<Co
             ),
         }
     };
-    let m = &raw.memory;
-    let memory = Memory {
+    Ok(Memory {
         weights: MemoryRole {
             class: class_of(&m.weights.as_ref().and_then(|r| r.class.clone()), "weights")?,
             reads: m.weights.as_ref().and_then(|r| r.reads).unwrap_or_default(),
@@ -588,14 +625,13 @@ fn validate(raw: RawProfile, src: &Src, warnings: &mut Vec<String>) -> Result<Co
         activation_storage: m.activations.as_ref().and_then(|r| r.storage).unwrap_or_default(),
         include_input: m.activations.as_ref().and_then(|r| r.include_input).unwrap_or(false),
         removed_bias_is_free: m.removed_bias_is_free.unwrap_or(true),
-    };
+    })
+}
 
-    // multiplier
-    let multiplier = match &raw.multiplier {
-        None => MultiplierModel::None,
-        Some(ms) => multiplier(ms, src)?,
-    };
-    for &o in &objectives {
+/// Every objective the profile lists has the multiplier figures it is priced from (`at`: the
+/// `objectives` key).
+fn check_provided(multiplier: &MultiplierModel, objectives: &[Objective], at: String) -> Result<()> {
+    for &o in objectives {
         if !multiplier.provides(o) {
             let need = match o {
                 Objective::EnergyPj => {
@@ -608,83 +644,79 @@ fn validate(raw: RawProfile, src: &Src, warnings: &mut Vec<String>) -> Result<Co
                 Objective::Dsps => "a dsp multiplier model, or a table with dsps",
                 Objective::MemoryBits | Objective::MultCost => unreachable!(),
             };
-            bail!("{}: objective '{o}' needs {need}", src.at(&obj_span));
+            bail!("{at}: objective '{o}' needs {need}");
         }
     }
-    monotone_warnings(&multiplier, &raw.multiplier, src, warnings);
+    Ok(())
+}
 
-    // accumulator
-    let a = &raw.accumulator;
+/// The `[accumulator]`: a fixed width, or one derived from the operands with guard bits.
+fn accumulator(a: &RawAccumulator, src: &Src, warnings: &mut Vec<String>) -> Result<Accumulator> {
     let width = match &a.bits {
         Some(b) if !(2..=64).contains(b.get_ref()) => {
             bail!("{}: accumulator.bits = {} is out of range 2..=64", src.at(&b.span()), b.get_ref())
         }
         Some(b) => {
             if a.guard_bits.is_some() {
-                warnings.push(format!("{origin}: accumulator.guard_bits has no effect with a fixed accumulator.bits"));
+                warnings.push(format!(
+                    "{}: accumulator.guard_bits has no effect with a fixed accumulator.bits",
+                    src.origin
+                ));
             }
             AccumulatorWidth::Fixed(*b.get_ref())
         }
         None => AccumulatorWidth::Derived { guard_bits: a.guard_bits.unwrap_or(1) },
     };
-    let accumulator = Accumulator {
+    Ok(Accumulator {
         width,
         energy_pj_per_bit: src.cost(&a.energy_pj_per_bit, "accumulator.energy_pj_per_bit")?.unwrap_or(0.0),
         energy_pj: src.cost(&a.energy_pj, "accumulator.energy_pj")?.unwrap_or(0.0),
         area_um2_per_bit: src.cost(&a.area_um2_per_bit, "accumulator.area_um2_per_bit")?.unwrap_or(0.0),
         area_um2: src.cost(&a.area_um2, "accumulator.area_um2")?.unwrap_or(0.0),
         luts_per_bit: src.cost(&a.luts_per_bit, "accumulator.luts_per_bit")?.unwrap_or(0.0),
-    };
+    })
+}
 
-    // datapath
-    let datapath = match &raw.datapath {
-        None => Datapath::Dataflow { parallelism: 1, layer_parallelism: BTreeMap::new() },
-        Some(d) => {
-            let at = d.style.as_ref().map_or_else(|| src.table("datapath"), |s| src.at(&s.span()));
-            match d.style.as_ref().map(|s| *s.get_ref()).unwrap_or_default() {
-                Style::Dataflow => {
-                    if d.multipliers.is_some() || d.energy_at.is_some() {
-                        bail!("{at}: datapath.multipliers and datapath.energy_at apply only to style = \"shared\"");
-                    }
-                    let mut layer_parallelism = BTreeMap::new();
-                    for (name, p) in d.layer_parallelism.iter().flatten() {
-                        let key = format!("datapath.layer_parallelism.\"{name}\"");
-                        layer_parallelism.insert(name.clone(), src.positive(&Some(p.clone()), &key, 1)?);
-                    }
-                    Datapath::Dataflow {
-                        parallelism: src.positive(&d.parallelism, "datapath.parallelism", 1)?,
-                        layer_parallelism,
-                    }
-                }
-                Style::Shared => {
-                    if d.parallelism.is_some() || d.layer_parallelism.is_some() {
-                        bail!(
-                            "{at}: datapath.parallelism and datapath.layer_parallelism apply only to style = \"dataflow\" \
-                             (a shared array has datapath.multipliers)"
-                        );
-                    }
-                    Datapath::Shared {
-                        multipliers: src.positive(&d.multipliers, "datapath.multipliers", 1)?,
-                        energy_at: d.energy_at.unwrap_or_default(),
-                    }
-                }
+/// The `[datapath]`: each style takes only its own keys.
+fn datapath(d: &RawDatapath, src: &Src) -> Result<Datapath> {
+    let at = d.style.as_ref().map_or_else(|| src.table("datapath"), |s| src.at(&s.span()));
+    Ok(match d.style.as_ref().map(|s| *s.get_ref()).unwrap_or_default() {
+        Style::Dataflow => {
+            if d.multipliers.is_some() || d.energy_at.is_some() {
+                bail!("{at}: datapath.multipliers and datapath.energy_at apply only to style = \"shared\"");
+            }
+            let mut layer_parallelism = BTreeMap::new();
+            for (name, p) in d.layer_parallelism.iter().flatten() {
+                let key = format!("datapath.layer_parallelism.\"{name}\"");
+                layer_parallelism.insert(name.clone(), src.positive(&Some(p.clone()), &key, 1)?);
+            }
+            Datapath::Dataflow {
+                parallelism: src.positive(&d.parallelism, "datapath.parallelism", 1)?,
+                layer_parallelism,
             }
         }
-    };
-
-    Ok(CostProfile {
-        name: raw.name,
-        description: raw.description,
-        origin: origin.to_string(),
-        objectives,
-        primary,
-        activation_operand: raw.activation_operand,
-        storage,
-        memory,
-        multiplier,
-        accumulator,
-        datapath,
+        Style::Shared => {
+            if d.parallelism.is_some() || d.layer_parallelism.is_some() {
+                bail!(
+                    "{at}: datapath.parallelism and datapath.layer_parallelism apply only to style = \"dataflow\" \
+                     (a shared array has datapath.multipliers)"
+                );
+            }
+            Datapath::Shared {
+                multipliers: src.positive(&d.multipliers, "datapath.multipliers", 1)?,
+                energy_at: d.energy_at.unwrap_or_default(),
+            }
+        }
     })
+}
+
+fn kind_name(k: ModelKind) -> &'static str {
+    match k {
+        ModelKind::Bilinear => "bilinear",
+        ModelKind::Table => "table",
+        ModelKind::Dsp => "dsp",
+        ModelKind::Lut => "lut",
+    }
 }
 
 fn multiplier(m: &RawMultiplier, src: &Src) -> Result<MultiplierModel> {
@@ -692,12 +724,6 @@ fn multiplier(m: &RawMultiplier, src: &Src) -> Result<MultiplierModel> {
         bail!("{}: [multiplier] needs model = \"bilinear\" | \"table\" | \"dsp\" | \"lut\"", src.table("multiplier"));
     };
     let kind = *model.get_ref();
-    let kind_name = |k: ModelKind| match k {
-        ModelKind::Bilinear => "bilinear",
-        ModelKind::Table => "table",
-        ModelKind::Dsp => "dsp",
-        ModelKind::Lut => "lut",
-    };
     let given = [
         (ModelKind::Bilinear, m.bilinear.is_some()),
         (ModelKind::Table, m.table.is_some()),
@@ -717,155 +743,144 @@ fn multiplier(m: &RawMultiplier, src: &Src) -> Result<MultiplierModel> {
             }
         }
     }
-    let need = |present: bool| -> Result<()> {
-        if present {
-            Ok(())
-        } else {
-            bail!(
-                "{}: multiplier.model = \"{1}\" needs a [multiplier.{1}] table",
-                src.at(&model.span()),
-                kind_name(kind)
-            )
-        }
-    };
-    let lut = |r: Option<&RawLut>| -> Result<LutModel> {
-        let Some(r) = r else { return Ok(LutModel::default()) };
-        let d = LutModel::default();
-        let model = LutModel {
-            group_bits: src.positive(&r.group_bits, "multiplier.lut.group_bits", d.group_bits)?,
-            per_group: src.coef(&r.per_group, "multiplier.lut.per_group", d.per_group)?,
-            offset: src.coef(&r.offset, "multiplier.lut.offset", d.offset)?,
-            energy_pj_per_lut: src.cost(&r.energy_pj_per_lut, "multiplier.lut.energy_pj_per_lut")?,
-            area_um2_per_lut: src.cost(&r.area_um2_per_lut, "multiplier.lut.area_um2_per_lut")?,
-        };
-        for s in 2..=64 {
-            let n = model.luts(s / 2, s - s / 2);
-            if n < 0.0 {
-                bail!("{}: the LUT formula gives {n} LUTs for W+A = {s}; it must be >= 0", src.table("multiplier.lut"));
-            }
-        }
-        Ok(model)
+    let need = || {
+        anyhow!("{}: multiplier.model = \"{1}\" needs a [multiplier.{1}] table", src.at(&model.span()), kind_name(kind))
     };
     Ok(match kind {
-        ModelKind::Bilinear => {
-            need(m.bilinear.is_some())?;
-            let b = m.bilinear.as_ref().unwrap();
-            let poly = |p: &Option<RawPoly>, what: &str| -> Result<Option<Poly>> {
-                let Some(r) = p else { return Ok(None) };
-                let first = [&r.a, &r.b, &r.c, &r.sqrt].into_iter().flatten().next();
-                let at = first.map_or_else(|| src.table("multiplier.bilinear"), |v| src.at(&v.span()));
-                let key = |k: &str| format!("multiplier.bilinear.{what}.{k}");
-                let poly = Poly {
-                    a: src.coef(&r.a, &key("a"), 0.0)?,
-                    b: src.coef(&r.b, &key("b"), 0.0)?,
-                    c: src.coef(&r.c, &key("c"), 0.0)?,
-                    sqrt: src.coef(&r.sqrt, &key("sqrt"), 0.0)?,
-                };
-                for bw in 1..=32 {
-                    for ba in 1..=32 {
-                        let v = poly.eval(bw, ba);
-                        if v < 0.0 {
-                            bail!(
-                                "{}: multiplier.bilinear.{what} is negative ({v}) at {bw} x {ba} bits; costs must be >= 0",
-                                at
-                            );
-                        }
-                    }
-                }
-                Ok(Some(poly))
-            };
-            let energy_pj = poly(&b.energy_pj, "energy_pj")?;
-            let area_um2 = poly(&b.area_um2, "area_um2")?;
-            if energy_pj.is_none() && area_um2.is_none() {
-                bail!("{}: [multiplier.bilinear] needs energy_pj and/or area_um2", src.table("multiplier.bilinear"));
-            }
-            MultiplierModel::Bilinear { energy_pj, area_um2 }
-        }
-        ModelKind::Table => {
-            need(m.table.is_some())?;
-            let r = m.table.as_ref().unwrap();
-            let location = src.table("multiplier.table");
-            let widths = |w: &Option<Spanned<Vec<u32>>>, key: &str| -> Result<Vec<u32>> {
-                let Some(w) = w else {
-                    bail!("{location}: [multiplier.table] needs {key} (a list of widths)");
-                };
-                let v = w.get_ref().clone();
-                if v.is_empty() || v[0] == 0 || v.windows(2).any(|p| p[0] >= p[1]) {
-                    bail!(
-                        "{}: multiplier.table.{key} must be non-empty, strictly increasing widths >= 1",
-                        src.at(&w.span())
-                    );
-                }
-                Ok(v)
-            };
-            let weight_bits = widths(&r.weight_bits, "weight_bits")?;
-            let activation_bits = widths(&r.activation_bits, "activation_bits")?;
-            let grid = |g: &Option<Spanned<Vec<Vec<f64>>>>, key: &str| -> Result<Option<Vec<f64>>> {
-                let Some(g) = g else { return Ok(None) };
-                let at = src.at(&g.span());
-                let rows = g.get_ref();
-                if rows.len() != weight_bits.len() || rows.iter().any(|r| r.len() != activation_bits.len()) {
-                    bail!(
-                        "{at}: multiplier.table.{key} must have {} rows (one per weight_bits) of {} values (one per activation_bits)",
-                        weight_bits.len(),
-                        activation_bits.len()
-                    );
-                }
-                for (i, row) in rows.iter().enumerate() {
-                    for (j, &x) in row.iter().enumerate() {
-                        if !x.is_finite() || x < 0.0 {
-                            bail!(
-                                "{at}: multiplier.table.{key}[{i}][{j}] = {x} ({} x {} bits) must be a finite number >= 0",
-                                weight_bits[i],
-                                activation_bits[j]
-                            );
-                        }
-                    }
-                }
-                Ok(Some(rows.iter().flatten().copied().collect()))
-            };
-            let table = MultTable {
-                energy_pj: grid(&r.energy_pj, "energy_pj")?,
-                area_um2: grid(&r.area_um2, "area_um2")?,
-                luts: grid(&r.luts, "luts")?,
-                dsps: grid(&r.dsps, "dsps")?,
-                weight_bits,
-                activation_bits,
-                location,
-            };
-            if table.energy_pj.is_none() && table.area_um2.is_none() && table.luts.is_none() && table.dsps.is_none() {
-                bail!("{}: [multiplier.table] needs at least one of energy_pj, area_um2, luts, dsps", table.location);
-            }
-            MultiplierModel::Table(table)
-        }
-        ModelKind::Dsp => {
-            need(m.dsp.is_some())?;
-            let d = m.dsp.as_ref().unwrap();
-            let mut packing = Vec::new();
-            for r in &d.packing {
-                if r.max_bits == 0 || r.products == 0 {
-                    bail!(
-                        "{}: multiplier.dsp.packing entries need max_bits >= 1 and products >= 1",
-                        src.table("multiplier.dsp")
-                    );
-                }
-                packing.push((r.max_bits, r.products));
-            }
-            MultiplierModel::Dsp(DspModel {
-                a_bits: src.positive(&d.a_bits, "multiplier.dsp.a_bits", 27)?,
-                b_bits: src.positive(&d.b_bits, "multiplier.dsp.b_bits", 18)?,
-                packing,
-                energy_pj_per_dsp: src.cost(&d.energy_pj_per_dsp, "multiplier.dsp.energy_pj_per_dsp")?,
-                area_um2_per_dsp: src.cost(&d.area_um2_per_dsp, "multiplier.dsp.area_um2_per_dsp")?,
-                lut_max_bits: d.lut_max_bits.unwrap_or(0),
-                lut: lut(m.lut.as_ref())?,
-            })
-        }
-        ModelKind::Lut => {
-            need(m.lut.is_some())?;
-            MultiplierModel::Lut(lut(m.lut.as_ref())?)
-        }
+        ModelKind::Bilinear => bilinear(m.bilinear.as_ref().ok_or_else(need)?, src)?,
+        ModelKind::Table => MultiplierModel::Table(table(m.table.as_ref().ok_or_else(need)?, src)?),
+        ModelKind::Dsp => dsp(m.dsp.as_ref().ok_or_else(need)?, m.lut.as_ref(), src)?,
+        ModelKind::Lut => MultiplierModel::Lut(lut(Some(m.lut.as_ref().ok_or_else(need)?), src)?),
     })
+}
+
+/// `[multiplier.lut]` (the defaults when absent); the formula must not go negative.
+fn lut(r: Option<&RawLut>, src: &Src) -> Result<LutModel> {
+    let Some(r) = r else { return Ok(LutModel::default()) };
+    let d = LutModel::default();
+    let model = LutModel {
+        group_bits: src.positive(&r.group_bits, "multiplier.lut.group_bits", d.group_bits)?,
+        per_group: src.coef(&r.per_group, "multiplier.lut.per_group", d.per_group)?,
+        offset: src.coef(&r.offset, "multiplier.lut.offset", d.offset)?,
+        energy_pj_per_lut: src.cost(&r.energy_pj_per_lut, "multiplier.lut.energy_pj_per_lut")?,
+        area_um2_per_lut: src.cost(&r.area_um2_per_lut, "multiplier.lut.area_um2_per_lut")?,
+    };
+    for s in 2..=64 {
+        let n = model.luts(s / 2, s - s / 2);
+        if n < 0.0 {
+            bail!("{}: the LUT formula gives {n} LUTs for W+A = {s}; it must be >= 0", src.table("multiplier.lut"));
+        }
+    }
+    Ok(model)
+}
+
+/// One `[multiplier.bilinear]` polynomial; it must not go negative on 1..=32 bits.
+fn poly(p: &Option<RawPoly>, what: &str, src: &Src) -> Result<Option<Poly>> {
+    let Some(r) = p else { return Ok(None) };
+    let first = [&r.a, &r.b, &r.c, &r.sqrt].into_iter().flatten().next();
+    let at = first.map_or_else(|| src.table("multiplier.bilinear"), |v| src.at(&v.span()));
+    let key = |k: &str| format!("multiplier.bilinear.{what}.{k}");
+    let poly = Poly {
+        a: src.coef(&r.a, &key("a"), 0.0)?,
+        b: src.coef(&r.b, &key("b"), 0.0)?,
+        c: src.coef(&r.c, &key("c"), 0.0)?,
+        sqrt: src.coef(&r.sqrt, &key("sqrt"), 0.0)?,
+    };
+    for bw in 1..=32 {
+        for ba in 1..=32 {
+            let v = poly.eval(bw, ba);
+            if v < 0.0 {
+                bail!("{}: multiplier.bilinear.{what} is negative ({v}) at {bw} x {ba} bits; costs must be >= 0", at);
+            }
+        }
+    }
+    Ok(Some(poly))
+}
+
+fn bilinear(b: &RawBilinear, src: &Src) -> Result<MultiplierModel> {
+    let energy_pj = poly(&b.energy_pj, "energy_pj", src)?;
+    let area_um2 = poly(&b.area_um2, "area_um2", src)?;
+    if energy_pj.is_none() && area_um2.is_none() {
+        bail!("{}: [multiplier.bilinear] needs energy_pj and/or area_um2", src.table("multiplier.bilinear"));
+    }
+    Ok(MultiplierModel::Bilinear { energy_pj, area_um2 })
+}
+
+/// `[multiplier.table]`: strictly increasing widths and one finite, non-negative grid per metric.
+fn table(r: &RawTable, src: &Src) -> Result<MultTable> {
+    let location = src.table("multiplier.table");
+    let widths = |w: &Option<Spanned<Vec<u32>>>, key: &str| -> Result<Vec<u32>> {
+        let Some(w) = w else {
+            bail!("{location}: [multiplier.table] needs {key} (a list of widths)");
+        };
+        let v = w.get_ref().clone();
+        if v.is_empty() || v[0] == 0 || v.windows(2).any(|p| p[0] >= p[1]) {
+            bail!("{}: multiplier.table.{key} must be non-empty, strictly increasing widths >= 1", src.at(&w.span()));
+        }
+        Ok(v)
+    };
+    let weight_bits = widths(&r.weight_bits, "weight_bits")?;
+    let activation_bits = widths(&r.activation_bits, "activation_bits")?;
+    let grid = |g: &Option<Spanned<Vec<Vec<f64>>>>, key: &str| -> Result<Option<Vec<f64>>> {
+        let Some(g) = g else { return Ok(None) };
+        let at = src.at(&g.span());
+        let rows = g.get_ref();
+        if rows.len() != weight_bits.len() || rows.iter().any(|r| r.len() != activation_bits.len()) {
+            bail!(
+                "{at}: multiplier.table.{key} must have {} rows (one per weight_bits) of {} values (one per activation_bits)",
+                weight_bits.len(),
+                activation_bits.len()
+            );
+        }
+        for (i, row) in rows.iter().enumerate() {
+            for (j, &x) in row.iter().enumerate() {
+                if !x.is_finite() || x < 0.0 {
+                    bail!(
+                        "{at}: multiplier.table.{key}[{i}][{j}] = {x} ({} x {} bits) must be a finite number >= 0",
+                        weight_bits[i],
+                        activation_bits[j]
+                    );
+                }
+            }
+        }
+        Ok(Some(rows.iter().flatten().copied().collect()))
+    };
+    let table = MultTable {
+        energy_pj: grid(&r.energy_pj, "energy_pj")?,
+        area_um2: grid(&r.area_um2, "area_um2")?,
+        luts: grid(&r.luts, "luts")?,
+        dsps: grid(&r.dsps, "dsps")?,
+        weight_bits,
+        activation_bits,
+        location,
+    };
+    if table.energy_pj.is_none() && table.area_um2.is_none() && table.luts.is_none() && table.dsps.is_none() {
+        bail!("{}: [multiplier.table] needs at least one of energy_pj, area_um2, luts, dsps", table.location);
+    }
+    Ok(table)
+}
+
+/// `[multiplier.dsp]`, with the `[multiplier.lut]` model for products it leaves to LUTs.
+fn dsp(d: &RawDsp, lut_raw: Option<&RawLut>, src: &Src) -> Result<MultiplierModel> {
+    let mut packing = Vec::new();
+    for r in &d.packing {
+        if r.max_bits == 0 || r.products == 0 {
+            bail!(
+                "{}: multiplier.dsp.packing entries need max_bits >= 1 and products >= 1",
+                src.table("multiplier.dsp")
+            );
+        }
+        packing.push((r.max_bits, r.products));
+    }
+    Ok(MultiplierModel::Dsp(DspModel {
+        a_bits: src.positive(&d.a_bits, "multiplier.dsp.a_bits", 27)?,
+        b_bits: src.positive(&d.b_bits, "multiplier.dsp.b_bits", 18)?,
+        packing,
+        energy_pj_per_dsp: src.cost(&d.energy_pj_per_dsp, "multiplier.dsp.energy_pj_per_dsp")?,
+        area_um2_per_dsp: src.cost(&d.area_um2_per_dsp, "multiplier.dsp.area_um2_per_dsp")?,
+        lut_max_bits: d.lut_max_bits.unwrap_or(0),
+        lut: lut(lut_raw, src)?,
+    }))
 }
 
 /// Warn (not fail) when a multiplier metric drops as an operand gets wider.

@@ -79,16 +79,28 @@ fn dash_or(x: u32) -> String {
 /// The human-readable breakdown: per-layer rows and totals for `chosen`, then every exposed
 /// objective for the chosen, uniform 8-bit and float32 assignments with the reductions.
 pub fn breakdown_table(graph: &Graph, chosen: &Costs, baseline8: &Costs, float32: &Costs) -> String {
-    let t = &chosen.totals;
     let extra: Vec<Objective> = [Objective::EnergyPj, Objective::AreaUm2, Objective::Luts, Objective::Dsps]
         .into_iter()
-        .filter(|&o| t.get(o).is_some())
+        .filter(|&o| chosen.totals.get(o).is_some())
         .collect();
+    let mut rows = layer_rows(graph, chosen, &extra);
+    rows.extend(part_rows(chosen, &extra));
+    rows.push(total_row(chosen, &extra));
+    let mut out = String::new();
+    render(&rows, 2, &mut out);
+    out.push_str("(memory in bits; totals are allocated storage; mult cost = bw x ba x mults)\n\n");
+    render(&comparison_rows(chosen, baseline8, float32), 1, &mut out);
+    out.push_str("(vs: reduction of the chosen assignment, positive = cheaper)\n");
+    out
+}
+
+/// The header and one row per layer, with a column per `extra` objective.
+fn layer_rows(graph: &Graph, chosen: &Costs, extra: &[Objective]) -> Vec<Vec<String>> {
     let mut header: Vec<String> =
         ["layer", "op", "output", "bw", "ba", "acc", "weights b", "biases b", "activ. b", "mults", "mult cost"]
             .map(String::from)
             .to_vec();
-    for o in &extra {
+    for o in extra {
         header.push(
             match o {
                 Objective::EnergyPj => "energy pJ",
@@ -130,13 +142,15 @@ pub fn breakdown_table(graph: &Graph, chosen: &Costs, baseline8: &Costs, float32
         }));
         rows.push(r);
     }
-    let blank = |label: &str| {
+    rows
+}
+
+/// The rows of what is priced outside the layers: the storage (when an area-like objective is
+/// exposed) and the shared array.
+fn part_rows(chosen: &Costs, extra: &[Objective]) -> Vec<Vec<String>> {
+    let part_row = |label: &str, part: &super::price::PartCost| {
         let mut r = vec![label.to_string()];
         r.extend(std::iter::repeat_n(String::new(), 10));
-        r
-    };
-    let part_row = |label: &str, part: &super::price::PartCost| {
-        let mut r = blank(label);
         r.extend(extra.iter().map(|&o| match o {
             Objective::EnergyPj => String::new(),
             Objective::AreaUm2 => num(part.area_um2),
@@ -145,8 +159,8 @@ pub fn breakdown_table(graph: &Graph, chosen: &Costs, baseline8: &Costs, float32
         }));
         r
     };
-    let area_like = extra.iter().any(|o| *o != Objective::EnergyPj);
-    if area_like {
+    let mut rows = Vec::new();
+    if extra.iter().any(|o| *o != Objective::EnergyPj) {
         rows.push(part_row("storage", &chosen.storage));
     }
     if let (Some(array), Some((bw, ba, acc))) = (&chosen.array, chosen.array_widths) {
@@ -156,6 +170,10 @@ pub fn breakdown_table(graph: &Graph, chosen: &Costs, baseline8: &Costs, float32
         r[5] = dash_or(acc);
         rows.push(r);
     }
+    rows
+}
+
+fn total_row(chosen: &Costs, extra: &[Objective]) -> Vec<String> {
     let mut total = vec![
         "total".to_string(),
         String::new(),
@@ -169,23 +187,21 @@ pub fn breakdown_table(graph: &Graph, chosen: &Costs, baseline8: &Costs, float32
         chosen.layers.iter().map(|l| l.mults).sum::<u64>().to_string(),
         chosen.layers.iter().map(|l| l.mult_cost).sum::<u64>().to_string(),
     ];
-    total.extend(extra.iter().map(|&o| num(t.raw(o))));
-    rows.push(total);
+    total.extend(extra.iter().map(|&o| num(chosen.totals.raw(o))));
+    total
+}
 
-    let mut out = String::new();
-    render(&rows, 2, &mut out);
-    out.push_str("(memory in bits; totals are allocated storage; mult cost = bw x ba x mults)\n\n");
-
+/// Every exposed objective for the chosen, uniform 8-bit and float32 assignments, with the
+/// reductions.
+fn comparison_rows(chosen: &Costs, baseline8: &Costs, float32: &Costs) -> Vec<Vec<String>> {
     let mut rows =
         vec![["objective", "chosen", "uniform 8-bit", "float32", "vs 8-bit", "vs float32"].map(String::from).to_vec()];
-    for (o, v) in t.iter() {
+    for (o, v) in chosen.totals.iter() {
         let b8 = baseline8.totals.raw(o);
         let f32 = float32.totals.raw(o);
         rows.push(vec![o.name().to_string(), num(v), num(b8), num(f32), pct(v, b8), pct(v, f32)]);
     }
-    render(&rows, 1, &mut out);
-    out.push_str("(vs: reduction of the chosen assignment, positive = cheaper)\n");
-    out
+    rows
 }
 
 fn layer_json(graph: &Graph, l: &LayerCost, exposed: &[Objective]) -> Value {

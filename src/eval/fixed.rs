@@ -709,7 +709,8 @@ impl Engine for FixedEngine<'_> {
                 };
                 out.extend(ins[0].iter().map(|&k| k.clamp(lo, hi)));
             }
-            (op, _) => unreachable!("{} is handled by the runner or lacks parameters", op.kind()),
+            (Op::Conv(_) | Op::Dense(_) | Op::Affine(_), _) => unreachable!("{} without parameters", node.op.kind()),
+            (Op::MaxPool(_) | Op::GlobalMaxPool | Op::Flatten, _) => unreachable!("handled by the runner"),
         }
     }
 }

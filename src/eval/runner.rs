@@ -113,7 +113,14 @@ pub fn run_nodes<E: Engine>(
                     out.extend(ins[0].chunks(hw).map(max_of));
                 }
                 Op::Flatten => out.extend_from_slice(ins[0]),
-                _ => engine.compute(i, node, &ins, &mut out, &mut ws.scratch),
+                Op::Conv(_)
+                | Op::Dense(_)
+                | Op::Affine(_)
+                | Op::Add { .. }
+                | Op::Concat
+                | Op::AvgPool { .. }
+                | Op::GlobalAvgPool
+                | Op::Activation(_) => engine.compute(i, node, &ins, &mut out, &mut ws.scratch),
             }
         }
         ws.values[node.output] = out;

@@ -57,11 +57,9 @@ pub(crate) fn readme(graph: &Graph, a: &Assignment, rows: &[Row], meta: &ExportM
         .map(|r| format!("`{}`: {}", r.ident, activation_str(r.activation)))
         .collect();
     let fused = if fused.is_empty() { "none".to_string() } else { fused.join(", ") };
-    let table = layer_table(graph, rows);
-    let classes = graph.num_classes();
     let version = &meta.tool_version;
     let model = &meta.model;
-    format!(
+    let mut s = format!(
         r#"# qdse export: {model}
 
 Bit-true hand-off of a fixed-point CNN, written by qdse {version}.
@@ -73,7 +71,19 @@ Every tensor of the network is a vector of integer codes; the golden vectors in 
 the exact codes qdse's bit-true integer engine computes. An implementation that follows the rules
 below reproduces every one of them bit for bit.
 
-## Files
+"#
+    );
+    s.push_str(&files_section(n_samples, graph.num_classes()));
+    s.push_str(ARITHMETIC);
+    s.push_str("## Layers\n\n");
+    s.push_str(&layer_table(graph, rows));
+    s
+}
+
+/// The "Files" section: what every file of the export holds.
+fn files_section(n_samples: usize, classes: usize) -> String {
+    format!(
+        r#"## Files
 
 | file | content |
 |---|---|
@@ -92,7 +102,13 @@ below reproduces every one of them bit for bit.
 
 There are {n_samples} golden samples and {classes} classes.
 
-## Number format
+"#
+    )
+}
+
+/// The formats, the file layouts and the integer arithmetic an implementation must reproduce
+/// (docs/fixed-point.md, restated), and how to check one: the same in every export.
+const ARITHMETIC: &str = r#"## Number format
 
 A tensor's format is `(bits, frac, signed)`. A code `k` stands for the real value **`k * 2^-frac`**.
 `frac` may be negative (a step larger than 1) or larger than `bits` (all values below 1).
@@ -261,8 +277,4 @@ activation clamps codes: `relu`: `max(k, 0)`; `clip:<min>:<max>`: `clamp(k, Q(mi
 `expected.csv`'s `label` is the data set's label: a mismatch between `label` and `predicted` is a
 misclassification of the quantized model, not an implementation error.
 
-## Layers
-
-{table}"#
-    )
-}
+"#;

@@ -186,7 +186,7 @@ fn accumulator(graph: &Graph, a: &Assignment, fmts: &[Format], i: usize) -> Opti
         Op::AvgPool { .. } | Op::GlobalAvgPool => {
             Some(Acc { bits: signed_width(fin) + clog2(graph.fan_in(node)), derived: true, frac: fin.frac })
         }
-        _ => None,
+        Op::Concat | Op::MaxPool(_) | Op::GlobalMaxPool | Op::Activation(_) | Op::Flatten => None,
     }
 }
 
@@ -222,13 +222,27 @@ pub(crate) fn rows(graph: &Graph, a: &Assignment) -> Vec<Row> {
             Op::Conv(c) => (Some(c.window), Some(c.groups), None),
             Op::MaxPool(w) => (Some(*w), None, None),
             Op::AvgPool { window, count_include_pad } => (Some(*window), None, Some(*count_include_pad)),
-            _ => (None, None, None),
+            Op::Dense(_)
+            | Op::Affine(_)
+            | Op::Add { .. }
+            | Op::Concat
+            | Op::GlobalAvgPool
+            | Op::GlobalMaxPool
+            | Op::Activation(_)
+            | Op::Flatten => (None, None, None),
         };
         let has_bias = match &node.op {
             Op::Conv(c) => Some(c.has_bias),
             Op::Dense(d) => Some(d.has_bias),
             Op::Affine(_) => Some(true),
-            _ => None,
+            Op::Add { .. }
+            | Op::Concat
+            | Op::MaxPool(_)
+            | Op::AvgPool { .. }
+            | Op::GlobalAvgPool
+            | Op::GlobalMaxPool
+            | Op::Activation(_)
+            | Op::Flatten => None,
         };
         rows.push(Row {
             layer: Some(i),

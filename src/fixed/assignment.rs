@@ -154,6 +154,16 @@ impl Assignment {
     /// (a point file may list only the layers it changes).
     pub fn from_toml(text: &str, origin: &str, graph: &Graph, defaults: &Assignment) -> Result<Assignment> {
         let raw: PointFile = toml::from_str(text).with_context(|| format!("invalid point file {origin}"))?;
+        // An empty file is most likely a truncated or wrong one; the uniform 8-bit point is what
+        // leaving out --point gives.
+        if raw.rounding.is_none()
+            && raw.overflow.is_none()
+            && raw.range.is_none()
+            && raw.input.is_none()
+            && raw.layer.is_empty()
+        {
+            bail!("{origin}: the point file sets nothing (no arithmetic, no [input], no [[layer]])");
+        }
         let mut a = defaults.clone();
         if let Some(r) = raw.rounding {
             a.arith.rounding = r;

@@ -153,21 +153,31 @@ impl Op {
 
     /// Whether this layer owns weight and bias formats (docs/fixed-point.md, "Which node owns which format").
     pub fn has_params(&self) -> bool {
-        matches!(self, Op::Conv(_) | Op::Dense(_) | Op::Affine(_))
+        match self {
+            Op::Conv(_) | Op::Dense(_) | Op::Affine(_) => true,
+            Op::Add { .. }
+            | Op::Concat
+            | Op::MaxPool(_)
+            | Op::AvgPool { .. }
+            | Op::GlobalAvgPool
+            | Op::GlobalMaxPool
+            | Op::Activation(_)
+            | Op::Flatten => false,
+        }
     }
 
     /// Whether this layer owns an output format. The others pass their input's format through.
     pub fn owns_output(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Op::Conv(_)
-                | Op::Dense(_)
-                | Op::Affine(_)
-                | Op::Add { .. }
-                | Op::Concat
-                | Op::AvgPool { .. }
-                | Op::GlobalAvgPool
-        )
+            | Op::Dense(_)
+            | Op::Affine(_)
+            | Op::Add { .. }
+            | Op::Concat
+            | Op::AvgPool { .. }
+            | Op::GlobalAvgPool => true,
+            Op::MaxPool(_) | Op::GlobalMaxPool | Op::Activation(_) | Op::Flatten => false,
+        }
     }
 
     /// The fused activation, if this op has one.
@@ -178,7 +188,9 @@ impl Op {
             Op::Affine(a) => a.activation,
             Op::Add { activation } => *activation,
             Op::Activation(a) => *a,
-            _ => Activation::None,
+            Op::Concat | Op::MaxPool(_) | Op::AvgPool { .. } | Op::GlobalAvgPool | Op::GlobalMaxPool | Op::Flatten => {
+                Activation::None
+            }
         }
     }
 
@@ -188,7 +200,14 @@ impl Op {
             Op::Conv(c) => Some((&c.weight, &c.bias)),
             Op::Dense(d) => Some((&d.weight, &d.bias)),
             Op::Affine(a) => Some((&a.scale, &a.shift)),
-            _ => None,
+            Op::Add { .. }
+            | Op::Concat
+            | Op::MaxPool(_)
+            | Op::AvgPool { .. }
+            | Op::GlobalAvgPool
+            | Op::GlobalMaxPool
+            | Op::Activation(_)
+            | Op::Flatten => None,
         }
     }
 }
@@ -235,7 +254,14 @@ impl Graph {
             }
             Op::Dense(d) => (d.in_features * d.out_features) as u64,
             Op::Affine(_) => out,
-            _ => 0,
+            Op::Add { .. }
+            | Op::Concat
+            | Op::MaxPool(_)
+            | Op::AvgPool { .. }
+            | Op::GlobalAvgPool
+            | Op::GlobalMaxPool
+            | Op::Activation(_)
+            | Op::Flatten => 0,
         }
     }
 
@@ -251,7 +277,7 @@ impl Graph {
                 let s = &self.values[node.inputs[0]].shape;
                 s[1..].iter().product()
             }
-            _ => 0,
+            Op::Concat | Op::MaxPool(_) | Op::GlobalMaxPool | Op::Activation(_) | Op::Flatten => 0,
         }
     }
 
@@ -261,7 +287,14 @@ impl Graph {
             Op::Conv(c) => (c.weight.len(), if c.has_bias { c.bias.len() } else { 0 }),
             Op::Dense(d) => (d.weight.len(), if d.has_bias { d.bias.len() } else { 0 }),
             Op::Affine(a) => (a.scale.len(), a.shift.len()),
-            _ => (0, 0),
+            Op::Add { .. }
+            | Op::Concat
+            | Op::MaxPool(_)
+            | Op::AvgPool { .. }
+            | Op::GlobalAvgPool
+            | Op::GlobalMaxPool
+            | Op::Activation(_)
+            | Op::Flatten => (0, 0),
         }
     }
 

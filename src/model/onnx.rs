@@ -27,6 +27,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use ndarray::{ArrayD, Axis, IxDyn};
 use prost::Message;
 
 use super::ir::{Activation, Affine, Conv, Dense, Graph, Node, Op, Value, ValueId, Window};
@@ -271,31 +272,18 @@ fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     Some(out)
 }
 
-/// For each flat index of `out`, the flat index into a tensor of shape `src` broadcast to it.
-fn broadcast_index(out: &[usize], src: &[usize]) -> Vec<usize> {
-    let r = out.len();
-    let off = r - src.len();
-    // strides of src aligned to out, 0 where broadcast
-    let mut strides = vec![0usize; r];
-    let mut s = 1;
-    for i in (0..src.len()).rev() {
-        strides[off + i] = if src[i] == 1 { 0 } else { s };
-        s *= src[i];
-    }
-    let n = numel(out).unwrap_or(0);
-    let mut idx = Vec::with_capacity(n);
-    let mut multi = vec![0usize; r];
-    for _ in 0..n {
-        idx.push(multi.iter().zip(&strides).map(|(m, s)| m * s).sum());
-        for ax in (0..r).rev() {
-            multi[ax] += 1;
-            if multi[ax] < out[ax] {
-                break;
-            }
-            multi[ax] = 0;
-        }
-    }
-    idx
+/// The flat index of every element of a tensor of shape `dims`, plus `offset`, as an n-d array.
+/// The folds that only move elements (broadcast, gather, slice, concat) move these positions
+/// with ndarray, and [`Tensor::pick`] then moves the values, of either type, the same way.
+fn positions(dims: &[usize], offset: usize) -> ArrayD<usize> {
+    let n = numel(dims).unwrap_or(0);
+    ArrayD::from_shape_vec(IxDyn(dims), (offset..offset + n).collect()).expect("numel(dims) positions")
+}
+
+/// For each flat index of `out`, the flat index into a tensor of shape `src` broadcast to it
+/// (None: `src` does not broadcast to `out`).
+fn broadcast_positions(out: &[usize], src: &[usize]) -> Option<Vec<usize>> {
+    Some(positions(src, 0).broadcast(IxDyn(out))?.iter().copied().collect())
 }
 
 fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
@@ -1266,54 +1254,72 @@ impl Lowering {
 
     fn finish(self, input: ValueId, output: ValueId) -> Result<Graph> {
         let Lowering { values, nodes, .. } = self;
-        let mut nodes: Vec<Option<PNode>> = nodes.into_iter().map(Some).collect();
-        let nv = values.len();
+        let mut f = Fusion { nodes: nodes.into_iter().map(Some).collect(), nv: values.len(), output };
+        f.fold_bias_adds()?;
+        f.fold_batch_norms();
+        f.fuse_activations();
+        compact(values, f.nodes, input, output)
+    }
+}
 
-        // consumers per value (graph output counts as one), producer per value
-        let uses = |nodes: &[Option<PNode>]| {
-            let mut u = vec![0usize; nv];
-            for n in nodes.iter().flatten() {
-                for &v in &n.inputs {
-                    u[v] += 1;
-                }
-            }
-            u[output] += 1;
-            u
-        };
-        let producers = |nodes: &[Option<PNode>]| {
-            let mut p = vec![None; nv];
-            for (i, n) in nodes.iter().enumerate() {
-                if let Some(n) = n {
-                    p[n.output] = Some(i);
-                }
-            }
-            p
-        };
-        // the producer of node i's first input if it has no other consumer
-        let sole_producer = |nodes: &[Option<PNode>], i: usize| -> Option<usize> {
-            let n = nodes[i].as_ref()?;
-            let v = *n.inputs.first()?;
-            if uses(nodes)[v] != 1 {
-                return None;
-            }
-            producers(nodes)[v]
-        };
-        // merge node i into its producer p: p takes over i's output value
-        let merge = |nodes: &mut [Option<PNode>], p: usize, i: usize| {
-            if let Some(n) = nodes[i].take() {
-                if let Some(pn) = nodes[p].as_mut() {
-                    pn.output = n.output;
-                }
-            }
-        };
+/// The lowered nodes while they are fused; a fused node is `None`.
+struct Fusion {
+    nodes: Vec<Option<PNode>>,
+    nv: usize,
+    output: ValueId,
+}
 
-        // 1. activation + constant -> bias of the Conv/Dense it alone consumes
-        for i in 0..nodes.len() {
-            let Some(POp::AddConst(c)) = nodes[i].as_ref().map(|n| n.op.clone()) else {
+impl Fusion {
+    /// Consumers per value (the graph output counts as one).
+    fn uses(&self) -> Vec<usize> {
+        let mut u = vec![0usize; self.nv];
+        for n in self.nodes.iter().flatten() {
+            for &v in &n.inputs {
+                u[v] += 1;
+            }
+        }
+        u[self.output] += 1;
+        u
+    }
+
+    /// The node producing each value.
+    fn producers(&self) -> Vec<Option<usize>> {
+        let mut p = vec![None; self.nv];
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(n) = n {
+                p[n.output] = Some(i);
+            }
+        }
+        p
+    }
+
+    /// The producer of node i's first input if it has no other consumer.
+    fn sole_producer(&self, i: usize) -> Option<usize> {
+        let n = self.nodes[i].as_ref()?;
+        let v = *n.inputs.first()?;
+        if self.uses()[v] != 1 {
+            return None;
+        }
+        self.producers()[v]
+    }
+
+    /// Merges node i into its producer p: p takes over i's output value.
+    fn merge(&mut self, p: usize, i: usize) {
+        if let Some(n) = self.nodes[i].take() {
+            if let Some(pn) = self.nodes[p].as_mut() {
+                pn.output = n.output;
+            }
+        }
+    }
+
+    /// Activation + constant -> bias of the Conv/Dense it alone consumes.
+    fn fold_bias_adds(&mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            let Some(POp::AddConst(c)) = self.nodes[i].as_ref().map(|n| n.op.clone()) else {
                 continue;
             };
-            let p = sole_producer(&nodes, i);
-            let folded = match p.and_then(|p| nodes[p].as_mut()).map(|pn| &mut pn.op) {
+            let p = self.sole_producer(i);
+            let folded = match p.and_then(|p| self.nodes[p].as_mut()).map(|pn| &mut pn.op) {
                 Some(POp::Ir(Op::Conv(Conv { bias, has_bias, .. }) | Op::Dense(Dense { bias, has_bias, .. }))) => {
                     for (o, b) in bias.iter_mut().enumerate() {
                         *b += if c.len() == 1 { c[0] } else { c[o] };
@@ -1323,8 +1329,8 @@ impl Lowering {
                 }
                 _ => false,
             };
-            match (folded, p, nodes[i].as_ref()) {
-                (true, Some(p), _) => merge(&mut nodes, p, i),
+            match (folded, p, self.nodes[i].as_ref()) {
+                (true, Some(p), _) => self.merge(p, i),
                 (_, _, Some(n)) => {
                     return Err(n.err(
                         "adding a constant is only supported as the bias of a Conv/Gemm/MatMul whose output only this Add reads",
@@ -1333,15 +1339,18 @@ impl Lowering {
                 _ => {}
             }
         }
+        Ok(())
+    }
 
-        // 2. BatchNormalization -> folded into the Conv/Dense it alone consumes, else Affine
-        for i in 0..nodes.len() {
-            let Some(POp::Bn(bn)) = nodes[i].as_ref().map(|n| n.op.clone()) else {
+    /// BatchNormalization -> folded into the Conv/Dense it alone consumes, else Affine.
+    fn fold_batch_norms(&mut self) {
+        for i in 0..self.nodes.len() {
+            let Some(POp::Bn(bn)) = self.nodes[i].as_ref().map(|n| n.op.clone()) else {
                 continue;
             };
             let s = bn.scale();
-            let p = sole_producer(&nodes, i);
-            let target = p.and_then(|p| nodes[p].as_mut()).map(|pn| &mut pn.op);
+            let p = self.sole_producer(i);
+            let target = p.and_then(|p| self.nodes[p].as_mut()).map(|pn| &mut pn.op);
             let folded = match target {
                 Some(POp::Ir(Op::Conv(conv)))
                     if conv.activation == Activation::None && conv.out_channels == s.len() =>
@@ -1360,23 +1369,25 @@ impl Lowering {
             };
             if folded {
                 if let Some(p) = p {
-                    merge(&mut nodes, p, i);
+                    self.merge(p, i);
                 }
-            } else if let Some(n) = nodes[i].as_mut() {
+            } else if let Some(n) = self.nodes[i].as_mut() {
                 let shift = bn.beta.iter().zip(&bn.mean).zip(&s).map(|((b, m), s)| b - m * s).collect();
                 n.op = POp::Ir(Op::Affine(Affine { channels: s.len(), scale: s, shift, activation: Activation::None }));
             }
         }
+    }
 
-        // 3. Relu/Clip -> fused into the Conv/Dense/Affine/Add it alone consumes
-        for i in 0..nodes.len() {
-            let Some(POp::Ir(Op::Activation(a))) = nodes[i].as_ref().map(|n| n.op.clone()) else {
+    /// Relu/Clip -> fused into the Conv/Dense/Affine/Add it alone consumes.
+    fn fuse_activations(&mut self) {
+        for i in 0..self.nodes.len() {
+            let Some(POp::Ir(Op::Activation(a))) = self.nodes[i].as_ref().map(|n| n.op.clone()) else {
                 continue;
             };
-            let Some(p) = sole_producer(&nodes, i) else {
+            let Some(p) = self.sole_producer(i) else {
                 continue;
             };
-            let slot = match nodes[p].as_mut().map(|pn| &mut pn.op) {
+            let slot = match self.nodes[p].as_mut().map(|pn| &mut pn.op) {
                 Some(POp::Ir(Op::Conv(Conv { activation, .. })))
                 | Some(POp::Ir(Op::Dense(Dense { activation, .. })))
                 | Some(POp::Ir(Op::Affine(Affine { activation, .. })))
@@ -1385,43 +1396,47 @@ impl Lowering {
             };
             if let Some(slot) = slot.filter(|s| **s == Activation::None) {
                 *slot = a;
-                merge(&mut nodes, p, i);
+                self.merge(p, i);
             }
         }
-
-        // compact: keep the values the nodes, input and output use, renumbered in order
-        let mut used = vec![false; nv];
-        used[input] = true;
-        used[output] = true;
-        for n in nodes.iter().flatten() {
-            used[n.output] = true;
-            for &v in &n.inputs {
-                used[v] = true;
-            }
-        }
-        let mut remap = vec![usize::MAX; nv];
-        let mut new_values = Vec::new();
-        for (v, value) in values.into_iter().enumerate() {
-            if used[v] {
-                remap[v] = new_values.len();
-                new_values.push(value);
-            }
-        }
-        let mut out_nodes = Vec::new();
-        for n in nodes.into_iter().flatten() {
-            let op = match n.op {
-                POp::Ir(op) => op,
-                POp::Bn(_) | POp::AddConst(_) => return Err(n.err("internal: unfused node")),
-            };
-            out_nodes.push(Node {
-                name: n.name,
-                op,
-                inputs: n.inputs.iter().map(|&v| remap[v]).collect(),
-                output: remap[n.output],
-            });
-        }
-        Ok(Graph { values: new_values, nodes: out_nodes, input: remap[input], output: remap[output] })
     }
+}
+
+/// The graph of the fused nodes: keeps the values the nodes, input and output use, renumbered in
+/// order.
+fn compact(values: Vec<Value>, nodes: Vec<Option<PNode>>, input: ValueId, output: ValueId) -> Result<Graph> {
+    let nv = values.len();
+    let mut used = vec![false; nv];
+    used[input] = true;
+    used[output] = true;
+    for n in nodes.iter().flatten() {
+        used[n.output] = true;
+        for &v in &n.inputs {
+            used[v] = true;
+        }
+    }
+    let mut remap = vec![usize::MAX; nv];
+    let mut new_values = Vec::new();
+    for (v, value) in values.into_iter().enumerate() {
+        if used[v] {
+            remap[v] = new_values.len();
+            new_values.push(value);
+        }
+    }
+    let mut out_nodes = Vec::new();
+    for n in nodes.into_iter().flatten() {
+        let op = match n.op {
+            POp::Ir(op) => op,
+            POp::Bn(_) | POp::AddConst(_) => return Err(n.err("internal: unfused node")),
+        };
+        out_nodes.push(Node {
+            name: n.name,
+            op,
+            inputs: n.inputs.iter().map(|&v| remap[v]).collect(),
+            output: remap[n.output],
+        });
+    }
+    Ok(Graph { values: new_values, nodes: out_nodes, input: remap[input], output: remap[output] })
 }
 
 /// Folds a BatchNormalization into a layer whose `weight` has `per_out` entries per output
@@ -1561,8 +1576,9 @@ fn elementwise(op: &str, a: &Tensor, b: &Tensor) -> std::result::Result<Tensor, 
     if numel(&dims).is_none_or(|n| n > MAX_ELEMS) {
         return Err("result too large".into());
     }
-    let ia = broadcast_index(&dims, &a.dims);
-    let ib = broadcast_index(&dims, &b.dims);
+    let (Some(ia), Some(ib)) = (broadcast_positions(&dims, &a.dims), broadcast_positions(&dims, &b.dims)) else {
+        return Err(format!("shapes {} and {} do not broadcast", shape_str(&a.dims), shape_str(&b.dims)));
+    };
     let data = match (&a.data, &b.data) {
         (Data::I(x), Data::I(y)) => {
             let mut out = Vec::with_capacity(ia.len());
@@ -1605,18 +1621,17 @@ fn gather(data: &Tensor, idx: &Tensor, axis: i64) -> std::result::Result<Tensor,
     if numel(&[outer, ind.len(), inner]).is_none_or(|n| n > MAX_ELEMS) {
         return Err("result too large".into());
     }
-    let mut picks = Vec::new();
-    for o in 0..outer {
-        for &j in ind {
+    let ind = ind
+        .iter()
+        .map(|&j| {
             let j = if j < 0 { j + n as i64 } else { j };
-            if !(0..n as i64).contains(&j) {
-                return Err(format!("index {j} out of range for axis of size {n}"));
-            }
-            for k in 0..inner {
-                picks.push((o * n + j as usize) * inner + k);
-            }
-        }
-    }
+            usize::try_from(j)
+                .ok()
+                .filter(|&j| j < n)
+                .ok_or_else(|| format!("index {j} out of range for axis of size {n}"))
+        })
+        .collect::<std::result::Result<Vec<usize>, String>>()?;
+    let picks: Vec<usize> = positions(&data.dims, 0).select(Axis(ax), &ind).iter().copied().collect();
     let dims = data.dims[..ax].iter().chain(&idx.dims).chain(&data.dims[ax + 1..]).copied().collect();
     Ok(data.pick(dims, &picks))
 }
@@ -1624,29 +1639,27 @@ fn gather(data: &Tensor, idx: &Tensor, axis: i64) -> std::result::Result<Tensor,
 fn concat_const(ts: &[Rc<Tensor>], axis: i64) -> std::result::Result<Tensor, String> {
     let first = &ts[0].dims;
     let ax = norm_axis(axis, first.len()).ok_or_else(|| format!("axis {axis} out of range"))?;
-    let mut dims = first.clone();
-    dims[ax] = 0;
     for t in ts {
         if t.dims.len() != first.len() || t.dims.iter().enumerate().any(|(i, &d)| i != ax && d != first[i]) {
             return Err(format!("shapes {} and {} cannot be concatenated", shape_str(first), shape_str(&t.dims)));
         }
-        dims[ax] += t.dims[ax];
     }
-    let outer: usize = first[..ax].iter().product();
-    let inner: usize = first[ax + 1..].iter().product();
-    let all_int = ts.iter().all(|t| t.as_ints().is_some());
-    let (mut fi, mut ff) = (Vec::new(), Vec::new());
-    for o in 0..outer {
-        for t in ts {
-            let chunk = t.dims[ax] * inner;
-            let r = o * chunk..(o + 1) * chunk;
-            match &t.data {
-                Data::I(v) if all_int => fi.extend_from_slice(&v[r]),
-                _ => ff.extend_from_slice(&t.to_f64()[r]),
-            }
-        }
+    // Every tensor's values one after the other, then picked in the concatenated order.
+    let mut offset = 0;
+    let mut parts = Vec::new();
+    for t in ts {
+        parts.push(positions(&t.dims, offset));
+        offset += t.len();
     }
-    Ok(if all_int { Tensor::ints(dims, fi) } else { Tensor::floats(dims, ff) })
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    let order = ndarray::concatenate(Axis(ax), &views).map_err(|e| e.to_string())?;
+    let all = if ts.iter().all(|t| t.as_ints().is_some()) {
+        Tensor::ints(vec![offset], ts.iter().filter_map(|t| t.as_ints()).flatten().copied().collect())
+    } else {
+        Tensor::floats(vec![offset], ts.iter().flat_map(|t| t.to_f64()).collect())
+    };
+    let picks: Vec<usize> = order.iter().copied().collect();
+    Ok(all.pick(order.shape().to_vec(), &picks))
 }
 
 fn slice_const(
@@ -1690,25 +1703,12 @@ fn slice_const(
         }
         sel[a] = idx;
     }
-    let dims: Vec<usize> = sel.iter().map(Vec::len).collect();
-    let n = numel(&dims).unwrap_or(0);
-    let mut strides = vec![1usize; r];
-    for i in (0..r.saturating_sub(1)).rev() {
-        strides[i] = strides[i + 1] * data.dims[i + 1];
+    let mut picks = positions(&data.dims, 0);
+    for (a, idx) in sel.iter().enumerate() {
+        picks = picks.select(Axis(a), idx);
     }
-    let mut picks = Vec::with_capacity(n);
-    let mut multi = vec![0usize; r];
-    for _ in 0..n {
-        picks.push((0..r).map(|a| sel[a][multi[a]] * strides[a]).sum());
-        for a in (0..r).rev() {
-            multi[a] += 1;
-            if multi[a] < dims[a] {
-                break;
-            }
-            multi[a] = 0;
-        }
-    }
-    Ok(data.pick(dims, &picks))
+    let dims = picks.shape().to_vec();
+    Ok(data.pick(dims, &picks.iter().copied().collect::<Vec<_>>()))
 }
 
 /// Resolves a Reshape target (`-1` inferred once, `0` copies the input unless `allowzero`).

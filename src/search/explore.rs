@@ -8,7 +8,7 @@
 use super::confirm::{self, Confirmed};
 use super::paper::Budgets;
 use super::score::{key, Scorer};
-use super::{uniform, Context, Evaluation, Pricer, Search, Space, Strategy};
+use super::{uniform, Context, Evaluation, Event, Pricer, Search, Space, Strategy};
 use crate::config::WeightOffsets;
 use crate::experiment::Experiment;
 use crate::report::write_atomic;
@@ -100,7 +100,6 @@ struct Plan {
 impl Plan {
     fn new(exp: &Experiment, opts: &Options) -> Result<Plan> {
         let st = &exp.settings;
-        st.check_name()?;
         let dir = opts.out.clone().unwrap_or_else(|| PathBuf::from("reports").join(&st.name));
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(Plan {
@@ -196,12 +195,22 @@ fn search(exp: &Experiment, costing: &Costing, opts: &Options, plan: &Plan, targ
         scorer.remember(r.key.clone(), r.acc_search, r.loss_search);
     }
     let resumed = log.remembered.iter().map(|r| &r.key).collect::<std::collections::HashSet<_>>().len();
-    let observer = Box::new(|e: &Evaluation| log.append(e));
     let (names, primary) = (costing.names.clone(), costing.primary);
-    let mut s = Search::new(scorer, costing.pricer, names, primary, target, plan.budget, observer);
-    if opts.progress {
-        s.progress = progress_bar(plan.budget);
-    }
+    // The progress display and the CSV log observe the search (search/mod.rs, `Event`).
+    let progress = if opts.progress { progress_bar(plan.budget) } else { indicatif::ProgressBar::hidden() };
+    let observer = Box::new(|event: Event| match event {
+        Event::Scored => progress.inc(1),
+        Event::Recorded { evaluation, new_best } => {
+            log.append(evaluation);
+            if new_best {
+                progress.set_message(format!(
+                    "best {} within budget: {:.4e}",
+                    names[primary], evaluation.objectives[primary]
+                ));
+            }
+        }
+    });
+    let mut s = Search::new(scorer, costing.pricer, names.clone(), primary, target, plan.budget, observer);
     let uniform_wba = |w: u32, b: u32, a: u32| {
         let spec = crate::eval::calibrate::UniformSpec {
             weights: w,
@@ -227,7 +236,7 @@ fn search(exp: &Experiment, costing: &Costing, opts: &Options, plan: &Plan, targ
         Context { search: &mut s, space: &space, budgets, uniform: &uniform_b, rng: &mut rng, notes: Vec::new() };
     plan.strategy.run(&mut ctx);
     let notes = ctx.notes;
-    s.progress.finish_and_clear();
+    progress.finish_and_clear();
     let searched = Searched {
         resumed,
         front: s.front(),

@@ -18,7 +18,6 @@ pub mod uniform;
 
 use crate::fixed::{Assignment, Format};
 use crate::run_folder::EvaluationRow;
-use indicatif::ProgressBar;
 use score::Scorer;
 pub use space::Space;
 use std::cmp::Ordering;
@@ -86,8 +85,18 @@ impl Evaluation {
 /// Prices an assignment: one value per objective, lower is better.
 pub type Pricer<'p> = dyn Fn(&Assignment) -> Vec<f64> + Sync + 'p;
 
-/// Called with every newly recorded evaluation (the CSV log, a progress display).
-pub type Observer<'o> = dyn FnMut(&Evaluation) + 'o;
+/// What a search tells its observer (the CSV log, a progress display); the search itself
+/// neither writes nor displays anything.
+pub enum Event<'a> {
+    /// A candidate was scored afresh (not remembered), whether or not it was recorded.
+    Scored,
+    /// A new evaluation was recorded; `new_best`: it is the cheapest within the loss budget so
+    /// far, on the primary objective.
+    Recorded { evaluation: &'a Evaluation, new_best: bool },
+}
+
+/// Called with every [`Event`] of a search.
+pub type Observer<'o> = dyn FnMut(Event) + 'o;
 
 pub struct Search<'e> {
     pub scorer: Scorer<'e>,
@@ -101,7 +110,6 @@ pub struct Search<'e> {
     pub evaluations: Vec<Evaluation>,
     recorded: HashSet<String>,
     observer: Box<Observer<'e>>,
-    pub progress: ProgressBar,
 }
 
 impl<'e> Search<'e> {
@@ -124,7 +132,6 @@ impl<'e> Search<'e> {
             evaluations: Vec::new(),
             recorded: HashSet::new(),
             observer,
-            progress: ProgressBar::hidden(),
         }
     }
 
@@ -147,7 +154,7 @@ impl<'e> Search<'e> {
         }
         let (score, fresh) = self.scorer.score(a, max_loss);
         if fresh {
-            self.progress.inc(1);
+            (self.observer)(Event::Scored);
         }
         let score::Score { accuracy: acc, loss } = score?;
         if self.recorded.insert(key.clone()) {
@@ -160,17 +167,9 @@ impl<'e> Search<'e> {
                 key,
             };
             let e = Evaluation { row, assignment: a.clone() };
-            (self.observer)(&e);
-            if loss <= self.max_loss {
-                let best = self.best_within_budget().map(|b| b.objectives[self.primary]);
-                let primary = e.objectives[self.primary];
-                if best.is_none_or(|b| primary < b) {
-                    self.progress.set_message(format!(
-                        "best {} within budget: {primary:.4e}",
-                        self.objective_names[self.primary]
-                    ));
-                }
-            }
+            let best = self.best_within_budget().map(|b| b.objectives[self.primary]);
+            let new_best = loss <= self.max_loss && best.is_none_or(|b| e.objectives[self.primary] < b);
+            (self.observer)(Event::Recorded { evaluation: &e, new_best });
             self.evaluations.push(e);
         }
         match max_loss {

@@ -1,4 +1,5 @@
-//! Helpers shared by integration tests: a tiny graph builder.
+//! Helpers shared by integration tests: a tiny graph builder, the shipped models and data, the
+//! `qdse` binary as a process.
 #![allow(dead_code)]
 
 use qdse::model::ir::{Affine, Conv, Dense};
@@ -189,6 +190,16 @@ pub fn read_npy_f32(p: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     (shape, data)
 }
 
+/// An IDX file: element type `code` (0x08: u8), big-endian `dims`, then `data`.
+pub fn idx(code: u8, dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 0, code, dims.len() as u8];
+    for d in dims {
+        v.extend_from_slice(&d.to_be_bytes());
+    }
+    v.extend_from_slice(data);
+    v
+}
+
 /// Index of the largest element (the first one on ties).
 pub fn argmax<T: PartialOrd + Copy>(xs: &[T]) -> usize {
     let mut best = 0;
@@ -198,4 +209,73 @@ pub fn argmax<T: PartialOrd + Copy>(xs: &[T]) -> usize {
         }
     }
     best
+}
+
+// ---------- the qdse binary ----------
+
+pub const QDSE: &str = env!("CARGO_BIN_EXE_qdse");
+
+pub fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fashion_images() -> std::path::PathBuf {
+    root().join("data/fashion-mnist/t10k-images-idx3-ubyte.gz")
+}
+
+pub fn fashion_labels() -> std::path::PathBuf {
+    root().join("data/fashion-mnist/t10k-labels-idx1-ubyte.gz")
+}
+
+/// A file's bytes; panics naming the file.
+pub fn read(p: &std::path::Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A finished `qdse` process.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub what: String,
+}
+
+impl Run {
+    /// Everything about the run, for assertion messages.
+    pub fn dump(&self) -> String {
+        format!("{}\nexit: {:?}\n--- stdout\n{}--- stderr\n{}", self.what, self.code, self.stdout, self.stderr)
+    }
+
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.code, Some(0), "expected success\n{}", self.dump());
+        assert!(!self.stderr.contains("panicked"), "{}", self.dump());
+        self
+    }
+
+    /// The error contract (src/main.rs): exit code 2, `error:` first, no panic, nothing on
+    /// stdout, and every `needle` in stderr.
+    pub fn fails_with(&self, needles: &[&str]) -> &Self {
+        assert_eq!(self.code, Some(2), "expected exit code 2\n{}", self.dump());
+        assert!(self.stderr.starts_with("error: "), "stderr must start with 'error: '\n{}", self.dump());
+        assert!(!self.stderr.contains("panicked"), "panic\n{}", self.dump());
+        assert!(self.stdout.is_empty(), "nothing on stdout on failure\n{}", self.dump());
+        for n in needles {
+            assert!(self.stderr.contains(n), "stderr should mention {n:?}\n{}", self.dump());
+        }
+        self
+    }
+}
+
+/// Runs `qdse ARGS` in the repository root.
+pub fn qdse<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    let out = std::process::Command::new(QDSE).args(args).current_dir(root()).output().expect("spawn qdse");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        what: format!(
+            "qdse {}",
+            args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+        ),
+    }
 }
