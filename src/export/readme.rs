@@ -61,6 +61,18 @@ pub(crate) fn readme(graph: &Graph, a: &Assignment, rows: &[Row], meta: &ExportM
     let classes = graph.num_classes();
     let version = &meta.tool_version;
     let model = &meta.model;
+    let covered = super::rtl::covered(graph, a, rows);
+    let datapath_layers = if covered.is_empty() {
+        "no layer (this network has no Conv, Dense or Affine layer)".to_string()
+    } else {
+        let names: Vec<String> = rows
+            .iter()
+            .filter(|r| r.layer.is_some_and(|i| covered.contains(&i)))
+            .map(|r| format!("`{}`", r.ident))
+            .collect();
+        names.join(", ")
+    };
+    let verilator = super::rtl::VERILATOR_CMD;
     format!(
         r#"# qdse export: {model}
 
@@ -87,6 +99,8 @@ below reproduces every one of them bit for bit.
 | `weights/<idx>_<name>.b.mem` | bias codes of layer `<idx>` **at the bias format** (see "bias alignment") |
 | `golden/sample_<i>/input.mem` | input codes of sample `<i>` at the input format |
 | `golden/sample_<i>/<v>_<name>.mem` | codes of value (tensor) `<v>` for sample `<i>`, at that value's format; one file per value, the input included |
+| `rtl/qdse_layer.sv` | the reference datapath: one parameterized, synthesizable SystemVerilog module for the arithmetic of a Conv / Dense / Affine layer (see "Reference datapath") |
+| `rtl/qdse_tb.sv` | a Verilator testbench: one `qdse_layer` per such layer, replaying the golden vectors through it |
 | `golden/expected.csv` | per sample: `sample`, `label`, `predicted` (argmax of the integer logits), `logit_0..logit_{{C-1}}` (logit codes at the output format) |
 
 There are {n_samples} golden samples and {classes} classes.
@@ -251,6 +265,24 @@ activation clamps codes: `relu`: `max(k, 0)`; `clip:<min>:<max>`: `clamp(k, Q(mi
 3. To localise a mismatch, test one layer at a time: feed it the golden files of its
    `input_values` and compare its output with the golden file of its `output_value`. Every layer
    can be verified in isolation this way; the first mismatching layer is the faulty one.
+
+## Reference datapath
+
+`rtl/qdse_layer.sv` implements the "Conv, Dense, Affine" rules above in hardware, one
+multiply-accumulate per clock: `load` presets the accumulator with the aligned bias, each `mac`
+adds `a * w` exactly, and `y` is the requantized output code (accumulator width, fused
+activation, rounding, saturate or wrap). Its parameters are a layer's formats; `rtl/qdse_tb.sv`
+instantiates it for each of {datapath_layers} with this export's formats, reads the layer's
+weights, biases and golden input codes, and compares every output code with the golden file.
+Run it from this folder with Verilator 5:
+
+```
+{verilator}
+```
+
+It prints `PASS` and exits 0 when every output code of every sample matches bit for bit, and
+stops with an error naming the first mismatches otherwise; `+samples=N` replays N samples only.
+Add, Concat, pooling and pass-through layers are not part of the datapath module.
 
 `expected.csv`'s `label` is the data set's label: a mismatch between `label` and `predicted` is a
 misclassification of the quantized model, not an implementation error.
