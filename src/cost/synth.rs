@@ -167,9 +167,11 @@ fn script(target: &Target, dsp: bool) -> Vec<String> {
     }
 }
 
+/// The statistics command: JSON cell counts, or for a Liberty library the text report whose
+/// "Chip area" line is the area (Yosys 0.23's `stat -json` leaves the area out).
 fn stat_cmd(target: &Target) -> String {
     match target {
-        Target::Liberty(lib) => format!("stat -liberty {} -json", lib.display()),
+        Target::Liberty(lib) => format!("stat -liberty {}", lib.display()),
         _ => "stat -json".into(),
     }
 }
@@ -189,10 +191,10 @@ pub fn yosys_version() -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Synthesize one design with one script and return the `stat -json` design counts.
-fn run_yosys(dir: &Path, tag: &str, design: Design, target: &Target, dsp: bool) -> Result<serde_json::Value> {
+/// Synthesize one design with one script and return what the statistics command wrote.
+fn run_yosys(dir: &Path, tag: &str, design: Design, target: &Target, dsp: bool) -> Result<String> {
     let v = dir.join(format!("{tag}.v"));
-    let json = dir.join(format!("{tag}.json"));
+    let json = dir.join(format!("{tag}.stat"));
     std::fs::write(&v, design.verilog()).with_context(|| format!("cannot write {}", v.display()))?;
     let mut cmds = vec![format!("read_verilog -sv {}", v.display())];
     cmds.extend(script(target, dsp));
@@ -208,10 +210,22 @@ fn run_yosys(dir: &Path, tag: &str, design: Design, target: &Target, dsp: bool) 
         let tail: Vec<&str> = err.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
         bail!("yosys failed on {tag}: {}", tail.join("\n"));
     }
-    let text = std::fs::read_to_string(&json).with_context(|| format!("yosys wrote no {}", json.display()))?;
+    std::fs::read_to_string(&json).with_context(|| format!("yosys wrote no {}", json.display()))
+}
+
+/// The `design` part of `stat -json` output.
+fn design_stats(tag: &str, text: &str) -> Result<serde_json::Value> {
     let parsed: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("cannot parse yosys stat output {}", json.display()))?;
-    parsed.get("design").cloned().with_context(|| format!("{}: no 'design' in yosys stat output", json.display()))
+        serde_json::from_str(text).with_context(|| format!("{tag}: cannot parse yosys stat output"))?;
+    parsed.get("design").cloned().with_context(|| format!("{tag}: no 'design' in yosys stat output"))
+}
+
+/// The area of `stat -liberty`'s text report: its last "Chip area for module ...: X" line.
+fn chip_area(tag: &str, text: &str) -> Result<f64> {
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("Chip area for ")?.rsplit(':').next()?.trim().parse::<f64>().ok())
+        .with_context(|| format!("{tag}: yosys reported no chip area for the library"))
 }
 
 /// NAND2 equivalents of a generic-gate design; an unknown cell type is an error.
@@ -237,21 +251,21 @@ fn cells(design: &serde_json::Value) -> BTreeMap<String, f64> {
 fn measure(dir: &Path, tag: &str, design: Design, target: &Target) -> Result<Measured> {
     match target {
         Target::Generic { um2_per_ge } => {
-            let d = run_yosys(dir, tag, design, target, false)?;
+            let d = design_stats(tag, &run_yosys(dir, tag, design, target, false)?)?;
             Ok(Measured { area: gate_equivalents(&cells(&d))? * um2_per_ge, ..Measured::default() })
         }
         Target::Liberty(_) => {
-            let d = run_yosys(dir, tag, design, target, false)?;
-            let area = d["area"].as_f64().with_context(|| format!("{tag}: yosys reported no area for the library"))?;
+            let area = chip_area(tag, &run_yosys(dir, tag, design, target, false)?)?;
             Ok(Measured { area, ..Measured::default() })
         }
         Target::Xcup => {
-            let count = |d: &serde_json::Value, pre: &str| -> f64 {
-                cells(d).iter().filter(|(c, _)| c.starts_with(pre)).map(|(_, n)| n).sum()
+            let count = |tag: &str, dsp: bool, pre: &str| -> Result<f64> {
+                let d = design_stats(tag, &run_yosys(dir, tag, design, target, dsp)?)?;
+                Ok(cells(&d).iter().filter(|(c, _)| c.starts_with(pre)).map(|(_, n)| n).sum())
             };
-            let luts = count(&run_yosys(dir, &format!("{tag}-nodsp"), design, target, false)?, "LUT");
+            let luts = count(&format!("{tag}-nodsp"), false, "LUT")?;
             let dsps = match design {
-                Design::Mult { .. } => count(&run_yosys(dir, &format!("{tag}-dsp"), design, target, true)?, "DSP48E2"),
+                Design::Mult { .. } => count(&format!("{tag}-dsp"), true, "DSP48E2")?,
                 Design::Acc { .. } => 0.0,
             };
             Ok(Measured { luts, dsps, ..Measured::default() })
@@ -359,6 +373,8 @@ fn envelope(raw: &[f64], cols: usize) -> (Vec<f64>, Vec<usize>) {
 
 /// A number as the profile writes it: 4 decimals, trailing zeros dropped, always a float.
 fn num(x: f64) -> String {
+    // An empty sum is -0.0: a count of nothing is written as 0.
+    let x = if x == 0.0 { 0.0 } else { x };
     let s = format!("{x:.4}");
     let s = s.trim_end_matches('0');
     if s.ends_with('.') {
@@ -484,7 +500,8 @@ pub fn profile_text(target: &Target, grid: &Grid, s: &Synthesized, p: &Provenanc
     writeln!(w, "[multiplier.table]")?;
     writeln!(w, "weight_bits = [{}]", list(&grid.weight_bits))?;
     writeln!(w, "activation_bits = [{}]", list(&grid.activation_bits))?;
-    let metrics: Vec<(&str, fn(&Measured) -> f64)> = match target {
+    type Metric = fn(&Measured) -> f64;
+    let metrics: Vec<(&str, Metric)> = match target {
         Target::Xcup => vec![("luts", |m| m.luts), ("dsps", |m| m.dsps)],
         _ => vec![("area_um2", |m| m.area)],
     };
