@@ -1,5 +1,7 @@
 //! The export's reference datapath (rtl/qdse_layer.sv) replays the golden vectors of the default
-//! run's chosen point in Verilator, every Conv / Dense layer bit for bit; the same check with a
+//! run's chosen point in Verilator, every Conv / Dense layer bit for bit (the shipped LeNet-5
+//! descent run's chosen.toml: `qdse explore` with configs/default.toml chooses the same formats,
+//! and a test cannot afford the explore); the same check with a
 //! deliberately wrong rounding in the module must fail. Skipped with a notice where Verilator is
 //! not installed (CI installs it).
 
