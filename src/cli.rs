@@ -120,6 +120,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Cost profiles: `qdse profile synth` measures one with Yosys.
+    Profile {
+        #[command(subcommand)]
+        command: ProfileCommand,
+    },
     /// Write a point file of the uniform b-bit no-clip assignment (a starting point to edit).
     Uniform {
         /// Experiment config (TOML); default: configs/default.toml.
@@ -128,6 +133,66 @@ pub enum Command {
         #[arg(long, default_value_t = 8)]
         bits: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Synthesize the arithmetic with Yosys (multipliers over a grid of weight x activation
+    /// widths, accumulators over a list of widths) and write a cost profile with a `table`
+    /// multiplier model, its provenance in comments (docs/cost-models.md, "Synthesized profiles").
+    Synth {
+        /// What to synthesize to: generic gates (NAND2-equivalent area), a Liberty library, or
+        /// UltraScale+ LUTs and DSP48E2 blocks.
+        #[arg(long, value_enum)]
+        target: SynthTarget,
+        /// Liberty file (--target liberty): your process's cells.
+        #[arg(long)]
+        liberty: Option<PathBuf>,
+        /// Weight widths, e.g. 2..16 or 2..8,10,12,16.
+        #[arg(long, default_value = "2..16", value_parser = crate::cost::synth::parse_widths)]
+        weights: crate::cost::synth::Widths,
+        /// Activation widths.
+        #[arg(long, default_value = "2..16", value_parser = crate::cost::synth::parse_widths)]
+        activations: crate::cost::synth::Widths,
+        /// Accumulator widths the per-bit accumulator cost is fitted over.
+        #[arg(long, default_value = "8,12,16,20,24,28,32", value_parser = crate::cost::synth::parse_widths)]
+        accumulators: crate::cost::synth::Widths,
+        /// Unsigned activations (as after a ReLU) instead of signed; weights are always signed.
+        #[arg(long)]
+        unsigned_activations: bool,
+        /// Profile (file or shipped name) whose storage, memory and datapath are kept; default:
+        /// asic-45nm for gates and Liberty, fpga-dsp48e2 for UltraScale+.
+        #[arg(long)]
+        base: Option<String>,
+        /// The profile's name; default: the output file's stem.
+        #[arg(long)]
+        name: Option<String>,
+        /// um^2 per NAND2 equivalent (--target generic); default: NanGate 45 nm NAND2_X1.
+        #[arg(long, default_value_t = crate::cost::synth::DEFAULT_UM2_PER_GE)]
+        um2_per_ge: f64,
+        /// Parallel Yosys runs; default: one per core.
+        #[arg(long, value_parser = at_least_one)]
+        jobs: Option<usize>,
+        /// The profile file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Compare a formula profile's multipliers and accumulators with a synthesized profile's
+    /// on the synthesized grid (Markdown tables: relative errors, where the formula is off most).
+    Compare {
+        /// The formula profile (file or shipped name).
+        formula: String,
+        /// The synthesized profile (file or shipped name), with a [multiplier.table].
+        synthesized: String,
+    },
+}
+
+/// `qdse profile synth --target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SynthTarget {
+    Generic,
+    Liberty,
+    Xcup,
 }
 
 /// A count flag that must be at least 1: a budget, a number of samples or of repetitions of 0

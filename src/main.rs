@@ -1,7 +1,8 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use qdse::cli::{Cli, Command};
+use qdse::cli::{Cli, Command, ProfileCommand, SynthTarget};
 use qdse::config::Settings;
+use qdse::cost::synth::{Grid, Target};
 use qdse::eval::paired::Paired;
 use qdse::experiment::{Experiment, Profile, SplitAccuracy};
 use qdse::run_folder::{reduction_key, RunSummary};
@@ -69,6 +70,48 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report { dirs, table } => report(out, &dirs, table),
         Command::Bench { config, repeats, json } => bench(out, config.as_deref(), repeats, json),
         Command::Uniform { config, bits } => uniform(out, config.as_deref(), bits),
+        Command::Profile {
+            command:
+                ProfileCommand::Synth {
+                    target,
+                    liberty,
+                    weights,
+                    activations,
+                    accumulators,
+                    unsigned_activations,
+                    base,
+                    name,
+                    um2_per_ge,
+                    jobs,
+                    out: file,
+                },
+        } => {
+            let grid = Grid {
+                weight_bits: weights.0,
+                activation_bits: activations.0,
+                accumulator_bits: accumulators.0,
+                signed_activations: !unsigned_activations,
+            };
+            let target = match (target, liberty) {
+                (SynthTarget::Liberty, Some(lib)) => Target::Liberty(lib),
+                (SynthTarget::Liberty, None) => bail!("--target liberty needs --liberty FILE"),
+                (_, Some(_)) => bail!("--liberty applies only to --target liberty"),
+                (SynthTarget::Generic, None) => {
+                    if !(um2_per_ge.is_finite() && um2_per_ge > 0.0) {
+                        bail!("--um2-per-ge {um2_per_ge} must be a positive number");
+                    }
+                    Target::Generic { um2_per_ge }
+                }
+                (SynthTarget::Xcup, None) => Target::Xcup,
+            };
+            profile_synth(out, &target, &grid, base.as_deref(), name.as_deref(), jobs, &file)
+        }
+        Command::Profile { command: ProfileCommand::Compare { formula, synthesized } } => {
+            let (f, _) = qdse::cost::CostProfile::resolve(&formula)?;
+            let (s, _) = qdse::cost::CostProfile::resolve(&synthesized)?;
+            write!(out, "{}", qdse::cost::synth::compare(&f, &s)?)?;
+            Ok(())
+        }
     }
 }
 
@@ -333,5 +376,55 @@ fn print_summary(out: &mut impl Write, s: &RunSummary) -> Result<()> {
             pct(c.costs.get(&reduction_key(name)))
         )?;
     }
+    Ok(())
+}
+
+fn profile_synth(
+    out: &mut impl Write,
+    target: &Target,
+    grid: &Grid,
+    base: Option<&str>,
+    name: Option<&str>,
+    jobs: Option<usize>,
+    file: &Path,
+) -> Result<()> {
+    let base = base.unwrap_or(target.default_base());
+    // The base must be a valid profile; its text is what the new one keeps.
+    qdse::cost::CostProfile::resolve(base)?;
+    let base_text = if Path::new(base).exists() {
+        std::fs::read_to_string(base).with_context(|| format!("cannot read {base}"))?
+    } else {
+        qdse::cost::builtin(base).context("a resolved profile that is not a file is built in")?.to_string()
+    };
+    let stem = file.file_stem().map(|s| s.to_string_lossy().to_string());
+    let name = name.map(String::from).or(stem).with_context(|| format!("--out {} has no file name", file.display()))?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs.unwrap_or(0)).build()?;
+    let progress = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let pb = indicatif::ProgressBar::new(0);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} designs, eta {eta}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        pb
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let s = pool.install(|| qdse::cost::synth::synthesize(target, grid, &progress))?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = format!("qdse {}", args.join(" "));
+    let prov = qdse::cost::synth::Provenance { name: &name, base: (base, &base_text), command: &command };
+    let text = qdse::cost::synth::profile_text(target, grid, &s, &prov)?;
+    qdse::report::write_atomic(file, text.as_bytes())?;
+    writeln!(
+        out,
+        "wrote {} ({} multipliers, {} accumulators, {})",
+        file.display(),
+        s.mult.len(),
+        s.acc.len(),
+        s.yosys
+    )?;
     Ok(())
 }

@@ -337,9 +337,15 @@ fn every_shipped_profile_prices_and_renders() {
         let j = breakdown_json(&g, &c, &c8, &c32);
         assert_eq!(j["layers"].as_array().unwrap().len(), 2);
         assert_eq!(j["objectives"].as_array().unwrap().len(), names.len());
+        // A synthesized table stops at 16 bits: float32's 32-bit multipliers are not covered
+        // (infinite, no reduction figure) in the metrics the table prices.
+        let covers_32 = p.max_widths().is_none_or(|(w, a)| w >= 32 && a >= 32);
         for n in &names {
             // (a tiny network fits one 18 Kib block whatever its widths: no memory reduction)
-            assert!(j["reduction_pct"]["vs_float32"][n].as_f64().unwrap() >= 0.0, "{name} {n}");
+            match j["reduction_pct"]["vs_float32"][n].as_f64() {
+                Some(r) => assert!(r >= 0.0, "{name} {n}"),
+                None => assert!(!covers_32 && !["memory_bits", "mult_cost"].contains(n), "{name} {n}"),
+            }
         }
     }
 }

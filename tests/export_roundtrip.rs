@@ -722,3 +722,37 @@ fn a_clip_bound_outside_a_wrapping_format_saturates() {
     export(&g, &a, &s, &dir, &meta()).unwrap();
     assert_eq!(verify(&dir, &g, &a, &s), 2);
 }
+
+#[test]
+fn reference_datapath_replays_random_formats_in_verilator() {
+    if !common::verilator_present("reference_datapath_replays_random_formats_in_verilator") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // Seeds that between them cover every rounding mode, saturate and wrap, both signed ranges,
+    // signed and unsigned inputs (see `assignment`).
+    let seeds = [2u64, 4, 5, 7];
+    let ariths: Vec<Arith> = seeds.iter().map(|&s| assignment(&net(s), s, false).arith).collect();
+    for mode in [Rounding::HalfEven, Rounding::HalfUp, Rounding::Floor, Rounding::HalfAway] {
+        assert!(ariths.iter().any(|a| a.rounding == mode), "{mode:?} not covered");
+    }
+    assert!(
+        ariths.iter().any(|a| a.overflow == Overflow::Wrap) && ariths.iter().any(|a| a.overflow == Overflow::Saturate)
+    );
+    assert!(
+        ariths.iter().any(|a| a.range == RangeMode::Symmetric)
+            && ariths.iter().any(|a| a.range == RangeMode::TwosComplement)
+    );
+    let inputs: Vec<bool> = seeds.iter().map(|&s| assignment(&net(s), s, false).input.signed).collect();
+    assert!(inputs.contains(&true) && inputs.contains(&false));
+    for seed in seeds {
+        let g = net(seed);
+        let a = assignment(&g, seed, false);
+        let s = samples(&g, &a, seed, 3);
+        let out = tmp.path().join(format!("export-{seed}"));
+        export(&g, &a, &s, &out, &meta()).unwrap();
+        let (pass, log) = common::run_testbench(&out, 3);
+        // conv1, the depthwise conv, the BatchNorm (Affine), the pointwise conv, fc1, fc2.
+        assert!(pass && log.contains("of 6 layers over 3 samples"), "seed {seed}:\n{log}");
+    }
+}

@@ -13,6 +13,7 @@ pub mod mult;
 pub mod price;
 pub mod profile;
 pub mod report;
+pub mod synth;
 
 pub use mult::{dsp_tiles, finn_luts, DspModel, LutModel, MultCost, MultTable, MultiplierModel, Poly};
 pub use price::{

@@ -12,7 +12,8 @@ use std::path::Path;
 use toml::Spanned;
 
 /// Names of the profiles shipped in `cost-models/` and built into the binary.
-pub const BUILTIN_NAMES: [&str; 4] = ["paper", "asic-45nm", "fpga-dsp48e2", "mcu-cortex-m"];
+pub const BUILTIN_NAMES: [&str; 6] =
+    ["paper", "asic-45nm", "fpga-dsp48e2", "mcu-cortex-m", "asic-45nm-synth", "fpga-xcup-synth"];
 
 /// The text of a shipped profile (`cost-models/NAME.toml`), so the binary works from any
 /// directory.
@@ -22,6 +23,9 @@ pub fn builtin(name: &str) -> Option<&'static str> {
         "asic-45nm" => Some(include_str!("../../cost-models/asic-45nm.toml")),
         "fpga-dsp48e2" => Some(include_str!("../../cost-models/fpga-dsp48e2.toml")),
         "mcu-cortex-m" => Some(include_str!("../../cost-models/mcu-cortex-m.toml")),
+        // Made by `qdse profile synth` (docs/cost-models.md, "Synthesized profiles").
+        "asic-45nm-synth" => Some(include_str!("../../cost-models/asic-45nm-synth.toml")),
+        "fpga-xcup-synth" => Some(include_str!("../../cost-models/fpga-xcup-synth.toml")),
         _ => None,
     }
 }

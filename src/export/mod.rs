@@ -7,6 +7,8 @@
 //! * `weights/<idx>_<name>.w.mem` / `.b.mem`: weight and bias codes as `$readmemh` files;
 //! * `golden/sample_<i>/...`: the integer codes of every tensor for a few samples, and
 //!   `golden/expected.csv` with the integer logits and predicted classes;
+//! * `rtl/qdse_layer.sv`: the reference datapath of a Conv / Dense / Affine layer, and
+//!   `rtl/qdse_tb.sv`, a Verilator testbench that replays the golden vectors through it;
 //! * `point.toml` (the assignment as a point file), `manifest.json` and `README.md`.
 //!
 //! The folder is written next to its destination (`<out>.tmp-<pid>`) and renamed into place
@@ -14,6 +16,7 @@
 
 mod mem;
 mod readme;
+pub mod rtl;
 mod table;
 
 pub use mem::{hex_digits, mem_word, read_mem, write_mem};
@@ -168,6 +171,9 @@ fn write_export(
     write_weights(graph, a, &rows, dir)?;
     let golden = run_golden(graph, a, samples)?;
     write_golden(graph, a, &golden, dir)?;
+    mkdir(&dir.join("rtl"))?;
+    write_file(dir, "rtl/qdse_layer.sv", rtl::DATAPATH_SV.as_bytes())?;
+    write_file(dir, "rtl/qdse_tb.sv", rtl::testbench(graph, a, &rows, n).as_bytes())?;
     write_file(dir, "README.md", readme::readme(graph, a, &rows, meta, n).as_bytes())?;
     write_manifest(graph, a, &rows, meta, &golden, dir)
 }

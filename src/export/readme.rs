@@ -75,6 +75,7 @@ below reproduces every one of them bit for bit.
     );
     s.push_str(&files_section(n_samples, graph.num_classes()));
     s.push_str(ARITHMETIC);
+    s.push_str(&datapath_section(graph, a, rows));
     s.push_str("## Layers\n\n");
     s.push_str(&layer_table(graph, rows));
     s
@@ -98,9 +99,51 @@ fn files_section(n_samples: usize, classes: usize) -> String {
 | `weights/<idx>_<name>.wfrac.mem` | layers with per-channel weight offsets only: `w_frac_c` of each output channel, 8-bit two's complement (see "Conv, Dense, Affine") |
 | `golden/sample_<i>/input.mem` | input codes of sample `<i>` at the input format |
 | `golden/sample_<i>/<v>_<name>.mem` | codes of value (tensor) `<v>` for sample `<i>`, at that value's format; one file per value, the input included |
+| `rtl/qdse_layer.sv` | the reference datapath: one parameterized, synthesizable SystemVerilog module for the arithmetic of a Conv / Dense / Affine layer (see "Reference datapath") |
+| `rtl/qdse_tb.sv` | a Verilator testbench: one `qdse_layer` per such layer, replaying the golden vectors through it |
 | `golden/expected.csv` | per sample: `sample`, `label`, `predicted` (argmax of the integer logits), `logit_0..logit_{{C-1}}` (logit codes at the output format) |
 
 There are {n_samples} golden samples and {classes} classes.
+
+"#
+    )
+}
+
+/// The "Reference datapath" section: which layers the exported SystemVerilog module and its
+/// testbench cover, and the command that checks them.
+fn datapath_section(graph: &Graph, a: &Assignment, rows: &[Row]) -> String {
+    let covered = super::rtl::covered(graph, a, rows);
+    let datapath_layers = if covered.is_empty() {
+        "no layer (this network has no per-tensor Conv, Dense or Affine layer)".to_string()
+    } else {
+        let names: Vec<String> = rows
+            .iter()
+            .filter(|r| r.layer.is_some_and(|i| covered.contains(&i)))
+            .map(|r| format!("`{}`", r.ident))
+            .collect();
+        names.join(", ")
+    };
+    let verilator = super::rtl::VERILATOR_CMD;
+    format!(
+        r#"## Reference datapath
+
+`rtl/qdse_layer.sv` implements the "Conv, Dense, Affine" rules above in hardware, one
+multiply-accumulate per clock: `load` presets the accumulator with the aligned bias, each `mac`
+adds `a * w` exactly, and `y` is the requantized output code (accumulator width, fused
+activation, rounding, saturate or wrap). Its parameters are a layer's formats; `rtl/qdse_tb.sv`
+instantiates it for each of {datapath_layers} with this export's formats, reads the layer's
+weights, biases and golden input codes, and compares every output code with the golden file.
+Run it from this folder with Verilator 5:
+
+```
+{verilator}
+```
+
+It prints `PASS` and exits 0 when every output code of every sample matches bit for bit, and
+stops with an error naming the first mismatches otherwise; `+samples=N` replays N samples only.
+Add, Concat, pooling and pass-through layers are not part of the datapath module, nor are layers
+with per-channel weight offsets (`W_PER_CHANNEL = 1`: their shifts differ by channel, the
+module's are per layer).
 
 "#
     )

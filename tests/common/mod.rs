@@ -279,3 +279,32 @@ pub fn qdse<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
         ),
     }
 }
+
+/// Whether Verilator 5 (`--binary`) is installed. Without it the caller skips its check with a
+/// printed notice (CI installs it: .ci/run); an older Verilator is a failure, not a skip.
+pub fn verilator_present(test: &str) -> bool {
+    match std::process::Command::new("verilator").arg("--version").output() {
+        Ok(out) => {
+            let v = String::from_utf8_lossy(&out.stdout).to_string();
+            let major: u32 = v.split_whitespace().nth(1).and_then(|s| s.split('.').next()?.parse().ok()).unwrap_or(0);
+            assert!(major >= 5, "{test}: the exported testbench needs Verilator 5 (--binary); found '{}'", v.trim());
+            true
+        }
+        Err(_) => {
+            eprintln!("NOTICE: {test} skipped: verilator is not installed (apt-get install verilator)");
+            false
+        }
+    }
+}
+
+/// Compile an export's testbench with Verilator (the command its README gives) and run it over
+/// `samples` golden samples: whether it passed, and what it printed.
+pub fn run_testbench(dir: &std::path::Path, samples: usize) -> (bool, String) {
+    let cmd =
+        qdse::export::rtl::VERILATOR_CMD.replace("rtl/obj/Vqdse_tb", &format!("rtl/obj/Vqdse_tb +samples={samples}"));
+    let out = std::process::Command::new("sh").arg("-c").arg(&cmd).current_dir(dir).output().expect("run sh");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let pass = out.status.success() && text.contains("PASS:");
+    let tail: Vec<&str> = text.lines().filter(|l| !l.starts_with("g++") && !l.contains("make:")).collect();
+    (pass, tail.join("\n"))
+}
