@@ -69,7 +69,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report { dirs, table } => report(out, &dirs, table),
         Command::Bench { config, repeats, json } => bench(out, config.as_deref(), repeats, json),
         Command::Uniform { config, bits } => uniform(out, config.as_deref(), bits),
+        Command::ImageFolder { images, labels, out: dir, limit } => image_folder(out, &images, &labels, &dir, limit),
     }
+}
+
+fn image_folder(out: &mut impl Write, images: &Path, labels: &Path, dir: &Path, limit: Option<usize>) -> Result<()> {
+    let mut ds = qdse::data::load(images, labels, None)?;
+    if let Some(n) = limit {
+        ds = ds.subset(0..n.min(ds.len()));
+    }
+    qdse::data::write_image_folder(&ds, dir)?;
+    writeln!(out, "wrote {} images to {}", ds.len(), dir.display())?;
+    Ok(())
 }
 
 /// A file a flag names must exist before the model and data are loaded for it.
