@@ -380,6 +380,8 @@ def main():
     ap.add_argument("--fuse-bn-at-export", action="store_true",
                     help="let the exporter fuse BN into Conv (TrainingMode.EVAL)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--results", default=os.path.join(REPO, "training", "results"),
+                    help="folder for <model>-<dataset>.json")
     ap.add_argument("--dynamo-out", default=None,
                     help="also export with the dynamo exporter's defaults to DIR/<model>-<dataset>-dynamo.onnx "
                          "(+ .onnx.data, the weights) and report its onnxruntime test accuracy")
@@ -455,7 +457,7 @@ def main():
         res["val_images"] = len(xval)
         res["torch_val_accuracy"] = torch_accuracy(xval, yval)
         res["ort_val_accuracy"] = ort_accuracy(path, xval, yval)
-    rdir = os.path.join(REPO, "training", "results")
+    rdir = a.results
     os.makedirs(rdir, exist_ok=True)
     with open(os.path.join(rdir, name + ".json"), "w") as f:
         json.dump(res, f, indent=2)
