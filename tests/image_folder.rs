@@ -203,6 +203,9 @@ fn bad_folders_are_errors_naming_the_path() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("resize given for a file of arrays"), "{e}");
+    let gone = tmp.path().join("typo");
+    let e = data::load_for(&gone, &gone, None, &FolderTarget { resize: Some(4), ..t.clone() }).unwrap_err();
+    assert!(matches!(e, DataError::Unreadable { .. }), "a missing folder with resize: {e}");
     let e = folder_err(tmp.path(), &FolderTarget { resize: Some(3), ..t.clone() });
     assert!(e.contains("resize = 3 is smaller than the model's input 4x4"), "{e}");
 }

@@ -429,7 +429,8 @@ pub fn load_for(
         }
         return image_folder::load(images, target);
     }
-    if target.resize.is_some() {
+    // (A missing path falls through to `load`, which says it cannot be read.)
+    if target.resize.is_some() && images.is_file() {
         return misfit(images, "resize given for a file of arrays: it applies to image folders only");
     }
     load(images, labels, layout)
