@@ -165,6 +165,7 @@ pub enum Signal {
 #[derive(Debug, Clone)]
 pub struct DataSettings {
     pub images: PathBuf,
+    /// The labels file; for an image folder, the folder itself (its class folders are the labels).
     pub labels: PathBuf,
     pub layout: Option<crate::data::Layout>,
     /// Image folders: the shorter side to resize to before the centre crop (None: just enough
