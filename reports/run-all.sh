@@ -16,6 +16,8 @@ runs=(
   "branched-mnist          configs/branched-mnist.toml   paper"
   "branched-mnist-descent  configs/branched-mnist.toml   descent"
   "branched-fashion-descent configs/branched-fashion.toml descent"
+  "mbv2-fashion-descent    configs/mbv2-fashion.toml     descent"
+  "resnet-fashion-descent  configs/resnet-fashion.toml   descent"
 )
 for r in "${runs[@]}"; do
   read -r name config strategy extra <<<"$r"
