@@ -20,6 +20,7 @@ runs=(
   "mbv2-fashion-pc-descent configs/mbv2-fashion-pc.toml  descent"
   "mbv2-fashion-nsga2      configs/mbv2-fashion.toml     nsga2   --budget 1500"
   "mbv2-fashion-pc-nsga2   configs/mbv2-fashion-pc.toml  nsga2   --budget 1500"
+  "resnet-fashion-descent  configs/resnet-fashion.toml   descent"
 )
 for r in "${runs[@]}"; do
   read -r name config strategy extra <<<"$r"

@@ -125,6 +125,20 @@ pub enum Command {
         #[command(subcommand)]
         command: ProfileCommand,
     },
+    /// Write labelled images (IDX, .npy or CIFAR-10 files) as an image folder: one subfolder per
+    /// class, named by its label, and one PNG per image (to try an image-folder `[data]`).
+    ImageFolder {
+        /// Images file.
+        images: PathBuf,
+        /// Labels file (the images file again for a CIFAR-10 binary).
+        labels: PathBuf,
+        /// Folder to create (it must not exist, or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Write only the first N images.
+        #[arg(long, value_parser = at_least_one)]
+        limit: Option<usize>,
+    },
     /// Write a point file of the uniform b-bit no-clip assignment (a starting point to edit).
     Uniform {
         /// Experiment config (TOML); default: configs/default.toml.

@@ -36,8 +36,11 @@ struct RawModel {
 #[serde(deny_unknown_fields)]
 struct RawData {
     images: PathBuf,
-    labels: PathBuf,
+    /// Left out for an image folder (its labels are its class folders).
+    labels: Option<PathBuf>,
     layout: Option<crate::data::Layout>,
+    /// Image folders: the shorter side images are resized to before the centre crop.
+    resize: Option<u32>,
     scale: Option<f64>,
     mean: Option<OneOrMany>,
     std: Option<OneOrMany>,
@@ -64,7 +67,7 @@ enum RawRole {
 #[serde(deny_unknown_fields)]
 struct RawFiles {
     images: PathBuf,
-    labels: PathBuf,
+    labels: Option<PathBuf>,
     layout: Option<crate::data::Layout>,
     /// `[start, end)` within these files; default: all of them.
     range: Option<[usize; 2]>,
@@ -185,8 +188,12 @@ pub enum Signal {
 #[derive(Debug, Clone)]
 pub struct DataSettings {
     pub images: PathBuf,
+    /// The labels file; for an image folder, the folder itself (its class folders are the labels).
     pub labels: PathBuf,
     pub layout: Option<crate::data::Layout>,
+    /// Image folders: the shorter side to resize to before the centre crop (None: just enough
+    /// to cover the model's input).
+    pub resize: Option<u32>,
     pub scale: f64,
     pub mean: Vec<f64>,
     pub std: Vec<f64>,
@@ -358,6 +365,22 @@ fn data_settings(d: RawData, o: &Origin) -> Result<DataSettings> {
     if std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
         return Err(o.err("[data] std must be finite and > 0".into()));
     }
+    if d.resize == Some(0) {
+        return Err(o.err("[data] resize = 0 must be at least 1".into()));
+    }
+    // An image folder's labels are its class folders; any other images need a labels file.
+    let labels_of = |key: &str, images: &Path, labels: Option<PathBuf>| -> Result<PathBuf> {
+        match labels {
+            Some(l) => Ok(o.abs(&l)),
+            // A missing path is reported when it is read ("cannot read ...").
+            None if images.is_dir() || !images.exists() => Ok(images.to_path_buf()),
+            None => Err(o.err(format!(
+                "{key}: labels is missing ({} is a file, not an image folder with one subfolder per \
+                 class, the only source that needs none)",
+                images.display()
+            ))),
+        }
+    };
     let range = |key: &str, r: [usize; 2]| -> Result<(usize, Option<usize>)> {
         if r[0] >= r[1] {
             return Err(o.err(format!("[data] {key}: range [{}, {}] is empty (start must be below end)", r[0], r[1])));
@@ -372,7 +395,9 @@ fn data_settings(d: RawData, o: &Origin) -> Result<DataSettings> {
             }
             RawRole::Files(f) => {
                 let (start, end) = f.range.map_or(Ok((0, None)), |r| range(key, r))?;
-                let files = DataFiles { images: o.abs(&f.images), labels: o.abs(&f.labels), layout: f.layout };
+                let images = o.abs(&f.images);
+                let labels = labels_of(&format!("[data] {key}"), &images, f.labels)?;
+                let files = DataFiles { images, labels, layout: f.layout };
                 Role { files: Some(files), start, end }
             }
         })
@@ -393,10 +418,12 @@ fn data_settings(d: RawData, o: &Origin) -> Result<DataSettings> {
             end: None,
         },
     };
+    let images = o.abs(&d.images);
     Ok(DataSettings {
-        images: o.abs(&d.images),
-        labels: o.abs(&d.labels),
+        labels: labels_of("[data]", &images, d.labels)?,
+        images,
         layout: d.layout,
+        resize: d.resize,
         scale,
         mean,
         std,

@@ -47,7 +47,9 @@ impl Experiment {
         let graph =
             onnx::load(&settings.model).with_context(|| format!("cannot import model {}", settings.model.display()))?;
         let d = &settings.data;
-        let (data, split) = load_roles(d, graph.num_classes())?;
+        let target =
+            data::FolderTarget { shape: graph.input_shape().to_vec(), classes: graph.num_classes(), resize: d.resize };
+        let (data, split) = load_roles(d, &target)?;
         if data.shape != graph.input_shape() {
             bail!(
                 "the data's sample shape {:?} ({}) does not match the model's input shape {:?} ({})",
@@ -169,9 +171,10 @@ impl Experiment {
 
 /// The validation images, then the holdout images, as one data set, with the split into search,
 /// confirmation and holdout (docs/data-roles.md). Roles from the same files must not overlap,
-/// and every label must be one of the model's `classes`.
-fn load_roles(d: &DataSettings, classes: usize) -> Result<(Dataset, Split)> {
-    let mut main = data::load(&d.images, &d.labels, d.layout)?;
+/// and every label must be one of the model's classes. Image folders are read for `target`.
+fn load_roles(d: &DataSettings, target: &data::FolderTarget) -> Result<(Dataset, Split)> {
+    let classes = target.classes;
+    let mut main = data::load_for(&d.images, &d.labels, d.layout, target)?;
     if let Some(limit) = d.limit {
         main = main.subset(0..limit.min(main.len()));
     }
@@ -182,7 +185,7 @@ fn load_roles(d: &DataSettings, classes: usize) -> Result<(Dataset, Split)> {
         let ds = match &r.files {
             None => &main,
             Some(f) => {
-                own = data::load(&f.images, &f.labels, f.layout)?;
+                own = data::load_for(&f.images, &f.labels, f.layout, target)?;
                 &own
             }
         };

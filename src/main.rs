@@ -112,7 +112,18 @@ fn run(cli: Cli) -> Result<()> {
             write!(out, "{}", qdse::cost::synth::compare(&f, &s)?)?;
             Ok(())
         }
+        Command::ImageFolder { images, labels, out: dir, limit } => image_folder(out, &images, &labels, &dir, limit),
     }
+}
+
+fn image_folder(out: &mut impl Write, images: &Path, labels: &Path, dir: &Path, limit: Option<usize>) -> Result<()> {
+    let mut ds = qdse::data::load(images, labels, None)?;
+    if let Some(n) = limit {
+        ds = ds.subset(0..n.min(ds.len()));
+    }
+    qdse::data::write_image_folder(&ds, dir)?;
+    writeln!(out, "wrote {} images to {}", ds.len(), dir.display())?;
+    Ok(())
 }
 
 /// A file a flag names must exist before the model and data are loaded for it.

@@ -922,17 +922,24 @@ fn detected_isa() -> Isa {
     Isa::Baseline
 }
 
-/// The depthwise-separable benchmark net (`models/mbv2-fashion.onnx`: depthwise 3x3, ReLU6,
-/// residual Adds) on 100 test images. Where the machine has AVX2, the default engine at the
-/// uniform 8-bit point runs on the best instruction set the machine has, every layer on the i16
-/// carrier, every depthwise conv on the direct kernel and every conv, Add and dense layer on the
-/// vectorized epilogue: a fast path that stops being taken fails here. And at that point and a
-/// mild random one, every carrier set and instruction set the machine has equals the reference
-/// bit for bit.
+/// The embedded-class nets on 100 test images each: the depthwise-separable benchmark net
+/// (`models/mbv2-fashion.onnx`: depthwise 3x3, ReLU6, residual Adds) and the small ResNet
+/// (`models/resnet-fashion.onnx`: residual Adds of two conv branches, each with its own format,
+/// 1x1 stride-2 shortcuts). Where the machine has AVX2, the default engine at the uniform 8-bit
+/// point runs on the best instruction set the machine has, every layer on the i16 carrier, every
+/// depthwise conv on the direct kernel, every conv and dense layer on the vectorized epilogue,
+/// and every Add on it that requantizes by a right shift: a fast path that stops being taken
+/// fails here. And at that point and a mild random
+/// one, every carrier set and instruction set the machine has equals the reference bit for bit.
 #[test]
 #[ignore = "slow tier: cargo test -- --ignored"]
-fn separable_net_takes_the_fast_paths_and_equals_reference() {
-    let name = "mbv2-fashion";
+fn embedded_nets_take_the_fast_paths_and_equal_reference() {
+    for (name, depthwise_layers) in [("mbv2-fashion", 5), ("resnet-fashion", 0)] {
+        embedded_net_equals_reference(name, depthwise_layers);
+    }
+}
+
+fn embedded_net_equals_reference(name: &str, depthwise_layers: usize) {
     let (g, ds) = (shipped_model(name), shipped_test_data(name));
     let n = 100;
     let xs = inputs_f64(&ds, n);
@@ -943,22 +950,37 @@ fn separable_net_takes_the_fast_paths_and_equals_reference() {
     assert_eq!(Isa::best(), detected_isa());
     if detected_isa() >= Isa::Avx2 {
         let (kernels, vector) = (engine.kernels(), engine.vector_epilogues());
-        let mut depthwise = 0;
+        let (mut depthwise, mut adds) = (0, [0; 2]);
         for (i, node) in g.nodes.iter().enumerate() {
             if let Op::Conv(c) = &node.op {
                 let k = kernels[i].unwrap();
-                assert_eq!(k.precision, Precision::I16, "{}", node.name);
-                assert_eq!(k.depthwise, c.groups > 1 && c.groups == c.in_channels, "{}", node.name);
+                assert_eq!(k.precision, Precision::I16, "{name}: {}", node.name);
+                assert_eq!(k.depthwise, c.groups > 1 && c.groups == c.in_channels, "{name}: {}", node.name);
                 depthwise += usize::from(k.depthwise);
             }
-            if matches!(node.op, Op::Conv(_) | Op::Add { .. } | Op::Dense(_)) {
-                assert!(vector[i], "{}: scalar epilogue", node.name);
+            if matches!(node.op, Op::Conv(_) | Op::Dense(_)) {
+                assert!(vector[i], "{name}: {}: scalar epilogue", node.name);
+            }
+            if let Op::Add { .. } = node.op {
+                // The vectorized epilogue shifts right only: an Add whose output format is finer
+                // than both operands (ResNet's Add + ReLU, unsigned, one fraction bit more than
+                // its signed operands) is requantized by the scalar one.
+                let f = engine.formats();
+                let finest = f[node.inputs[0]].frac.max(f[node.inputs[1]].frac);
+                let right_shift = finest >= f[node.output].frac;
+                assert_eq!(vector[i], right_shift, "{name}: {}: epilogue", node.name);
+                adds[usize::from(right_shift)] += 1;
             }
         }
-        assert_eq!(depthwise, 5, "depthwise layers on the direct kernel");
+        assert_eq!(depthwise, depthwise_layers, "{name}: depthwise layers on the direct kernel");
+        println!("{name}: Adds on the scalar / vectorized epilogue: {adds:?}");
     }
     let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_0100);
     let mild = random_shipped_assignment(&g, &ranges, mild_arith(1), &MILD, &mut rng);
+    // Residual Adds of two branches quantized differently: the random point gives them.
+    let f = mild.value_formats(&g);
+    let mixed = g.nodes.iter().filter(|n| matches!(n.op, Op::Add { .. }) && f[n.inputs[0]] != f[n.inputs[1]]).count();
+    assert!(mixed > 0, "{name}: no Add has operands of different formats at the random point");
     let mut failures = Vec::new();
     for (label, a) in [("uniform 8-bit no-clip", uniform8), ("random mild", mild)] {
         a.validate(&g, &ranges.non_negative).unwrap_or_else(|e| panic!("{name} {label}: {e}"));

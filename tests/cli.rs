@@ -396,6 +396,46 @@ fn labels_outside_the_models_classes_are_an_error() {
     qdse(&[Path::new("eval"), &cfg]).fails_with(&["labels.idx", "label 10 of sample 9", "has 10 (0 to 9)"]);
 }
 
+/// `qdse image-folder` writes a folder an image-folder config reads (tests/image_folder.rs
+/// compares its predictions with the IDX files'); a folder the writer would overwrite, an RGB
+/// image for a greyscale model and a config without labels for a file are errors naming the path.
+#[test]
+fn image_folder_round_trip_and_errors() {
+    let t = TempDir::new().unwrap();
+    let folder = t.path().join("imgs");
+    let made = qdse(&[
+        Path::new("image-folder"),
+        &fashion_images(),
+        &fashion_labels(),
+        Path::new("--out"),
+        &folder,
+        Path::new("--limit"),
+        Path::new("300"),
+    ]);
+    assert!(made.ok().stdout.contains("wrote 300 images"), "{}", made.dump());
+    qdse(&[Path::new("image-folder"), &fashion_images(), &fashion_labels(), Path::new("--out"), &folder])
+        .fails_with(&["imgs", "not empty"]);
+    let text = format!(
+        "name = \"f\"\n[model]\npath = {:?}\n[data]\nimages = {folder:?}\nscale = 0.00392156862745098\nvalidation = [0, 200]\n",
+        lenet()
+    );
+    let r = qdse(&[Path::new("eval"), &write(t.path(), "folder.toml", text)]);
+    assert!(r.ok().stdout.contains("samples         100        100"), "{}", r.dump());
+    let rgb = folder.join("3").join("colour.png");
+    image::RgbImage::new(28, 28).save(&rgb).unwrap();
+    let text =
+        format!("name = \"f\"\n[model]\npath = {:?}\n[data]\nimages = {folder:?}\nvalidation = [0, 200]\n", lenet());
+    qdse(&[Path::new("eval"), &write(t.path(), "rgb.toml", text)])
+        .fails_with(&["colour.png", "RGB image (3 channels)"]);
+    let text = format!(
+        "name = \"f\"\n[model]\npath = {:?}\n[data]\nimages = {:?}\nvalidation = [0, 200]\n",
+        lenet(),
+        fashion_images()
+    );
+    qdse(&[Path::new("eval"), &write(t.path(), "nolabels.toml", text)])
+        .fails_with(&["nolabels.toml", "labels is missing"]);
+}
+
 /// A count of 0 (evaluations, golden samples, timed repetitions) would run nothing and report
 /// as if it had: an error, before anything is loaded.
 #[test]

@@ -120,7 +120,7 @@ fn separable_benchmark_net_float_equals_tract() {
 /// f64 rounded to f32, which can differ by one ulp: far below the tolerance.)
 #[test]
 fn shipped_models_float_equals_onnxruntime_fixtures() {
-    for name in ["lenet5-fashion", "seq14-fashion", "branched-fashion"] {
+    for name in ["lenet5-fashion", "seq14-fashion", "branched-fashion", "mbv2-fashion", "resnet-fashion"] {
         let g = shipped_model(name);
         let ds = shipped_test_data(name);
         let inputs = inputs_f32(&ds, BATCH);
@@ -129,6 +129,25 @@ fn shipped_models_float_equals_onnxruntime_fixtures() {
         compare(&format!("{name} vs onnxruntime"), &float_logits(&g, &inputs), &ort, true);
         let tract = tract_logits(&repo_file(&format!("models/{name}.onnx")), &ds.shape, &inputs);
         compare(&format!("{name}: tract vs onnxruntime (oracle sanity)"), &tract, &ort, true);
+    }
+}
+
+/// The shipped nets as `torch.onnx.export` writes them by default today (the dynamo exporter,
+/// which folds BN into the convs itself, weights in `<name>-dynamo.onnx.data`; the importer reads
+/// them through src/model/external_data.rs) against the same nets' legacy exports, tract and
+/// onnxruntime.
+#[test]
+fn dynamo_exports_with_external_weights_equal_legacy_tract_and_onnxruntime() {
+    for name in ["mbv2-fashion", "resnet-fashion"] {
+        let path = repo_file(&format!("tests/fixtures/{name}-dynamo.onnx"));
+        let g = qdse::model::onnx::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let ds = shipped_test_data(name);
+        let inputs = inputs_f32(&ds, BATCH);
+        let ours = float_logits(&g, &inputs);
+        compare(&format!("{name}-dynamo vs legacy export"), &ours, &float_logits(&shipped_model(name), &inputs), true);
+        compare(&format!("{name}-dynamo vs tract"), &ours, &tract_logits(&path, &ds.shape, &inputs), true);
+        let ort = fixture_logits(&format!("{name}-dynamo-ort-logits.npy"));
+        compare(&format!("{name}-dynamo vs onnxruntime"), &ours, &ort, true);
     }
 }
 

@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 
 DEFAULT = ["configs/lenet5-fashion.toml", "configs/seq14-fashion.toml", "configs/branched-fashion.toml",
-           "configs/mbv2-fashion.toml"]
+           "configs/mbv2-fashion.toml", "configs/resnet-fashion.toml"]
 
 
 def ort_rate(model, images, labels, repeats):

@@ -9,6 +9,9 @@ Usage (from the repository root; one model per call):
     python3 training/train.py --model seq14    --dataset mnist
     python3 training/train.py --model branched --dataset fashion
     python3 training/train.py --model branched --dataset mnist
+    python3 training/train.py --model mbv2     --dataset fashion
+    python3 training/train.py --model resnet   --dataset fashion
+    (add --dynamo-out DIR for a second export the way torch.onnx.export writes by default)
 
 Writes models/<model>-<dataset>.onnx and prints (and writes to
 training/results/<model>-<dataset>.json) the float test accuracy measured with
@@ -30,10 +33,14 @@ Models
             depthwise 3x3 -> BN -> ReLU6, project 1x1 -> BN; residual Add where stride 1 and the
             widths agree): 16->16, 16->24 stride 2 (14->7), 24->24, 24->32, 32->32; head 1x1
             128 -> BN -> ReLU6, global average pool, flatten, fc 128->10
+  resnet    small ResNet: stem conv 16@3x3 stride 2 -> BN -> ReLU (28->14), 3 basic blocks
+            (conv 3x3 -> BN -> ReLU -> conv 3x3 -> BN, + shortcut, ReLU): 16->16 identity
+            shortcut @14, 16->32 stride 2 (14->7) and 32->64 stride 2 (7->4) with 1x1 stride-2
+            conv -> BN shortcuts; global average pool, flatten, fc 64->10
 
 Defaults (what produced the shipped files): Adam, initial lr 2e-3 cosine-annealed to 0 per step,
-batch 64 (lenet5) / 128 (seq14, branched), seed 0; epochs: fashion lenet5 8, seq14 3, branched 3;
-mnist lenet5 20, seq14 8, branched 8 (the MNIST training split has only 6,000 images).
+batch 64 (lenet5) / 128 (the others), seed 0; epochs: fashion lenet5 8, seq14 3, branched 3,
+mbv2 2, resnet 3; mnist lenet5 20, seq14 8, branched 8 (the MNIST training split has only 6,000 images).
 
 Data
   Raw IDX files are read from --raw (default raw-data; the same Fashion-MNIST files
@@ -78,10 +85,12 @@ DEFAULT_EPOCHS = {
     ("seq14", "fashion"): 3,
     ("branched", "fashion"): 3,
     ("mbv2", "fashion"): 2,
+    ("resnet", "fashion"): 3,
     ("lenet5", "mnist"): 20,
     ("seq14", "mnist"): 8,
     ("branched", "mnist"): 8,
     ("mbv2", "mnist"): 8,
+    ("resnet", "mnist"): 8,
 }
 
 
@@ -270,7 +279,46 @@ class MobileNetV2(nn.Module):
         return self.fc(x)
 
 
-MODELS = {"lenet5": LeNet5, "seq14": Seq14, "branched": Branched, "mbv2": MobileNetV2}
+class BasicBlock(nn.Module):
+    """ResNet's basic block: conv 3x3 -> BN -> ReLU -> conv 3x3 -> BN, plus the shortcut (the
+    input itself, or a strided 1x1 conv -> BN where the stride or the width changes), then ReLU."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvBNReLU(cin, cout, 3, stride=stride, padding=1),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.shortcut = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """A small ResNet for 28x28 inputs: three basic blocks, two of them downsampling."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = ConvBNReLU(1, 16, 3, stride=2, padding=1)  # 28 -> 14
+        self.layers = nn.Sequential(
+            BasicBlock(16, 16, 1),  # 14x14, identity shortcut
+            BasicBlock(16, 32, 2),  # 14 -> 7, 1x1 shortcut
+            BasicBlock(32, 64, 2),  # 7 -> 4, 1x1 shortcut
+        )
+        self.gpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.gpool(self.layers(self.stem(x)))
+        x = x.view(x.size(0), -1)
+        return self.fc(x)
+
+
+MODELS = {"lenet5": LeNet5, "seq14": Seq14, "branched": Branched, "mbv2": MobileNetV2, "resnet": ResNet}
 
 
 # ----------------------------------------------------------------------------- export / eval
@@ -288,6 +336,16 @@ def export_onnx(model, path, fuse_bn=False):
         training=mode,
         do_constant_folding=True,
     )
+
+
+def export_dynamo(model, path):
+    """What torch.onnx.export writes by default since torch 2.9: the dynamo exporter (onnxscript,
+    its default opset and optimizer, which folds BN into the Conv before it), weights in a
+    separate file `<path>.data` (external_data=True)."""
+    model.eval()
+    batch = torch.export.Dim("N", min=1, max=1024)
+    torch.onnx.export(model, (torch.zeros(1, 1, 28, 28),), path, dynamo=True,
+                      input_names=["input"], output_names=["logits"], dynamic_shapes=({0: batch},))
 
 
 def ort_accuracy(path, x, y, batch=500):
@@ -322,6 +380,11 @@ def main():
     ap.add_argument("--fuse-bn-at-export", action="store_true",
                     help="let the exporter fuse BN into Conv (TrainingMode.EVAL)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--results", default=os.path.join(REPO, "training", "results"),
+                    help="folder for <model>-<dataset>.json")
+    ap.add_argument("--dynamo-out", default=None,
+                    help="also export with the dynamo exporter's defaults to DIR/<model>-<dataset>-dynamo.onnx "
+                         "(+ .onnx.data, the weights) and report its onnxruntime test accuracy")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -385,11 +448,16 @@ def main():
         "torch_test_accuracy": torch_acc, "ort_test_accuracy": acc, "train_seconds": round(train_s, 1),
         "onnx_bytes": os.path.getsize(path), "torch": torch.__version__,
     }
+    if a.dynamo_out:
+        os.makedirs(a.dynamo_out, exist_ok=True)
+        dpath = os.path.join(a.dynamo_out, name + "-dynamo.onnx")
+        export_dynamo(model, dpath)
+        print(f"{dpath}: onnxruntime test accuracy {ort_accuracy(dpath, xte, yte)}", flush=True)
     if xval is not None:
         res["val_images"] = len(xval)
         res["torch_val_accuracy"] = torch_accuracy(xval, yval)
         res["ort_val_accuracy"] = ort_accuracy(path, xval, yval)
-    rdir = os.path.join(REPO, "training", "results")
+    rdir = a.results
     os.makedirs(rdir, exist_ok=True)
     with open(os.path.join(rdir, name + ".json"), "w") as f:
         json.dump(res, f, indent=2)

@@ -1,5 +1,5 @@
-//! Labelled image data sets: loading (IDX, `.npy`, CIFAR-10 binary), preprocessing and the
-//! search/holdout split.
+//! Labelled image data sets: loading (IDX, `.npy`, CIFAR-10 binary, image folders),
+//! preprocessing and the search/holdout split.
 //!
 //! Images are held as raw pixel values in NCHW order ([`Dataset`]); [`Preprocess`] maps them to
 //! network inputs as `(raw * scale - mean[c]) / std[c]`, computed in f64.
@@ -14,9 +14,11 @@ mod array;
 mod cifar;
 mod error;
 mod idx;
+mod image_folder;
 mod npy;
 
 pub use error::DataError;
+pub use image_folder::{write as write_image_folder, Target as FolderTarget};
 
 /// A labelled image data set with raw (unpreprocessed) pixel values.
 #[derive(Clone, PartialEq)]
@@ -403,6 +405,35 @@ pub fn load(images: &Path, labels: &Path, layout: Option<Layout>) -> Result<Data
         });
     }
     Ok(Dataset { shape, raw, labels: labels_vec })
+}
+
+/// Load one data role's images: an image folder when `images` is a folder (read for `target`;
+/// its labels are its class folders, so `labels` must be the same path and `layout` unset),
+/// else the files, as [`load`] (and then `target.resize` must be unset).
+pub fn load_for(
+    images: &Path,
+    labels: &Path,
+    layout: Option<Layout>,
+    target: &FolderTarget,
+) -> Result<Dataset, DataError> {
+    let misfit = |path: &Path, detail: &str| Err(DataError::Format { path: path.to_path_buf(), detail: detail.into() });
+    if images.is_dir() {
+        if !same_file(images, labels) {
+            return misfit(
+                labels,
+                "labels given for an image folder, whose labels are its class folders: leave labels out",
+            );
+        }
+        if layout.is_some() {
+            return misfit(images, "layout given for an image folder: it applies to array files only");
+        }
+        return image_folder::load(images, target);
+    }
+    // (A missing path falls through to `load`, which says it cannot be read.)
+    if target.resize.is_some() && images.is_file() {
+        return misfit(images, "resize given for a file of arrays: it applies to image folders only");
+    }
+    load(images, labels, layout)
 }
 
 #[cfg(test)]

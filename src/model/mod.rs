@@ -1,4 +1,5 @@
 //! Network representation: our own IR and the ONNX importer that lowers into it.
+pub mod external_data;
 pub mod ir;
 pub mod onnx;
 pub mod onnx_proto;

@@ -67,10 +67,14 @@ pub enum ImportError {
 
 type Result<T> = std::result::Result<T, ImportError>;
 
-/// Reads and imports an ONNX file.
+/// Reads and imports an ONNX file, with its external data files if it has any
+/// ([`super::external_data`]).
 pub fn load(path: &Path) -> Result<Graph> {
     let bytes = std::fs::read(path).map_err(|source| ImportError::Io { path: path.to_path_buf(), source })?;
-    import(&bytes)
+    let mut model = pb::ModelProto::decode(bytes.as_slice()).map_err(|e| ImportError::NotOnnx(e.to_string()))?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    super::external_data::resolve(&mut model, dir)?;
+    import_model(&model)
 }
 
 /// Imports an ONNX model from its serialized bytes.
@@ -185,7 +189,9 @@ fn bf16_to_f64(h: u16) -> f64 {
 fn read_tensor(t: &pb::TensorProto) -> std::result::Result<Tensor, String> {
     use pb::tensor_proto::DataType as D;
     if t.data_location == pb::tensor_proto::DataLocation::External as i32 {
-        return Err("external data (a separate weights file) is not supported".into());
+        return Err(
+            "external data (a separate weights file) is only read when the model is loaded from its file".into()
+        );
     }
     let mut dims = Vec::with_capacity(t.dims.len());
     for &d in &t.dims {
