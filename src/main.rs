@@ -70,21 +70,26 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report { dirs, table } => report(out, &dirs, table),
         Command::Bench { config, repeats, json } => bench(out, config.as_deref(), repeats, json),
         Command::Uniform { config, bits } => uniform(out, config.as_deref(), bits),
-        Command::Profile {
-            command:
-                ProfileCommand::Synth {
-                    target,
-                    liberty,
-                    weights,
-                    activations,
-                    accumulators,
-                    unsigned_activations,
-                    base,
-                    name,
-                    um2_per_ge,
-                    jobs,
-                    out: file,
-                },
+        Command::Profile { command } => profile(out, command),
+        Command::ImageFolder { images, labels, out: dir, limit } => image_folder(out, &images, &labels, &dir, limit),
+    }
+}
+
+/// `qdse profile synth | compare`.
+fn profile(out: &mut impl Write, command: ProfileCommand) -> Result<()> {
+    match command {
+        ProfileCommand::Synth {
+            target,
+            liberty,
+            weights,
+            activations,
+            accumulators,
+            unsigned_activations,
+            base,
+            name,
+            um2_per_ge,
+            jobs,
+            out: file,
         } => {
             let grid = Grid {
                 weight_bits: weights.0,
@@ -106,13 +111,12 @@ fn run(cli: Cli) -> Result<()> {
             };
             profile_synth(out, &target, &grid, base.as_deref(), name.as_deref(), jobs, &file)
         }
-        Command::Profile { command: ProfileCommand::Compare { formula, synthesized } } => {
+        ProfileCommand::Compare { formula, synthesized } => {
             let (f, _) = qdse::cost::CostProfile::resolve(&formula)?;
             let (s, _) = qdse::cost::CostProfile::resolve(&synthesized)?;
             write!(out, "{}", qdse::cost::synth::compare(&f, &s)?)?;
             Ok(())
         }
-        Command::ImageFolder { images, labels, out: dir, limit } => image_folder(out, &images, &labels, &dir, limit),
     }
 }
 
