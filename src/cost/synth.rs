@@ -443,9 +443,18 @@ pub struct Provenance<'a> {
 pub fn profile_text(target: &Target, grid: &Grid, s: &Synthesized, p: &Provenance) -> Result<String> {
     let base: toml::Table =
         toml::from_str(p.base.1).with_context(|| format!("cannot parse the base profile {}", p.base.0))?;
-    let (objs, primary) = objectives(&base, target);
     let mut t = String::new();
-    let w = &mut t;
+    provenance_comments(&mut t, target, grid, s, p)?;
+    top_level_keys(&mut t, target, &base, s, p)?;
+    multiplier_table(&mut t, target, grid, s)?;
+    accumulator_fit(&mut t, target, grid, s, &base)?;
+    // The text must be a valid profile: check it before anyone writes it.
+    CostProfile::from_str(&t, p.name).with_context(|| "the synthesized profile does not validate")?;
+    Ok(t)
+}
+
+/// The header: how the profile was made (command, Yosys version, date, target, scripts).
+fn provenance_comments(w: &mut String, target: &Target, grid: &Grid, s: &Synthesized, p: &Provenance) -> Result<()> {
     writeln!(w, "# Synthesized cost profile: made by `{}`", p.command)?;
     writeln!(w, "# {}, {}, target: {}", s.yosys, today(), target.describe())?;
     writeln!(
@@ -477,6 +486,12 @@ pub fn profile_text(target: &Target, grid: &Grid, s: &Synthesized, p: &Provenanc
     writeln!(w, "# Storage, memory and datapath: from the base profile {}.", p.base.0)?;
     writeln!(w, "# Energy is not measured by synthesis, so energy_pj is not an objective of this profile.")?;
     writeln!(w)?;
+    Ok(())
+}
+
+/// Name, description, objectives, and the base profile's storage, memory and datapath tables.
+fn top_level_keys(w: &mut String, target: &Target, base: &toml::Table, s: &Synthesized, p: &Provenance) -> Result<()> {
+    let (objs, primary) = objectives(base, target);
     let q = |s: &str| toml::Value::String(s.into()).to_string();
     writeln!(w, "name = {}", q(p.name))?;
     let desc = format!("{} synthesized with {}; storage and datapath of {}", target.describe(), s.yosys, p.base.0);
@@ -495,6 +510,12 @@ pub fn profile_text(target: &Target, grid: &Grid, s: &Synthesized, p: &Provenanc
     writeln!(w)?;
     w.push_str(&toml::to_string(&rest).context("cannot write the base profile's tables")?);
     writeln!(w)?;
+    Ok(())
+}
+
+/// `[multiplier]`: the measured table (LUTs and DSPs, or area), each cell the cheapest
+/// multiplier at least as wide.
+fn multiplier_table(w: &mut String, target: &Target, grid: &Grid, s: &Synthesized) -> Result<()> {
     writeln!(w, "[multiplier]")?;
     writeln!(w, "model = \"table\"")?;
     writeln!(w, "[multiplier.table]")?;
@@ -531,6 +552,11 @@ pub fn profile_text(target: &Target, grid: &Grid, s: &Synthesized, p: &Provenanc
         writeln!(w, "]")?;
     }
     writeln!(w)?;
+    Ok(())
+}
+
+/// `[accumulator]`: the base profile's width rule and a per-bit fit of the measured registers.
+fn accumulator_fit(w: &mut String, target: &Target, grid: &Grid, s: &Synthesized, base: &toml::Table) -> Result<()> {
     writeln!(w, "[accumulator]")?;
     if let Some(acc) = base.get("accumulator").and_then(|v| v.as_table()) {
         for key in ["bits", "guard_bits"] {
@@ -555,9 +581,7 @@ pub fn profile_text(target: &Target, grid: &Grid, s: &Synthesized, p: &Provenanc
     if let Some(f) = fixed {
         writeln!(w, "{f} = {}", num(c))?;
     }
-    // The text must be a valid profile: check it before anyone writes it.
-    CostProfile::from_str(&t, p.name).with_context(|| "the synthesized profile does not validate")?;
-    Ok(t)
+    Ok(())
 }
 
 /// A formula profile's figure for one multiplier metric, per product: its own model, or for a

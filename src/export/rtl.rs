@@ -6,8 +6,8 @@
 
 use super::table::{value_file, Role, Row};
 use crate::fixed::round::quantize;
-use crate::fixed::{Assignment, Overflow, RangeMode, Rounding};
-use crate::model::{Activation, Graph, Op};
+use crate::fixed::{Arith, Assignment, Format, Overflow, RangeMode, Rounding};
+use crate::model::{Activation, Graph, Node, Op};
 use std::fmt::Write as _;
 
 /// The datapath module's source, written as `rtl/qdse_layer.sv`.
@@ -60,23 +60,8 @@ fn signed_bits(m: f64) -> u32 {
     (m + 1.0).log2().ceil() as u32 + 1
 }
 
-fn layer<'r>(graph: &Graph, a: &Assignment, row: &'r Row) -> Option<Layer<'r>> {
-    let i = row.layer?;
-    if row.role != Role::Owner {
-        return None;
-    }
-    // The module's shifts are parameters, one per layer: a layer with per-channel weight
-    // offsets (one shift per channel) is not one instance of it.
-    if row.w_fracs.is_some() {
-        return None;
-    }
-    let node = &graph.nodes[i];
-    let (wf, bf) = (row.weights?, row.bias?);
-    let fmts = a.value_formats(graph);
-    let fin = fmts[node.inputs[0]];
-    let of = row.output;
-    let arith = a.arith;
-    let frac_acc = fin.frac + wf.frac;
+/// The loop geometry of a Conv, Dense or Affine node (None for any other op).
+fn shape_of(graph: &Graph, node: &Node) -> Option<Shape> {
     let ishape = graph.shape(node.inputs[0]);
     let oshape = graph.shape(node.output);
     let shape = match &node.op {
@@ -99,6 +84,42 @@ fn layer<'r>(graph: &Graph, a: &Assignment, row: &'r Row) -> Option<Layer<'r>> {
         }
         _ => return None,
     };
+    Some(shape)
+}
+
+/// The module's activation parameters: (ACT, CLIP_LO_T, CLIP_HI_T, CLIP_LO_Q, CLIP_HI_Q).
+fn activation_params(act: Activation, frac_acc: i32, of: Format, arith: Arith) -> (i32, i64, i64, i64, i64) {
+    match act {
+        Activation::None => (0, 0, 0, 0, 0),
+        Activation::Relu => (1, 0, 0, 0, 0),
+        Activation::Clip { min, max } => {
+            // The engine compares the real sum with the bounds: sum < min exactly when the integer
+            // sum at frac_acc is below ceil(min * 2^frac_acc), sum > max when above the floor.
+            let s = 2f64.powi(frac_acc);
+            let clamp = |x: f64| x.clamp(-(2f64.powi(62)), 2f64.powi(62)) as i64;
+            (2, clamp((min * s).ceil()), clamp((max * s).floor()), quantize(min, of, arith), quantize(max, of, arith))
+        }
+    }
+}
+
+fn layer<'r>(graph: &Graph, a: &Assignment, row: &'r Row) -> Option<Layer<'r>> {
+    let i = row.layer?;
+    if row.role != Role::Owner {
+        return None;
+    }
+    // The module's shifts are parameters, one per layer: a layer with per-channel weight
+    // offsets (one shift per channel) is not one instance of it.
+    if row.w_fracs.is_some() {
+        return None;
+    }
+    let node = &graph.nodes[i];
+    let (wf, bf) = (row.weights?, row.bias?);
+    let fmts = a.value_formats(graph);
+    let fin = fmts[node.inputs[0]];
+    let of = row.output;
+    let arith = a.arith;
+    let frac_acc = fin.frac + wf.frac;
+    let shape = shape_of(graph, node)?;
     let (n_w, n_b) = match &shape {
         Shape::Conv { in_c, out_c, groups, kernel, .. } => (out_c * (in_c / groups) * kernel[0] * kernel[1], *out_c),
         Shape::Dense { inputs, outputs } => (inputs * outputs, *outputs),
@@ -113,17 +134,7 @@ fn layer<'r>(graph: &Graph, a: &Assignment, row: &'r Row) -> Option<Layer<'r>> {
     let acc_bits = row.acc.filter(|acc| !acc.derived).map_or(0, |acc| acc.bits);
     let acc_w =
         (signed_bits(bound) + 1).max(fin.bits + wf.bits + 2).max(bf.bits + 1).max(acc_bits + 2).max(of.bits + 2);
-    let (act, lo_t, hi_t, lo_q, hi_q) = match node.op.activation() {
-        Activation::None => (0, 0, 0, 0, 0),
-        Activation::Relu => (1, 0, 0, 0, 0),
-        Activation::Clip { min, max } => {
-            // The engine compares the real sum with the bounds: sum < min exactly when the integer
-            // sum at frac_acc is below ceil(min * 2^frac_acc), sum > max when above the floor.
-            let s = 2f64.powi(frac_acc);
-            let clamp = |x: f64| x.clamp(-(2f64.powi(62)), 2f64.powi(62)) as i64;
-            (2, clamp((min * s).ceil()), clamp((max * s).floor()), quantize(min, of, arith), quantize(max, of, arith))
-        }
-    };
+    let (act, lo_t, hi_t, lo_q, hi_q) = activation_params(node.op.activation(), frac_acc, of, arith);
     let round = match arith.rounding {
         Rounding::HalfEven => 0,
         Rounding::HalfUp => 1,
