@@ -21,6 +21,7 @@ runs=(
   "mbv2-fashion-nsga2      configs/mbv2-fashion.toml     nsga2   --budget 1500"
   "mbv2-fashion-pc-nsga2   configs/mbv2-fashion-pc.toml  nsga2   --budget 1500"
   "resnet-fashion-descent  configs/resnet-fashion.toml   descent"
+  "resnet-fashion-pc-descent configs/resnet-fashion-pc.toml descent"
 )
 for r in "${runs[@]}"; do
   read -r name config strategy extra <<<"$r"
