@@ -26,11 +26,15 @@ RANGE = {"TwosComplement": "twos-complement", "Symmetric": "symmetric"}
 
 
 def fmt(code, param):
-    """`s8.5` -> TOML inline table (weights and biases are always signed: no `signed` key)."""
+    """`s8.5` -> TOML inline table (weights and biases are always signed: no `signed` key;
+    `s8.5/c`: weights with per-channel offsets)."""
+    per_channel = code.endswith("/c")
+    code = code.removesuffix("/c")
     signed, rest = code[0] == "s", code[1:]
     bits, frac = rest.split(".", 1)
     if param:
-        return f"{{ bits = {bits}, frac = {frac} }}"
+        pc = ", per_channel = true" if per_channel else ""
+        return f"{{ bits = {bits}, frac = {frac}{pc} }}"
     return f"{{ bits = {bits}, frac = {frac}, signed = {'true' if signed else 'false'} }}"
 
 
