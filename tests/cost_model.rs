@@ -99,10 +99,10 @@ fn paper_profile_reproduces_the_paper_formulas() {
     assert_eq!(p.primary, Objective::MultCost);
     let c = price(&g, &a, &p);
     // Memory = sum B x count: conv1 18 w x 4 + 2 b x 6 + 32 act x 5; fc 96 w x 3 + 3 b x 7 + 3 act x 9
-    assert_eq!(c.get("memory_bits"), Some((72 + 12 + 160 + 288 + 21 + 27) as f64));
+    assert_eq!(c.get("memory_bits"), Some(f64::from(72 + 12 + 160 + 288 + 21 + 27)));
     assert_eq!((c.memory.weights, c.memory.biases, c.memory.activations), (360, 33, 187));
     // Multiplication cost with the input operand: conv1 4 x 8 (input) x 288; fc 3 x 5 (conv1 out) x 96
-    assert_eq!(c.get("mult_cost"), Some((4 * 8 * 288 + 3 * 5 * 96) as f64));
+    assert_eq!(c.get("mult_cost"), Some(f64::from(4 * 8 * 288 + 3 * 5 * 96)));
     assert_eq!(c.get("energy_pj"), None);
     let l = &c.layers;
     assert_eq!((l[0].mults, l[0].bw, l[0].ba, l[0].mult_cost), (288, 4, 8, 9216));
@@ -114,13 +114,13 @@ fn paper_profile_reproduces_the_paper_formulas() {
     // the paper's code: the layer's own output as the activation operand
     let po = with_operand_output("paper");
     let c = price(&g, &a, &po);
-    assert_eq!(c.get("mult_cost"), Some((4 * 5 * 288 + 3 * 9 * 96) as f64));
+    assert_eq!(c.get("mult_cost"), Some(f64::from(4 * 5 * 288 + 3 * 9 * 96)));
     assert_eq!(c.get("memory_bits"), Some(580.0));
 
     // uniform 8-bit and float32 baselines
     let c8 = price_uniform(&g, &p, 8);
-    assert_eq!(c8.get("memory_bits"), Some(8.0 * (18 + 2 + 32 + 96 + 3 + 3) as f64));
-    assert_eq!(c8.get("mult_cost"), Some(64.0 * (288 + 96) as f64));
+    assert_eq!(c8.get("memory_bits"), Some(8.0 * f64::from(18 + 2 + 32 + 96 + 3 + 3)));
+    assert_eq!(c8.get("mult_cost"), Some(64.0 * f64::from(288 + 96)));
     let c32 = price_float32(&g, &p);
     assert_eq!(c32.get("memory_bits"), Some(32.0 * 154.0));
     assert_eq!(c32.get("mult_cost"), Some(1024.0 * 384.0));

@@ -9,7 +9,7 @@ use common::idx;
 
 /// A version 1.0 .npy file, header laid out as NumPy writes it.
 fn npy(descr: &str, shape: &[i64], fortran: bool, data: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let dims: Vec<String> = shape.iter().map(std::string::ToString::to_string).collect();
     let shape = if shape.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
     let order = if fortran { "True" } else { "False" };
     let mut h = format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}");

@@ -195,7 +195,7 @@ fn load_mem(path: &Path, f: Fmt) -> Vec<i128> {
         })
         .collect();
     let lib = read_mem(path, f.bits, f.signed).unwrap();
-    assert_eq!(lib.iter().map(|&k| k as i128).collect::<Vec<_>>(), v, "read_mem disagrees on {}", path.display());
+    assert_eq!(lib.iter().map(|&k| i128::from(k)).collect::<Vec<_>>(), v, "read_mem disagrees on {}", path.display());
     v
 }
 

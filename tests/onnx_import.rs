@@ -104,8 +104,8 @@ impl Model {
         self.graph.node.push(pb::NodeProto {
             op_type: op.into(),
             name: name.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: outputs.iter().map(|s| s.to_string()).collect(),
+            input: inputs.iter().map(std::string::ToString::to_string).collect(),
+            output: outputs.iter().map(std::string::ToString::to_string).collect(),
             attribute: attrs,
             ..Default::default()
         });
@@ -226,9 +226,9 @@ fn conv_bn_relu_folds_into_one_conv() {
         assert_eq!(c.bias[o], want, "bias {o}");
     }
     // hand-computed for channel 0: gamma 0.9, var 0.8, eps 1e-3 (all as f32 -> f64)
-    let s0 = 0.9f32 as f64 / (0.8f32 as f64 + 1e-3f32 as f64).sqrt();
+    let s0 = f64::from(0.9f32) / (f64::from(0.8f32) + f64::from(1e-3f32)).sqrt();
     assert!((s0 - 1.005_602_250_578_841).abs() < 1e-12, "{s0}");
-    assert_eq!(c.weight[0], w[0] as f64 * s0);
+    assert_eq!(c.weight[0], f64::from(w[0]) * s0);
 }
 
 #[test]
@@ -1186,8 +1186,10 @@ fn check_mnist_logits(g: &Graph, model: &str) {
     };
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(std::fs::File::open(img).unwrap()).read_to_end(&mut raw).unwrap();
-    let inputs: Vec<Vec<f64>> =
-        raw[16..16 + 64 * 784].chunks(784).map(|c| c.iter().map(|&p| f64::from(p as f32 / 255.0)).collect()).collect();
+    let inputs: Vec<Vec<f64>> = raw[16..16 + 64 * 784]
+        .chunks(784)
+        .map(|c| c.iter().map(|&p| f64::from(f32::from(p) / 255.0)).collect())
+        .collect();
     let (_, y) = common::read_npy_f32(&lg);
     compare(g, &inputs, &y, 1e-3, model);
 }

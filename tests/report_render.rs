@@ -26,7 +26,7 @@ impl Rng {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
     fn range(&mut self, lo: u32, hi: u32) -> u32 {
-        lo + (self.next() % (hi - lo + 1) as u64) as u32
+        lo + (self.next() % u64::from(hi - lo + 1)) as u32
     }
 }
 
@@ -79,9 +79,9 @@ fn costs(bits: &Bits, objectives: &[&str]) -> Vec<f64> {
     let mut mult = 0.0;
     let mut in_bits = 8.0;
     for (l, &(w, b, o)) in LAYERS.iter().zip(bits) {
-        mem += l.weights * w as f64 + l.biases * b as f64 + l.outputs * o as f64;
-        mult += l.macs * w as f64 * in_bits;
-        in_bits = o as f64;
+        mem += l.weights * f64::from(w) + l.biases * f64::from(b) + l.outputs * f64::from(o);
+        mult += l.macs * f64::from(w) * in_bits;
+        in_bits = f64::from(o);
     }
     objectives
         .iter()
@@ -100,9 +100,9 @@ fn accuracy(bits: &Bits, noise: f64) -> f64 {
     let mut penalty = 0.0;
     for (l, &(w, _, o)) in LAYERS.iter().zip(bits) {
         if l.weights > 0.0 {
-            penalty += 0.2 * l.sens * 2f64.powf(-1.3 * w as f64);
+            penalty += 0.2 * l.sens * 2f64.powf(-1.3 * f64::from(w));
         }
-        penalty += 0.05 * 2f64.powf(-1.3 * o as f64);
+        penalty += 0.05 * 2f64.powf(-1.3 * f64::from(o));
     }
     (FLOAT_SEARCH - penalty + noise).clamp(0.08, FLOAT_SEARCH - 0.0003)
 }
@@ -184,7 +184,7 @@ impl Default for Options {
 fn make_run(dir: &Path, opt: &Options) -> RunSummary {
     std::fs::create_dir_all(dir).unwrap();
     let points = synthetic_points(opt);
-    let names: Vec<String> = opt.objectives.iter().map(|o| o.to_string()).collect();
+    let names: Vec<String> = opt.objectives.iter().map(std::string::ToString::to_string).collect();
     let chosen = write_csvs(dir, opt, &names, &points);
     let summary = write_summary(dir, opt, &names, &points, chosen);
     if opt.with_config {

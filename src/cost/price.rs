@@ -426,7 +426,7 @@ impl CostModel {
                 area_um2: r.area_um2,
                 luts: r.luts,
                 dsps: r.dsps,
-            })
+            });
         });
         let Priced { totals, memory, storage, array, array_widths } = priced;
         Costs { layers, memory, storage, array, array_widths, totals }

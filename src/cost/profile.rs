@@ -794,7 +794,7 @@ fn poly(p: &Option<RawPoly>, what: &str, src: &Src) -> Result<Option<Poly>> {
         for ba in 1..=32 {
             let v = poly.eval(bw, ba);
             if v < 0.0 {
-                bail!("{}: multiplier.bilinear.{what} is negative ({v}) at {bw} x {ba} bits; costs must be >= 0", at);
+                bail!("{at}: multiplier.bilinear.{what} is negative ({v}) at {bw} x {ba} bits; costs must be >= 0");
             }
         }
     }

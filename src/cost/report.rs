@@ -64,7 +64,9 @@ fn shape(graph: &Graph, l: &LayerCost) -> String {
     graph
         .nodes
         .get(l.node)
-        .map(|n| graph.values[n.output].shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"))
+        .map(|n| {
+            graph.values[n.output].shape.iter().map(std::string::ToString::to_string).collect::<Vec<_>>().join("x")
+        })
         .unwrap_or_default()
 }
 

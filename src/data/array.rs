@@ -54,7 +54,7 @@ pub(crate) struct Array<'a> {
 
 /// Number of bytes `dims` of `elem`-byte elements need, saturating instead of overflowing.
 pub(crate) fn byte_len(dims: &[u64], elem: usize) -> u128 {
-    dims.iter().fold(elem as u128, |acc, &d| acc.saturating_mul(d as u128))
+    dims.iter().fold(elem as u128, |acc, &d| acc.saturating_mul(u128::from(d)))
 }
 
 /// Check that `bytes` holds exactly `header + data_len` bytes.

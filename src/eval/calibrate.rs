@@ -28,7 +28,7 @@ impl Ranges {
                     engine.forward_all(&mut ws, x);
                     for (mv, v) in m.iter_mut().zip(values(&ws)) {
                         for &e in v {
-                            *mv = mv.max((e as f64).abs());
+                            *mv = mv.max(f64::from(e).abs());
                         }
                     }
                     (ws, m)

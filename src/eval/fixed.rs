@@ -150,8 +150,8 @@ fn vector_requant(act: Activation, frac: i32, out: Format, arith: Arith, accumul
         rounding: arith.rounding,
         below,
         above,
-        lo: lo.max(i32::MIN as i64) as i32,
-        hi: hi.min(i32::MAX as i64) as i32,
+        lo: lo.max(i64::from(i32::MIN)) as i32,
+        hi: hi.min(i64::from(i32::MAX)) as i32,
     })
 }
 
@@ -170,8 +170,8 @@ fn clip_thresholds(min: f64, max: f64, frac: i32, out: Format, arith: Arith) -> 
     let scaled = |b: f64| (b.is_infinite() || (b * scale).is_finite() && b * scale / scale == b).then_some(b * scale);
     let (lo_t, hi_t) = (scaled(min)?.ceil(), scaled(max)?.floor());
     // Below a threshold under i32::MIN no sum lies, nor above one over i32::MAX.
-    let lo_t = if lo_t < i32::MIN as f64 { i32::MIN } else { i32::try_from(lo_t as i64).ok()? };
-    let hi_t = if hi_t > i32::MAX as f64 { i32::MAX } else { i32::try_from(hi_t as i64).ok()? };
+    let lo_t = if lo_t < f64::from(i32::MIN) { i32::MIN } else { i32::try_from(lo_t as i64).ok()? };
+    let hi_t = if hi_t > f64::from(i32::MAX) { i32::MAX } else { i32::try_from(hi_t as i64).ok()? };
     // An infinite bound's code is never given (no sum passes it).
     let code = |b: f64| if b.is_finite() { i32::try_from(quantize(b, out, arith)).ok() } else { Some(0) };
     Some(((lo_t, code(min)?), (hi_t, code(max)?)))
@@ -239,16 +239,16 @@ fn choose_precision(fan_in: usize, max_a: u64, max_w: u64, max_b: u128, codes_fi
 /// Align a bias code from `frac_b` to the accumulator's `frac_acc`.
 fn align_bias(k: i64, frac_b: i32, frac_acc: i32, arith: Arith) -> i128 {
     if frac_b <= frac_acc {
-        shl_saturating(k as i128, (frac_acc - frac_b) as u32)
+        shl_saturating(i128::from(k), (frac_acc - frac_b) as u32)
     } else {
-        round_shift(k as i128, (frac_b - frac_acc) as u32, arith.rounding)
+        round_shift(i128::from(k), (frac_b - frac_acc) as u32, arith.rounding)
     }
 }
 
 /// Whether every code of `f` fits i16.
 fn format_fits_i16(f: Format, arith: Arith) -> bool {
     let (lo, hi) = f.code_range(arith.range);
-    lo >= i16::MIN as i64 && hi <= i16::MAX as i64
+    lo >= i64::from(i16::MIN) && hi <= i64::from(i16::MAX)
 }
 
 impl<'g> FixedEngine<'g> {
@@ -325,7 +325,7 @@ impl<'g> FixedEngine<'g> {
                         Precision::F64 => p.w_f64 = w_codes.iter().map(|&k| k as f64).collect(),
                         Precision::I128 | Precision::I16 => {}
                     }
-                    p.w_i128 = w_codes.iter().map(|&k| k as i128).collect();
+                    p.w_i128 = w_codes.iter().map(|&k| i128::from(k)).collect();
                     QNode::Params(Box::new(p))
                 }
                 (None, _) if matches!(node.op, Op::Add { .. }) => {
@@ -421,7 +421,7 @@ impl<'g> FixedEngine<'g> {
             Some(bits) => {
                 let accf = Format::new(bits, frac, true);
                 let plain = Arith { range: crate::fixed::RangeMode::TwosComplement, ..self.arith };
-                fit(acc, accf, plain) as i128
+                i128::from(fit(acc, accf, plain))
             }
             None => acc,
         };
@@ -591,7 +591,7 @@ impl Carrier for f32 {
     }
     fn to_i128(self) -> i128 {
         // Exact integers below 2^24: the i64 conversion is exact and much cheaper.
-        self as i64 as i128
+        i128::from(self as i64)
     }
     fn scratch(s: &mut Scratch) -> (&mut Vec<Self>, &mut Vec<Self>) {
         (&mut s.f32, &mut s.f32_b)
@@ -606,7 +606,7 @@ impl Carrier for f64 {
         k as f64
     }
     fn to_i128(self) -> i128 {
-        self as i64 as i128
+        i128::from(self as i64)
     }
     fn scratch(s: &mut Scratch) -> (&mut Vec<Self>, &mut Vec<Self>) {
         (&mut s.f64, &mut s.f64_b)
@@ -618,7 +618,7 @@ impl Carrier for f64 {
 
 impl Carrier for i128 {
     fn from_code(k: i64) -> Self {
-        k as i128
+        i128::from(k)
     }
     fn to_i128(self) -> i128 {
         self
@@ -655,7 +655,7 @@ impl Engine for FixedEngine<'_> {
                 let per = ins[0].len() / a.channels;
                 out.extend(ins[0].iter().enumerate().map(|(i, &x)| {
                     let c = i / per;
-                    self.finish(idx, w[c] * x as i128 + p.bias_acc[c], p.frac_acc[c], of, a.activation)
+                    self.finish(idx, w[c] * i128::from(x) + p.bias_acc[c], p.frac_acc[c], of, a.activation)
                 }));
             }
             (Op::Add { .. }, QNode::Add { shifts: [sa, sb], requant }) => {
@@ -669,7 +669,8 @@ impl Engine for FixedEngine<'_> {
                 let (fa, fb) = (self.fmts[node.inputs[0]].frac, self.fmts[node.inputs[1]].frac);
                 let fm = fa.max(fb);
                 out.extend(ins[0].iter().zip(ins[1]).map(|(&a, &b)| {
-                    let sum = shl_saturating(a as i128, (fm - fa) as u32) + shl_saturating(b as i128, (fm - fb) as u32);
+                    let sum = shl_saturating(i128::from(a), (fm - fa) as u32)
+                        + shl_saturating(i128::from(b), (fm - fb) as u32);
                     self.finish(idx, sum, fm, of, *activation)
                 }));
             }
@@ -685,7 +686,7 @@ impl Engine for FixedEngine<'_> {
                 out.resize(g.values[node.output].numel(), 0);
                 pool_windows(ins[0], g.shape(node.inputs[0]), window, [o[1], o[2]], |c, i, vals, padded| {
                     let n = if *count_include_pad { padded } else { vals.len() };
-                    let sum: i128 = vals.iter().map(|&k| k as i128).sum();
+                    let sum: i128 = vals.iter().map(|&k| i128::from(k)).sum();
                     out[c * o[1] * o[2] + i] = self.mean(sum, n, fi, of);
                 });
             }
@@ -693,7 +694,7 @@ impl Engine for FixedEngine<'_> {
                 let shape = g.shape(node.inputs[0]);
                 let hw = shape[1] * shape[2];
                 let fi = self.fmts[node.inputs[0]].frac;
-                out.extend(ins[0].chunks(hw).map(|ch| self.mean(ch.iter().map(|&k| k as i128).sum(), hw, fi, of)));
+                out.extend(ins[0].chunks(hw).map(|ch| self.mean(ch.iter().map(|&k| i128::from(k)).sum(), hw, fi, of)));
             }
             (Op::Activation(act), _) => {
                 // Unfused: the output keeps the input's format; bounds are rounded into it.

@@ -23,7 +23,7 @@ pub fn available() -> bool {
 
 /// Two i16 codes in one i32 word, the first in the low half (the layout `vpmaddwd` pairs).
 fn pair_word(lo: i16, hi: i16) -> i32 {
-    (lo as u16 as u32 | (hi as u16 as u32) << 16) as i32
+    (u32::from(lo as u16) | u32::from(hi as u16) << 16) as i32
 }
 
 /// A weight matrix `[m][k]` packed once for the microkernel: blocks of `MR` rows; within a
@@ -152,14 +152,14 @@ pub fn gemv(k: usize, w: &[i16], x: &[i16], y: &mut [i32], isa: Isa) {
         unsafe { avx2::gemv(k, w, x, y) };
         return;
     }
-    gemv_body(k, w, x, y)
+    gemv_body(k, w, x, y);
 }
 
 #[inline(always)]
 fn gemv_body(k: usize, w: &[i16], x: &[i16], y: &mut [i32]) {
     for (row, out) in w.chunks_exact(k).zip(y.iter_mut()) {
         // LLVM turns this widening dot product into vpmaddwd.
-        *out = row.iter().zip(x).map(|(&a, &b)| a as i32 * b as i32).sum();
+        *out = row.iter().zip(x).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
     }
 }
 
@@ -210,17 +210,17 @@ fn requant_rows_body(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requ
     // One loop per rounding mode, each branch-free so that it vectorizes.
     match rq.rounding {
         Rounding::Floor => requant_with(acc, per_row, bias, rq, |_, _, _, _| 0),
-        Rounding::HalfUp => requant_with(acc, per_row, bias, rq, |_, r, half, _| (r >= half) as i32),
+        Rounding::HalfUp => requant_with(acc, per_row, bias, rq, |_, r, half, _| i32::from(r >= half)),
         Rounding::HalfEven => {
-            requant_with(acc, per_row, bias, rq, |q, r, half, _| ((r > half) | ((r == half) & (q & 1 == 1))) as i32)
+            requant_with(acc, per_row, bias, rq, |q, r, half, _| i32::from((r > half) | ((r == half) & (q & 1 == 1))));
         }
         Rounding::HalfAway => {
-            requant_with(acc, per_row, bias, rq, |_, r, half, v| ((r > half) | ((r == half) & (v >= 0))) as i32)
+            requant_with(acc, per_row, bias, rq, |_, r, half, v| i32::from((r > half) | ((r == half) & (v >= 0))));
         }
     }
     for (dst, (_, seg)) in out.chunks_exact_mut(layout.seg_len).zip(layout.real(acc)) {
         for (o, &k) in dst.iter_mut().zip(seg) {
-            *o = k as i64;
+            *o = i64::from(k);
         }
     }
 }
@@ -262,12 +262,12 @@ mod avx2 {
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn gemv(k: usize, w: &[i16], x: &[i16], y: &mut [i32]) {
-        super::gemv_body(k, w, x, y)
+        super::gemv_body(k, w, x, y);
     }
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn requant_rows(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut [i64]) {
-        super::requant_rows_body(acc, layout, bias, rq, out)
+        super::requant_rows_body(acc, layout, bias, rq, out);
     }
 
     /// Interleave runs `2p` and `2p+1` sixteen columns at a time: `unpack{lo,hi}_epi16` pair
@@ -344,7 +344,7 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub unsafe fn requant_rows(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut [i64]) {
-        super::requant_rows_body(acc, layout, bias, rq, out)
+        super::requant_rows_body(acc, layout, bias, rq, out);
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -372,7 +372,7 @@ mod avx512 {
                 let rows = (w.m - blk * MR).min(MR);
                 for (r, acc_r) in acc.iter().enumerate().take(rows) {
                     let row = c.as_mut_ptr().add((blk * MR + r) * n);
-                    for (h, &v) in acc_r.iter().enumerate().take(1 + two as usize) {
+                    for (h, &v) in acc_r.iter().enumerate().take(1 + usize::from(two)) {
                         let c0 = (j + h) * NR;
                         let width = (n - c0).min(NR);
                         _mm512_mask_storeu_epi32(row.add(c0), ((1u32 << width) - 1) as __mmask16, v);
@@ -414,8 +414,8 @@ mod tests {
             gemm(&PackedWeights::new(m, k, &w), n, &packed, &mut c, isa);
             for i in 0..m {
                 for j in 0..n {
-                    let want: i64 = (0..k).map(|t| w[i * k + t] * x[t * n + j] as i64).sum();
-                    assert_eq!(c[i * n + j] as i64, want, "{isa:?} ({m},{k},{n}) at ({i},{j})");
+                    let want: i64 = (0..k).map(|t| w[i * k + t] * i64::from(x[t * n + j])).sum();
+                    assert_eq!(i64::from(c[i * n + j]), want, "{isa:?} ({m},{k},{n}) at ({i},{j})");
                 }
             }
         }
@@ -458,7 +458,7 @@ mod tests {
         let mut y = vec![0; m];
         gemv(k, &w, &x, &mut y, Isa::best());
         for r in 0..m {
-            assert_eq!(y[r], (0..k).map(|t| w[r * k + t] as i32 * x[t] as i32).sum::<i32>());
+            assert_eq!(y[r], (0..k).map(|t| i32::from(w[r * k + t]) * i32::from(x[t])).sum::<i32>());
         }
     }
 
@@ -485,7 +485,7 @@ mod tests {
                             // exact halves and their neighbours
                             _ => {
                                 let half = 1i64 << shift >> 1;
-                                let v = (rng.random_range(-64i64..64) << shift.min(20)) + half - 1 + (i % 3) as i64;
+                                let v = (rng.random_range(-64i64..64) << shift.min(20)) + half - 1 + i64::from(i % 3);
                                 v.clamp(-(1 << 30), 1 << 30) as i32
                             }
                         })
@@ -495,14 +495,14 @@ mod tests {
                     requant_rows(&mut acc.clone(), SumLayout::dense(16), &bias, &rq, &mut out, Isa::best());
                     let arith = Arith { rounding, overflow: Overflow::Saturate, range: RangeMode::TwosComplement };
                     for (i, (&a, &got)) in acc.iter().zip(&out).enumerate() {
-                        let mut v = a as i128 + bias[i / 16] as i128;
+                        let mut v = i128::from(a) + i128::from(bias[i / 16]);
                         if relu {
                             v = v.max(0);
                         }
-                        let want = if act == 2 && v < clip.0 .0 as i128 {
-                            clip.0 .1 as i64
-                        } else if act == 2 && v > clip.1 .0 as i128 {
-                            clip.1 .1 as i64
+                        let want = if act == 2 && v < i128::from(clip.0 .0) {
+                            i64::from(clip.0 .1)
+                        } else if act == 2 && v > i128::from(clip.1 .0) {
+                            i64::from(clip.1 .1)
                         } else {
                             requantize(v, fmt.frac + shift as i32, fmt, arith)
                         };

@@ -253,13 +253,13 @@ impl<A: Mac> Sweep<'_, A> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn avx2(&self, out: &mut [A]) {
-        self.run(out)
+        self.run(out);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     unsafe fn avx512(&self, out: &mut [A]) {
-        self.run(out)
+        self.run(out);
     }
 }
 

@@ -97,7 +97,7 @@ pub fn run_nodes<E: Engine>(
             let ins: Vec<&[E::T]> = node.inputs.iter().map(|&v| ws.values[v].as_slice()).collect();
             match &node.op {
                 Op::MaxPool(w) if w.dilation == [1, 1] && (0..4).all(|i| w.pads[i] < w.kernel[i % 2]) => {
-                    max_pool(ins[0], graph.shape(node.inputs[0]), w, graph.shape(node.output), &mut out)
+                    max_pool(ins[0], graph.shape(node.inputs[0]), w, graph.shape(node.output), &mut out);
                 }
                 Op::MaxPool(w) => {
                     let shape = graph.shape(node.inputs[0]);

@@ -25,7 +25,7 @@ fn fits(code: i64, bits: u32, signed: bool) -> bool {
 /// One word: `code` in two's complement at `bits`, as `ceil(bits/4)` hex digits.
 pub fn mem_word(code: i64, bits: u32) -> String {
     let mask = (1u128 << bits) - 1;
-    let v = (code as i128 as u128) & mask;
+    let v = (i128::from(code) as u128) & mask;
     format!("{v:0width$x}", width = hex_digits(bits))
 }
 
@@ -97,8 +97,8 @@ mod tests {
         assert_eq!(mem_word(0, 1), "0");
         assert_eq!(mem_word(1, 1), "1");
         assert_eq!(mem_word(-1, 1), "1");
-        assert_eq!(mem_word(u32::MAX as i64, 32), "ffffffff");
-        assert_eq!(mem_word(i32::MIN as i64, 32), "80000000");
+        assert_eq!(mem_word(i64::from(u32::MAX), 32), "ffffffff");
+        assert_eq!(mem_word(i64::from(i32::MIN), 32), "80000000");
         assert_eq!(mem_word(-2, 64), "fffffffffffffffe");
     }
 
@@ -111,8 +111,8 @@ mod tests {
             (5, false, vec![0, 1, 31]),
             (1, true, vec![-1, 0]),
             (1, false, vec![0, 1]),
-            (32, true, vec![i32::MIN as i64, i32::MAX as i64]),
-            (32, false, vec![u32::MAX as i64]),
+            (32, true, vec![i64::from(i32::MIN), i64::from(i32::MAX)]),
+            (32, false, vec![i64::from(u32::MAX)]),
             (64, true, vec![i64::MIN, i64::MAX, -1]),
         ] {
             write_mem(&p, &codes, bits, signed).unwrap();

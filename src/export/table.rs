@@ -178,7 +178,7 @@ fn accumulator(graph: &Graph, a: &Assignment, fmts: &[Format], i: usize) -> Opti
         Op::Add { .. } => {
             let fm = node.inputs.iter().map(|&v| fmts[v].frac).max()?;
             let widest =
-                node.inputs.iter().map(|&v| signed_width(fmts[v]) as i64 + (fm - fmts[v].frac) as i64).max()?;
+                node.inputs.iter().map(|&v| i64::from(signed_width(fmts[v])) + i64::from(fm - fmts[v].frac)).max()?;
             let derived = u32::try_from(widest + 1).unwrap_or(u32::MAX);
             Some(Acc { bits: l.accumulator.unwrap_or(derived), derived: l.accumulator.is_none(), frac: fm })
         }

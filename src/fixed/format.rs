@@ -45,7 +45,7 @@ impl Format {
 
     /// Smallest and largest integer code.
     pub fn code_range(&self, range: RangeMode) -> (i64, i64) {
-        let b = self.bits as i64;
+        let b = i64::from(self.bits);
         if !self.signed {
             return (0, (1i64 << b) - 1);
         }

@@ -119,7 +119,7 @@ fn round_shift_i64(v: i64, shift: u32, mode: Rounding) -> i64 {
 pub fn fit(v: i128, fmt: Format, arith: Arith) -> i64 {
     let (lo, hi) = fmt.code_range(arith.range);
     match arith.overflow {
-        Overflow::Saturate => v.clamp(lo as i128, hi as i128) as i64,
+        Overflow::Saturate => v.clamp(i128::from(lo), i128::from(hi)) as i64,
         Overflow::Wrap => {
             let m = 1i128 << fmt.bits;
             let mut w = v.rem_euclid(m);
@@ -142,7 +142,7 @@ pub fn requantize(v: i128, from_frac: i32, fmt: Format, arith: Arith) -> i64 {
             let (lo, hi) = fmt.code_range(arith.range);
             return r.clamp(lo, hi);
         }
-        return fit(r as i128, fmt, arith);
+        return fit(i128::from(r), fmt, arith);
     }
     let r = if shift >= 0 { round_shift(v, shift as u32, arith.rounding) } else { shl_saturating(v, (-shift) as u32) };
     fit(r, fmt, arith)
@@ -156,7 +156,7 @@ pub fn requantize_codes(codes: &[i64], from_frac: i32, fmt: Format, arith: Arith
         let (lo, hi) = fmt.code_range(arith.range);
         out.extend(codes.iter().map(|&k| round_shift_i64(k, shift as u32, arith.rounding).clamp(lo, hi)));
     } else {
-        out.extend(codes.iter().map(|&k| requantize(k as i128, from_frac, fmt, arith)));
+        out.extend(codes.iter().map(|&k| requantize(i128::from(k), from_frac, fmt, arith)));
     }
 }
 

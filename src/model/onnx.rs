@@ -166,7 +166,7 @@ fn numel(dims: &[usize]) -> Option<usize> {
 }
 
 fn shape_str(dims: &[usize]) -> String {
-    format!("[{}]", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
+    format!("[{}]", dims.iter().map(std::string::ToString::to_string).collect::<Vec<_>>().join(", "))
 }
 
 fn f16_to_f64(h: u16) -> f64 {
@@ -542,7 +542,7 @@ impl Lowering {
                     op: format!("{}::{}", node.domain, node.op_type),
                 });
             }
-            if node.output.first().is_none_or(|o| o.is_empty()) {
+            if node.output.first().is_none_or(std::string::String::is_empty) {
                 return Err(ctx.err("node has no output"));
             }
             let keep = if node.op_type == "Dropout" || node.op_type == "BatchNormalization" || node.op_type == "MaxPool"

@@ -6,7 +6,7 @@ pub fn shape_str(shape: &[usize]) -> String {
     if shape.is_empty() {
         return "-".into();
     }
-    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
+    shape.iter().map(std::string::ToString::to_string).collect::<Vec<_>>().join("x")
 }
 
 fn activation_str(a: Activation) -> Option<String> {

@@ -107,7 +107,7 @@ pub fn reduction_precise(frac: f64) -> String {
     if p.abs() < 0.05 {
         "±0.0%".into()
     } else if p > 0.0 {
-        format!("{MINUS}{:.1}%", p)
+        format!("{MINUS}{p:.1}%")
     } else {
         format!("+{:.1}%", -p)
     }

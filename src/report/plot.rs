@@ -123,8 +123,8 @@ impl Rect {
         Rect { x0: self.x0 - d, y0: self.y0 - d, x1: self.x1 + d, y1: self.y1 + d }
     }
     fn overlap(&self, o: &Rect) -> i64 {
-        let w = (self.x1.min(o.x1) - self.x0.max(o.x0)).max(0) as i64;
-        let h = (self.y1.min(o.y1) - self.y0.max(o.y0)).max(0) as i64;
+        let w = i64::from((self.x1.min(o.x1) - self.x0.max(o.x0)).max(0));
+        let h = i64::from((self.y1.min(o.y1) - self.y0.max(o.y0)).max(0));
         w * h
     }
     fn contains(&self, (x, y): Px) -> bool {
@@ -135,8 +135,8 @@ impl Rect {
     }
     /// Distance from a point to the rectangle (0 inside).
     fn distance(&self, (x, y): Px) -> f64 {
-        let dx = (self.x0 - x).max(x - self.x1 + 1).max(0) as f64;
-        let dy = (self.y0 - y).max(y - self.y1 + 1).max(0) as f64;
+        let dx = f64::from((self.x0 - x).max(x - self.x1 + 1).max(0));
+        let dy = f64::from((self.y0 - y).max(y - self.y1 + 1).max(0));
         dx.hypot(dy)
     }
     /// The point of the rectangle's border nearest to `p`.
@@ -167,10 +167,10 @@ impl Placer {
     fn add_polyline(&mut self, pts: &[Px], weight: f64) {
         for w in pts.windows(2) {
             let ((x0, y0), (x1, y1)) = (w[0], w[1]);
-            let n = (((x1 - x0) as f64).hypot((y1 - y0) as f64) / 5.0).ceil().max(1.0) as i32;
+            let n = (f64::from(x1 - x0).hypot(f64::from(y1 - y0)) / 5.0).ceil().max(1.0) as i32;
             for i in 0..=n {
-                let t = i as f64 / n as f64;
-                let p = (x0 + ((x1 - x0) as f64 * t) as i32, y0 + ((y1 - y0) as f64 * t) as i32);
+                let t = f64::from(i) / f64::from(n);
+                let p = (x0 + (f64::from(x1 - x0) * t) as i32, y0 + (f64::from(y1 - y0) * t) as i32);
                 self.points.push((p, weight));
             }
         }
@@ -180,7 +180,7 @@ impl Placer {
             return f64::INFINITY;
         }
         let probe = r.inflate(2);
-        let area = (probe.w() * probe.h()).max(1) as f64;
+        let area = f64::from((probe.w() * probe.h()).max(1));
         let mut cost = 0.0;
         for (b, w) in &self.boxes {
             let o = probe.overlap(b);
@@ -278,15 +278,18 @@ impl<DB: DrawingBackend> Canvas<'_, DB> {
         self.root.draw(&PathElement::new(pts, style)).map_err(err)
     }
     fn dashed(&self, from: Px, to: Px, dash: i32, gap: i32, style: ShapeStyle) -> Result<()> {
-        let len = ((to.0 - from.0) as f64).hypot((to.1 - from.1) as f64);
+        let len = f64::from(to.0 - from.0).hypot(f64::from(to.1 - from.1));
         let mut t = 0.0;
         while t < len {
-            let e = (t + dash as f64).min(len);
+            let e = (t + f64::from(dash)).min(len);
             let at = |s: f64| {
-                (from.0 + ((to.0 - from.0) as f64 * s / len) as i32, from.1 + ((to.1 - from.1) as f64 * s / len) as i32)
+                (
+                    from.0 + (f64::from(to.0 - from.0) * s / len) as i32,
+                    from.1 + (f64::from(to.1 - from.1) * s / len) as i32,
+                )
             };
             self.line(vec![at(t), at(e)], style)?;
-            t += (dash + gap) as f64;
+            t += f64::from(dash + gap);
         }
         Ok(())
     }
@@ -304,15 +307,15 @@ impl<DB: DrawingBackend> Canvas<'_, DB> {
             Marker::Dot(r) => self.root.draw(&Circle::new((x, y), r, fill.filled())).map_err(err),
             Marker::Ring(r) => self.root.draw(&Circle::new((x, y), r, stroke.stroke_width(2))).map_err(err),
             Marker::Triangle(r) => {
-                let h = (r as f64 * 0.87) as i32;
+                let h = (f64::from(r) * 0.87) as i32;
                 self.polygon(vec![(x, y - r), (x + h, y + r / 2), (x - h, y + r / 2)], fill, stroke)
             }
             Marker::Diamond(r) => self.polygon(vec![(x, y - r), (x + r, y), (x, y + r), (x - r, y)], fill, stroke),
             Marker::Star(r) => {
                 let pts = (0..10)
                     .map(|i| {
-                        let a = -std::f64::consts::FRAC_PI_2 + i as f64 * std::f64::consts::PI / 5.0;
-                        let rr = if i % 2 == 0 { r as f64 } else { r as f64 * 0.45 };
+                        let a = -std::f64::consts::FRAC_PI_2 + f64::from(i) * std::f64::consts::PI / 5.0;
+                        let rr = if i % 2 == 0 { f64::from(r) } else { f64::from(r) * 0.45 };
                         (x + (rr * a.cos()).round() as i32, y + (rr * a.sin()).round() as i32)
                     })
                     .collect();
@@ -413,7 +416,7 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<(f64, bool)> {
     let mut out = Vec::new();
     for d in d0..=d1 {
         for m in 1..10 {
-            let v = m as f64 * 10f64.powi(d);
+            let v = f64::from(m) * 10f64.powi(d);
             if v >= lo && v <= hi {
                 let labelled = m == 1 || (!wide && (m == 2 || m == 5));
                 out.push((v, labelled));
@@ -710,8 +713,8 @@ fn draw_front<DB: DrawingBackend>(f: &Frame<DB>, d: &ParetoData, placer: &mut Pl
             if i > 0 && !ax.shown(&front[i - 1]) && segments.last().is_some_and(Vec::is_empty) {
                 let (a, b) = (fpx[i - 1], fpx[i]);
                 if a.1 != b.1 {
-                    let t = (clip_y - b.1) as f64 / (a.1 - b.1) as f64;
-                    segments.last_mut().unwrap().push((b.0 + ((a.0 - b.0) as f64 * t) as i32, clip_y));
+                    let t = f64::from(clip_y - b.1) / f64::from(a.1 - b.1);
+                    segments.last_mut().unwrap().push((b.0 + (f64::from(a.0 - b.0) * t) as i32, clip_y));
                 }
             }
             segments.last_mut().unwrap().push(fpx[i]);
@@ -826,7 +829,7 @@ fn place_note<DB: DrawingBackend>(
 ) -> (Vec<String>, Rect) {
     let s = &run.summary;
     let lines = match chosen_annotation(run) {
-        Some(a) => split_annotation(cv, &a, area.w() as f64 * 0.42, 19.0),
+        Some(a) => split_annotation(cv, &a, f64::from(area.w()) * 0.42, 19.0),
         None => {
             vec!["no point meets the budget".to_string(), format!("({})", format::budget_inline(s.max_loss, s.loss))]
         }
@@ -906,7 +909,7 @@ where
 
 /// Break the annotation after "; " when it is wider than `max_w` pixels.
 fn split_annotation<DB: DrawingBackend>(cv: &Canvas<DB>, text: &str, max_w: f64, size: f64) -> Vec<String> {
-    if (cv.measure(text, size).0 as f64) <= max_w {
+    if f64::from(cv.measure(text, size).0) <= max_w {
         return vec![text.to_string()];
     }
     let mut lines: Vec<String> = Vec::new();
@@ -914,9 +917,9 @@ fn split_annotation<DB: DrawingBackend>(cv: &Canvas<DB>, text: &str, max_w: f64,
         for piece in part.split_inclusive(", ") {
             match lines.last_mut() {
                 Some(last)
-                    if (cv.measure(&format!("{last}{piece}"), size).0 as f64) <= max_w && !last.ends_with("; ") =>
+                    if f64::from(cv.measure(&format!("{last}{piece}"), size).0) <= max_w && !last.ends_with("; ") =>
                 {
-                    last.push_str(piece)
+                    last.push_str(piece);
                 }
                 _ => lines.push(piece.to_string()),
             }
@@ -948,7 +951,7 @@ pub fn short_layer_name(name: &str, max: usize) -> String {
 }
 
 fn lighten(c: RGBColor, t: f64) -> RGBColor {
-    let m = |v: u8| (v as f64 + (255.0 - v as f64) * t).round() as u8;
+    let m = |v: u8| (f64::from(v) + (255.0 - f64::from(v)) * t).round() as u8;
     RGBColor(m(c.0), m(c.1), m(c.2))
 }
 
@@ -1001,7 +1004,7 @@ where
         .margin_bottom(12)
         .x_label_area_size(x_area.min(HEIGHT as i32 / 3))
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..n as f64, 0f64..ymax as f64)
+        .build_cartesian_2d(0f64..n as f64, 0f64..f64::from(ymax))
         .map_err(err)?;
     let yfmt = |v: &f64| format!("{v:.0}");
     chart
@@ -1090,7 +1093,7 @@ fn draw_layer_bars<DB: DrawingBackend>(
             let bars = [(row.baseline, lighten(*color, 0.6), x0), (row.chosen, *color, x0 + bar_w)];
             for (fmt, fill, bx) in bars {
                 let Some(bits) = fmt.and_then(|f| bits_of(&f, k)) else { continue };
-                let (a, b) = (px(bx, bits as f64), px(bx + bar_w, 0.0));
+                let (a, b) = (px(bx, f64::from(bits)), px(bx + bar_w, 0.0));
                 let r = Rect { x0: a.0, y0: a.1, x1: b.0.max(a.0 + 1), y1: b.1 };
                 cv.rect(r, fill.filled())?;
                 cv.rect(r, color.stroke_width(1))?;

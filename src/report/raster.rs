@@ -146,7 +146,7 @@ impl DrawingBackend for PngBackend<'_> {
                 let (rx, ry) = trans.transform(ox, oy);
                 let (px, py) = (pos.0 + rx, pos.1 + ry);
                 if px >= 0 && py >= 0 && (px as u32) < w && (py as u32) < h {
-                    let c = BackendColor { alpha: color.alpha * cov as f64, rgb: color.rgb };
+                    let c = BackendColor { alpha: color.alpha * f64::from(cov), rgb: color.rgb };
                     self.inner.draw_pixel((px, py), c)?;
                 }
             }
