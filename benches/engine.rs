@@ -28,7 +28,7 @@ fn engines(c: &mut Criterion) {
         g.throughput(Throughput::Elements(images.len() as u64));
         g.bench_function("float32", |b| b.iter(|| predict_float(&exp.graph, &exp.data, &exp.pre, images.clone())));
         g.bench_function("fixed-8bit", |b| {
-            b.iter(|| predict_fixed(&engine, &exp.graph, &exp.data, &exp.pre, images.clone()))
+            b.iter(|| predict_fixed(&engine, &exp.graph, &exp.data, &exp.pre, images.clone()));
         });
         g.finish();
     }
