@@ -277,18 +277,13 @@ impl<'g> FixedEngine<'g> {
             }
             let q = match (node.op.params(), layer) {
                 (Some((w, b)), Some(l)) => {
-                    let (wf, bf) = (l.weights.expect("validated"), l.bias.expect("validated"));
+                    let bf = l.bias.expect("validated");
                     let fin = fmts[node.inputs[0]];
                     // One weight offset per output channel (docs/fixed-point.md, "Per-channel
                     // weight offsets"); the bias has one per channel too, so `b` counts them.
                     let w_fracs = l.weight_fracs(w, b.len());
                     let frac_acc: Vec<i32> = w_fracs.iter().map(|f| fin.frac + f).collect();
-                    let per = w.len() / b.len().max(1);
-                    let w_codes: Vec<i64> = w
-                        .iter()
-                        .enumerate()
-                        .map(|(j, &x)| quantize(x, Format { frac: w_fracs[j / per], ..wf }, arith))
-                        .collect();
+                    let w_codes = l.weight_codes(w, &w_fracs, arith);
                     let bias_acc: Vec<i128> = b
                         .iter()
                         .zip(&frac_acc)

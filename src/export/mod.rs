@@ -25,7 +25,7 @@ pub use table::sanitize;
 use crate::eval::fixed::FixedEngine;
 use crate::eval::runner::argmax;
 use crate::fixed::round::quantize;
-use crate::fixed::{Assignment, Format};
+use crate::fixed::Assignment;
 use crate::model::Graph;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -184,11 +184,8 @@ fn write_weights(graph: &Graph, a: &Assignment, rows: &[Row], dir: &Path) -> Res
     for r in rows {
         let (Some(i), Some(wf), Some(bf)) = (r.layer, r.weights, r.bias) else { continue };
         let (w, b) = graph.nodes[i].op.params().context("a layer with weight formats has parameters")?;
-        // Channel c's slice of the weights at its own offset (all equal unless per-channel).
-        let fracs = r.w_fracs.clone().unwrap_or_else(|| vec![wf.frac; b.len()]);
-        let per = w.len() / b.len().max(1);
-        let wq: Vec<i64> =
-            w.iter().enumerate().map(|(j, &x)| quantize(x, Format { frac: fracs[j / per], ..wf }, a.arith)).collect();
+        let l = a.layer_of(i).context("a layer with weight formats owns them")?;
+        let wq = l.weight_codes(w, &l.weight_fracs(w, b.len()), a.arith);
         let bq: Vec<i64> = b.iter().map(|&x| quantize(x, bf, a.arith)).collect();
         write_mem(&dir.join(r.weights_file().unwrap_or_default()), &wq, wf.bits, true)?;
         write_mem(&dir.join(r.bias_file().unwrap_or_default()), &bq, bf.bits, true)?;

@@ -17,7 +17,7 @@
 //! ```
 
 use super::format::{channel_headroom, Format, RangeMode, MAX_ABS_FRAC};
-use super::round::{Arith, Overflow, Rounding};
+use super::round::{quantize, Arith, Overflow, Rounding};
 use crate::model::Graph;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,15 @@ impl LayerFormats {
             return vec![w.frac; channels];
         }
         channel_headroom(weights, channels).into_iter().map(|d| (w.frac + d).min(MAX_ABS_FRAC)).collect()
+    }
+
+    /// The weights' integer codes, channel `c` (the `c`-th of `fracs.len()` equal slices) at
+    /// offset `fracs[c]` ([`LayerFormats::weight_fracs`]): what the engine multiplies and the
+    /// export hands over. Empty for a layer without weights.
+    pub fn weight_codes(&self, weights: &[f64], fracs: &[i32], arith: Arith) -> Vec<i64> {
+        let Some(w) = self.weights else { return Vec::new() };
+        let per = weights.len() / fracs.len().max(1);
+        weights.iter().enumerate().map(|(j, &x)| quantize(x, Format { frac: fracs[j / per], ..w }, arith)).collect()
     }
 }
 
