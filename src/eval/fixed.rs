@@ -356,9 +356,16 @@ impl<'g> FixedEngine<'g> {
 
     /// Quantize a preprocessed (f64) input into the input format.
     pub fn quantize_input(&self, x: &[f64], out: &mut Vec<i64>) {
-        let f = self.input_format();
-        let scale = (2.0f64).powi(f.frac);
-        out.extend(x.iter().map(|&v| quantize_scaled(v * scale, f, self.arith)));
+        let (f, arith) = (self.input_format(), self.arith);
+        #[cfg(target_arch = "x86_64")]
+        if self.isa >= Isa::Avx2 {
+            // SAFETY: the engine's instruction set is one this machine has (checked in
+            // `with_carriers`); the body is safe code compiled for AVX2, where rounding is one
+            // instruction instead of a library call.
+            unsafe { quantize_all_avx2(x, f, arith, out) };
+            return;
+        }
+        quantize_all(x, f, arith, out);
     }
 
     /// Run one sample and return the integer logits.
@@ -567,6 +574,19 @@ impl FixedEngine<'_> {
             None => self.finish_rows(idx, node, p, layout, acc, i128::from, out),
         }
     }
+}
+
+/// `quantize` every real of `x` into `f`, appended to `out`.
+#[inline(always)]
+fn quantize_all(x: &[f64], f: Format, arith: Arith, out: &mut Vec<i64>) {
+    let scale = (2.0f64).powi(f.frac);
+    out.extend(x.iter().map(|&v| quantize_scaled(v * scale, f, arith)));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_all_avx2(x: &[f64], f: Format, arith: Arith, out: &mut Vec<i64>) {
+    quantize_all(x, f, arith, out);
 }
 
 /// A number type that carries integer codes exactly through a GEMM (within the bound checked

@@ -206,22 +206,33 @@ pub fn requant_rows(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requa
 
 #[inline(always)]
 fn requant_rows_body(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut [i64]) {
-    let per_row = layout.per_row;
-    // One loop per rounding mode, each branch-free so that it vectorizes.
-    match rq.rounding {
-        Rounding::Floor => requant_with(acc, per_row, bias, rq, |_, _, _, _| 0),
-        Rounding::HalfUp => requant_with(acc, per_row, bias, rq, |_, r, half, _| i32::from(r >= half)),
-        Rounding::HalfEven => {
-            requant_with(acc, per_row, bias, rq, |q, r, half, _| i32::from((r > half) | ((r == half) & (q & 1 == 1))));
-        }
-        Rounding::HalfAway => {
-            requant_with(acc, per_row, bias, rq, |_, r, half, v| i32::from((r > half) | ((r == half) & (v >= 0))));
-        }
+    if layout.seg_len == layout.seg_stride {
+        // Every sum is a real output: the codes go straight to `out`, one pass.
+        requant_modes(acc, layout.per_row, bias, rq, Some(out));
+        return;
     }
+    requant_modes(acc, layout.per_row, bias, rq, None);
     for (dst, (_, seg)) in out.chunks_exact_mut(layout.seg_len).zip(layout.real(acc)) {
         for (o, &k) in dst.iter_mut().zip(seg) {
             *o = i64::from(k);
         }
+    }
+}
+
+/// The codes of the sums `acc` (rows of `per_row`, row `r` plus `bias[r]`), into `out` (of the
+/// same length) or else in place: one loop per rounding mode, each branch-free so that it
+/// vectorizes.
+#[inline(always)]
+fn requant_modes(acc: &mut [i32], per_row: usize, bias: &[i32], rq: &Requant, out: Option<&mut [i64]>) {
+    match rq.rounding {
+        Rounding::Floor => requant_with(acc, per_row, bias, rq, out, |_, _, _, _| 0),
+        Rounding::HalfUp => requant_with(acc, per_row, bias, rq, out, |_, r, half, _| i32::from(r >= half)),
+        Rounding::HalfEven => requant_with(acc, per_row, bias, rq, out, |q, r, half, _| {
+            i32::from((r > half) | ((r == half) & (q & 1 == 1)))
+        }),
+        Rounding::HalfAway => requant_with(acc, per_row, bias, rq, out, |_, r, half, v| {
+            i32::from((r > half) | ((r == half) & (v >= 0)))
+        }),
     }
 }
 
@@ -233,24 +244,43 @@ fn requant_with(
     per_row: usize,
     bias: &[i32],
     rq: &Requant,
+    out: Option<&mut [i64]>,
     round_up: impl Fn(i32, i32, i32, i32) -> i32,
 ) {
     let s = rq.shift;
     let mask = ((1u64 << s) - 1) as i32;
     let half = if s == 0 { 1 } else { 1i32 << (s - 1) };
     let ((t_lo, k_lo), (t_hi, k_hi)) = (rq.below, rq.above);
-    for (row, &b) in acc.chunks_exact_mut(per_row).zip(bias) {
-        for a in row {
-            // Discarded columns may hold any i32: wrap rather than trap on them (real sums plus
-            // bias fit, by the carrier's bound).
-            let v = a.wrapping_add(b);
-            let q = v >> s;
-            let r = v & mask;
-            let k = (q + round_up(q, r, half, v)).clamp(rq.lo, rq.hi);
-            // Selects, not branches, so that the loop vectorizes; `below` wins, as in the
-            // scalar `if v < min .. else if v > max`.
-            let k = if v > t_hi { k_hi } else { k };
-            *a = if v < t_lo { k_lo } else { k };
+    let code = |a: i32, b: i32| {
+        // Discarded columns may hold any i32: wrap rather than trap on them (real sums plus
+        // bias fit, by the carrier's bound).
+        let v = a.wrapping_add(b);
+        let q = v >> s;
+        let r = v & mask;
+        let k = (q + round_up(q, r, half, v)).clamp(rq.lo, rq.hi);
+        // Selects, not branches, so that the loop vectorizes; `below` wins, as in the scalar
+        // `if v < min .. else if v > max`.
+        let k = if v > t_hi { k_hi } else { k };
+        if v < t_lo {
+            k_lo
+        } else {
+            k
+        }
+    };
+    match out {
+        Some(out) => {
+            for ((row, dst), &b) in acc.chunks_exact(per_row).zip(out.chunks_exact_mut(per_row)).zip(bias) {
+                for (&a, o) in row.iter().zip(dst) {
+                    *o = i64::from(code(a, b));
+                }
+            }
+        }
+        None => {
+            for (row, &b) in acc.chunks_exact_mut(per_row).zip(bias) {
+                for a in row {
+                    *a = code(*a, b);
+                }
+            }
         }
     }
 }

@@ -194,6 +194,14 @@ pub fn depthwise<S: Copy, A: Mac>(
     for (c, src) in input.chunks_exact(g.in_h * g.in_w).enumerate() {
         for (y, row) in src.chunks_exact(g.in_w).enumerate() {
             let (py, r) = ((y + pt) % sh, (y + pt) / sh);
+            if sw == 1 {
+                // One phase: the row is one contiguous run (a loop that vectorizes).
+                let dst = &mut phases[c * chan + py * plane + r * wq + pl..][..g.in_w];
+                for (d, &v) in dst.iter_mut().zip(row) {
+                    *d = conv(v);
+                }
+                continue;
+            }
             // Column phase px holds input columns x0, x0 + sw, ... at q0, q0 + 1, ...
             for px in 0..sw {
                 let x0 = (px + sw - pl % sw) % sw;

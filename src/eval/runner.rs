@@ -177,29 +177,47 @@ pub fn values<T>(ws: &Workspace<T>) -> &[Vec<T>] {
 
 /// Max-pooling without dilation, each window clipped to the image (ONNX pads max-pooling with
 /// -inf), without gathering windows: the hot op after the convolutions once those are fast.
-/// Every window holds at least one element: every pad is below the kernel.
+/// Every window holds at least one element: every pad is below the kernel. Each output row first
+/// takes the elementwise maximum of its window's input rows (contiguous, so it vectorizes), then
+/// the maximum of each window's columns of that row.
 fn max_pool<T: Copy + PartialOrd>(input: &[T], shape: &[usize], w: &Window, o: &[usize], out: &mut Vec<T>) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kernels::Isa::best() >= super::kernels::Isa::Avx2 {
+        // SAFETY: AVX2 is present (checked); the body is safe code compiled for it.
+        unsafe { max_pool_avx2(input, shape, w, o, out) };
+        return;
+    }
+    max_pool_body(input, shape, w, o, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_pool_avx2<T: Copy + PartialOrd>(input: &[T], shape: &[usize], w: &Window, o: &[usize], out: &mut Vec<T>) {
+    max_pool_body(input, shape, w, o, out);
+}
+
+#[inline(always)]
+fn max_pool_body<T: Copy + PartialOrd>(input: &[T], shape: &[usize], w: &Window, o: &[usize], out: &mut Vec<T>) {
     let (h, wd) = (shape[1], shape[2]);
     let ([kh, kw], [sh, sw]) = (w.kernel, w.stride);
     let clip = |o: usize, s: usize, pad: usize, k: usize, n: usize| {
         let lo = (o * s).saturating_sub(pad);
         (lo, (o * s + k).saturating_sub(pad).min(n))
     };
+    let cols: Vec<(usize, usize)> = (0..o[2]).map(|ox| clip(ox, sw, w.pads[1], kw, wd)).collect();
+    let mut row_max: Vec<T> = Vec::with_capacity(wd);
     for plane in input.chunks_exact(h * wd) {
         for oy in 0..o[1] {
             let (y0, y1) = clip(oy, sh, w.pads[0], kh, h);
-            out.extend((0..o[2]).map(|ox| {
-                let (x0, x1) = clip(ox, sw, w.pads[1], kw, wd);
-                let mut m = plane[y0 * wd + x0];
-                for y in y0..y1 {
-                    for &v in &plane[y * wd + x0..y * wd + x1] {
-                        if v > m {
-                            m = v;
-                        }
-                    }
+            row_max.clear();
+            row_max.extend_from_slice(&plane[y0 * wd..(y0 + 1) * wd]);
+            for y in y0 + 1..y1 {
+                for (m, &v) in row_max.iter_mut().zip(&plane[y * wd..(y + 1) * wd]) {
+                    // A select, not a branch, so that the loop vectorizes.
+                    *m = if v > *m { v } else { *m };
                 }
-                m
-            }));
+            }
+            out.extend(cols.iter().map(|&(x0, x1)| max_of(&row_max[x0..x1])));
         }
     }
 }
