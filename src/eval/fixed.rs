@@ -580,7 +580,12 @@ impl FixedEngine<'_> {
 #[inline(always)]
 fn quantize_all(x: &[f64], f: Format, arith: Arith, out: &mut Vec<i64>) {
     let scale = (2.0f64).powi(f.frac);
-    out.extend(x.iter().map(|&v| quantize_scaled(v * scale, f, arith)));
+    let start = out.len();
+    out.resize(start + x.len(), 0);
+    // A plain loop, not an iterator chain: it inlines into the AVX2 copy of this function.
+    for (o, &v) in out[start..].iter_mut().zip(x) {
+        *o = quantize_scaled(v * scale, f, arith);
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -205,20 +205,41 @@ fn max_pool_body<T: Copy + PartialOrd>(input: &[T], shape: &[usize], w: &Window,
         (lo, (o * s + k).saturating_sub(pad).min(n))
     };
     let cols: Vec<(usize, usize)> = (0..o[2]).map(|ox| clip(ox, sw, w.pads[1], kw, wd)).collect();
+    // Windows of two columns side by side (2x2, stride 2: the common case) pair up directly.
+    let pairs = kw == 2 && sw == 2 && cols.iter().enumerate().all(|(ox, &c)| c == (2 * ox, 2 * ox + 2));
     let mut row_max: Vec<T> = Vec::with_capacity(wd);
     for plane in input.chunks_exact(h * wd) {
+        let row = |y: usize| &plane[y * wd..(y + 1) * wd];
         for oy in 0..o[1] {
             let (y0, y1) = clip(oy, sh, w.pads[0], kh, h);
             row_max.clear();
-            row_max.extend_from_slice(&plane[y0 * wd..(y0 + 1) * wd]);
-            for y in y0 + 1..y1 {
-                for (m, &v) in row_max.iter_mut().zip(&plane[y * wd..(y + 1) * wd]) {
-                    // A select, not a branch, so that the loop vectorizes.
-                    *m = if v > *m { v } else { *m };
+            if y1 - y0 >= 2 {
+                // Into a third buffer, every element written: the loop vectorizes to plain maxima.
+                row_max.extend(row(y0).iter().zip(row(y0 + 1)).map(|(&a, &b)| larger(a, b)));
+            } else {
+                row_max.extend_from_slice(row(y0));
+            }
+            for y in y0 + 2..y1 {
+                for (m, &v) in row_max.iter_mut().zip(row(y)) {
+                    *m = larger(*m, v);
                 }
             }
-            out.extend(cols.iter().map(|&(x0, x1)| max_of(&row_max[x0..x1])));
+            if pairs {
+                out.extend(row_max.chunks_exact(2).take(o[2]).map(|p| larger(p[0], p[1])));
+            } else {
+                out.extend(cols.iter().map(|&(x0, x1)| max_of(&row_max[x0..x1])));
+            }
         }
+    }
+}
+
+/// `b` if it is larger, else `a` (the first wins ties and unordered pairs, as in [`max_of`]).
+#[inline(always)]
+fn larger<T: PartialOrd>(a: T, b: T) -> T {
+    if b > a {
+        b
+    } else {
+        a
     }
 }
 

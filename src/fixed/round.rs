@@ -36,7 +36,7 @@ pub struct Arith {
 }
 
 /// Round a real `v` (already scaled by `2^frac`) to an integer, exactly.
-#[inline]
+#[inline(always)]
 pub fn round_f64(v: f64, mode: Rounding) -> f64 {
     match mode {
         Rounding::HalfEven => v.round_ties_even(),
@@ -179,7 +179,7 @@ pub fn quantize(x: f64, fmt: Format, arith: Arith) -> i64 {
 
 /// [`quantize`] of `x` given `scaled = x * 2^frac` (exact: a power of two), so that loops over
 /// a tensor compute the power once.
-#[inline]
+#[inline(always)]
 pub fn quantize_scaled(scaled: f64, fmt: Format, arith: Arith) -> i64 {
     let r = round_f64(scaled, arith.rounding);
     if arith.overflow == Overflow::Saturate {
