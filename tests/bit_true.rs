@@ -580,11 +580,14 @@ fn assignment(g: &Graph, f: &Formats) -> Assignment {
     a
 }
 
-/// Every carrier set this machine has: the fastest, the portable f32/f64/i128 one, and each
-/// instruction set of the i16 carrier forced in turn (the fastest is one of them).
+/// Every carrier set this machine has: the fastest, the portable f32/f64/i128 one, each
+/// instruction set of the integer carriers forced in turn (the fastest is one of them), and each
+/// again without the u8 x i8 carrier (so that the i16 one runs the layers it would take).
 fn carrier_sets() -> Vec<Carriers> {
-    let forced = [Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|&i| i.supported() && i != Isa::best());
-    [Carriers::Fastest, Carriers::Portable].into_iter().chain(forced.map(Carriers::On)).collect()
+    let isas: Vec<Isa> = [Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|&i| i.supported()).collect();
+    let forced = isas.iter().filter(|&&i| i != Isa::best()).map(|&i| Carriers::On(i));
+    let wide = isas.iter().map(|&i| Carriers::I16On(i));
+    [Carriers::Fastest, Carriers::Portable].into_iter().chain(forced).chain(wide).collect()
 }
 
 /// Every carrier set ([`carrier_sets`]) on `g` under `f` against the reference, so that each
@@ -654,6 +657,50 @@ proptest! {
     fn fuzz_separable_nets_equal_fake_quant_reference(net in separable_spec(), f in formats(), seed in any::<u64>()) {
         check_net(&random_separable_net(&net, seed), &f, seed)?;
     }
+}
+
+/// Unsigned 8-bit activations against 6-bit weights: on every instruction set of the integer
+/// carriers the machine has, the u8 x i8 carrier takes the layers whose input codes fit u8
+/// (on AVX2 too: 2 * 255 * 32 keeps `vpmaddubsw`'s pair sums within i16), the i16 one takes
+/// them when the u8 one is left out, and every carrier set equals the reference. A u8 path that
+/// stops being taken fails here.
+#[test]
+fn u8_carrier_takes_unsigned_8_bit_layers_and_is_exact() {
+    let spec = NetSpec {
+        channels: 2,
+        hw: 8,
+        conv1_window: 1,
+        conv1_out: 4,
+        conv1_act: 1,
+        unfused_act: None,
+        affine_act: None,
+        add_act: 1,
+        pool_pad: 0,
+        avg_pool: None,
+        reduce: Reduce::Flatten,
+        fc1_act: 1,
+    };
+    let g = random_net(&spec, 11);
+    let layer = LayerSpec {
+        weights: (6, 4),
+        bias: (8, 4),
+        output: (8, 4),
+        unsigned: true,
+        accumulator: None,
+        per_channel: false,
+    };
+    let f = Formats { arith: Arith::default(), input: Format::new(8, 8, false), layers: vec![layer; 12] };
+    let a = assignment(&g, &f);
+    for isa in [Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|i| i.supported()) {
+        let on = FixedEngine::with_carriers(&g, &a, Carriers::On(isa)).unwrap().precisions();
+        let u8_layers = on.iter().flatten().filter(|&&p| p == Precision::U8).count();
+        // conv1 (the unsigned input), pw (after the Add + ReLU), fc1 (after the max-pool) and
+        // fc2 (after fc1's ReLU); not the depthwise conv.
+        assert_eq!(u8_layers, 4, "{isa:?}: {on:?}");
+        let wide = FixedEngine::with_carriers(&g, &a, Carriers::I16On(isa)).unwrap().precisions();
+        assert!(wide.iter().flatten().all(|&p| p == Precision::I16), "{isa:?}: {wide:?}");
+    }
+    check_net(&g, &f, 11).unwrap();
 }
 
 /// Wide formats push the conv GEMM off the f32 path onto f64 and i128; all must stay exact.
@@ -884,7 +931,8 @@ fn shipped_models_integer_engine_equals_reference() {
             a.validate(&g, &ranges.non_negative).unwrap_or_else(|e| panic!("{name} {label}: {e}"));
             let engine = FixedEngine::with_carriers(&g, &a, carriers).unwrap();
             if label.starts_with("uniform") && carriers == Carriers::Fastest && qdse::eval::int16::available() {
-                assert!(engine.precisions().iter().flatten().all(|&p| p == Precision::I16), "{name}: 8-bit not on i16");
+                let integer = |p: &Precision| matches!(p, Precision::I16 | Precision::U8);
+                assert!(engine.precisions().iter().flatten().all(integer), "{name}: 8-bit not on the integer carriers");
             }
             let t = std::time::Instant::now();
             let (mismatch, preds) = check_images(&g, &a, &engine, &xs);
@@ -950,11 +998,17 @@ fn embedded_net_equals_reference(name: &str, depthwise_layers: usize) {
     assert_eq!(Isa::best(), detected_isa());
     if detected_isa() >= Isa::Avx2 {
         let (kernels, vector) = (engine.kernels(), engine.vector_epilogues());
-        let (mut depthwise, mut adds) = (0, [0; 2]);
+        let (mut depthwise, mut adds, mut u8_layers) = (0, [0; 2], 0);
         for (i, node) in g.nodes.iter().enumerate() {
             if let Op::Conv(c) = &node.op {
                 let k = kernels[i].unwrap();
-                assert_eq!(k.precision, Precision::I16, "{name}: {}", node.name);
+                // Unsigned 8-bit input codes against 8-bit weights: the u8 x i8 carrier on
+                // AVX-512 VNNI; on AVX2 its pair sums could saturate, so the i16 one.
+                let fin = engine.formats()[node.inputs[0]];
+                let u8_fits = !fin.signed && fin.bits <= 8 && c.groups < c.in_channels;
+                let want = if u8_fits && detected_isa() == Isa::Avx512Vnni { Precision::U8 } else { Precision::I16 };
+                assert_eq!(k.precision, want, "{name}: {}", node.name);
+                u8_layers += usize::from(want == Precision::U8);
                 assert_eq!(k.depthwise, c.groups > 1 && c.groups == c.in_channels, "{name}: {}", node.name);
                 depthwise += usize::from(k.depthwise);
             }
@@ -973,6 +1027,9 @@ fn embedded_net_equals_reference(name: &str, depthwise_layers: usize) {
             }
         }
         assert_eq!(depthwise, depthwise_layers, "{name}: depthwise layers on the direct kernel");
+        if detected_isa() == Isa::Avx512Vnni {
+            assert!(u8_layers > 0, "{name}: no layer on the u8 x i8 carrier");
+        }
         println!("{name}: Adds on the scalar / vectorized epilogue: {adds:?}");
     }
     let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_0100);

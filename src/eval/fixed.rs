@@ -6,7 +6,7 @@
 //! sums for the i16 one). No carrier and no instruction set changes a single bit.
 
 use super::float::conv_geom;
-use super::int16::{self, PackedWeights, Requant};
+use super::int16::{self, Lane, PackedWeights, Requant};
 use super::kernels::{conv_image, depthwise, im2col, pool_windows, Gemm, Isa, Mac, SumLayout};
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use crate::fixed::round::{
@@ -19,8 +19,11 @@ use anyhow::Result;
 /// Which number type carries a layer's exact products and sums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
-    /// i16 codes, i32 sums (AVX2 only).
+    /// i16 codes, i32 sums (AVX2 or better).
     I16,
+    /// u8 activation codes, i8 weight codes, i32 sums (AVX-512 VNNI; AVX2 where the
+    /// instruction's i16 pair sums cannot saturate).
+    U8,
     F32,
     F64,
     I128,
@@ -56,6 +59,9 @@ pub enum Carriers {
     /// The fastest carriers on one instruction set (tests force each the machine has in turn);
     /// [`FixedEngine::with_carriers`] fails where the machine lacks it.
     On(Isa),
+    /// [`Carriers::On`] without the u8 x i8 carrier: the i16 one runs the layers the u8 one
+    /// would take (tests compare the two).
+    I16On(Isa),
 }
 
 /// How a parameterised layer runs (the dispatch itself: [`FixedEngine::kernels`]).
@@ -67,38 +73,17 @@ pub struct Kernel {
     pub depthwise: bool,
 }
 
-/// The i16 carrier's form of a layer's parameters.
-struct I16Params {
+/// A conv or dense layer's weights in one integer carrier's lanes.
+struct LaneParams<L: Lane> {
     /// Conv: packed weights of each group (none for a depthwise layer).
-    packed: Vec<PackedWeights>,
-    /// Depthwise conv: weight codes `[out][kh * kw]` for the direct kernel's i32 sums.
-    dw: Vec<i32>,
+    packed: Vec<PackedWeights<L>>,
     /// Dense: weight codes `[out][in]`.
-    dense: Vec<i16>,
-    /// Bias codes aligned to the accumulator (they fit i32: the carrier's bound includes them).
-    bias: Vec<i32>,
-    /// The vectorized epilogue, where the layer's arithmetic is its common case: runs of output
-    /// channels that share one (one run unless the weights have per-channel offsets), each as
-    /// (end channel, epilogue).
-    requant: Option<Vec<(usize, Requant)>>,
+    dense: Vec<L::Weight>,
 }
 
-impl I16Params {
-    /// The i16 form of a layer whose codes (`w_codes`, `bias_acc` at each channel's
-    /// `frac_acc`) passed the carrier's bound; `out` is its output format, `accumulator` its
-    /// accumulator width, `depthwise` whether it runs on the direct depthwise kernel.
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        node: &Node,
-        w_codes: &[i64],
-        bias_acc: &[i128],
-        frac_acc: &[i32],
-        out: Format,
-        arith: Arith,
-        accumulator: Option<u32>,
-        depthwise: bool,
-    ) -> Self {
-        I16Params {
+impl<L: Lane> LaneParams<L> {
+    fn new(node: &Node, w_codes: &[i64], depthwise: bool) -> Self {
+        LaneParams {
             packed: match &node.op {
                 Op::Conv(c) if !depthwise => {
                     let og = c.out_channels / c.groups;
@@ -107,14 +92,83 @@ impl I16Params {
                 }
                 _ => Vec::new(),
             },
-            dw: if depthwise { w_codes.iter().map(|&k| k as i32).collect() } else { Vec::new() },
             dense: match &node.op {
-                Op::Dense(_) => w_codes.iter().map(|&k| k as i16).collect(),
+                Op::Dense(_) => w_codes.iter().map(|&k| L::weight(k)).collect(),
                 _ => Vec::new(),
             },
+        }
+    }
+
+    fn empty() -> Self {
+        LaneParams { packed: Vec::new(), dense: Vec::new() }
+    }
+}
+
+/// The integer carriers' form of a layer's parameters (i16 or u8 x i8, i32 sums).
+struct IntParams {
+    /// The weights in the chosen carrier's lanes (the other is empty).
+    i16: LaneParams<i16>,
+    u8: LaneParams<u8>,
+    /// Depthwise conv: weight codes `[out][kh * kw]` for the direct kernel's i32 sums.
+    dw: Vec<i32>,
+    /// Bias codes aligned to the accumulator (they fit i32: the carrier's bound includes them).
+    bias: Vec<i32>,
+    /// The vectorized epilogue, where the layer's arithmetic is its common case: runs of output
+    /// channels that share one (one run unless the weights have per-channel offsets), each as
+    /// (end channel, epilogue).
+    requant: Option<Vec<(usize, Requant)>>,
+}
+
+impl IntParams {
+    /// The integer form, on `precision` (`I16` or `U8`), of a layer whose codes (`w_codes`,
+    /// `bias_acc` at each channel's `frac_acc`) passed that carrier's bound; `out` is its output
+    /// format, `accumulator` its accumulator width, `depthwise` whether it runs on the direct
+    /// depthwise kernel.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        node: &Node,
+        precision: Precision,
+        w_codes: &[i64],
+        bias_acc: &[i128],
+        frac_acc: &[i32],
+        out: Format,
+        arith: Arith,
+        accumulator: Option<u32>,
+        depthwise: bool,
+    ) -> Self {
+        let u8 = precision == Precision::U8;
+        IntParams {
+            i16: if u8 { LaneParams::empty() } else { LaneParams::new(node, w_codes, depthwise) },
+            u8: if u8 { LaneParams::new(node, w_codes, depthwise) } else { LaneParams::empty() },
+            dw: if depthwise { w_codes.iter().map(|&k| k as i32).collect() } else { Vec::new() },
             bias: bias_acc.iter().map(|&b| b as i32).collect(),
             requant: requant_runs(frac_acc, |f| vector_requant(node.op.activation(), f, out, arith, accumulator)),
         }
+    }
+}
+
+/// A lane type of the integer carriers with its place in the engine's parameters and scratch.
+trait EngineLane: Lane {
+    fn params(q: &IntParams) -> &LaneParams<Self>;
+    /// The (input codes, packed columns) scratch of this type, the i32 sums and the run offsets.
+    fn scratch(s: &mut Scratch) -> (&mut Vec<Self>, &mut Vec<Self>, &mut Vec<i32>, &mut Vec<usize>);
+}
+
+impl EngineLane for i16 {
+    fn params(q: &IntParams) -> &LaneParams<i16> {
+        &q.i16
+    }
+    fn scratch(s: &mut Scratch) -> (&mut Vec<i16>, &mut Vec<i16>, &mut Vec<i32>, &mut Vec<usize>) {
+        (&mut s.i16, &mut s.i16_b, &mut s.i32, &mut s.offsets)
+    }
+}
+
+impl EngineLane for u8 {
+    fn params(q: &IntParams) -> &LaneParams<u8> {
+        &q.u8
+    }
+    fn scratch(s: &mut Scratch) -> (&mut Vec<u8>, &mut Vec<u8>, &mut Vec<i32>, &mut Vec<usize>) {
+        (&mut s.u8, &mut s.u8_b, &mut s.i32, &mut s.offsets)
     }
 }
 
@@ -184,7 +238,7 @@ struct QParams {
     w_f32: Vec<f32>,
     w_f64: Vec<f64>,
     w_i128: Vec<i128>,
-    i16: Option<I16Params>,
+    int: Option<IntParams>,
     precision: Precision,
     /// Bias codes aligned to their channel's `frac_acc` (docs/fixed-point.md, "A Conv / Dense
     /// layer": exact, or re-rounded if finer).
@@ -221,11 +275,24 @@ pub struct FixedEngine<'g> {
     nodes: Vec<QNode>,
 }
 
-/// The largest |sum| a layer can produce: fan_in * max|a| * max|w| (+ |bias|). `codes_fit_i16`:
-/// every input and weight code fits i16 and the i16 carrier may be used.
-fn choose_precision(fan_in: usize, max_a: u64, max_w: u64, max_b: u128, codes_fit_i16: bool) -> Precision {
+/// Which lanes of the integer carriers a layer's codes fit (each false where the machine or
+/// the engine's carrier set rules the carrier out).
+#[derive(Debug, Clone, Copy)]
+struct Lanes {
+    /// Every input and weight code fits i16.
+    i16: bool,
+    /// Every input code fits u8 and every weight code i8, and on AVX2 no pair of products
+    /// (`vpmaddubsw` sums two into a saturating i16) can leave i16.
+    u8: bool,
+}
+
+/// The largest |sum| a layer can produce is fan_in * max|a| * max|w| (+ |bias|): the cheapest
+/// carrier that holds every partial sum exactly.
+fn choose_precision(fan_in: usize, max_a: u64, max_w: u64, max_b: u128, lanes: Lanes) -> Precision {
     let bound = (fan_in as f64) * (max_a as f64) * (max_w as f64) + max_b as f64;
-    if codes_fit_i16 && bound < (1u64 << 31) as f64 {
+    if lanes.u8 && bound < (1u64 << 31) as f64 {
+        Precision::U8
+    } else if lanes.i16 && bound < (1u64 << 31) as f64 {
         Precision::I16
     } else if bound < (1u64 << 24) as f64 {
         Precision::F32
@@ -236,6 +303,22 @@ fn choose_precision(fan_in: usize, max_a: u64, max_w: u64, max_b: u128, codes_fi
     }
 }
 
+/// The lanes a layer with input format `fin` and weight codes `w_codes` fits on `isa` (see
+/// [`Lanes`]); `u8_allowed` is false where the carrier set leaves the u8 carrier out or the
+/// layer runs on the direct depthwise kernel.
+fn lanes(fin: Format, arith: Arith, w_codes: &[i64], isa: Isa, u8_allowed: bool) -> Lanes {
+    if isa < Isa::Avx2 {
+        return Lanes { i16: false, u8: false };
+    }
+    let (lo, hi) = fin.code_range(arith.range);
+    let max_w = w_codes.iter().map(|k| k.unsigned_abs()).max().unwrap_or(0);
+    let i16 = lo >= i64::from(i16::MIN) && hi <= i64::from(i16::MAX) && max_w <= 32767;
+    let w_i8 = w_codes.iter().all(|&k| i8::try_from(k).is_ok());
+    // vpmaddubsw: |a0 w0 + a1 w1| <= 2 max_a max_w must fit i16 (VNNI's vpdpbusd sums in i32).
+    let pairs_fit = isa >= Isa::Avx512Vnni || 2 * hi.unsigned_abs() * max_w <= 32767;
+    Lanes { i16, u8: u8_allowed && lo >= 0 && hi <= 255 && w_i8 && pairs_fit }
+}
+
 /// Align a bias code from `frac_b` to the accumulator's `frac_acc`.
 fn align_bias(k: i64, frac_b: i32, frac_acc: i32, arith: Arith) -> i128 {
     if frac_b <= frac_acc {
@@ -243,12 +326,6 @@ fn align_bias(k: i64, frac_b: i32, frac_acc: i32, arith: Arith) -> i128 {
     } else {
         round_shift(i128::from(k), (frac_b - frac_acc) as u32, arith.rounding)
     }
-}
-
-/// Whether every code of `f` fits i16.
-fn format_fits_i16(f: Format, arith: Arith) -> bool {
-    let (lo, hi) = f.code_range(arith.range);
-    lo >= i64::from(i16::MIN) && hi <= i64::from(i16::MAX)
 }
 
 impl<'g> FixedEngine<'g> {
@@ -263,9 +340,10 @@ impl<'g> FixedEngine<'g> {
             Carriers::Fastest => Isa::best(),
             Carriers::Portable => Isa::Baseline,
             Carriers::On(isa) if isa.supported() => isa,
-            Carriers::On(isa) => anyhow::bail!("this machine cannot run the {isa:?} kernels"),
+            Carriers::I16On(isa) if isa.supported() => isa,
+            Carriers::On(isa) | Carriers::I16On(isa) => anyhow::bail!("this machine cannot run the {isa:?} kernels"),
         };
-        let i16_allowed = isa >= Isa::Avx2;
+        let u8_allowed = !matches!(carriers, Carriers::I16On(_));
         let fmts = a.value_formats(graph);
         let arith = a.arith;
         let mut acc_bits = vec![None; graph.nodes.len()];
@@ -291,25 +369,19 @@ impl<'g> FixedEngine<'g> {
                         .collect();
                     let max_w = w_codes.iter().map(|k| k.unsigned_abs()).max().unwrap_or(0);
                     let max_b = bias_acc.iter().map(|k| k.unsigned_abs()).max().unwrap_or(0);
-                    let codes_fit_i16 =
-                        i16_allowed && format_fits_i16(fin, arith) && w_codes.iter().all(|&k| i16::try_from(k).is_ok());
-                    let precision = choose_precision(
-                        graph.fan_in(node),
-                        fin.max_abs_code(arith.range),
-                        max_w,
-                        max_b,
-                        codes_fit_i16,
-                    );
                     let depthwise = matches!(node.op, Op::Conv(_)) && conv_geom(graph, node).is_depthwise();
-                    let i16 = (precision == Precision::I16).then(|| {
+                    let lanes = lanes(fin, arith, &w_codes, isa, u8_allowed && !depthwise);
+                    let precision =
+                        choose_precision(graph.fan_in(node), fin.max_abs_code(arith.range), max_w, max_b, lanes);
+                    let int = matches!(precision, Precision::I16 | Precision::U8).then(|| {
                         let (of, acc) = (fmts[node.output], l.accumulator);
-                        I16Params::new(node, &w_codes, &bias_acc, &frac_acc, of, arith, acc, depthwise)
+                        IntParams::new(node, precision, &w_codes, &bias_acc, &frac_acc, of, arith, acc, depthwise)
                     });
                     let mut p = QParams {
                         w_f32: Vec::new(),
                         w_f64: Vec::new(),
                         w_i128: Vec::new(),
-                        i16,
+                        int,
                         precision,
                         bias_acc,
                         frac_acc,
@@ -318,7 +390,7 @@ impl<'g> FixedEngine<'g> {
                     match precision {
                         Precision::F32 => p.w_f32 = w_codes.iter().map(|&k| k as f32).collect(),
                         Precision::F64 => p.w_f64 = w_codes.iter().map(|&k| k as f64).collect(),
-                        Precision::I128 | Precision::I16 => {}
+                        Precision::I128 | Precision::I16 | Precision::U8 => {}
                     }
                     p.w_i128 = w_codes.iter().map(|&k| i128::from(k)).collect();
                     QNode::Params(Box::new(p))
@@ -404,7 +476,7 @@ impl<'g> FixedEngine<'g> {
         self.nodes
             .iter()
             .map(|n| match n {
-                QNode::Params(p) => p.i16.as_ref().is_some_and(|q| q.requant.is_some()),
+                QNode::Params(p) => p.int.as_ref().is_some_and(|q| q.requant.is_some()),
                 QNode::Add { .. } => true,
                 QNode::Plain => false,
             })
@@ -507,61 +579,81 @@ impl FixedEngine<'_> {
     }
 }
 
-/// The i16 carrier (chosen only where `I16Params` exist).
+/// The integer carriers (chosen only where `IntParams` exist).
 impl FixedEngine<'_> {
-    fn conv_i16(&self, idx: usize, node: &Node, p: &QParams, input: &[i64], s: &mut Scratch, out: &mut Vec<i64>) {
-        let q = p.i16.as_ref().expect("i16 parameters");
+    fn conv_int<L: EngineLane>(
+        &self,
+        idx: usize,
+        node: &Node,
+        p: &QParams,
+        input: &[i64],
+        s: &mut Scratch,
+        out: &mut Vec<i64>,
+    ) {
+        let q = p.int.as_ref().expect("integer parameters");
         let geom = conv_geom(self.graph, node);
+        if p.depthwise {
+            let layout = depthwise(&geom, input, &q.dw, |x| x as i32, self.isa, &mut s.i32_b, &mut s.i32);
+            return self.finish_i32(idx, node, p, layout, out, &mut s.i32);
+        }
         let og = geom.out_c / geom.groups;
-        let layout = if p.depthwise {
-            depthwise(&geom, input, &q.dw, |x| x as i32, self.isa, &mut s.i32_b, &mut s.i32)
-        } else if geom.window.stride == [1, 1] {
+        let (codes, cols, sums, offsets) = L::scratch(s);
+        let layout = if geom.window.stride == [1, 1] {
             // Runs of a padded copy of the input (see `Padded`): no im2col pass at all.
             let (w, pads) = (&geom.window, geom.window.pads);
             let (hp, wp) = (pads[0] + geom.in_h + pads[2], pads[1] + geom.in_w + pads[3]);
             let n = geom.out_h * wp;
             let tail = (w.kernel[1] - 1) * w.dilation[1] + n.div_ceil(16) * 16;
-            int16::Padded::new(input, [geom.in_c, geom.in_h, geom.in_w], pads, tail, &mut s.i16);
-            s.i32.resize(geom.out_c * n, 0);
+            int16::Padded::new(input, [geom.in_c, geom.in_h, geom.in_w], pads, tail, codes);
+            sums.resize(geom.out_c * n, 0);
             let cg = geom.in_c / geom.groups;
-            for (grp, wts) in q.packed.iter().enumerate() {
-                s.offsets.clear();
+            for (grp, wts) in L::params(q).packed.iter().enumerate() {
+                offsets.clear();
                 for c in grp * cg..(grp + 1) * cg {
                     for ky in 0..w.kernel[0] {
                         for kx in 0..w.kernel[1] {
-                            s.offsets.push((c * hp + ky * w.dilation[0]) * wp + kx * w.dilation[1]);
+                            offsets.push((c * hp + ky * w.dilation[0]) * wp + kx * w.dilation[1]);
                         }
                     }
                 }
-                int16::pack_runs(&s.offsets, n, &s.i16, &mut s.i16_b, self.isa);
-                int16::gemm(wts, n, &s.i16_b, &mut s.i32[grp * og * n..(grp + 1) * og * n], self.isa);
+                int16::pack_runs(offsets, n, codes, cols, self.isa);
+                int16::gemm(wts, n, cols, &mut sums[grp * og * n..(grp + 1) * og * n], self.isa);
             }
             SumLayout { per_row: n, seg_stride: wp, seg_len: geom.out_w }
         } else {
             let (k, px) = (geom.k(), geom.pixels());
-            s.i32.resize(geom.out_c * px, 0);
-            for (grp, wts) in q.packed.iter().enumerate() {
-                im2col(&geom, grp, input, |x| x as i16, &mut s.i16);
-                int16::pack_columns(k, px, &s.i16, &mut s.i16_b);
-                int16::gemm(wts, px, &s.i16_b, &mut s.i32[grp * og * px..(grp + 1) * og * px], self.isa);
+            sums.resize(geom.out_c * px, 0);
+            for (grp, wts) in L::params(q).packed.iter().enumerate() {
+                im2col(&geom, grp, input, L::code, codes);
+                int16::pack_columns(k, px, codes, cols);
+                int16::gemm(wts, px, cols, &mut sums[grp * og * px..(grp + 1) * og * px], self.isa);
             }
             SumLayout::dense(px)
         };
         self.finish_i32(idx, node, p, layout, out, &mut s.i32);
     }
 
-    fn dense_i16(&self, idx: usize, node: &Node, p: &QParams, input: &[i64], s: &mut Scratch, out: &mut Vec<i64>) {
-        let (q, Op::Dense(d)) = (p.i16.as_ref().expect("i16 parameters"), &node.op) else { unreachable!("dense") };
-        s.i16.clear();
-        s.i16.extend(input.iter().map(|&x| x as i16));
-        s.i32.resize(d.out_features, 0);
-        int16::gemv(d.in_features, &q.dense, &s.i16, &mut s.i32, self.isa);
+    fn dense_int<L: EngineLane>(
+        &self,
+        idx: usize,
+        node: &Node,
+        p: &QParams,
+        input: &[i64],
+        s: &mut Scratch,
+        out: &mut Vec<i64>,
+    ) {
+        let (q, Op::Dense(d)) = (p.int.as_ref().expect("integer parameters"), &node.op) else { unreachable!("dense") };
+        let (codes, _, sums, _) = L::scratch(s);
+        codes.clear();
+        codes.extend(input.iter().map(|&x| L::code(x)));
+        sums.resize(d.out_features, 0);
+        int16::gemv(d.in_features, &L::params(q).dense, codes, sums, self.isa);
         self.finish_i32(idx, node, p, SumLayout::dense(1), out, &mut s.i32);
     }
 
     /// Finish i32 sums, one row per channel laid out as `layout`: vectorized in the common case.
     fn finish_i32(&self, idx: usize, node: &Node, p: &QParams, layout: SumLayout, out: &mut Vec<i64>, acc: &mut [i32]) {
-        let q = p.i16.as_ref().expect("i16 parameters");
+        let q = p.int.as_ref().expect("integer parameters");
         match &q.requant {
             Some(runs) => {
                 let mut start = 0;
@@ -659,13 +751,15 @@ impl Engine for FixedEngine<'_> {
         let of = self.fmts[node.output];
         match (&node.op, &self.nodes[idx]) {
             (Op::Conv(_), QNode::Params(p)) => match p.precision {
-                Precision::I16 => self.conv_i16(idx, node, p, ins[0], s, out),
+                Precision::I16 => self.conv_int::<i16>(idx, node, p, ins[0], s, out),
+                Precision::U8 => self.conv_int::<u8>(idx, node, p, ins[0], s, out),
                 Precision::F32 => self.conv::<f32>(idx, node, ins[0], s, out),
                 Precision::F64 => self.conv::<f64>(idx, node, ins[0], s, out),
                 Precision::I128 => self.conv::<i128>(idx, node, ins[0], s, out),
             },
             (Op::Dense(_), QNode::Params(p)) => match p.precision {
-                Precision::I16 => self.dense_i16(idx, node, p, ins[0], s, out),
+                Precision::I16 => self.dense_int::<i16>(idx, node, p, ins[0], s, out),
+                Precision::U8 => self.dense_int::<u8>(idx, node, p, ins[0], s, out),
                 Precision::F32 => self.dense::<f32>(idx, node, ins[0], s, out),
                 Precision::F64 => self.dense::<f64>(idx, node, ins[0], s, out),
                 Precision::I128 => self.dense::<i128>(idx, node, ins[0], s, out),

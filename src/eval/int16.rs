@@ -1,12 +1,17 @@
-//! The integer engine's fast carrier: i16 codes, i32 sums, through AVX2's `vpmaddwd` (sixteen
-//! multiply-adds per instruction) or AVX-512 VNNI's `vpdpwssd` (thirty-two, accumulation
-//! included), with the common requantization as a vectorized epilogue.
+//! The integer engine's fast carriers, i32 sums of exact integer products:
+//! - i16 codes in pairs, through AVX2's `vpmaddwd` (sixteen multiply-adds per instruction) or
+//!   AVX-512 VNNI's `vpdpwssd` (thirty-two, accumulation included);
+//! - u8 activation codes against i8 weight codes in quads, through AVX-512 VNNI's `vpdpbusd`
+//!   (sixty-four) or AVX2's `vpmaddubsw` + `vpmaddwd` (thirty-two, in three instructions);
 //!
-//! The engine picks this carrier per layer only where every activation and weight code fits i16
-//! and a bound proves no partial sum (the instruction's pair sums included) and no sum plus bias
-//! leaves i32, so it is exact, as the f32/f64/i128 carriers are: i32 wrap-around arithmetic
-//! gives the true sum whenever that sum fits. Without AVX2 it is never chosen and nothing here
-//! runs; the functions take the instruction set the engine chose ([`Isa`]).
+//! with the common requantization as a vectorized epilogue.
+//!
+//! The engine picks a carrier per layer only where every activation and weight code fits its
+//! lanes and a bound proves no partial sum (the instruction's pair sums included: `vpmaddubsw`
+//! saturates them to i16) and no sum plus bias leaves i32, so it is exact, as the f32/f64/i128
+//! carriers are: i32 wrap-around arithmetic gives the true sum whenever that sum fits. Without
+//! AVX2 neither is chosen and nothing here runs; the functions take the instruction set the
+//! engine chose ([`Isa`]).
 
 pub use super::kernels::{Isa, SumLayout};
 use crate::fixed::Rounding;
@@ -16,90 +21,130 @@ const MR: usize = 6;
 /// Columns of the microkernel's output tile: two 8-lane i32 vectors.
 const NR: usize = 16;
 
-/// Whether this machine can run the carrier.
+/// Whether this machine can run the carriers.
 pub fn available() -> bool {
     Isa::best() >= Isa::Avx2
 }
 
-/// Two i16 codes in one i32 word, the first in the low half (the layout `vpmaddwd` pairs).
-fn pair_word(lo: i16, hi: i16) -> i32 {
-    (u32::from(lo as u16) | u32::from(hi as u16) << 16) as i32
+/// The activation code type of a carrier. Either way one i32 word of weight codes meets
+/// `NR` columns of 4 bytes each: a 64-byte step of the microkernel.
+pub trait Lane: Copy + Default + Send + Sync + Into<i32> + 'static {
+    /// The weight code type.
+    type Weight: Copy + Default + Send + Sync + Into<i32>;
+    /// Codes per 32-bit word: 2 (i16) or 4 (u8).
+    const PER_WORD: usize;
+    /// An activation code the caller checked fits.
+    fn code(k: i64) -> Self;
+    /// A weight code the caller checked fits.
+    fn weight(k: i64) -> Self::Weight;
+    /// The weight codes `w` (`PER_WORD` of them) in one word, the first in the low bits (the
+    /// layout the instructions take).
+    fn word(w: &[Self::Weight]) -> i32;
 }
 
-/// A weight matrix `[m][k]` packed once for the microkernel: blocks of `MR` rows; within a
-/// block, for each pair of columns `(2p, 2p+1)`, `MR` words `pair_word(w[r][2p], w[r][2p+1])`.
-/// Rows past `m` and the column past an odd `k` are zero.
-pub struct PackedWeights {
-    m: usize,
-    pairs: usize,
-    words: Vec<i32>,
-}
-
-impl PackedWeights {
-    /// `w` holds `m * k` codes, each within i16 (checked by the caller's carrier choice).
-    pub fn new(m: usize, k: usize, w: &[i64]) -> Self {
-        let pairs = k.div_ceil(2);
-        let mut words = vec![0i32; m.div_ceil(MR) * pairs * MR];
-        let at = |r: usize, c: usize| if c < k { w[r * k + c] as i16 } else { 0 };
-        for r in 0..m {
-            for p in 0..pairs {
-                words[((r / MR) * pairs + p) * MR + r % MR] = pair_word(at(r, 2 * p), at(r, 2 * p + 1));
-            }
-        }
-        PackedWeights { m, pairs, words }
+impl Lane for i16 {
+    type Weight = i16;
+    const PER_WORD: usize = 2;
+    fn code(k: i64) -> Self {
+        k as i16
+    }
+    fn weight(k: i64) -> i16 {
+        k as i16
+    }
+    fn word(w: &[i16]) -> i32 {
+        (u32::from(w[0] as u16) | u32::from(w[1] as u16) << 16) as i32
     }
 }
 
-/// Pack an im2col matrix `col` (`[k][n]` row-major) into `NR`-column panels: for panel `j`
-/// and pair `p`, the `NR` pairs `(col[2p][c], col[2p+1][c])` of the panel's columns, zero past
-/// `n` or `k`.
-pub fn pack_columns(k: usize, n: usize, col: &[i16], out: &mut Vec<i16>) {
-    let pairs = k.div_ceil(2);
-    let panels = n.div_ceil(NR);
-    out.clear();
-    out.resize(panels * pairs * NR * 2, 0);
-    for p in 0..pairs {
-        let r0 = &col[2 * p * n..(2 * p + 1) * n];
-        let r1 = if 2 * p + 1 < k { &col[(2 * p + 1) * n..(2 * p + 2) * n] } else { &[][..] };
-        for j in 0..panels {
-            let dst = &mut out[(j * pairs + p) * NR * 2..(j * pairs + p + 1) * NR * 2];
-            let c0 = j * NR;
-            let width = (n - c0).min(NR);
-            for c in 0..width {
-                dst[2 * c] = r0[c0 + c];
+impl Lane for u8 {
+    type Weight = i8;
+    const PER_WORD: usize = 4;
+    fn code(k: i64) -> Self {
+        k as u8
+    }
+    fn weight(k: i64) -> i8 {
+        k as i8
+    }
+    fn word(w: &[i8]) -> i32 {
+        i32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8])
+    }
+}
+
+/// A weight matrix `[m][k]` packed once for the microkernel: blocks of `MR` rows; within a
+/// block, for each step `p` (columns `PER_WORD * p ..`), `MR` words of those columns' codes.
+/// Rows past `m` and columns past `k` are zero.
+pub struct PackedWeights<L: Lane> {
+    m: usize,
+    steps: usize,
+    words: Vec<i32>,
+    lane: std::marker::PhantomData<L>,
+}
+
+impl<L: Lane> PackedWeights<L> {
+    /// `w` holds `m * k` codes, each within `L::Weight` (checked by the caller's carrier choice).
+    pub fn new(m: usize, k: usize, w: &[i64]) -> Self {
+        let steps = k.div_ceil(L::PER_WORD);
+        let mut words = vec![0i32; m.div_ceil(MR) * steps * MR];
+        let mut codes = vec![L::Weight::default(); L::PER_WORD];
+        for r in 0..m {
+            for p in 0..steps {
+                for (t, c) in codes.iter_mut().enumerate() {
+                    let col = p * L::PER_WORD + t;
+                    *c = if col < k { L::weight(w[r * k + col]) } else { L::Weight::default() };
+                }
+                words[((r / MR) * steps + p) * MR + r % MR] = L::word(&codes);
             }
-            if !r1.is_empty() {
-                for c in 0..width {
-                    dst[2 * c + 1] = r1[c0 + c];
+        }
+        PackedWeights { m, steps, words, lane: std::marker::PhantomData }
+    }
+}
+
+/// Bytes of one step of one panel: `NR` columns of one word each.
+const STEP: usize = NR * 4;
+
+/// Pack an im2col matrix `col` (`[k][n]` row-major) into `NR`-column panels: for panel `j` and
+/// step `p`, the `NR` columns' `PER_WORD` codes of rows `PER_WORD * p ..`, zero past `n` or `k`.
+pub fn pack_columns<L: Lane>(k: usize, n: usize, col: &[L], out: &mut Vec<L>) {
+    let (per, steps, panels) = (L::PER_WORD, k.div_ceil(L::PER_WORD), n.div_ceil(NR));
+    out.clear();
+    out.resize(panels * steps * NR * per, L::default());
+    for p in 0..steps {
+        for t in 0..per.min(k - p * per) {
+            let src = &col[(p * per + t) * n..][..n];
+            for j in 0..panels {
+                let dst = &mut out[(j * steps + p) * NR * per..][..NR * per];
+                for (c, &x) in src[j * NR..(n.min((j + 1) * NR))].iter().enumerate() {
+                    dst[c * per + t] = x;
                 }
             }
         }
     }
 }
 
-/// A stride-1 convolution's input, padded once into i16: `[c][hp][wp]` with zero borders. Over
-/// "virtual" output columns `n = oy * wp + ox` (`ox < wp`, of which only `ox < out_w` are real),
-/// the im2col row of tap `(c, ky, kx)` is then the contiguous run of `padded` starting at
-/// `c * hp * wp + ky * dh * wp + kx * dw`: packing needs no index arithmetic and no bounds
-/// checks, at the price of computing `wp - out_w` discarded columns per output row.
+/// A stride-1 convolution's input, padded once into the carrier's codes: `[c][hp][wp]` with
+/// zero borders. Over "virtual" output columns `n = oy * wp + ox` (`ox < wp`, of which only
+/// `ox < out_w` are real), the im2col row of tap `(c, ky, kx)` is then the contiguous run of
+/// `padded` starting at `c * hp * wp + ky * dh * wp + kx * dw`: packing needs no index
+/// arithmetic and no bounds checks, at the price of computing `wp - out_w` discarded columns
+/// per output row.
 pub struct Padded {
     pub hp: usize,
     pub wp: usize,
 }
 
 impl Padded {
-    /// Pad `input` (`[c][h][w]` codes that fit i16) by `pads = [top, left, bottom, right]`
-    /// into `out`, leaving `tail` zeros after the last plane (packing reads up to a panel past
-    /// the last virtual column).
-    pub fn new(input: &[i64], [c, h, w]: [usize; 3], pads: [usize; 4], tail: usize, out: &mut Vec<i16>) -> Self {
+    /// Pad `input` (`[c][h][w]` codes that fit `L`) by `pads = [top, left, bottom, right]` into
+    /// `out`, leaving `tail` zeros after the last plane (packing reads up to a panel past the
+    /// last virtual column).
+    pub fn new<L: Lane>(input: &[i64], [c, h, w]: [usize; 3], pads: [usize; 4], tail: usize, out: &mut Vec<L>) -> Self {
         let (hp, wp) = (pads[0] + h + pads[2], pads[1] + w + pads[3]);
         out.clear();
-        out.resize(c * hp * wp + tail, 0);
+        out.resize(c * hp * wp + tail, L::default());
         for (plane, src) in out.chunks_exact_mut(hp * wp).zip(input.chunks_exact(h * w)) {
             for (y, row) in src.chunks_exact(w).enumerate() {
                 let dst = &mut plane[(pads[0] + y) * wp + pads[1]..][..w];
                 for (d, &x) in dst.iter_mut().zip(row) {
-                    *d = x as i16;
+                    *d = L::code(x);
                 }
             }
         }
@@ -109,57 +154,72 @@ impl Padded {
 
 /// Pack the virtual im2col matrix whose row `t` is `padded[offsets[t]..][..n]` into the panel
 /// layout of [`pack_columns`]. `padded` must hold `max(offsets) + n.div_ceil(NR) * NR` codes.
-pub fn pack_runs(offsets: &[usize], n: usize, padded: &[i16], out: &mut Vec<i16>, isa: Isa) {
-    let pairs = offsets.len().div_ceil(2);
+pub fn pack_runs<L: Lane>(offsets: &[usize], n: usize, padded: &[L], out: &mut Vec<L>, isa: Isa) {
+    let steps = offsets.len().div_ceil(L::PER_WORD);
     let panels = n.div_ceil(NR);
     let reach = offsets.iter().max().map_or(0, |&o| o + panels * NR);
     assert!(padded.len() >= reach, "padded input too short for its runs");
+    assert!(isa >= Isa::Avx2 && isa.supported(), "the integer carriers run on AVX2 or better ({isa:?})");
     out.clear();
-    out.resize(panels * pairs * NR * 2, 0);
+    out.resize(panels * steps * STEP / std::mem::size_of::<L>(), L::default());
     #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx2 {
-        assert!(isa.supported(), "{isa:?} is not available on this machine");
-        // SAFETY: AVX2 is present (checked); every read is below `reach` (checked) and every
-        // write inside `out`, sized above.
-        unsafe { avx2::pack_runs(offsets, panels, pairs, padded, out) };
-        return;
+    // SAFETY: AVX2 is present (checked); every read is below `reach` (checked) and every write
+    // inside `out`, sized above (both element types are plain integers, read as bytes).
+    unsafe {
+        let (src, dst) = (padded.as_ptr().cast::<u8>(), out.as_mut_ptr().cast::<u8>());
+        let bytes = std::mem::size_of::<L>();
+        let runs: Vec<usize> = offsets.iter().map(|&o| o * bytes).collect();
+        if L::PER_WORD == 2 {
+            avx2::pack_pairs(&runs, panels, steps, src, dst);
+        } else {
+            avx2::pack_quads(&runs, panels, steps, src, dst);
+        }
     }
-    unreachable!("the i16 carrier is only chosen where AVX2 is available ({isa:?})")
 }
 
 /// `c[m][n] = w · cols` exactly, for weights and columns packed as above, on `isa`'s kernel.
-/// The caller's bound keeps every partial sum within i32.
-pub fn gemm(w: &PackedWeights, n: usize, cols: &[i16], c: &mut [i32], isa: Isa) {
-    assert!(cols.len() >= n.div_ceil(NR) * w.pairs * NR * 2 && c.len() >= w.m * n, "packed GEMM operand sizes");
+/// The caller's bound keeps every partial sum within i32 (and, for u8 on AVX2, every pair sum
+/// within i16).
+pub fn gemm<L: Lane>(w: &PackedWeights<L>, n: usize, cols: &[L], c: &mut [i32], isa: Isa) {
+    let bytes = n.div_ceil(NR) * w.steps * STEP;
+    assert!(std::mem::size_of_val(cols) >= bytes && c.len() >= w.m * n, "packed GEMM operand sizes");
     assert!(isa.supported(), "{isa:?} is not available on this machine");
+    let cols = cols.as_ptr().cast::<u8>();
+    let quads = L::PER_WORD == 4;
     match isa {
         // SAFETY: the machine has the instruction set (checked) and the operand sizes were
         // checked above.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => unsafe { avx512::gemm(w, n, cols, c) },
+        Isa::Avx512Vnni if quads => unsafe { avx512::gemm::<true>(w.m, w.steps, &w.words, n, cols, c) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::gemm(w, n, cols, c) },
-        _ => unreachable!("the i16 carrier is only chosen where AVX2 is available ({isa:?})"),
+        Isa::Avx512Vnni => unsafe { avx512::gemm::<false>(w.m, w.steps, &w.words, n, cols, c) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if quads => unsafe { avx2::gemm::<true>(w.m, w.steps, &w.words, n, cols, c) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::gemm::<false>(w.m, w.steps, &w.words, n, cols, c) },
+        _ => unreachable!("the integer carriers are only chosen where AVX2 is available ({isa:?})"),
     }
 }
 
-/// `y[r] = w[r] · x` for `w` `[m][k]` in i16 (dense layers).
-pub fn gemv(k: usize, w: &[i16], x: &[i16], y: &mut [i32], isa: Isa) {
-    #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx2 {
-        assert!(isa.supported(), "{isa:?} is not available on this machine");
-        // SAFETY: AVX2 is present (checked); the body is safe code compiled for AVX2.
-        unsafe { avx2::gemv(k, w, x, y) };
-        return;
+/// `y[r] = w[r] · x` for `w` `[m][k]` (dense layers).
+pub fn gemv<L: Lane>(k: usize, w: &[L::Weight], x: &[L], y: &mut [i32], isa: Isa) {
+    assert!(isa.supported(), "{isa:?} is not available on this machine");
+    match isa {
+        // SAFETY: the machine has the instruction set (checked); the body is safe code compiled
+        // for it.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => unsafe { avx512::gemv(k, w, x, y) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::gemv(k, w, x, y) },
+        _ => gemv_body(k, w, x, y),
     }
-    gemv_body(k, w, x, y);
 }
 
 #[inline(always)]
-fn gemv_body(k: usize, w: &[i16], x: &[i16], y: &mut [i32]) {
+fn gemv_body<L: Lane>(k: usize, w: &[L::Weight], x: &[L], y: &mut [i32]) {
     for (row, out) in w.chunks_exact(k).zip(y.iter_mut()) {
-        // LLVM turns this widening dot product into vpmaddwd.
-        *out = row.iter().zip(x).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
+        // LLVM turns this widening dot product into vpmaddwd / vpdpbusd.
+        *out = row.iter().zip(x).map(|(&a, &b)| a.into() * b.into()).sum();
     }
 }
 
@@ -230,9 +290,9 @@ fn requant_modes(acc: &mut [i32], per_row: usize, bias: &[i32], rq: &Requant, ou
         Rounding::HalfEven => requant_with(acc, per_row, bias, rq, out, |q, r, half, _| {
             i32::from((r > half) | ((r == half) & (q & 1 == 1)))
         }),
-        Rounding::HalfAway => requant_with(acc, per_row, bias, rq, out, |_, r, half, v| {
-            i32::from((r > half) | ((r == half) & (v >= 0)))
-        }),
+        Rounding::HalfAway => {
+            requant_with(acc, per_row, bias, rq, out, |_, r, half, v| i32::from((r > half) | ((r == half) & (v >= 0))))
+        }
     }
 }
 
@@ -287,11 +347,11 @@ fn requant_with(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{PackedWeights, Requant, SumLayout, MR, NR};
+    use super::{Lane, Requant, SumLayout, MR, NR, STEP};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2")]
-    pub unsafe fn gemv(k: usize, w: &[i16], x: &[i16], y: &mut [i32]) {
+    pub unsafe fn gemv<L: Lane>(k: usize, w: &[L::Weight], x: &[L], y: &mut [i32]) {
         super::gemv_body(k, w, x, y);
     }
 
@@ -300,53 +360,91 @@ mod avx2 {
         super::requant_rows_body(acc, layout, bias, rq, out);
     }
 
-    /// Interleave runs `2p` and `2p+1` sixteen columns at a time: `unpack{lo,hi}_epi16` pair
-    /// columns 0-3|8-11 and 4-7|12-15; the two 128-bit permutes restore column order.
+    /// i16 runs (byte offsets) `2p` and `2p+1` interleaved sixteen columns at a time:
+    /// `unpack{lo,hi}_epi16` pair columns 0-3|8-11 and 4-7|12-15; the two 128-bit permutes
+    /// restore column order.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn pack_runs(offsets: &[usize], panels: usize, pairs: usize, padded: &[i16], out: &mut [i16]) {
-        let src = padded.as_ptr();
-        let dst = out.as_mut_ptr();
-        for p in 0..pairs {
-            let r0 = src.add(offsets[2 * p]);
-            let r1 = offsets.get(2 * p + 1).map(|&o| src.add(o));
+    pub unsafe fn pack_pairs(runs: &[usize], panels: usize, steps: usize, src: *const u8, dst: *mut u8) {
+        for p in 0..steps {
+            let r0 = src.add(runs[2 * p]);
+            let r1 = runs.get(2 * p + 1).map(|&o| src.add(o));
             for j in 0..panels {
-                let a = _mm256_loadu_si256(r0.add(j * NR) as *const __m256i);
+                let a = _mm256_loadu_si256(r0.add(j * NR * 2) as *const __m256i);
                 let b = match r1 {
-                    Some(r1) => _mm256_loadu_si256(r1.add(j * NR) as *const __m256i),
+                    Some(r1) => _mm256_loadu_si256(r1.add(j * NR * 2) as *const __m256i),
                     None => _mm256_setzero_si256(),
                 };
                 let lo = _mm256_unpacklo_epi16(a, b);
                 let hi = _mm256_unpackhi_epi16(a, b);
-                let d = dst.add((j * pairs + p) * NR * 2) as *mut __m256i;
+                let d = dst.add((j * steps + p) * STEP) as *mut __m256i;
                 _mm256_storeu_si256(d, _mm256_permute2x128_si256(lo, hi, 0x20));
                 _mm256_storeu_si256(d.add(1), _mm256_permute2x128_si256(lo, hi, 0x31));
             }
         }
     }
 
-    /// Panels outermost: one panel of columns (`pairs * 64` bytes) stays in L1 while every
-    /// block of weight rows streams past it.
+    /// u8 runs (byte offsets) `4p .. 4p+3` interleaved sixteen columns at a time: bytes pair
+    /// up (`unpack{lo,hi}_epi8`), then pairs (`unpack{lo,hi}_epi16`) into each column's word.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn gemm(w: &PackedWeights, n: usize, cols: &[i16], c: &mut [i32]) {
-        let pairs = w.pairs;
+    pub unsafe fn pack_quads(runs: &[usize], panels: usize, steps: usize, src: *const u8, dst: *mut u8) {
+        for p in 0..steps {
+            let rows: [Option<*const u8>; 4] = std::array::from_fn(|t| runs.get(4 * p + t).map(|&o| src.add(o)));
+            for j in 0..panels {
+                let [a, b, c, d] = rows.map(|r| match r {
+                    Some(r) => _mm_loadu_si128(r.add(j * NR) as *const __m128i),
+                    None => _mm_setzero_si128(),
+                });
+                let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+                let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
+                let out = dst.add((j * steps + p) * STEP) as *mut __m128i;
+                _mm_storeu_si128(out, _mm_unpacklo_epi16(ab_lo, cd_lo));
+                _mm_storeu_si128(out.add(1), _mm_unpackhi_epi16(ab_lo, cd_lo));
+                _mm_storeu_si128(out.add(2), _mm_unpacklo_epi16(ab_hi, cd_hi));
+                _mm_storeu_si128(out.add(3), _mm_unpackhi_epi16(ab_hi, cd_hi));
+            }
+        }
+    }
+
+    /// Panels outermost: one panel of columns (`steps * 64` bytes) stays in L1 while every
+    /// block of weight rows streams past it. `QUADS`: u8 x i8 quads (`vpmaddubsw`, whose i16
+    /// pair sums the caller's bound keeps from saturating, then `vpmaddwd` by ones), else i16
+    /// pairs (`vpmaddwd`).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn gemm<const QUADS: bool>(
+        m: usize,
+        steps: usize,
+        words: &[i32],
+        n: usize,
+        cols: *const u8,
+        c: &mut [i32],
+    ) {
+        let ones = _mm256_set1_epi16(1);
         for j in 0..n.div_ceil(NR) {
-            let b = cols.as_ptr().add(j * pairs * NR * 2);
+            let b = cols.add(j * steps * STEP);
             let c0 = j * NR;
             let width = (n - c0).min(NR);
-            for blk in 0..w.m.div_ceil(MR) {
-                let a = w.words.as_ptr().add(blk * pairs * MR);
+            for blk in 0..m.div_ceil(MR) {
+                let a = words.as_ptr().add(blk * steps * MR);
                 let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-                for p in 0..pairs {
-                    let b0 = _mm256_loadu_si256(b.add(p * NR * 2) as *const __m256i);
-                    let b1 = _mm256_loadu_si256(b.add(p * NR * 2 + NR) as *const __m256i);
+                for p in 0..steps {
+                    let b0 = _mm256_loadu_si256(b.add(p * STEP) as *const __m256i);
+                    let b1 = _mm256_loadu_si256(b.add(p * STEP + STEP / 2) as *const __m256i);
                     let ap = a.add(p * MR);
                     for (r, acc_r) in acc.iter_mut().enumerate() {
                         let av = _mm256_set1_epi32(*ap.add(r));
-                        acc_r[0] = _mm256_add_epi32(acc_r[0], _mm256_madd_epi16(av, b0));
-                        acc_r[1] = _mm256_add_epi32(acc_r[1], _mm256_madd_epi16(av, b1));
+                        let (d0, d1) = if QUADS {
+                            (
+                                _mm256_madd_epi16(_mm256_maddubs_epi16(b0, av), ones),
+                                _mm256_madd_epi16(_mm256_maddubs_epi16(b1, av), ones),
+                            )
+                        } else {
+                            (_mm256_madd_epi16(av, b0), _mm256_madd_epi16(av, b1))
+                        };
+                        acc_r[0] = _mm256_add_epi32(acc_r[0], d0);
+                        acc_r[1] = _mm256_add_epi32(acc_r[1], d1);
                     }
                 }
-                let rows = (w.m - blk * MR).min(MR);
+                let rows = (m - blk * MR).min(MR);
                 for (r, acc_r) in acc.iter().enumerate().take(rows) {
                     let dst = c.as_mut_ptr().add((blk * MR + r) * n + c0);
                     if width == NR {
@@ -364,13 +462,19 @@ mod avx2 {
     }
 }
 
-/// The same microkernel on 512-bit vectors: one `vpdpwssd` per row and pair does the pair
-/// products and their accumulation; two panels at a time (twelve accumulators of the 32
-/// registers) so that each broadcast weight word serves 32 columns.
+/// The same microkernel on 512-bit vectors: one `vpdpwssd` (i16 pairs) or `vpdpbusd` (u8 x i8
+/// quads) per row and step does the products and their accumulation; two panels at a time
+/// (twelve accumulators of the 32 registers) so that each broadcast weight word serves 32
+/// columns.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{PackedWeights, Requant, SumLayout, MR, NR};
+    use super::{Lane, Requant, SumLayout, MR, NR, STEP};
     use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub unsafe fn gemv<L: Lane>(k: usize, w: &[L::Weight], x: &[L], y: &mut [i32]) {
+        super::gemv_body(k, w, x, y);
+    }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub unsafe fn requant_rows(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut [i64]) {
@@ -378,28 +482,40 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub unsafe fn gemm(w: &PackedWeights, n: usize, cols: &[i16], c: &mut [i32]) {
-        let pairs = w.pairs;
+    pub unsafe fn gemm<const QUADS: bool>(
+        m: usize,
+        steps: usize,
+        words: &[i32],
+        n: usize,
+        cols: *const u8,
+        c: &mut [i32],
+    ) {
         let panels = n.div_ceil(NR);
         for j in (0..panels).step_by(2) {
             let two = j + 1 < panels;
-            let b = cols.as_ptr().add(j * pairs * NR * 2);
-            // The second panel's pairs follow the first's; a lone last panel reads its own again.
-            let b2 = if two { b.add(pairs * NR * 2) } else { b };
-            for blk in 0..w.m.div_ceil(MR) {
-                let a = w.words.as_ptr().add(blk * pairs * MR);
+            let b = cols.add(j * steps * STEP);
+            // The second panel's steps follow the first's; a lone last panel reads its own again.
+            let b2 = if two { b.add(steps * STEP) } else { b };
+            for blk in 0..m.div_ceil(MR) {
+                let a = words.as_ptr().add(blk * steps * MR);
                 let mut acc = [[_mm512_setzero_si512(); 2]; MR];
-                for p in 0..pairs {
-                    let b0 = _mm512_loadu_si512(b.add(p * NR * 2) as *const __m512i);
-                    let b1 = _mm512_loadu_si512(b2.add(p * NR * 2) as *const __m512i);
+                for p in 0..steps {
+                    let b0 = _mm512_loadu_si512(b.add(p * STEP) as *const __m512i);
+                    let b1 = _mm512_loadu_si512(b2.add(p * STEP) as *const __m512i);
                     let ap = a.add(p * MR);
                     for (r, acc_r) in acc.iter_mut().enumerate() {
                         let av = _mm512_set1_epi32(*ap.add(r));
-                        acc_r[0] = _mm512_dpwssd_epi32(acc_r[0], av, b0);
-                        acc_r[1] = _mm512_dpwssd_epi32(acc_r[1], av, b1);
+                        if QUADS {
+                            // The unsigned operand is the activations, the signed the weights.
+                            acc_r[0] = _mm512_dpbusd_epi32(acc_r[0], b0, av);
+                            acc_r[1] = _mm512_dpbusd_epi32(acc_r[1], b1, av);
+                        } else {
+                            acc_r[0] = _mm512_dpwssd_epi32(acc_r[0], av, b0);
+                            acc_r[1] = _mm512_dpwssd_epi32(acc_r[1], av, b1);
+                        }
                     }
                 }
-                let rows = (w.m - blk * MR).min(MR);
+                let rows = (m - blk * MR).min(MR);
                 for (r, acc_r) in acc.iter().enumerate().take(rows) {
                     let row = c.as_mut_ptr().add((blk * MR + r) * n);
                     for (h, &v) in acc_r.iter().enumerate().take(1 + usize::from(two)) {
@@ -418,65 +534,76 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// The instruction sets of the i16 carrier this machine has.
+    /// The instruction sets of the integer carriers this machine has.
     fn isas() -> Vec<Isa> {
         [Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|i| i.supported()).collect()
     }
 
-    /// The packed GEMM against a plain triple loop, on ragged sizes (odd k, partial tiles, an odd
-    /// number of panels), on every instruction set.
+    /// The packed GEMM against a plain triple loop, on ragged sizes (k not a multiple of the
+    /// word, partial tiles, an odd number of panels), on every instruction set, for both lane
+    /// types: i16 codes, and u8 codes against i8 weights at full range (on AVX2 at the range
+    /// whose pair sums fit i16, as the engine's bound requires there).
     #[test]
     fn packed_gemm_equals_plain_product() {
         for isa in isas() {
-            packed_gemm_on(isa);
+            packed_gemm_on::<i16>(isa, (-32768, 32767), (-300, 300));
+            let w8 = if isa == Isa::Avx2 { (-64, 63) } else { (-128, 127) };
+            packed_gemm_on::<u8>(isa, w8, (0, 255));
         }
     }
 
-    fn packed_gemm_on(isa: Isa) {
+    fn packed_gemm_on<L: Lane>(isa: Isa, (w_lo, w_hi): (i64, i64), (x_lo, x_hi): (i64, i64)) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        for &(m, k, n) in &[(1, 1, 1), (7, 9, 17), (6, 18, 16), (13, 27, 49), (32, 288, 196)] {
-            let w: Vec<i64> = (0..m * k).map(|_| rng.random_range(-32768..=32767)).collect();
-            let x: Vec<i16> = (0..k * n).map(|_| rng.random_range(-300..=300)).collect();
-            let w = if k > 100 { w.iter().map(|&v| v / 256).collect() } else { w };
+        for &(m, k, n) in &[(1, 1, 1), (7, 9, 17), (6, 18, 16), (13, 27, 49), (5, 30, 40), (32, 288, 196)] {
+            let w: Vec<i64> = (0..m * k).map(|_| rng.random_range(w_lo..=w_hi)).collect();
+            let x: Vec<i64> = (0..k * n).map(|_| rng.random_range(x_lo..=x_hi)).collect();
+            // Keep the i16 sums of the long rows within i32.
+            let w = if k > 100 && L::PER_WORD == 2 { w.iter().map(|&v| v / 256).collect() } else { w };
+            let codes: Vec<L> = x.iter().map(|&v| L::code(v)).collect();
             let mut packed = Vec::new();
-            pack_columns(k, n, &x, &mut packed);
+            pack_columns(k, n, &codes, &mut packed);
             let mut c = vec![0i32; m * n];
-            gemm(&PackedWeights::new(m, k, &w), n, &packed, &mut c, isa);
+            gemm(&PackedWeights::<L>::new(m, k, &w), n, &packed, &mut c, isa);
             for i in 0..m {
                 for j in 0..n {
-                    let want: i64 = (0..k).map(|t| w[i * k + t] * i64::from(x[t * n + j])).sum();
-                    assert_eq!(i64::from(c[i * n + j]), want, "{isa:?} ({m},{k},{n}) at ({i},{j})");
+                    let want: i64 = (0..k).map(|t| w[i * k + t] * x[t * n + j]).sum();
+                    assert_eq!(i64::from(c[i * n + j]), want, "{isa:?} {} ({m},{k},{n}) at ({i},{j})", L::PER_WORD);
                 }
             }
         }
     }
 
-    /// Packing runs of a padded input equals im2col + `pack_columns` on the virtual columns.
+    /// Packing runs of a padded input equals im2col + `pack_columns` on the virtual columns,
+    /// for both lane types.
     #[test]
     fn pack_runs_equals_pack_columns() {
-        if !available() {
-            return;
+        if available() {
+            pack_runs_on::<i16>(|i| (i as i64 * 37) % 201 - 100);
+            pack_runs_on::<u8>(|i| (i as i64 * 37) % 256);
         }
+    }
+
+    fn pack_runs_on<L: Lane>(code: impl Fn(usize) -> i64) {
         let (c, h, w, pads) = (3, 5, 6, [1, 2, 0, 1]);
-        let input: Vec<i64> = (0..c * h * w).map(|i| (i as i64 * 37) % 201 - 100).collect();
+        let input: Vec<i64> = (0..c * h * w).map(code).collect();
         let mut padded = Vec::new();
-        let pd = Padded::new(&input, [c, h, w], pads, 64, &mut padded);
+        let pd = Padded::new::<L>(&input, [c, h, w], pads, 64, &mut padded);
         assert_eq!((pd.hp, pd.wp), (6, 9));
         let n = 4 * pd.wp;
         let offsets: Vec<usize> = (0..c * 9).map(|t| (t / 9) * pd.hp * pd.wp + (t % 9 / 3) * pd.wp + t % 3).collect();
-        let col: Vec<i16> = offsets.iter().flat_map(|&o| padded[o..o + n].to_vec()).collect();
+        let col: Vec<L> = offsets.iter().flat_map(|&o| padded[o..o + n].to_vec()).collect();
         let (mut want, mut got) = (Vec::new(), Vec::new());
         pack_columns(offsets.len(), n, &col, &mut want);
         pack_runs(&offsets, n, &padded, &mut got, Isa::Avx2);
         // Columns past n may differ (runs read on); compare the real ones through a GEMM.
         let wts: Vec<i64> = (0..2 * offsets.len()).map(|i| i as i64 % 7 - 3).collect();
-        let pw = PackedWeights::new(2, offsets.len(), &wts);
+        let pw = PackedWeights::<L>::new(2, offsets.len(), &wts);
         let (mut cw, mut cg) = (vec![0; 2 * n], vec![0; 2 * n]);
         gemm(&pw, n, &want, &mut cw, Isa::Avx2);
         gemm(&pw, n, &got, &mut cg, Isa::Avx2);
         assert_eq!(cw, cg);
         // And the border is zero: the first padded row is all padding.
-        assert!(padded[..pd.wp].iter().all(|&x| x == 0));
+        assert!(padded[..pd.wp].iter().all(|&x| x.into() == 0));
     }
 
     #[test]
@@ -485,10 +612,20 @@ mod tests {
         let (m, k) = (5, 37);
         let w: Vec<i16> = (0..m * k).map(|_| rng.random_range(-2000..=2000)).collect();
         let x: Vec<i16> = (0..k).map(|_| rng.random_range(-2000..=2000)).collect();
-        let mut y = vec![0; m];
-        gemv(k, &w, &x, &mut y, Isa::best());
-        for r in 0..m {
-            assert_eq!(y[r], (0..k).map(|t| i32::from(w[r * k + t]) * i32::from(x[t])).sum::<i32>());
+        let w8: Vec<i8> = (0..m * k).map(|_| rng.random_range(-128..=127)).collect();
+        let x8: Vec<u8> = (0..k).map(|_| rng.random_range(0..=255)).collect();
+        for isa in [Isa::Baseline].into_iter().chain(isas()) {
+            let (mut y, mut y8) = (vec![0; m], vec![0; m]);
+            gemv(k, &w, &x, &mut y, isa);
+            gemv(k, &w8, &x8, &mut y8, isa);
+            for r in 0..m {
+                let dot = |w: &[i32], x: &[i32]| w.iter().zip(x).map(|(a, b)| a * b).sum::<i32>();
+                let wide = |v: &[i16]| v.iter().map(|&a| i32::from(a)).collect::<Vec<_>>();
+                assert_eq!(y[r], dot(&wide(&w[r * k..(r + 1) * k]), &wide(&x)), "{isa:?}");
+                let w8r: Vec<i32> = w8[r * k..(r + 1) * k].iter().map(|&a| i32::from(a)).collect();
+                let x8r: Vec<i32> = x8.iter().map(|&a| i32::from(a)).collect();
+                assert_eq!(y8[r], dot(&w8r, &x8r), "{isa:?} u8");
+            }
         }
     }
 

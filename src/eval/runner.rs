@@ -23,6 +23,8 @@ pub struct Scratch {
     pub i128_b: Vec<i128>,
     pub i16: Vec<i16>,
     pub i16_b: Vec<i16>,
+    pub u8: Vec<u8>,
+    pub u8_b: Vec<u8>,
     pub i32: Vec<i32>,
     pub i32_b: Vec<i32>,
     pub offsets: Vec<usize>,
