@@ -141,6 +141,13 @@ impl Padded {
         out.clear();
         out.resize(c * hp * wp + tail, L::default());
         for (plane, src) in out.chunks_exact_mut(hp * wp).zip(input.chunks_exact(h * w)) {
+            if wp == w {
+                // No column padding: the rows are one run (a loop long enough to vectorize).
+                for (d, &x) in plane[pads[0] * w..][..h * w].iter_mut().zip(src) {
+                    *d = L::code(x);
+                }
+                continue;
+            }
             for (y, row) in src.chunks_exact(w).enumerate() {
                 let dst = &mut plane[(pads[0] + y) * wp + pads[1]..][..w];
                 for (d, &x) in dst.iter_mut().zip(row) {
@@ -204,11 +211,22 @@ pub fn gemm<L: Lane>(w: &PackedWeights<L>, n: usize, cols: &[L], c: &mut [i32], 
 /// `y[r] = w[r] · x` for `w` `[m][k]` (dense layers).
 pub fn gemv<L: Lane>(k: usize, w: &[L::Weight], x: &[L], y: &mut [i32], isa: Isa) {
     assert!(isa.supported(), "{isa:?} is not available on this machine");
+    assert!(w.len() >= y.len() * k && x.len() >= k, "matrix-vector operand sizes");
+    let bytes = std::mem::size_of_val(&x[..k]);
     match isa {
+        // SAFETY: the machine has the instruction set (checked); every row of `w` and `x` holds
+        // `bytes` bytes (checked above), and both lane types are plain integers, read as bytes.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => unsafe {
+            let (w, x) = (w.as_ptr().cast::<u8>(), x.as_ptr().cast::<u8>());
+            if L::PER_WORD == 4 {
+                avx512::gemv::<true>(bytes, w, x, y);
+            } else {
+                avx512::gemv::<false>(bytes, w, x, y);
+            }
+        },
         // SAFETY: the machine has the instruction set (checked); the body is safe code compiled
         // for it.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => unsafe { avx512::gemv(k, w, x, y) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { avx2::gemv(k, w, x, y) },
         _ => gemv_body(k, w, x, y),
@@ -249,18 +267,50 @@ impl Requant {
 /// vectorize, a padded layout's short segments do not), then the real ones are appended.
 pub fn requant_rows(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut Vec<i64>, isa: Isa) {
     let acc = &mut acc[..bias.len() * layout.per_row];
-    let start = out.len();
-    out.resize(start + bias.len() * layout.outputs(), 0);
-    let out = &mut out[start..];
+    let (start, len) = (out.len(), bias.len() * layout.outputs());
+    // `COPY` codes of slack: short segments are copied in whole chunks (see `copy_segments`).
+    out.resize(start + len + COPY, 0);
+    let dst = &mut out[start..];
     assert!(isa.supported(), "{isa:?} is not available on this machine");
     match isa {
         // SAFETY: the machine has the instruction set (checked); the body is safe code compiled
         // for it.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => unsafe { avx512::requant_rows(acc, layout, bias, rq, out) },
+        Isa::Avx512Vnni => unsafe { avx512::requant_rows(acc, layout, bias, rq, dst) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::requant_rows(acc, layout, bias, rq, out) },
-        _ => requant_rows_body(acc, layout, bias, rq, out),
+        Isa::Avx2 => unsafe { avx2::requant_rows(acc, layout, bias, rq, dst) },
+        _ => requant_rows_body(acc, layout, bias, rq, dst),
+    }
+    out.truncate(start + len);
+}
+
+/// Codes copied at a time from a segmented layout.
+const COPY: usize = 8;
+
+/// Append the real outputs of `codes` (laid out as `layout`) to `out`, which has `COPY` codes
+/// of slack past them: each segment in whole chunks of `COPY` (one vector conversion each,
+/// where a short segment's element loop would not vectorize), a chunk past a segment's end
+/// overwritten by the next segment or left in the slack; a scalar tail only where a chunk would
+/// read past `codes`.
+#[inline(always)]
+fn copy_segments(codes: &[i32], layout: SumLayout, out: &mut [i64]) {
+    let (stride, len) = (layout.seg_stride, layout.seg_len);
+    let mut pos = 0;
+    for s0 in (0..codes.len()).step_by(stride) {
+        let (src, dst) = (&codes[s0..], &mut out[pos..]);
+        let mut i = 0;
+        while i < len && i + COPY <= src.len() {
+            let chunk: &[i32; COPY] = src[i..i + COPY].try_into().expect("chunk");
+            let to: &mut [i64; COPY] = (&mut dst[i..i + COPY]).try_into().expect("slack");
+            for (t, &c) in to.iter_mut().zip(chunk) {
+                *t = i64::from(c);
+            }
+            i += COPY;
+        }
+        for j in i..len {
+            dst[j] = i64::from(src[j]);
+        }
+        pos += len;
     }
 }
 
@@ -272,11 +322,7 @@ fn requant_rows_body(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requ
         return;
     }
     requant_modes(acc, layout.per_row, bias, rq, None);
-    for (dst, (_, seg)) in out.chunks_exact_mut(layout.seg_len).zip(layout.real(acc)) {
-        for (o, &k) in dst.iter_mut().zip(seg) {
-            *o = i64::from(k);
-        }
-    }
+    copy_segments(acc, layout, out);
 }
 
 /// The codes of the sums `acc` (rows of `per_row`, row `r` plus `bias[r]`), into `out` (of the
@@ -468,12 +514,25 @@ mod avx2 {
 /// columns.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Lane, Requant, SumLayout, MR, NR, STEP};
+    use super::{Requant, SumLayout, MR, NR, STEP};
     use std::arch::x86_64::*;
 
+    /// `y[r] = w[r] · x` over rows of `bytes` bytes, 64 at a time: `vpdpbusd` (u8 x i8 quads)
+    /// or `vpdpwssd` (i16 pairs) into sixteen i32 lanes, added up at the end; a row's last
+    /// bytes through a masked load (the zeros add nothing).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub unsafe fn gemv<L: Lane>(k: usize, w: &[L::Weight], x: &[L], y: &mut [i32]) {
-        super::gemv_body(k, w, x, y);
+    pub unsafe fn gemv<const QUADS: bool>(bytes: usize, w: *const u8, x: *const u8, y: &mut [i32]) {
+        for (r, out) in y.iter_mut().enumerate() {
+            let row = w.add(r * bytes);
+            let mut acc = _mm512_setzero_si512();
+            for i in (0..bytes).step_by(64) {
+                let mask: __mmask64 = if bytes - i >= 64 { !0 } else { (1u64 << (bytes - i)) - 1 };
+                let xv = _mm512_maskz_loadu_epi8(mask, x.add(i) as *const i8);
+                let wv = _mm512_maskz_loadu_epi8(mask, row.add(i) as *const i8);
+                acc = if QUADS { _mm512_dpbusd_epi32(acc, xv, wv) } else { _mm512_dpwssd_epi32(acc, xv, wv) };
+            }
+            *out = _mm512_reduce_add_epi32(acc);
+        }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
@@ -608,8 +667,15 @@ mod tests {
 
     #[test]
     fn gemv_equals_plain_dot() {
+        for k in [37, 150] {
+            gemv_on(k);
+        }
+    }
+
+    /// Rows of `k` codes: one partial 64-byte chunk or several, both lane types.
+    fn gemv_on(k: usize) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-        let (m, k) = (5, 37);
+        let m = 5;
         let w: Vec<i16> = (0..m * k).map(|_| rng.random_range(-2000..=2000)).collect();
         let x: Vec<i16> = (0..k).map(|_| rng.random_range(-2000..=2000)).collect();
         let w8: Vec<i8> = (0..m * k).map(|_| rng.random_range(-128..=127)).collect();
