@@ -1005,11 +1005,12 @@ fn embedded_net_equals_reference(name: &str, depthwise_layers: usize) {
                 // Unsigned 8-bit input codes against 8-bit weights: the u8 x i8 carrier on
                 // AVX-512 VNNI; on AVX2 its pair sums could saturate, so the i16 one.
                 let fin = engine.formats()[node.inputs[0]];
-                let u8_fits = !fin.signed && fin.bits <= 8 && c.groups < c.in_channels;
+                let dw = c.groups > 1 && c.groups == c.in_channels;
+                let u8_fits = !fin.signed && fin.bits <= 8 && !dw;
                 let want = if u8_fits && detected_isa() == Isa::Avx512Vnni { Precision::U8 } else { Precision::I16 };
                 assert_eq!(k.precision, want, "{name}: {}", node.name);
                 u8_layers += usize::from(want == Precision::U8);
-                assert_eq!(k.depthwise, c.groups > 1 && c.groups == c.in_channels, "{name}: {}", node.name);
+                assert_eq!(k.depthwise, dw, "{name}: {}", node.name);
                 depthwise += usize::from(k.depthwise);
             }
             if matches!(node.op, Op::Conv(_) | Op::Dense(_)) {

@@ -7,7 +7,7 @@
 
 use super::float::conv_geom;
 use super::int16::{self, Lane, PackedWeights, Requant};
-use super::kernels::{conv_image, depthwise, im2col, pool_windows, Gemm, Isa, Mac, SumLayout};
+use super::kernels::{conv_image, convert, depthwise, im2col, pool_windows, Gemm, Isa, Mac, SumLayout};
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use crate::fixed::round::{
     fit, quantize, quantize_scaled, requantize, requantize_codes, round_div, round_shift, shl_saturating,
@@ -604,7 +604,7 @@ impl FixedEngine<'_> {
             let (hp, wp) = (pads[0] + geom.in_h + pads[2], pads[1] + geom.in_w + pads[3]);
             let n = geom.out_h * wp;
             let tail = (w.kernel[1] - 1) * w.dilation[1] + n.div_ceil(16) * 16;
-            int16::Padded::new(input, [geom.in_c, geom.in_h, geom.in_w], pads, tail, codes);
+            int16::Padded::new(input, [geom.in_c, geom.in_h, geom.in_w], pads, tail, codes, self.isa);
             sums.resize(geom.out_c * n, 0);
             let cg = geom.in_c / geom.groups;
             for (grp, wts) in L::params(q).packed.iter().enumerate() {
@@ -644,8 +644,8 @@ impl FixedEngine<'_> {
     ) {
         let (q, Op::Dense(d)) = (p.int.as_ref().expect("integer parameters"), &node.op) else { unreachable!("dense") };
         let (codes, _, sums, _) = L::scratch(s);
-        codes.clear();
-        codes.extend(input.iter().map(|&x| L::code(x)));
+        codes.resize(input.len(), L::default());
+        convert(input, codes, L::code, self.isa);
         sums.resize(d.out_features, 0);
         int16::gemv(d.in_features, &L::params(q).dense, codes, sums, self.isa);
         self.finish_i32(idx, node, p, SumLayout::dense(1), out, &mut s.i32);
@@ -774,8 +774,11 @@ impl Engine for FixedEngine<'_> {
             }
             (Op::Add { .. }, QNode::Add { shifts: [sa, sb], requant }) => {
                 // Exact: the bound checked at construction keeps every aligned sum within i32.
-                s.i32.clear();
-                s.i32.extend(ins[0].iter().zip(ins[1]).map(|(&a, &b)| ((a as i32) << sa) + ((b as i32) << sb)));
+                s.i32.resize(ins[0].len(), 0);
+                convert(ins[0], &mut s.i32, |a| (a as i32) << sa, self.isa);
+                for (v, &b) in s.i32.iter_mut().zip(ins[1]) {
+                    *v += (b as i32) << sb;
+                }
                 let layout = SumLayout::dense(s.i32.len());
                 int16::requant_rows(&mut s.i32, layout, &[0], requant, out, self.isa);
             }

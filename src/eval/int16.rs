@@ -13,8 +13,10 @@
 //! AVX2 neither is chosen and nothing here runs; the functions take the instruction set the
 //! engine chose ([`Isa`]).
 
+use super::kernels::convert;
 pub use super::kernels::{Isa, SumLayout};
 use crate::fixed::Rounding;
+use std::mem::MaybeUninit;
 
 /// Rows of the GEMM microkernel's output tile.
 const MR: usize = 6;
@@ -136,23 +138,25 @@ impl Padded {
     /// Pad `input` (`[c][h][w]` codes that fit `L`) by `pads = [top, left, bottom, right]` into
     /// `out`, leaving `tail` zeros after the last plane (packing reads up to a panel past the
     /// last virtual column).
-    pub fn new<L: Lane>(input: &[i64], [c, h, w]: [usize; 3], pads: [usize; 4], tail: usize, out: &mut Vec<L>) -> Self {
+    pub fn new<L: Lane>(
+        input: &[i64],
+        [c, h, w]: [usize; 3],
+        pads: [usize; 4],
+        tail: usize,
+        out: &mut Vec<L>,
+        isa: Isa,
+    ) -> Self {
         let (hp, wp) = (pads[0] + h + pads[2], pads[1] + w + pads[3]);
         out.clear();
         out.resize(c * hp * wp + tail, L::default());
         for (plane, src) in out.chunks_exact_mut(hp * wp).zip(input.chunks_exact(h * w)) {
             if wp == w {
                 // No column padding: the rows are one run (a loop long enough to vectorize).
-                for (d, &x) in plane[pads[0] * w..][..h * w].iter_mut().zip(src) {
-                    *d = L::code(x);
-                }
+                convert(src, &mut plane[pads[0] * w..][..h * w], L::code, isa);
                 continue;
             }
             for (y, row) in src.chunks_exact(w).enumerate() {
-                let dst = &mut plane[(pads[0] + y) * wp + pads[1]..][..w];
-                for (d, &x) in dst.iter_mut().zip(row) {
-                    *d = L::code(x);
-                }
+                convert(row, &mut plane[(pads[0] + y) * wp + pads[1]..][..w], L::code, isa);
             }
         }
         Padded { hp, wp }
@@ -269,8 +273,9 @@ pub fn requant_rows(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requa
     let acc = &mut acc[..bias.len() * layout.per_row];
     let (start, len) = (out.len(), bias.len() * layout.outputs());
     // `COPY` codes of slack: short segments are copied in whole chunks (see `copy_segments`).
-    out.resize(start + len + COPY, 0);
-    let dst = &mut out[start..];
+    // Written in place of a zero fill: every one of the `len` codes is written below.
+    out.reserve(len + COPY);
+    let dst = &mut out.spare_capacity_mut()[..len + COPY];
     assert!(isa.supported(), "{isa:?} is not available on this machine");
     match isa {
         // SAFETY: the machine has the instruction set (checked); the body is safe code compiled
@@ -281,7 +286,9 @@ pub fn requant_rows(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requa
         Isa::Avx2 => unsafe { avx2::requant_rows(acc, layout, bias, rq, dst) },
         _ => requant_rows_body(acc, layout, bias, rq, dst),
     }
-    out.truncate(start + len);
+    // SAFETY: the body wrote all `len` codes after `start`: a dense layout one per sum
+    // (`len` sums), a segmented one `seg_len` per segment (`len / seg_len` segments).
+    unsafe { out.set_len(start + len) };
 }
 
 /// Codes copied at a time from a segmented layout.
@@ -293,7 +300,7 @@ const COPY: usize = 8;
 /// overwritten by the next segment or left in the slack; a scalar tail only where a chunk would
 /// read past `codes`.
 #[inline(always)]
-fn copy_segments(codes: &[i32], layout: SumLayout, out: &mut [i64]) {
+fn copy_segments(codes: &[i32], layout: SumLayout, out: &mut [MaybeUninit<i64>]) {
     let (stride, len) = (layout.seg_stride, layout.seg_len);
     let mut pos = 0;
     for s0 in (0..codes.len()).step_by(stride) {
@@ -301,21 +308,21 @@ fn copy_segments(codes: &[i32], layout: SumLayout, out: &mut [i64]) {
         let mut i = 0;
         while i < len && i + COPY <= src.len() {
             let chunk: &[i32; COPY] = src[i..i + COPY].try_into().expect("chunk");
-            let to: &mut [i64; COPY] = (&mut dst[i..i + COPY]).try_into().expect("slack");
+            let to: &mut [MaybeUninit<i64>; COPY] = (&mut dst[i..i + COPY]).try_into().expect("slack");
             for (t, &c) in to.iter_mut().zip(chunk) {
-                *t = i64::from(c);
+                t.write(i64::from(c));
             }
             i += COPY;
         }
         for j in i..len {
-            dst[j] = i64::from(src[j]);
+            dst[j].write(i64::from(src[j]));
         }
         pos += len;
     }
 }
 
 #[inline(always)]
-fn requant_rows_body(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut [i64]) {
+fn requant_rows_body(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut [MaybeUninit<i64>]) {
     if layout.seg_len == layout.seg_stride {
         // Every sum is a real output: the codes go straight to `out`, one pass.
         requant_modes(acc, layout.per_row, bias, rq, Some(out));
@@ -329,7 +336,7 @@ fn requant_rows_body(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requ
 /// same length) or else in place: one loop per rounding mode, each branch-free so that it
 /// vectorizes.
 #[inline(always)]
-fn requant_modes(acc: &mut [i32], per_row: usize, bias: &[i32], rq: &Requant, out: Option<&mut [i64]>) {
+fn requant_modes(acc: &mut [i32], per_row: usize, bias: &[i32], rq: &Requant, out: Option<&mut [MaybeUninit<i64>]>) {
     match rq.rounding {
         Rounding::Floor => requant_with(acc, per_row, bias, rq, out, |_, _, _, _| 0),
         Rounding::HalfUp => requant_with(acc, per_row, bias, rq, out, |_, r, half, _| i32::from(r >= half)),
@@ -350,7 +357,7 @@ fn requant_with(
     per_row: usize,
     bias: &[i32],
     rq: &Requant,
-    out: Option<&mut [i64]>,
+    out: Option<&mut [MaybeUninit<i64>]>,
     round_up: impl Fn(i32, i32, i32, i32) -> i32,
 ) {
     let s = rq.shift;
@@ -377,7 +384,7 @@ fn requant_with(
         Some(out) => {
             for ((row, dst), &b) in acc.chunks_exact(per_row).zip(out.chunks_exact_mut(per_row)).zip(bias) {
                 for (&a, o) in row.iter().zip(dst) {
-                    *o = i64::from(code(a, b));
+                    o.write(i64::from(code(a, b)));
                 }
             }
         }
@@ -393,7 +400,7 @@ fn requant_with(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Lane, Requant, SumLayout, MR, NR, STEP};
+    use super::{Lane, MaybeUninit, Requant, SumLayout, MR, NR, STEP};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2")]
@@ -402,7 +409,13 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
-    pub unsafe fn requant_rows(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut [i64]) {
+    pub unsafe fn requant_rows(
+        acc: &mut [i32],
+        layout: SumLayout,
+        bias: &[i32],
+        rq: &Requant,
+        out: &mut [MaybeUninit<i64>],
+    ) {
         super::requant_rows_body(acc, layout, bias, rq, out);
     }
 
@@ -514,7 +527,7 @@ mod avx2 {
 /// columns.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Requant, SumLayout, MR, NR, STEP};
+    use super::{MaybeUninit, Requant, SumLayout, MR, NR, STEP};
     use std::arch::x86_64::*;
 
     /// `y[r] = w[r] · x` over rows of `bytes` bytes, 64 at a time: `vpdpbusd` (u8 x i8 quads)
@@ -536,7 +549,13 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub unsafe fn requant_rows(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut [i64]) {
+    pub unsafe fn requant_rows(
+        acc: &mut [i32],
+        layout: SumLayout,
+        bias: &[i32],
+        rq: &Requant,
+        out: &mut [MaybeUninit<i64>],
+    ) {
         super::requant_rows_body(acc, layout, bias, rq, out);
     }
 
@@ -646,7 +665,7 @@ mod tests {
         let (c, h, w, pads) = (3, 5, 6, [1, 2, 0, 1]);
         let input: Vec<i64> = (0..c * h * w).map(code).collect();
         let mut padded = Vec::new();
-        let pd = Padded::new::<L>(&input, [c, h, w], pads, 64, &mut padded);
+        let pd = Padded::new::<L>(&input, [c, h, w], pads, 64, &mut padded, Isa::best());
         assert_eq!((pd.hp, pd.wp), (6, 9));
         let n = 4 * pd.wp;
         let offsets: Vec<usize> = (0..c * 9).map(|t| (t / 9) * pd.hp * pd.wp + (t % 9 / 3) * pd.wp + t % 3).collect();

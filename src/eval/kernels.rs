@@ -44,6 +44,41 @@ impl Isa {
     }
 }
 
+/// `dst[i] = f(src[i])` over the shorter of the two, compiled for `isa` (the code-type
+/// conversions between an engine's layers: i64 codes into i16, u8 or i32 lanes vectorize only
+/// with AVX2's or AVX-512's packing instructions). `isa` must be one this machine has.
+#[inline]
+pub fn convert<S: Copy, D>(src: &[S], dst: &mut [D], f: impl Fn(S) -> D, isa: Isa) {
+    debug_assert!(isa.supported());
+    match isa {
+        // SAFETY: the caller's `isa` is one the machine has; the body is safe code compiled for it.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => unsafe { convert_avx512(src, dst, f) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { convert_avx2(src, dst, f) },
+        _ => convert_body(src, dst, f),
+    }
+}
+
+#[inline(always)]
+fn convert_body<S: Copy, D>(src: &[S], dst: &mut [D], f: impl Fn(S) -> D) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = f(s);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn convert_avx2<S: Copy, D>(src: &[S], dst: &mut [D], f: impl Fn(S) -> D) {
+    convert_body(src, dst, f);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn convert_avx512<S: Copy, D>(src: &[S], dst: &mut [D], f: impl Fn(S) -> D) {
+    convert_body(src, dst, f);
+}
+
 /// A GEMM element type (f32 or f64). Integer codes are carried exactly in these as long as
 /// every partial sum stays below 2^24 (f32) or 2^53 (f64); the integer engine checks that
 /// bound per layer before choosing one.
@@ -196,10 +231,7 @@ pub fn depthwise<S: Copy, A: Mac>(
             let (py, r) = ((y + pt) % sh, (y + pt) / sh);
             if sw == 1 {
                 // One phase: the row is one contiguous run (a loop that vectorizes).
-                let dst = &mut phases[c * chan + py * plane + r * wq + pl..][..g.in_w];
-                for (d, &v) in dst.iter_mut().zip(row) {
-                    *d = conv(v);
-                }
+                convert(row, &mut phases[c * chan + py * plane + r * wq + pl..][..g.in_w], &conv, isa);
                 continue;
             }
             // Column phase px holds input columns x0, x0 + sw, ... at q0, q0 + 1, ...
