@@ -226,6 +226,7 @@ pub fn depthwise<S: Copy, A: Mac>(
     let reach = (g.in_c - 1) * chan + taps.iter().max().unwrap_or(&0) + blocks * DW_BLOCK;
     phases.clear();
     phases.resize((g.in_c * chan).max(reach), A::default());
+    let mut row_buf = Vec::new();
     for (c, src) in input.chunks_exact(g.in_h * g.in_w).enumerate() {
         for (y, row) in src.chunks_exact(g.in_w).enumerate() {
             let (py, r) = ((y + pt) % sh, (y + pt) / sh);
@@ -234,13 +235,18 @@ pub fn depthwise<S: Copy, A: Mac>(
                 convert(row, &mut phases[c * chan + py * plane + r * wq + pl..][..g.in_w], &conv, isa);
                 continue;
             }
-            // Column phase px holds input columns x0, x0 + sw, ... at q0, q0 + 1, ...
+            // Column phase px holds input columns x0, x0 + sw, ... at q0, q0 + 1, ...: the row
+            // converted once (vectorized), then dealt out to the phases by index.
+            row_buf.clear();
+            row_buf.resize(g.in_w, A::default());
+            convert(row, &mut row_buf, &conv, isa);
             for px in 0..sw {
                 let x0 = (px + sw - pl % sw) % sw;
                 let q0 = (x0 + pl) / sw;
-                let dst = &mut phases[c * chan + (py * sw + px) * plane + r * wq + q0..];
-                for (d, &v) in dst.iter_mut().zip(row.iter().skip(x0).step_by(sw)) {
-                    *d = conv(v);
+                let count = g.in_w.saturating_sub(x0).div_ceil(sw);
+                let dst = &mut phases[c * chan + (py * sw + px) * plane + r * wq + q0..][..count];
+                for (q, d) in dst.iter_mut().enumerate() {
+                    *d = row_buf[x0 + q * sw];
                 }
             }
         }
