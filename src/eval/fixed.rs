@@ -764,6 +764,17 @@ impl Engine for FixedEngine<'_> {
                 Precision::F64 => self.dense::<f64>(idx, node, ins[0], s, out),
                 Precision::I128 => self.dense::<i128>(idx, node, ins[0], s, out),
             },
+            (Op::Affine(a), QNode::Params(p)) if p.int.as_ref().is_some_and(|q| q.requant.is_some()) => {
+                // A stand-alone BatchNorm: each channel's products in i32 (the carrier's bound
+                // holds for max|a| * max|w| + max|b|), then the vectorized epilogue.
+                let per = ins[0].len() / a.channels;
+                s.i32.resize(ins[0].len(), 0);
+                for (c, (dst, src)) in s.i32.chunks_exact_mut(per).zip(ins[0].chunks_exact(per)).enumerate() {
+                    let w = p.w_i128[c] as i32;
+                    convert(src, dst, |x| (x as i32) * w, self.isa);
+                }
+                self.finish_i32(idx, node, p, SumLayout::dense(per), out, &mut s.i32);
+            }
             (Op::Affine(a), QNode::Params(p)) => {
                 let w = &p.w_i128;
                 let per = ins[0].len() / a.channels;
