@@ -745,16 +745,38 @@ fn reference_datapath_replays_random_formats_in_verilator() {
     );
     let inputs: Vec<bool> = seeds.iter().map(|&s| assignment(&net(s), s, false).input.signed).collect();
     assert!(inputs.contains(&true) && inputs.contains(&false));
+    // The layers' own per-channel choices (fc1's forced): uneven weight offsets (the module's
+    // w_off) on some, one of them with a fused Clip (thresholds shifted per channel), per-tensor
+    // weights on others.
+    let (mut uneven, mut uneven_clip, mut per_tensor) = (false, false, false);
     for seed in seeds {
-        let g = net(seed);
-        // The module has one shift per layer: per-tensor weight offsets, so that it covers all 6.
+        let mut g = net(seed);
+        // fc1 (Clip on odd seeds) per-channel, its rows scaled so their offsets differ by 0 to 3
+        // and its sums often pass the Clip's bound (a threshold left at the finest channel's
+        // scale then fails).
+        let fc1 = g.node_by_name("/fc1/Gemm").unwrap();
+        let Op::Dense(d) = &mut g.nodes[fc1].op else { unreachable!("fc1 is dense") };
+        let n = d.in_features;
+        d.weight.iter_mut().enumerate().for_each(|(j, w)| *w *= 4.0 * 0.5f64.powi((j / n % 4) as i32));
         let mut a = assignment(&g, seed, false);
-        a.layers.iter_mut().for_each(|l| l.per_channel = false);
+        // An output range well past the Clip's 1.5, so that the bound, not saturation, decides.
+        a.layers.iter_mut().filter(|l| l.node == fc1).for_each(|l| {
+            l.per_channel = true;
+            l.output = Format::new(8, 4, true);
+        });
         let s = samples(&g, &a, seed, 3);
         let out = tmp.path().join(format!("export-{seed}"));
         export(&g, &a, &s, &out, &meta()).unwrap();
         let (pass, log) = common::run_testbench(&out, 3);
         // conv1, the depthwise conv, the BatchNorm (Affine), the pointwise conv, fc1, fc2.
         assert!(pass && log.contains("of 6 layers over 3 samples"), "seed {seed}:\n{log}");
+        let tb = std::fs::read_to_string(out.join("rtl/qdse_tb.sv")).unwrap();
+        for inst in tb.lines().filter(|l| l.contains("qdse_layer #(")) {
+            let offsets = !inst.contains(".W_OFF_MAX(0)");
+            uneven |= offsets;
+            uneven_clip |= offsets && inst.contains(".ACT(2)");
+            per_tensor |= !offsets;
+        }
     }
+    assert!(uneven && uneven_clip && per_tensor, "offsets {uneven}, with a Clip {uneven_clip}, none {per_tensor}");
 }

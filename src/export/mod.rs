@@ -173,7 +173,7 @@ fn write_export(
     write_golden(graph, a, &golden, dir)?;
     mkdir(&dir.join("rtl"))?;
     write_file(dir, "rtl/qdse_layer.sv", rtl::DATAPATH_SV.as_bytes())?;
-    write_file(dir, "rtl/qdse_tb.sv", rtl::testbench(graph, a, &rows, n).as_bytes())?;
+    write_file(dir, "rtl/qdse_tb.sv", rtl::testbench(graph, a, &rows, n)?.as_bytes())?;
     write_file(dir, "README.md", readme::readme(graph, a, &rows, meta, n).as_bytes())?;
     write_manifest(graph, a, &rows, meta, &golden, dir)
 }

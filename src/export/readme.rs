@@ -114,7 +114,7 @@ There are {n_samples} golden samples and {classes} classes.
 fn datapath_section(graph: &Graph, a: &Assignment, rows: &[Row]) -> String {
     let covered = super::rtl::covered(graph, a, rows);
     let datapath_layers = if covered.is_empty() {
-        "no layer (this network has no per-tensor Conv, Dense or Affine layer)".to_string()
+        "no layer (this network has no Conv, Dense or Affine layer)".to_string()
     } else {
         let names: Vec<String> = rows
             .iter()
@@ -130,9 +130,15 @@ fn datapath_section(graph: &Graph, a: &Assignment, rows: &[Row]) -> String {
 `rtl/qdse_layer.sv` implements the "Conv, Dense, Affine" rules above in hardware, one
 multiply-accumulate per clock: `load` presets the accumulator with the aligned bias, each `mac`
 adds `a * w` exactly, and `y` is the requantized output code (accumulator width, fused
-activation, rounding, saturate or wrap). Its parameters are a layer's formats; `rtl/qdse_tb.sv`
-instantiates it for each of {datapath_layers} with this export's formats, reads the layer's
-weights, biases and golden input codes, and compares every output code with the golden file.
+activation, rounding, saturate or wrap). Its parameters are a layer's formats, with the shifts
+of its coarsest channel (`w_frac`); a layer with per-channel weight offsets (`W_PER_CHANNEL = 1`)
+also gives `load` each output channel's `w_off = w_frac_c - w_frac` (line `c` of its
+`.wfrac.mem` minus `w_frac`; `W_OFF_MAX` is the largest), which the module adds to the bias
+alignment and the requantization shift of that channel, and by which it shifts the Clip
+thresholds (given at the finest channel's scale) down to the channel's: one small shift amount per
+output channel. `rtl/qdse_tb.sv` instantiates it for each of {datapath_layers} with this export's
+formats, reads the layer's weights, biases, weight offsets and golden input codes, and compares
+every output code with the golden file.
 Run it from this folder with Verilator 5:
 
 ```
@@ -141,9 +147,7 @@ Run it from this folder with Verilator 5:
 
 It prints `PASS` and exits 0 when every output code of every sample matches bit for bit, and
 stops with an error naming the first mismatches otherwise; `+samples=N` replays N samples only.
-Add, Concat, pooling and pass-through layers are not part of the datapath module, nor are layers
-with per-channel weight offsets (`W_PER_CHANNEL = 1`: their shifts differ by channel, the
-module's are per layer).
+Add, Concat, pooling and pass-through layers are not part of the datapath module.
 
 "#
     )
