@@ -1,5 +1,8 @@
-//! Criterion benchmarks of the two engines on the shipped LeNet-5 and 14-conv nets and the
-//! MobileNet-v2-style depthwise-separable net over 500 Fashion-MNIST images (`cargo bench`).
+//! Criterion benchmarks of the two engines over 500 Fashion-MNIST images (`cargo bench`) on the
+//! shipped LeNet-5 and 14-conv nets, the MobileNet-v2-style depthwise-separable net, the strided
+//! 3-conv net (stride-2 convolutions, no pooling, a Shape/Reshape flatten head) and the net with a
+//! stand-alone BatchNorm after each ReLU (imported as an affine layer): the kinds of net the
+//! engine-speed issue found slow.
 //! `qdse bench CONFIG` times a whole data set and `training/bench_ort.py` times ONNX Runtime on
 //! the same model for comparison.
 
@@ -12,7 +15,7 @@ use std::path::Path;
 
 fn engines(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for model in ["lenet5-fashion", "seq14-fashion", "mbv2-fashion"] {
+    for model in ["lenet5-fashion", "seq14-fashion", "mbv2-fashion", "strided-fashion", "bnrelu-fashion"] {
         let mut settings = Settings::load(&root.join(format!("configs/{model}.toml"))).expect("shipped config");
         // 500 images to calibrate on, the next 500 timed, all from the config's [data] files.
         let role = |start, end| qdse::config::Role { files: None, start, end: Some(end) };

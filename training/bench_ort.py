@@ -5,9 +5,9 @@ Usage (from the repository root):
 
     python3 training/bench_ort.py models/seq14-fashion.onnx \
         --images data/fashion-mnist/t10k-images-idx3-ubyte.gz \
-        --labels data/fashion-mnist/t10k-labels-idx1-ubyte.gz [--batch-size 100]
+        --labels data/fashion-mnist/t10k-labels-idx1-ubyte.gz [--batch-size 100] [--threads 2]
 
-Session: CPUExecutionProvider, intra_op_num_threads=2, inter_op_num_threads=1,
+Session: CPUExecutionProvider, intra_op_num_threads=--threads (default 2), inter_op_num_threads=1,
 ExecutionMode.ORT_SEQUENTIAL, default graph optimisations. Inputs are pixel/255 (float32,
 [B,1,H,W]); the model's first input/output are used. One untimed warm-up batch, then every image
 is run once in batches of --batch-size (the last batch may be smaller); "seconds" is the wall time
@@ -42,6 +42,7 @@ def main():
     ap.add_argument("--images", default="data/fashion-mnist/t10k-images-idx3-ubyte.gz")
     ap.add_argument("--labels", default="data/fashion-mnist/t10k-labels-idx1-ubyte.gz")
     ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
     a = ap.parse_args()
 
     x = (read_idx(a.images).astype(np.float32) / np.float32(255.0))[:, None, :, :]
@@ -49,7 +50,9 @@ def main():
     assert len(x) == len(y), (len(x), len(y))
 
     so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
+    if a.threads < 1:
+        ap.error("--threads must be at least 1")
+    so.intra_op_num_threads = a.threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     sess = ort.InferenceSession(a.model, so, providers=["CPUExecutionProvider"])
@@ -65,7 +68,7 @@ def main():
         preds.append(sess.run([oname], {iname: b})[0].argmax(1))
     dt = time.perf_counter() - t0
     acc = float((np.concatenate(preds) == y).mean())
-    print(json.dumps({"model": a.model, "images": int(len(x)), "seconds": round(dt, 4),
+    print(json.dumps({"model": a.model, "threads": a.threads, "images": int(len(x)), "seconds": round(dt, 4),
                       "images_per_s": round(len(x) / dt, 1), "accuracy": acc}))
 
 

@@ -11,6 +11,8 @@ Usage (from the repository root; one model per call):
     python3 training/train.py --model branched --dataset mnist
     python3 training/train.py --model mbv2     --dataset fashion
     python3 training/train.py --model resnet   --dataset fashion
+    python3 training/train.py --model strided  --dataset fashion
+    python3 training/train.py --model bnrelu   --dataset fashion
     (add --dynamo-out DIR for a second export the way torch.onnx.export writes by default)
 
 Writes models/<model>-<dataset>.onnx and prints (and writes to
@@ -37,10 +39,17 @@ Models
             (conv 3x3 -> BN -> ReLU -> conv 3x3 -> BN, + shortcut, ReLU): 16->16 identity
             shortcut @14, 16->32 stride 2 (14->7) and 32->64 stride 2 (7->4) with 1x1 stride-2
             conv -> BN shortcuts; global average pool, flatten, fc 64->10
+  strided   three stride-2 convs, no pooling, no BN: conv 16@3x3 s2 p1 -> ReLU (28->14),
+            conv 32@3x3 s2 p1 -> ReLU (14->7), conv 64@3x3 s2 p1 -> ReLU (7->4), flatten
+            (x.view: a Shape -> Gather -> Unsqueeze -> Concat -> Reshape subgraph), fc 1024->10
+  bnrelu    five convs, each conv 3x3 pad 1 (with bias) -> ReLU -> BN: the BN follows the ReLU,
+            so it cannot fold into the conv and stays a stand-alone per-channel affine layer;
+            16 @28, maxpool (28->14), 32, 32 @14, maxpool (14->7), 64, 64 @7, global average
+            pool, flatten, fc 64->10
 
 Defaults (what produced the shipped files): Adam, initial lr 2e-3 cosine-annealed to 0 per step,
 batch 64 (lenet5) / 128 (the others), seed 0; epochs: fashion lenet5 8, seq14 3, branched 3,
-mbv2 2, resnet 3; mnist lenet5 20, seq14 8, branched 8 (the MNIST training split has only 6,000 images).
+mbv2 2, resnet 3, strided 6, bnrelu 2; mnist lenet5 20, seq14 8, branched 8 (the MNIST training split has only 6,000 images).
 
 Data
   Raw IDX files are read from --raw (default raw-data; the same Fashion-MNIST files
@@ -86,6 +95,8 @@ DEFAULT_EPOCHS = {
     ("branched", "fashion"): 3,
     ("mbv2", "fashion"): 2,
     ("resnet", "fashion"): 3,
+    ("strided", "fashion"): 6,
+    ("bnrelu", "fashion"): 2,
     ("lenet5", "mnist"): 20,
     ("seq14", "mnist"): 8,
     ("branched", "mnist"): 8,
@@ -318,7 +329,53 @@ class ResNet(nn.Module):
         return self.fc(x)
 
 
-MODELS = {"lenet5": LeNet5, "seq14": Seq14, "branched": Branched, "mbv2": MobileNetV2, "resnet": ResNet}
+class Strided(nn.Module):
+    """Three stride-2 convs and a flatten head, no pooling (the engine-speed issue's strided MNIST
+    kind of net, whose flatten exports as a Shape/Gather/Unsqueeze/Concat/Reshape subgraph)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, stride=2, padding=1)   # 28 -> 14
+        self.conv2 = nn.Conv2d(16, 32, 3, stride=2, padding=1)  # 14 -> 7
+        self.conv3 = nn.Conv2d(32, 64, 3, stride=2, padding=1)  # 7 -> 4
+        self.fc = nn.Linear(64 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.relu(self.conv3(x))
+        x = x.view(x.size(0), -1)
+        return self.fc(x)
+
+
+class ConvReLUBN(nn.Sequential):
+    """conv (with bias) -> ReLU -> BN: the BN after the ReLU cannot be folded into the conv."""
+
+    def __init__(self, cin, cout):
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=False), nn.BatchNorm2d(cout))
+
+
+class BNReLU(nn.Module):
+    """Five conv -> ReLU -> BN blocks (stand-alone BatchNorm after each ReLU), two max-pools, GAP."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            ConvReLUBN(1, 16), nn.MaxPool2d(2),                        # 28 -> 14
+            ConvReLUBN(16, 32), ConvReLUBN(32, 32), nn.MaxPool2d(2),   # 14 -> 7
+            ConvReLUBN(32, 64), ConvReLUBN(64, 64),
+        )
+        self.gpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.gpool(self.features(x))
+        x = x.view(x.size(0), -1)
+        return self.fc(x)
+
+
+MODELS = {"lenet5": LeNet5, "seq14": Seq14, "branched": Branched, "mbv2": MobileNetV2, "resnet": ResNet,
+          "strided": Strided, "bnrelu": BNReLU}
 
 
 # ----------------------------------------------------------------------------- export / eval
