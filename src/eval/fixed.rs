@@ -7,7 +7,7 @@
 
 use super::float::conv_geom;
 use super::int16::{self, Lane, PackedWeights, Requant};
-use super::kernels::{conv_image, convert, depthwise, im2col, pool_windows, Gemm, Isa, Mac, SumLayout};
+use super::kernels::{conv_image, convert, depthwise, pool_windows, Gemm, Isa, Mac, Phases, SumLayout};
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use crate::fixed::round::{
     fit, quantize, quantize_scaled, requantize, requantize_codes, round_div, round_shift, shl_saturating,
@@ -598,38 +598,17 @@ impl FixedEngine<'_> {
         }
         let og = geom.out_c / geom.groups;
         let (codes, cols, sums, offsets) = L::scratch(s);
-        let layout = if geom.window.stride == [1, 1] {
-            // Runs of a padded copy of the input (see `Padded`): no im2col pass at all.
-            let (w, pads) = (&geom.window, geom.window.pads);
-            let (hp, wp) = (pads[0] + geom.in_h + pads[2], pads[1] + geom.in_w + pads[3]);
-            let n = geom.out_h * wp;
-            let tail = (w.kernel[1] - 1) * w.dilation[1] + n.div_ceil(16) * 16;
-            int16::Padded::new(input, [geom.in_c, geom.in_h, geom.in_w], pads, tail, codes, self.isa);
-            sums.resize(geom.out_c * n, 0);
-            let cg = geom.in_c / geom.groups;
-            for (grp, wts) in L::params(q).packed.iter().enumerate() {
-                offsets.clear();
-                for c in grp * cg..(grp + 1) * cg {
-                    for ky in 0..w.kernel[0] {
-                        for kx in 0..w.kernel[1] {
-                            offsets.push((c * hp + ky * w.dilation[0]) * wp + kx * w.dilation[1]);
-                        }
-                    }
-                }
-                int16::pack_runs(offsets, n, codes, cols, self.isa);
-                int16::gemm(wts, n, cols, &mut sums[grp * og * n..(grp + 1) * og * n], self.isa);
-            }
-            SumLayout { per_row: n, seg_stride: wp, seg_len: geom.out_w }
-        } else {
-            let (k, px) = (geom.k(), geom.pixels());
-            sums.resize(geom.out_c * px, 0);
-            for (grp, wts) in L::params(q).packed.iter().enumerate() {
-                im2col(&geom, grp, input, L::code, codes);
-                int16::pack_columns(k, px, codes, cols);
-                int16::gemm(wts, px, cols, &mut sums[grp * og * px..(grp + 1) * og * px], self.isa);
-            }
-            SumLayout::dense(px)
-        };
+        // Runs of the input's stride phases (see `Phases`): no im2col pass at all.
+        let ph = Phases::new(&geom, input, L::code, self.isa, codes);
+        sums.resize(geom.out_c * ph.n, 0);
+        let cg = geom.in_c / geom.groups;
+        for (grp, wts) in L::params(q).packed.iter().enumerate() {
+            offsets.clear();
+            offsets.extend((grp * cg..(grp + 1) * cg).flat_map(|c| ph.taps.iter().map(move |t| c * ph.chan + t)));
+            int16::pack_runs(offsets, ph.n, codes, cols, self.isa);
+            int16::gemm(wts, ph.n, cols, &mut sums[grp * og * ph.n..(grp + 1) * og * ph.n], self.isa);
+        }
+        let layout = ph.layout(&geom);
         self.finish_i32(idx, node, p, layout, out, &mut s.i32);
     }
 

@@ -13,7 +13,6 @@
 //! AVX2 neither is chosen and nothing here runs; the functions take the instruction set the
 //! engine chose ([`Isa`]).
 
-use super::kernels::convert;
 pub use super::kernels::{Isa, SumLayout};
 use crate::fixed::Rounding;
 use std::mem::MaybeUninit;
@@ -104,7 +103,8 @@ impl<L: Lane> PackedWeights<L> {
 /// Bytes of one step of one panel: `NR` columns of one word each.
 const STEP: usize = NR * 4;
 
-/// Pack an im2col matrix `col` (`[k][n]` row-major) into `NR`-column panels: for panel `j` and
+/// Pack an im2col matrix `col` (`[k][n]` row-major) into `NR`-column panels (the layout
+/// [`pack_runs`] writes, spelled out; the tests' reference): for panel `j` and
 /// step `p`, the `NR` columns' `PER_WORD` codes of rows `PER_WORD * p ..`, zero past `n` or `k`.
 pub fn pack_columns<L: Lane>(k: usize, n: usize, col: &[L], out: &mut Vec<L>) {
     let (per, steps, panels) = (L::PER_WORD, k.div_ceil(L::PER_WORD), n.div_ceil(NR));
@@ -120,46 +120,6 @@ pub fn pack_columns<L: Lane>(k: usize, n: usize, col: &[L], out: &mut Vec<L>) {
                 }
             }
         }
-    }
-}
-
-/// A stride-1 convolution's input, padded once into the carrier's codes: `[c][hp][wp]` with
-/// zero borders. Over "virtual" output columns `n = oy * wp + ox` (`ox < wp`, of which only
-/// `ox < out_w` are real), the im2col row of tap `(c, ky, kx)` is then the contiguous run of
-/// `padded` starting at `c * hp * wp + ky * dh * wp + kx * dw`: packing needs no index
-/// arithmetic and no bounds checks, at the price of computing `wp - out_w` discarded columns
-/// per output row.
-pub struct Padded {
-    pub hp: usize,
-    pub wp: usize,
-}
-
-impl Padded {
-    /// Pad `input` (`[c][h][w]` codes that fit `L`) by `pads = [top, left, bottom, right]` into
-    /// `out`, leaving `tail` zeros after the last plane (packing reads up to a panel past the
-    /// last virtual column).
-    pub fn new<L: Lane>(
-        input: &[i64],
-        [c, h, w]: [usize; 3],
-        pads: [usize; 4],
-        tail: usize,
-        out: &mut Vec<L>,
-        isa: Isa,
-    ) -> Self {
-        let (hp, wp) = (pads[0] + h + pads[2], pads[1] + w + pads[3]);
-        out.clear();
-        out.resize(c * hp * wp + tail, L::default());
-        for (plane, src) in out.chunks_exact_mut(hp * wp).zip(input.chunks_exact(h * w)) {
-            if wp == w {
-                // No column padding: the rows are one run (a loop long enough to vectorize).
-                convert(src, &mut plane[pads[0] * w..][..h * w], L::code, isa);
-                continue;
-            }
-            for (y, row) in src.chunks_exact(w).enumerate() {
-                convert(row, &mut plane[(pads[0] + y) * wp + pads[1]..][..w], L::code, isa);
-            }
-        }
-        Padded { hp, wp }
     }
 }
 
@@ -651,8 +611,8 @@ mod tests {
         }
     }
 
-    /// Packing runs of a padded input equals im2col + `pack_columns` on the virtual columns,
-    /// for both lane types.
+    /// Packing runs of an input's stride phases equals `pack_columns` of the im2col matrix of
+    /// the virtual columns, for both lane types, stride 1 and 2.
     #[test]
     fn pack_runs_equals_pack_columns() {
         if available() {
@@ -662,26 +622,51 @@ mod tests {
     }
 
     fn pack_runs_on<L: Lane>(code: impl Fn(usize) -> i64) {
-        let (c, h, w, pads) = (3, 5, 6, [1, 2, 0, 1]);
-        let input: Vec<i64> = (0..c * h * w).map(code).collect();
-        let mut padded = Vec::new();
-        let pd = Padded::new::<L>(&input, [c, h, w], pads, 64, &mut padded, Isa::best());
-        assert_eq!((pd.hp, pd.wp), (6, 9));
-        let n = 4 * pd.wp;
-        let offsets: Vec<usize> = (0..c * 9).map(|t| (t / 9) * pd.hp * pd.wp + (t % 9 / 3) * pd.wp + t % 3).collect();
-        let col: Vec<L> = offsets.iter().flat_map(|&o| padded[o..o + n].to_vec()).collect();
-        let (mut want, mut got) = (Vec::new(), Vec::new());
-        pack_columns(offsets.len(), n, &col, &mut want);
-        pack_runs(&offsets, n, &padded, &mut got, Isa::Avx2);
-        // Columns past n may differ (runs read on); compare the real ones through a GEMM.
-        let wts: Vec<i64> = (0..2 * offsets.len()).map(|i| i as i64 % 7 - 3).collect();
-        let pw = PackedWeights::<L>::new(2, offsets.len(), &wts);
-        let (mut cw, mut cg) = (vec![0; 2 * n], vec![0; 2 * n]);
-        gemm(&pw, n, &want, &mut cw, Isa::Avx2);
-        gemm(&pw, n, &got, &mut cg, Isa::Avx2);
-        assert_eq!(cw, cg);
-        // And the border is zero: the first padded row is all padding.
-        assert!(padded[..pd.wp].iter().all(|&x| x.into() == 0));
+        use crate::eval::kernels::{ConvGeom, Phases};
+        use crate::model::Window;
+        // A 3x3 stride-1 window and a 3x2 stride-2 dilated one, asymmetrically padded.
+        let windows = [
+            Window { kernel: [3, 3], stride: [1, 1], pads: [1, 2, 0, 1], dilation: [1, 1] },
+            Window { kernel: [3, 2], stride: [2, 2], pads: [1, 0, 2, 1], dilation: [1, 2] },
+        ];
+        for window in windows {
+            let (c, h, w) = (3, 5, 6);
+            let [oh, ow] = window.output_hw(h, w).unwrap();
+            let g = ConvGeom { in_c: c, in_h: h, in_w: w, out_c: 2, out_h: oh, out_w: ow, groups: 1, window };
+            let input: Vec<i64> = (0..c * h * w).map(&code).collect();
+            let mut padded = Vec::new();
+            let ph = Phases::new(&g, &input, L::code, Isa::best(), &mut padded);
+            let n = ph.n;
+            let offsets: Vec<usize> = (0..c).flat_map(|ch| ph.taps.iter().map(move |t| ch * ph.chan + t)).collect();
+            // The im2col matrix of the virtual columns, from the input directly.
+            let k = offsets.len();
+            let taps = window.kernel[1];
+            let mut col = vec![L::default(); k * n];
+            for (t, row) in col.chunks_exact_mut(n).enumerate() {
+                let (ch, ky, kx) = (t / (window.kernel[0] * taps), t / taps % window.kernel[0], t % taps);
+                for (v, x) in row.iter_mut().enumerate() {
+                    let (oy, ox) = (v / ph.wq, v % ph.wq);
+                    let iy = (oy * window.stride[0] + ky * window.dilation[0]) as isize - window.pads[0] as isize;
+                    let ix = (ox * window.stride[1] + kx * window.dilation[1]) as isize - window.pads[1] as isize;
+                    if ox < ow && (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                        *x = L::code(input[(ch * h + iy as usize) * w + ix as usize]);
+                    }
+                }
+            }
+            let (mut want, mut got) = (Vec::new(), Vec::new());
+            pack_columns(k, n, &col, &mut want);
+            pack_runs(&offsets, n, &padded, &mut got, Isa::Avx2);
+            // Discarded columns (ox >= out_w) may differ; compare the real ones through a GEMM.
+            let wts: Vec<i64> = (0..2 * k).map(|i| i as i64 % 7 - 3).collect();
+            let pw = PackedWeights::<L>::new(2, k, &wts);
+            let (mut cw, mut cg) = (vec![0; 2 * n], vec![0; 2 * n]);
+            gemm(&pw, n, &want, &mut cw, Isa::Avx2);
+            gemm(&pw, n, &got, &mut cg, Isa::Avx2);
+            let real = |c: &[i32]| {
+                c.iter().enumerate().filter(|(v, _)| v % n % ph.wq < ow).map(|(_, &x)| x).collect::<Vec<_>>()
+            };
+            assert_eq!(real(&cw), real(&cg), "{window:?}");
+        }
     }
 
     #[test]

@@ -208,53 +208,11 @@ pub fn depthwise<S: Copy, A: Mac>(
     phases: &mut Vec<A>,
     out: &mut Vec<A>,
 ) -> SumLayout {
-    let ([sh, sw], [dh, dw], [kh, kw]) = (g.window.stride, g.window.dilation, g.window.kernel);
-    let (pt, pl) = (g.window.pads[0], g.window.pads[1]);
-    let (hq, wq) = ((pt + g.in_h + g.window.pads[2]).div_ceil(sh), (pl + g.in_w + g.window.pads[3]).div_ceil(sw));
-    let plane = hq * wq;
-    let chan = sh * sw * plane;
-    let taps: Vec<usize> = (0..kh * kw)
-        .map(|t| {
-            let (dy, dx) = (t / kw * dh, t % kw * dw);
-            ((dy % sh) * sw + dx % sw) * plane + dy / sh * wq + dx / sw
-        })
-        .collect();
-    let n = g.out_h * wq;
-    let blocks = n.div_ceil(DW_BLOCK);
-    // Virtual columns read on past their phase (into the next one, or into this tail): only
-    // discarded sums see those values.
-    let reach = (g.in_c - 1) * chan + taps.iter().max().unwrap_or(&0) + blocks * DW_BLOCK;
-    phases.clear();
-    phases.resize((g.in_c * chan).max(reach), A::default());
-    let mut row_buf = Vec::new();
-    for (c, src) in input.chunks_exact(g.in_h * g.in_w).enumerate() {
-        for (y, row) in src.chunks_exact(g.in_w).enumerate() {
-            let (py, r) = ((y + pt) % sh, (y + pt) / sh);
-            if sw == 1 {
-                // One phase: the row is one contiguous run (a loop that vectorizes).
-                convert(row, &mut phases[c * chan + py * plane + r * wq + pl..][..g.in_w], &conv, isa);
-                continue;
-            }
-            // Column phase px holds input columns x0, x0 + sw, ... at q0, q0 + 1, ...: the row
-            // converted once (vectorized), then dealt out to the phases by index.
-            row_buf.clear();
-            row_buf.resize(g.in_w, A::default());
-            convert(row, &mut row_buf, &conv, isa);
-            for px in 0..sw {
-                let x0 = (px + sw - pl % sw) % sw;
-                let q0 = (x0 + pl) / sw;
-                let count = g.in_w.saturating_sub(x0).div_ceil(sw);
-                let dst = &mut phases[c * chan + (py * sw + px) * plane + r * wq + q0..][..count];
-                for (q, d) in dst.iter_mut().enumerate() {
-                    *d = row_buf[x0 + q * sw];
-                }
-            }
-        }
-    }
+    let ph = Phases::new(g, input, conv, isa, phases);
     out.clear();
-    out.resize(g.out_c * n, A::default());
+    out.resize(g.out_c * ph.n, A::default());
     let mult = g.out_c / g.groups;
-    let sweep = Sweep { taps: &taps, chan, mult, n, phases, weight };
+    let sweep = Sweep { taps: &ph.taps, chan: ph.chan, mult, n: ph.n, phases, weight };
     match isa {
         // SAFETY: the variant is only chosen where the machine has its features (`Isa::supported`).
         #[cfg(target_arch = "x86_64")]
@@ -263,7 +221,92 @@ pub fn depthwise<S: Copy, A: Mac>(
         Isa::Avx2 => unsafe { sweep.avx2(out) },
         _ => sweep.run(out),
     }
-    SumLayout { per_row: n, seg_stride: wq, seg_len: g.out_w }
+    ph.layout(g)
+}
+
+/// Virtual output columns a kernel may read past the last one: the depthwise kernel's block,
+/// at least the integer GEMM's panel width.
+const READ_PAST: usize = DW_BLOCK;
+
+/// A convolution's zero-padded input split into its `sh * sw` stride phases (see [`depthwise`]):
+/// over virtual output columns `oy * wq + ox`, the input under kernel tap `t` of channel `c` is
+/// the contiguous run starting at `c * chan + taps[t]`, for every stride, dilation and padding.
+/// Kernels read these runs instead of an im2col matrix.
+pub struct Phases {
+    /// Columns of a phase (virtual columns per output row).
+    pub wq: usize,
+    /// Elements per input channel (all its phases).
+    pub chan: usize,
+    /// Offset of each kernel tap (`ky * kw + kx`) within a channel.
+    pub taps: Vec<usize>,
+    /// Virtual output columns: `out_h * wq`, of which `ox < out_w` of each row are real.
+    pub n: usize,
+}
+
+impl Phases {
+    /// Lay `input` (`[in_c][in_h][in_w]`) out as phases in `out` (converted by `conv`), with
+    /// zeros in the padding and `READ_PAST` virtual columns of slack after the last run.
+    pub fn new<S: Copy, A: Copy + Default>(
+        g: &ConvGeom,
+        input: &[S],
+        conv: impl Fn(S) -> A,
+        isa: Isa,
+        out: &mut Vec<A>,
+    ) -> Self {
+        let ([sh, sw], [dh, dw], [kh, kw]) = (g.window.stride, g.window.dilation, g.window.kernel);
+        let [pt, pl, pb, pr] = g.window.pads;
+        let (hq, wq) = ((pt + g.in_h + pb).div_ceil(sh), (pl + g.in_w + pr).div_ceil(sw));
+        let plane = hq * wq;
+        let chan = sh * sw * plane;
+        let taps: Vec<usize> = (0..kh * kw)
+            .map(|t| {
+                let (dy, dx) = (t / kw * dh, t % kw * dw);
+                ((dy % sh) * sw + dx % sw) * plane + dy / sh * wq + dx / sw
+            })
+            .collect();
+        let n = g.out_h * wq;
+        // Virtual columns read on past their phase (into the next one, or into this tail): only
+        // discarded sums see those values.
+        let reach = (g.in_c - 1) * chan + taps.iter().max().unwrap_or(&0) + n.div_ceil(READ_PAST) * READ_PAST;
+        out.clear();
+        out.resize((g.in_c * chan).max(reach), A::default());
+        let (hw, w) = (g.in_h * g.in_w, g.in_w);
+        let mut row_buf = Vec::new();
+        for (c, src) in input.chunks_exact(hw).enumerate() {
+            if [sh, sw] == [1, 1] && pl + pr == 0 {
+                // No column padding, one phase: the rows are one run (a long loop vectorizes).
+                convert(src, &mut out[c * chan + pt * wq..][..hw], &conv, isa);
+                continue;
+            }
+            for (y, row) in src.chunks_exact(w).enumerate() {
+                let (py, r) = ((y + pt) % sh, (y + pt) / sh);
+                if sw == 1 {
+                    convert(row, &mut out[c * chan + py * plane + r * wq + pl..][..w], &conv, isa);
+                    continue;
+                }
+                // Column phase px holds input columns x0, x0 + sw, ... at q0, q0 + 1, ...: the
+                // row converted once (vectorized), then dealt out to the phases by index.
+                row_buf.clear();
+                row_buf.resize(w, A::default());
+                convert(row, &mut row_buf, &conv, isa);
+                for px in 0..sw {
+                    let x0 = (px + sw - pl % sw) % sw;
+                    let q0 = (x0 + pl) / sw;
+                    let count = w.saturating_sub(x0).div_ceil(sw);
+                    let dst = &mut out[c * chan + (py * sw + px) * plane + r * wq + q0..][..count];
+                    for (q, d) in dst.iter_mut().enumerate() {
+                        *d = row_buf[x0 + q * sw];
+                    }
+                }
+            }
+        }
+        Phases { wq, chan, taps, n }
+    }
+
+    /// How sums over the virtual columns lie: one segment of `out_w` real outputs per `wq`.
+    pub fn layout(&self, g: &ConvGeom) -> SumLayout {
+        SumLayout { per_row: self.n, seg_stride: self.wq, seg_len: g.out_w }
+    }
 }
 
 /// The multiply-add sweeps of [`depthwise`] over prepared phases.
