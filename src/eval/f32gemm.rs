@@ -383,3 +383,135 @@ mod x86 {
         gemv_body::<true>(w, x, bias, a, y);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Window;
+    use rand::{Rng, SeedableRng};
+
+    /// Plain direct convolution, summing each output's terms in (c, ky, kx) order with the
+    /// kernel's rounding, then bias and activation: the kernels must match it bit for bit.
+    fn plain_conv(g: &ConvGeom, x: &[f32], w: &[f32], bias: &[f32], a: Activation, fused: bool) -> Vec<f32> {
+        let ([sh, sw], [dh, dw], [kh, kw]) = (g.window.stride, g.window.dilation, g.window.kernel);
+        let (og, cg) = (g.out_c / g.groups, g.in_c / g.groups);
+        let mut out = Vec::new();
+        for o in 0..g.out_c {
+            for oy in 0..g.out_h {
+                for ox in 0..g.out_w {
+                    let mut s = 0.0f32;
+                    for t in 0..cg * kh * kw {
+                        let (c, ky, kx) = (o / og * cg + t / (kh * kw), t % (kh * kw) / kw, t % kw);
+                        let iy = (oy * sh + ky * dh) as isize - g.window.pads[0] as isize;
+                        let ix = (ox * sw + kx * dw) as isize - g.window.pads[1] as isize;
+                        let inside = iy >= 0 && ix >= 0 && (iy as usize) < g.in_h && (ix as usize) < g.in_w;
+                        let v = if inside { x[(c * g.in_h + iy as usize) * g.in_w + ix as usize] } else { 0.0 };
+                        let wt = w[o * cg * kh * kw + t];
+                        s = if fused { mac::<true>(s, wt, v) } else { mac::<false>(s, wt, v) };
+                    }
+                    out.push(act(bias[o] + s, a));
+                }
+            }
+        }
+        out
+    }
+
+    fn geom(
+        in_c: usize,
+        hw: [usize; 2],
+        out_c: usize,
+        groups: usize,
+        kernel: [usize; 2],
+        stride: usize,
+        pads: [usize; 4],
+    ) -> ConvGeom {
+        let dilation = [1 + usize::from(kernel[0] == 2), 1];
+        let out = |i: usize| (hw[i] + pads[i] + pads[i + 2] - (kernel[i] - 1) * dilation[i] - 1) / stride + 1;
+        ConvGeom {
+            in_c,
+            in_h: hw[0],
+            in_w: hw[1],
+            out_c,
+            out_h: out(0),
+            out_w: out(1),
+            groups,
+            window: Window { kernel, stride: [stride, stride], dilation, pads },
+        }
+    }
+
+    /// Ragged shapes: 1x1, odd k, partial tiles, strided, dilated, grouped, padded, asymmetric.
+    fn shapes() -> Vec<ConvGeom> {
+        vec![
+            geom(1, [1, 1], 1, 1, [1, 1], 1, [0; 4]),
+            geom(1, [28, 28], 6, 1, [5, 5], 1, [2; 4]),
+            geom(6, [14, 14], 16, 1, [5, 5], 1, [0; 4]),
+            geom(7, [9, 11], 13, 1, [1, 1], 1, [0; 4]),
+            geom(5, [10, 9], 7, 1, [3, 3], 2, [1, 0, 1, 2]),
+            geom(8, [8, 8], 12, 4, [3, 3], 1, [1; 4]),
+            geom(3, [12, 7], 9, 1, [2, 3], 3, [0, 1, 2, 0]),
+            geom(33, [5, 5], 40, 1, [3, 3], 1, [1; 4]),
+        ]
+    }
+
+    #[test]
+    fn conv_equals_plain_loops_on_every_kernel() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let acts = [Activation::None, Activation::Relu, Activation::Clip { min: 0.0, max: 0.5 }];
+        for kernel in Kernel::available() {
+            for (i, g) in shapes().iter().enumerate() {
+                let k = g.k();
+                let x: Vec<f32> = (0..g.in_c * g.in_h * g.in_w).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let w: Vec<f32> = (0..g.out_c * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let bias: Vec<f32> = (0..g.out_c).map(|_| rng.random_range(-0.5..0.5)).collect();
+                let og = g.out_c / g.groups;
+                let packed: Vec<_> = w.chunks_exact(og * k).map(|m| PackedWeights::new(og, k, m, kernel)).collect();
+                let a = acts[i % 3];
+                let (mut buf, mut sums, mut out) = (Vec::new(), Vec::new(), Vec::new());
+                conv(g, &x, &packed, &bias, a, &mut buf, &mut sums, &mut out);
+                let want = plain_conv(g, &x, &w, &bias, a, kernel.fused());
+                assert_eq!(out, want, "{kernel:?} shape {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn gemv_equals_plain_loops_on_every_kernel() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        for kernel in Kernel::available() {
+            for &(m, k) in &[(1, 1), (10, 84), (120, 400), (17, 3), (64, 5), (80, 33), (130, 7)] {
+                let x: Vec<f32> = (0..k).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let w: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let bias: Vec<f32> = (0..m).map(|_| rng.random_range(-0.5..0.5)).collect();
+                let mut y = vec![0.0; m];
+                gemv(&DenseWeights::new(m, k, &w, kernel), &x, &bias, Activation::Relu, &mut y);
+                for r in 0..m {
+                    let s = (0..k).fold(0.0f32, |s, t| {
+                        if kernel.fused() {
+                            mac::<true>(s, w[r * k + t], x[t])
+                        } else {
+                            mac::<false>(s, w[r * k + t], x[t])
+                        }
+                    });
+                    assert_eq!(y[r], act(bias[r] + s, Activation::Relu), "{kernel:?} ({m},{k}) row {r}");
+                }
+            }
+        }
+    }
+
+    /// Each vector kernel is chosen wherever the machine has its features, so the tests above
+    /// run it.
+    #[test]
+    fn every_supported_kernel_is_chosen() {
+        let fma = fma_supported();
+        assert_eq!(Kernel::for_isa(Isa::Baseline), Kernel::Portable);
+        if Isa::Avx2.supported() && fma {
+            assert_eq!(Kernel::for_isa(Isa::Avx2), Kernel::Avx2Fma);
+            assert!(Kernel::available().contains(&Kernel::Avx2Fma));
+        }
+        if Isa::Avx512Vnni.supported() {
+            assert_eq!(Kernel::for_isa(Isa::Avx512Vnni), Kernel::Avx512);
+            assert_eq!(Kernel::for_isa(Isa::best()), Kernel::Avx512);
+            assert!(Kernel::available().contains(&Kernel::Avx512));
+        }
+    }
+}
