@@ -1,7 +1,6 @@
 //! The float32 reference path: what the model computes before quantization.
 
-use super::f32gemm::{self, DenseWeights, Kernel, PackedWeights};
-use super::kernels::{depthwise, pool_windows, ConvGeom, Isa};
+use super::kernels::{conv_image, depthwise, pool_windows, ConvGeom, Gemm, Isa};
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use crate::model::{Activation, Graph, Node, Op};
 
@@ -9,16 +8,6 @@ use crate::model::{Activation, Graph, Node, Op};
 struct Params {
     weight: Vec<f32>,
     bias: Vec<f32>,
-    /// The weights in the layout of the layer's kernel, laid out once.
-    packed: Packed,
-}
-
-enum Packed {
-    /// Depthwise convolutions and per-channel affines read `weight` as it is.
-    Plain,
-    /// One matrix per group.
-    Conv(Vec<PackedWeights>),
-    Dense(DenseWeights),
 }
 
 pub struct FloatEngine<'g> {
@@ -30,25 +19,17 @@ pub struct FloatEngine<'g> {
 
 impl<'g> FloatEngine<'g> {
     pub fn new(graph: &'g Graph) -> Self {
-        Self::with_isa(graph, Isa::best())
-    }
-
-    /// The engine on a chosen instruction set (tests force each one the machine has).
-    pub fn with_isa(graph: &'g Graph, isa: Isa) -> Self {
-        let isa = if isa.supported() { isa } else { Isa::Baseline };
-        let kernel = Kernel::for_isa(isa);
         let params = graph
             .nodes
             .iter()
             .map(|n| {
-                n.op.params().map(|(w, b)| {
-                    let weight: Vec<f32> = w.iter().map(|&x| x as f32).collect();
-                    let packed = pack(graph, n, &weight, kernel);
-                    Params { weight, bias: b.iter().map(|&x| x as f32).collect(), packed }
+                n.op.params().map(|(w, b)| Params {
+                    weight: w.iter().map(|&x| x as f32).collect(),
+                    bias: b.iter().map(|&x| x as f32).collect(),
                 })
             })
             .collect();
-        FloatEngine { graph, params, isa }
+        FloatEngine { graph, params, isa: Isa::best() }
     }
 
     /// Run one sample, returning the logits.
@@ -60,23 +41,6 @@ impl<'g> FloatEngine<'g> {
     /// Run one sample keeping every value (for calibration).
     pub fn forward_all(&self, ws: &mut Workspace<f32>, input: &[f32]) {
         run_image(self.graph, self, ws, input, true);
-    }
-}
-
-/// `node`'s weights in its kernel's layout.
-fn pack(graph: &Graph, node: &Node, weight: &[f32], kernel: Kernel) -> Packed {
-    match &node.op {
-        Op::Conv(_) => {
-            let g = conv_geom(graph, node);
-            if g.is_depthwise() {
-                return Packed::Plain;
-            }
-            let (og, k) = (g.out_c / g.groups, g.k());
-            let mats = weight.chunks_exact(og * k).map(|w| PackedWeights::new(og, k, w, kernel)).collect();
-            Packed::Conv(mats)
-        }
-        Op::Dense(d) => Packed::Dense(DenseWeights::new(d.out_features, d.in_features, weight, kernel)),
-        _ => Packed::Plain,
     }
 }
 
@@ -122,14 +86,22 @@ impl Engine for FloatEngine<'_> {
                     }
                     return;
                 }
-                let Packed::Conv(w) = &p.packed else { unreachable!("conv weights packed in new") };
-                f32gemm::conv(&geom, ins[0], w, &p.bias, c.activation, &mut s.f32, &mut s.f32_b, out);
+                out.resize(n_out, 0.0);
+                conv_image(&geom, ins[0], &p.weight, |x| x, &mut s.f32, out);
+                let px = geom.pixels();
+                for (oc, chunk) in out.chunks_mut(px).enumerate() {
+                    for v in chunk {
+                        *v = activate(*v + p.bias[oc], c.activation);
+                    }
+                }
             }
             Op::Dense(d) => {
                 let p = self.params[idx].as_ref().unwrap();
-                let Packed::Dense(w) = &p.packed else { unreachable!("dense weights packed in new") };
                 out.resize(d.out_features, 0.0);
-                f32gemm::gemv(w, ins[0], &p.bias, d.activation, out);
+                f32::gemm(d.out_features, d.in_features, 1, &p.weight, ins[0], out);
+                for (v, b) in out.iter_mut().zip(&p.bias) {
+                    *v = activate(*v + b, d.activation);
+                }
             }
             Op::Affine(a) => {
                 let p = self.params[idx].as_ref().unwrap();

@@ -1,7 +1,6 @@
 //! Evaluators: the float32 reference, the bit-true integer engine, calibration, and accuracy
 //! over a data split.
 pub mod calibrate;
-pub mod f32gemm;
 pub mod fixed;
 pub mod float;
 pub mod int16;
