@@ -303,18 +303,19 @@ fn choose_precision(fan_in: usize, max_a: u64, max_w: u64, max_b: u128, lanes: L
     }
 }
 
-/// The lanes a layer with input format `fin` and weight codes `w_codes` fits on `isa` (see
-/// [`Lanes`]); `u8_allowed` is false where the carrier set leaves the u8 carrier out or the
-/// layer runs on the direct depthwise kernel.
-fn lanes(fin: Format, arith: Arith, w_codes: &[i64], isa: Isa, u8_allowed: bool) -> Lanes {
+/// The lanes a layer with input format `fin` and weight codes within `[w_lo, w_hi]` fits on
+/// `isa` (see [`Lanes`]); `u8_allowed` is false where the carrier set leaves the u8 carrier out
+/// or the layer runs on the direct depthwise kernel.
+fn lanes(fin: Format, arith: Arith, (w_lo, w_hi): (i64, i64), isa: Isa, u8_allowed: bool) -> Lanes {
     if isa < Isa::Avx2 {
         return Lanes { i16: false, u8: false };
     }
     let (lo, hi) = fin.code_range(arith.range);
-    let max_w = w_codes.iter().map(|k| k.unsigned_abs()).max().unwrap_or(0);
-    let i16 = lo >= i64::from(i16::MIN) && hi <= i64::from(i16::MAX) && max_w <= 32767;
-    let w_i8 = w_codes.iter().all(|&k| i8::try_from(k).is_ok());
+    let fits = |(min, max): (i64, i64), l: i64, h: i64| min >= l && max <= h;
+    let i16 = fits((lo, hi), i16::MIN.into(), i16::MAX.into()) && fits((w_lo, w_hi), i16::MIN.into(), i16::MAX.into());
+    let w_i8 = fits((w_lo, w_hi), i8::MIN.into(), i8::MAX.into());
     // vpmaddubsw: |a0 w0 + a1 w1| <= 2 max_a max_w must fit i16 (VNNI's vpdpbusd sums in i32).
+    let max_w = w_lo.unsigned_abs().max(w_hi.unsigned_abs());
     let pairs_fit = isa >= Isa::Avx512Vnni || 2 * hi.unsigned_abs() * max_w <= 32767;
     Lanes { i16, u8: u8_allowed && lo >= 0 && hi <= 255 && w_i8 && pairs_fit }
 }
@@ -367,10 +368,12 @@ impl<'g> FixedEngine<'g> {
                         .zip(&frac_acc)
                         .map(|(&x, &fa)| align_bias(quantize(x, bf, arith), bf.frac, fa, arith))
                         .collect();
-                    let max_w = w_codes.iter().map(|k| k.unsigned_abs()).max().unwrap_or(0);
+                    // One pass over the weights for both the sum bound and the lanes they fit.
+                    let w_range = w_codes.iter().fold((0, 0), |(l, h), &k| (k.min(l), k.max(h)));
+                    let max_w = w_range.0.unsigned_abs().max(w_range.1.unsigned_abs());
                     let max_b = bias_acc.iter().map(|k| k.unsigned_abs()).max().unwrap_or(0);
                     let depthwise = matches!(node.op, Op::Conv(_)) && conv_geom(graph, node).is_depthwise();
-                    let lanes = lanes(fin, arith, &w_codes, isa, u8_allowed && !depthwise);
+                    let lanes = lanes(fin, arith, w_range, isa, u8_allowed && !depthwise);
                     let precision =
                         choose_precision(graph.fan_in(node), fin.max_abs_code(arith.range), max_w, max_b, lanes);
                     let int = matches!(precision, Precision::I16 | Precision::U8).then(|| {
