@@ -494,9 +494,9 @@ fn random_separable_net(spec: &SeparableSpec, seed: u64) -> Graph {
     b.g
 }
 
-/// Bits 1..=12 and a frac from 3 below 0 to 3 above the bits.
+/// Bits 1..=16 and a frac from 3 below 0 to 3 above the bits.
 fn format_spec() -> impl Strategy<Value = (u32, i32)> {
-    (1u32..=12).prop_flat_map(|bits| (Just(bits), -3..=bits as i32 + 3))
+    (1u32..=16).prop_flat_map(|bits| (Just(bits), -3..=bits as i32 + 3))
 }
 
 /// One node's formats, used where the node has them.
@@ -701,6 +701,53 @@ fn u8_carrier_takes_unsigned_8_bit_layers_and_is_exact() {
         assert!(wide.iter().flatten().all(|&p| p == Precision::I16), "{isa:?}: {wide:?}");
     }
     check_net(&g, &f, 11).unwrap();
+}
+
+/// Unsigned 16-bit activations against 12-bit weights: every sum may leave i32, but each
+/// 8-bit digit's may not, so on every instruction set of the integer carriers the machine has,
+/// the split carrier takes every conv and dense layer (a split path that stops being taken
+/// fails here), the depthwise conv and the affine layer run their direct i32 kernels (their
+/// bounds fit i32 with codes beyond i16), and every carrier set equals the reference.
+#[test]
+fn split_carrier_takes_16_bit_activations_and_is_exact() {
+    let spec = NetSpec {
+        channels: 2,
+        hw: 8,
+        conv1_window: 1,
+        conv1_out: 4,
+        conv1_act: 1,
+        unfused_act: None,
+        affine_act: Some(1),
+        add_act: 1,
+        pool_pad: 0,
+        avg_pool: None,
+        reduce: Reduce::Flatten,
+        fc1_act: 1,
+    };
+    let g = random_net(&spec, 12);
+    let layer = LayerSpec {
+        weights: (12, 10),
+        bias: (16, 10),
+        output: (16, 10),
+        unsigned: true,
+        accumulator: None,
+        per_channel: true,
+    };
+    let f = Formats { arith: Arith::default(), input: Format::new(16, 15, false), layers: vec![layer; 12] };
+    let a = assignment(&g, &f);
+    for isa in [Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|i| i.supported()) {
+        let engine = FixedEngine::with_carriers(&g, &a, Carriers::On(isa)).unwrap();
+        for (node, k) in g.nodes.iter().zip(engine.kernels()) {
+            let want = match &node.op {
+                Op::Conv(c) if c.groups > 1 => Precision::I16,
+                Op::Affine(_) => Precision::I16,
+                Op::Conv(_) | Op::Dense(_) => Precision::I16Split,
+                _ => continue,
+            };
+            assert_eq!(k.map(|k| k.precision), Some(want), "{isa:?}: {}", node.name);
+        }
+    }
+    check_net(&g, &f, 12).unwrap();
 }
 
 /// Wide formats push the conv GEMM off the f32 path onto f64 and i128; all must stay exact.

@@ -1,13 +1,14 @@
 //! The bit-true integer engine (docs/fixed-point.md). Every tensor is a vector of integer codes `k`
 //! in its format; products and sums are exact. Convolutions run as GEMMs in the cheapest carrier
-//! a per-layer bound proves exact: i16 codes with i32 sums (AVX2 or AVX-512 VNNI, `int16.rs`),
-//! else f32 or f64 when every partial sum is an exactly representable integer there (2^24,
-//! 2^53), else i128. Depthwise convolutions run on a direct kernel in the same carrier (i32
-//! sums for the i16 one). No carrier and no instruction set changes a single bit.
+//! a per-layer bound proves exact: u8 x i8 or i16 codes with i32 sums (AVX2 or AVX-512 VNNI,
+//! `int16.rs`), else the i16 kernels once per 8-bit digit of wider codes, else f32 or f64 when
+//! every partial sum is an exactly representable integer there (2^24, 2^53), else i128.
+//! Depthwise convolutions and affine layers run on direct kernels (i32 sums wherever the bound
+//! allows). No carrier and no instruction set changes a single bit.
 
 use super::float::conv_geom;
 use super::int16::{self, Lane, PackedWeights, Requant};
-use super::kernels::{conv_image, convert, depthwise, pool_windows, Gemm, Isa, Mac, Phases, SumLayout};
+use super::kernels::{conv_image, convert, depthwise, pool_windows, ConvGeom, Gemm, Isa, Mac, Phases, SumLayout};
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use crate::fixed::round::{
     fit, quantize, quantize_scaled, requantize, requantize_codes, round_div, round_shift, shl_saturating,
@@ -24,6 +25,11 @@ pub enum Precision {
     /// u8 activation codes, i8 weight codes, i32 sums (AVX-512 VNNI; AVX2 where the
     /// instruction's i16 pair sums cannot saturate).
     U8,
+    /// Activation codes of up to 16 bits split into two 8-bit digits (`k = 256 hi + lo`, `lo`
+    /// in `0..=255`), each digit against i16 weight codes on the i16 carrier's kernels with i32
+    /// sums, the two sums combined in i64 (`256 S_hi + S_lo`): for layers whose full sums leave
+    /// i32 (e.g. 16-bit activations against 12-bit weights), where only f64 was exact before.
+    I16Split,
     F32,
     F64,
     I128,
@@ -120,10 +126,10 @@ struct IntParams {
 }
 
 impl IntParams {
-    /// The integer form, on `precision` (`I16` or `U8`), of a layer whose codes (`w_codes`,
-    /// `bias_acc` at each channel's `frac_acc`) passed that carrier's bound; `out` is its output
-    /// format, `accumulator` its accumulator width, `depthwise` whether it runs on the direct
-    /// depthwise kernel.
+    /// The integer form, on `precision` (`I16`, `U8` or `I16Split`), of a layer whose codes
+    /// (`w_codes`, `bias_acc` at each channel's `frac_acc`) passed that carrier's bound; `out` is
+    /// its output format, `accumulator` its accumulator width, `depthwise` whether it runs on the
+    /// direct depthwise kernel. A split layer's sums leave i32: it finishes on the scalar path.
     #[allow(clippy::too_many_arguments)]
     fn new(
         node: &Node,
@@ -136,13 +142,17 @@ impl IntParams {
         accumulator: Option<u32>,
         depthwise: bool,
     ) -> Self {
-        let u8 = precision == Precision::U8;
+        let (u8, split) = (precision == Precision::U8, precision == Precision::I16Split);
         IntParams {
             i16: if u8 { LaneParams::empty() } else { LaneParams::new(node, w_codes, depthwise) },
             u8: if u8 { LaneParams::new(node, w_codes, depthwise) } else { LaneParams::empty() },
             dw: if depthwise { w_codes.iter().map(|&k| k as i32).collect() } else { Vec::new() },
-            bias: bias_acc.iter().map(|&b| b as i32).collect(),
-            requant: requant_runs(frac_acc, |f| vector_requant(node.op.activation(), f, out, arith, accumulator)),
+            bias: if split { Vec::new() } else { bias_acc.iter().map(|&b| b as i32).collect() },
+            requant: if split {
+                None
+            } else {
+                requant_runs(frac_acc, |f| vector_requant(node.op.activation(), f, out, arith, accumulator))
+            },
         }
     }
 }
@@ -279,21 +289,33 @@ pub struct FixedEngine<'g> {
 /// the engine's carrier set rules the carrier out).
 #[derive(Debug, Clone, Copy)]
 struct Lanes {
-    /// Every input and weight code fits i16.
+    /// Every input and weight code fits i16 (for the direct kernels, which widen codes to i32:
+    /// always, the i32 bound covering the codes).
     i16: bool,
     /// Every input code fits u8 and every weight code i8, and on AVX2 no pair of products
     /// (`vpmaddubsw` sums two into a saturating i16) can leave i16.
     u8: bool,
+    /// Every weight code fits i16 and every input code two 8-bit digits (`-32768..=65535`), on
+    /// a GEMM layer ([`Precision::I16Split`]).
+    split: bool,
 }
 
+/// Largest |digit| of a split activation code.
+const DIGIT_MAX: u64 = 255;
+
 /// The largest |sum| a layer can produce is fan_in * max|a| * max|w| (+ |bias|): the cheapest
-/// carrier that holds every partial sum exactly.
+/// carrier that holds every partial sum exactly. The split carrier's bound is per digit (the
+/// bias joins in i64).
 fn choose_precision(fan_in: usize, max_a: u64, max_w: u64, max_b: u128, lanes: Lanes) -> Precision {
     let bound = (fan_in as f64) * (max_a as f64) * (max_w as f64) + max_b as f64;
-    if lanes.u8 && bound < (1u64 << 31) as f64 {
+    let digit_bound = (fan_in as f64) * (max_a.min(DIGIT_MAX) as f64) * (max_w as f64);
+    let i32_max = (1u64 << 31) as f64;
+    if lanes.u8 && bound < i32_max {
         Precision::U8
-    } else if lanes.i16 && bound < (1u64 << 31) as f64 {
+    } else if lanes.i16 && bound < i32_max {
         Precision::I16
+    } else if lanes.split && digit_bound < i32_max {
+        Precision::I16Split
     } else if bound < (1u64 << 24) as f64 {
         Precision::F32
     } else if bound < (1u64 << 53) as f64 {
@@ -304,20 +326,28 @@ fn choose_precision(fan_in: usize, max_a: u64, max_w: u64, max_b: u128, lanes: L
 }
 
 /// The lanes a layer with input format `fin` and weight codes within `[w_lo, w_hi]` fits on
-/// `isa` (see [`Lanes`]); `u8_allowed` is false where the carrier set leaves the u8 carrier out
-/// or the layer runs on the direct depthwise kernel.
-fn lanes(fin: Format, arith: Arith, (w_lo, w_hi): (i64, i64), isa: Isa, u8_allowed: bool) -> Lanes {
+/// `isa` (see [`Lanes`]); `u8_allowed` is false where the carrier set leaves the u8 carrier out;
+/// `direct` marks a layer on a direct kernel (depthwise conv, affine), not a GEMM.
+fn lanes(fin: Format, arith: Arith, (w_lo, w_hi): (i64, i64), isa: Isa, u8_allowed: bool, direct: bool) -> Lanes {
     if isa < Isa::Avx2 {
-        return Lanes { i16: false, u8: false };
+        return Lanes { i16: false, u8: false, split: false };
+    }
+    if direct {
+        return Lanes { i16: true, u8: false, split: false };
     }
     let (lo, hi) = fin.code_range(arith.range);
     let fits = |(min, max): (i64, i64), l: i64, h: i64| min >= l && max <= h;
-    let i16 = fits((lo, hi), i16::MIN.into(), i16::MAX.into()) && fits((w_lo, w_hi), i16::MIN.into(), i16::MAX.into());
+    let w_i16 = fits((w_lo, w_hi), i16::MIN.into(), i16::MAX.into());
+    let i16 = fits((lo, hi), i16::MIN.into(), i16::MAX.into()) && w_i16;
     let w_i8 = fits((w_lo, w_hi), i8::MIN.into(), i8::MAX.into());
     // vpmaddubsw: |a0 w0 + a1 w1| <= 2 max_a max_w must fit i16 (VNNI's vpdpbusd sums in i32).
     let max_w = w_lo.unsigned_abs().max(w_hi.unsigned_abs());
     let pairs_fit = isa >= Isa::Avx512Vnni || 2 * hi.unsigned_abs() * max_w <= 32767;
-    Lanes { i16, u8: u8_allowed && lo >= 0 && hi <= 255 && w_i8 && pairs_fit }
+    Lanes {
+        i16,
+        u8: u8_allowed && lo >= 0 && hi <= 255 && w_i8 && pairs_fit,
+        split: w_i16 && fits((lo, hi), i16::MIN.into(), u16::MAX.into()),
+    }
 }
 
 /// Align a bias code from `frac_b` to the accumulator's `frac_acc`.
@@ -373,10 +403,11 @@ impl<'g> FixedEngine<'g> {
                     let max_w = w_range.0.unsigned_abs().max(w_range.1.unsigned_abs());
                     let max_b = bias_acc.iter().map(|k| k.unsigned_abs()).max().unwrap_or(0);
                     let depthwise = matches!(node.op, Op::Conv(_)) && conv_geom(graph, node).is_depthwise();
-                    let lanes = lanes(fin, arith, w_range, isa, u8_allowed && !depthwise);
+                    let direct = depthwise || matches!(node.op, Op::Affine(_));
+                    let lanes = lanes(fin, arith, w_range, isa, u8_allowed && !direct, direct);
                     let precision =
                         choose_precision(graph.fan_in(node), fin.max_abs_code(arith.range), max_w, max_b, lanes);
-                    let int = matches!(precision, Precision::I16 | Precision::U8).then(|| {
+                    let int = matches!(precision, Precision::I16 | Precision::U8 | Precision::I16Split).then(|| {
                         let (of, acc) = (fmts[node.output], l.accumulator);
                         IntParams::new(node, precision, &w_codes, &bias_acc, &frac_acc, of, arith, acc, depthwise)
                     });
@@ -393,7 +424,7 @@ impl<'g> FixedEngine<'g> {
                     match precision {
                         Precision::F32 => p.w_f32 = w_codes.iter().map(|&k| k as f32).collect(),
                         Precision::F64 => p.w_f64 = w_codes.iter().map(|&k| k as f64).collect(),
-                        Precision::I128 | Precision::I16 | Precision::U8 => {}
+                        Precision::I128 | Precision::I16 | Precision::U8 | Precision::I16Split => {}
                     }
                     p.w_i128 = w_codes.iter().map(|&k| i128::from(k)).collect();
                     QNode::Params(Box::new(p))
@@ -599,20 +630,69 @@ impl FixedEngine<'_> {
             let layout = depthwise(&geom, input, &q.dw, |x| x as i32, self.isa, &mut s.i32_b, &mut s.i32);
             return self.finish_i32(idx, node, p, layout, out, &mut s.i32);
         }
+        let mut sums = std::mem::take(&mut s.i32);
+        let layout = self.conv_sums(&geom, input, L::code, &L::params(q).packed, s, &mut sums);
+        self.finish_i32(idx, node, p, layout, out, &mut sums);
+        s.i32 = sums;
+    }
+
+    /// A convolution's exact sums `[out_c][virtual columns]` on the packed GEMM, its input codes
+    /// taken through `code`. Reads runs of the input's stride phases (see `Phases`): no im2col
+    /// pass at all.
+    fn conv_sums<L: EngineLane>(
+        &self,
+        geom: &ConvGeom,
+        input: &[i64],
+        code: impl Fn(i64) -> L,
+        packed: &[PackedWeights<L>],
+        s: &mut Scratch,
+        sums: &mut Vec<i32>,
+    ) -> SumLayout {
         let og = geom.out_c / geom.groups;
-        let (codes, cols, sums, offsets) = L::scratch(s);
-        // Runs of the input's stride phases (see `Phases`): no im2col pass at all.
-        let ph = Phases::new(&geom, input, L::code, self.isa, codes);
+        let (codes, cols, _, offsets) = L::scratch(s);
+        let ph = Phases::new(geom, input, code, self.isa, codes);
         sums.resize(geom.out_c * ph.n, 0);
         let cg = geom.in_c / geom.groups;
-        for (grp, wts) in L::params(q).packed.iter().enumerate() {
+        for (grp, wts) in packed.iter().enumerate() {
             offsets.clear();
             offsets.extend((grp * cg..(grp + 1) * cg).flat_map(|c| ph.taps.iter().map(move |t| c * ph.chan + t)));
             int16::pack_runs(offsets, ph.n, codes, cols, self.isa);
             int16::gemm(wts, ph.n, cols, &mut sums[grp * og * ph.n..(grp + 1) * og * ph.n], self.isa);
         }
-        let layout = ph.layout(&geom);
-        self.finish_i32(idx, node, p, layout, out, &mut s.i32);
+        ph.layout(geom)
+    }
+
+    /// A conv or dense layer on the split carrier ([`Precision::I16Split`]): the sums of each
+    /// 8-bit digit of the input codes on the i16 kernels, combined exactly on the scalar path.
+    fn split(&self, idx: usize, node: &Node, p: &QParams, input: &[i64], s: &mut Scratch, out: &mut Vec<i64>) {
+        let q = p.int.as_ref().expect("integer parameters");
+        // `k = 256 * (k >> 8) + (k & 255)` for every i64 `k` (arithmetic shift).
+        const DIGITS: [(u32, i64); 2] = [(0, 0xff), (8, -1)];
+        let mut sums = [std::mem::take(&mut s.i32), std::mem::take(&mut s.i32_b)];
+        let mut layout = SumLayout::dense(1);
+        for ((shift, mask), sums) in DIGITS.into_iter().zip(&mut sums) {
+            let digit = move |k: i64| ((k >> shift) & mask) as i16;
+            layout = match &node.op {
+                Op::Dense(d) => {
+                    s.i16.resize(input.len(), 0);
+                    convert(input, &mut s.i16, digit, self.isa);
+                    sums.resize(d.out_features, 0);
+                    int16::gemv(d.in_features, &q.i16.dense, &s.i16, sums, self.isa);
+                    SumLayout::dense(1)
+                }
+                _ => self.conv_sums(&conv_geom(self.graph, node), input, digit, &q.i16.packed, s, sums),
+            };
+        }
+        let (of, act) = (self.fmts[node.output], node.op.activation());
+        for ((row, lo), (_, hi)) in layout.real(&sums[0]).zip(layout.real(&sums[1])) {
+            let (bias, frac) = (p.bias_acc[row], p.frac_acc[row]);
+            out.extend(
+                lo.iter()
+                    .zip(hi)
+                    .map(|(&l, &h)| self.finish(idx, (i128::from(h) << 8) + i128::from(l) + bias, frac, of, act)),
+            );
+        }
+        [s.i32, s.i32_b] = sums;
     }
 
     fn dense_int<L: EngineLane>(
@@ -735,6 +815,7 @@ impl Engine for FixedEngine<'_> {
             (Op::Conv(_), QNode::Params(p)) => match p.precision {
                 Precision::I16 => self.conv_int::<i16>(idx, node, p, ins[0], s, out),
                 Precision::U8 => self.conv_int::<u8>(idx, node, p, ins[0], s, out),
+                Precision::I16Split => self.split(idx, node, p, ins[0], s, out),
                 Precision::F32 => self.conv::<f32>(idx, node, ins[0], s, out),
                 Precision::F64 => self.conv::<f64>(idx, node, ins[0], s, out),
                 Precision::I128 => self.conv::<i128>(idx, node, ins[0], s, out),
@@ -742,6 +823,7 @@ impl Engine for FixedEngine<'_> {
             (Op::Dense(_), QNode::Params(p)) => match p.precision {
                 Precision::I16 => self.dense_int::<i16>(idx, node, p, ins[0], s, out),
                 Precision::U8 => self.dense_int::<u8>(idx, node, p, ins[0], s, out),
+                Precision::I16Split => self.split(idx, node, p, ins[0], s, out),
                 Precision::F32 => self.dense::<f32>(idx, node, ins[0], s, out),
                 Precision::F64 => self.dense::<f64>(idx, node, ins[0], s, out),
                 Precision::I128 => self.dense::<i128>(idx, node, ins[0], s, out),
