@@ -20,6 +20,10 @@ runs=(
   "mbv2-fashion-pc-descent configs/mbv2-fashion-pc.toml  descent"
   "mbv2-fashion-nsga2      configs/mbv2-fashion.toml     nsga2   --budget 1500"
   "mbv2-fashion-pc-nsga2   configs/mbv2-fashion-pc.toml  nsga2   --budget 1500"
+  "mbv2-fashion-mem-descent    configs/mbv2-fashion-mem.toml     descent"
+  "mbv2-fashion-pc-mem-descent configs/mbv2-fashion-pc-mem.toml  descent"
+  "mbv2-fashion-mem-nsga2      configs/mbv2-fashion-mem.toml     nsga2   --budget 1500"
+  "mbv2-fashion-pc-mem-nsga2   configs/mbv2-fashion-pc-mem.toml  nsga2   --budget 1500"
   "resnet-fashion-descent  configs/resnet-fashion.toml   descent"
   "resnet-fashion-pc-descent configs/resnet-fashion-pc.toml descent"
 )

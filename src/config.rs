@@ -93,6 +93,8 @@ impl OneOrMany {
 #[serde(deny_unknown_fields)]
 struct RawCost {
     profile: Option<String>,
+    /// The profile's primary objective replaced (e.g. "memory_bits").
+    primary: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +244,10 @@ pub struct Settings {
     pub data: DataSettings,
     /// A shipped profile name (e.g. "paper") or a path to a profile TOML.
     pub cost_profile: String,
+    /// `[cost] primary`: the objective the search minimises and the chosen point is the
+    /// cheapest on, in place of the profile's own primary (checked against the profile's
+    /// objectives when it is resolved).
+    pub cost_primary: Option<crate::cost::Objective>,
     pub search: SearchSettings,
     pub arith: Arith,
     pub unsigned: bool,
@@ -284,6 +290,7 @@ impl Settings {
             weight_offsets: None,
         });
         check_name(&raw.name, &o)?;
+        let cost = raw.cost.unwrap_or(RawCost { profile: None, primary: None });
         let data = data_settings(raw.data, &o)?;
         let search = search_settings(raw.search, data.confirm_samples, &o)?;
         Ok(Settings {
@@ -292,7 +299,8 @@ impl Settings {
             seed: raw.seed.unwrap_or(0),
             model: o.abs(&raw.model.path),
             data,
-            cost_profile: cost_profile(raw.cost.and_then(|c| c.profile), &o)?,
+            cost_profile: cost_profile(cost.profile, &o)?,
+            cost_primary: cost_primary(cost.primary, &o)?,
             search,
             arith: Arith {
                 rounding: q.rounding.unwrap_or_default(),
@@ -332,6 +340,19 @@ fn cost_profile(profile: Option<String>, o: &Origin) -> Result<String> {
             Ok(path.display().to_string())
         }
     }
+}
+
+/// `[cost] primary`: the name of an objective.
+fn cost_primary(primary: Option<String>, o: &Origin) -> Result<Option<crate::cost::Objective>> {
+    use crate::cost::Objective;
+    primary
+        .map(|p| {
+            Objective::from_name(&p).ok_or_else(|| {
+                let names: Vec<&str> = Objective::ALL.iter().map(|o| o.name()).collect();
+                o.err(format!("[cost] primary = '{p}' is not an objective ({})", names.join(", ")))
+            })
+        })
+        .transpose()
 }
 
 /// Where a config came from: its relative paths and its errors name it.

@@ -253,4 +253,31 @@ impl Profile {
         };
         Ok(Profile { profile, text, warnings })
     }
+
+    /// The config's profile with its `[cost] primary`, if it names one, in place of the
+    /// profile's own (an objective the profile lacks is an error). The copy of the profile's
+    /// text says so, since the run folder keeps it.
+    pub fn for_settings(settings: &crate::config::Settings) -> Result<Profile> {
+        let mut p = Self::resolve(&settings.cost_profile)?;
+        if let Some(primary) = settings.cost_primary {
+            let have: Vec<&str> = p.profile.objectives.iter().map(|o| o.name()).collect();
+            anyhow::ensure!(
+                p.profile.objectives.contains(&primary),
+                "config {}: [cost] primary = '{}' is not one of profile {}'s objectives ({})",
+                settings.source.display(),
+                primary.name(),
+                p.profile.name,
+                have.join(", ")
+            );
+            if primary != p.profile.primary {
+                p.text = format!(
+                    "# The run's config replaces this profile's primary objective: [cost] primary = \"{}\"\n{}",
+                    primary.name(),
+                    p.text
+                );
+                p.profile.primary = primary;
+            }
+        }
+        Ok(p)
+    }
 }

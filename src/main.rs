@@ -254,7 +254,7 @@ fn explore(out: &mut impl Write, config: Option<&Path>, max_loss: Option<f64>, o
         }
         settings.search.max_loss = m;
     }
-    let p = Profile::resolve(&settings.cost_profile)?;
+    let p = Profile::for_settings(&settings)?;
     for w in &p.warnings {
         eprintln!("warning: {w}");
     }

@@ -783,3 +783,39 @@ fn help_and_version() {
     assert_eq!(r.code, Some(2), "{}", r.dump());
     assert!(r.stderr.starts_with("error:") && !r.stderr.contains("panicked"), "{}", r.dump());
 }
+
+/// `[cost] primary` replaces the profile's primary objective for the search and the chosen
+/// point: a name that is no objective fails when the config is read, one the profile lacks when
+/// the profile is resolved, and the run folder records the one used (its profile copy says so).
+#[test]
+fn config_cost_primary_replaces_the_profiles() {
+    eval_config(|t| t, "[cost]\nprimary = \"memroy_bits\"\n").fails_with(&[
+        "c.toml",
+        "[cost] primary = 'memroy_bits'",
+        "memory_bits, mult_cost",
+    ]);
+    let t = TempDir::new().unwrap();
+    let explore = |primary: &str| {
+        let tail = format!("[search]\nstrategy = \"uniform\"\n[cost]\nprimary = \"{primary}\"\n");
+        let cfg = config_with(
+            t.path(),
+            &format!("{primary}.toml"),
+            &lenet(),
+            &fashion_images(),
+            &fashion_labels(),
+            "search_samples = 20\nlimit = 40\nconfirm_samples = 0",
+            &tail,
+        );
+        let out = t.path().join(primary);
+        (qdse(&[Path::new("explore"), &cfg, Path::new("--out"), &out]), out)
+    };
+    explore("luts").0.fails_with(&["luts.toml", "[cost] primary = 'luts'", "profile paper", "memory_bits, mult_cost"]);
+    assert!(!t.path().join("luts").exists(), "no run folder for a refused config");
+    let (run, out) = explore("memory_bits");
+    run.ok();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["primary"], "memory_bits", "{summary}");
+    let profile = std::fs::read_to_string(out.join("profile.toml")).unwrap();
+    assert!(profile.starts_with("# The run's config replaces") && profile.contains("primary = \"mult_cost\""));
+}
