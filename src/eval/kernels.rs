@@ -271,32 +271,43 @@ impl Phases {
         out.clear();
         out.resize((g.in_c * chan).max(reach), A::default());
         let (hw, w) = (g.in_h * g.in_w, g.in_w);
-        let mut row_buf = Vec::new();
-        for (c, src) in input.chunks_exact(hw).enumerate() {
-            if [sh, sw] == [1, 1] && pl + pr == 0 {
-                // No column padding, one phase: the rows are one run (a long loop vectorizes).
+        if [sh, sw] == [1, 1] && pl + pr == 0 {
+            // No column padding, one phase: each channel's rows are one run (a long loop
+            // vectorizes).
+            for (c, src) in input.chunks_exact(hw).enumerate() {
                 convert(src, &mut out[c * chan + pt * wq..][..hw], &conv, isa);
-                continue;
             }
-            for (y, row) in src.chunks_exact(w).enumerate() {
-                let (py, r) = ((y + pt) % sh, (y + pt) / sh);
+            return Phases { wq, chan, taps, n };
+        }
+        // The whole input converted in one long (vectorized) loop, then its rows copied into
+        // place: converting row by row costs a call and a short loop per row of a 7x7 or 14x14
+        // map. Column phase px holds input columns x0, x0 + sw, ... at q0, q0 + 1, ...
+        let mut conv_in = vec![A::default(); input.len()];
+        convert(input, &mut conv_in, &conv, isa);
+        let cols: Vec<(usize, usize, usize)> = (0..sw)
+            .map(|px| {
+                let x0 = (px + sw - pl % sw) % sw;
+                (x0, (x0 + pl) / sw, w.saturating_sub(x0).div_ceil(sw))
+            })
+            .collect();
+        for (c, src) in conv_in.chunks_exact(hw).enumerate() {
+            // Row y lies in row phase py = (y + pt) % sh, at phase row r = (y + pt) / sh.
+            let (mut py, mut r) = (pt % sh, pt / sh);
+            for row in src.chunks_exact(w) {
+                let at = c * chan + py * sw * plane + r * wq;
                 if sw == 1 {
-                    convert(row, &mut out[c * chan + py * plane + r * wq + pl..][..w], &conv, isa);
-                    continue;
-                }
-                // Column phase px holds input columns x0, x0 + sw, ... at q0, q0 + 1, ...: the
-                // row converted once (vectorized), then dealt out to the phases by index.
-                row_buf.clear();
-                row_buf.resize(w, A::default());
-                convert(row, &mut row_buf, &conv, isa);
-                for px in 0..sw {
-                    let x0 = (px + sw - pl % sw) % sw;
-                    let q0 = (x0 + pl) / sw;
-                    let count = w.saturating_sub(x0).div_ceil(sw);
-                    let dst = &mut out[c * chan + (py * sw + px) * plane + r * wq + q0..][..count];
-                    for (q, d) in dst.iter_mut().enumerate() {
-                        *d = row_buf[x0 + q * sw];
+                    out[at + pl..][..w].copy_from_slice(row);
+                } else {
+                    for (px, &(x0, q0, count)) in cols.iter().enumerate() {
+                        let dst = &mut out[at + px * plane + q0..][..count];
+                        for (d, &x) in dst.iter_mut().zip(row[x0..].iter().step_by(sw)) {
+                            *d = x;
+                        }
                     }
+                }
+                py += 1;
+                if py == sh {
+                    (py, r) = (0, r + 1);
                 }
             }
         }
