@@ -705,8 +705,8 @@ fn u8_carrier_takes_unsigned_8_bit_layers_and_is_exact() {
 
 /// Unsigned 16-bit activations against 12-bit weights: every sum may leave i32, but each
 /// 8-bit digit's may not, so on every instruction set of the integer carriers the machine has,
-/// the split carrier takes every conv and dense layer (a split path that stops being taken
-/// fails here), the depthwise conv and the affine layer run their direct i32 kernels (their
+/// the split carrier takes every conv and dense layer with its vectorized i64 epilogue (a split
+/// path that stops being taken fails here), the depthwise conv and the affine layer run their direct i32 kernels (their
 /// bounds fit i32 with codes beyond i16), and every carrier set equals the reference.
 #[test]
 fn split_carrier_takes_16_bit_activations_and_is_exact() {
@@ -737,7 +737,8 @@ fn split_carrier_takes_16_bit_activations_and_is_exact() {
     let a = assignment(&g, &f);
     for isa in [Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|i| i.supported()) {
         let engine = FixedEngine::with_carriers(&g, &a, Carriers::On(isa)).unwrap();
-        for (node, k) in g.nodes.iter().zip(engine.kernels()) {
+        let vector = engine.vector_epilogues();
+        for ((node, k), vector) in g.nodes.iter().zip(engine.kernels()).zip(vector) {
             let want = match &node.op {
                 Op::Conv(c) if c.groups > 1 => Precision::I16,
                 Op::Affine(_) => Precision::I16,
@@ -745,6 +746,10 @@ fn split_carrier_takes_16_bit_activations_and_is_exact() {
                 _ => continue,
             };
             assert_eq!(k.map(|k| k.precision), Some(want), "{isa:?}: {}", node.name);
+            // Saturating, no accumulator width: the split layers finish on the i64 epilogue.
+            if want == Precision::I16Split {
+                assert!(vector, "{isa:?}: {}: scalar epilogue", node.name);
+            }
         }
     }
     check_net(&g, &f, 12).unwrap();

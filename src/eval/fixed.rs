@@ -7,7 +7,7 @@
 //! allows). No carrier and no instruction set changes a single bit.
 
 use super::float::conv_geom;
-use super::int16::{self, Lane, PackedWeights, Requant};
+use super::int16::{self, Lane, PackedWeights, Requant, Sum};
 use super::kernels::{conv_image, convert, depthwise, pool_windows, ConvGeom, Gemm, Isa, Mac, Phases, SumLayout};
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use crate::fixed::round::{
@@ -122,8 +122,14 @@ struct IntParams {
     /// The vectorized epilogue, where the layer's arithmetic is its common case: runs of output
     /// channels that share one (one run unless the weights have per-channel offsets), each as
     /// (end channel, epilogue).
-    requant: Option<Vec<(usize, Requant)>>,
+    requant: Option<Runs<i32>>,
+    /// The split carrier's vectorized epilogue over its recombined i64 sums (bias codes, runs as
+    /// above), where every sum plus bias fits i64.
+    wide: Option<(Vec<i64>, Runs<i64>)>,
 }
+
+/// Runs of output channels that share an epilogue, as (end channel, epilogue).
+type Runs<A> = Vec<(usize, Requant<A>)>;
 
 impl IntParams {
     /// The integer form, on `precision` (`I16`, `U8` or `I16Split`), of a layer whose codes
@@ -143,7 +149,19 @@ impl IntParams {
         depthwise: bool,
     ) -> Self {
         let (u8, split) = (precision == Precision::U8, precision == Precision::I16Split);
+        // A split layer's sums are below fan_in * 2^16 * 2^15: with fan_in < 2^30 and every bias
+        // below 2^61, sum plus bias fits i64 with room to spare.
+        let fan_in = w_codes.len() / bias_acc.len().max(1);
+        let i64_fits = fan_in < 1 << 30 && bias_acc.iter().all(|b| b.unsigned_abs() < 1 << 61);
+        let wide = (split && i64_fits)
+            .then(|| {
+                let runs =
+                    requant_runs(frac_acc, |f| vector_requant(node.op.activation(), f, out, arith, accumulator))?;
+                Some((bias_acc.iter().map(|&b| b as i64).collect(), runs))
+            })
+            .flatten();
         IntParams {
+            wide,
             i16: if u8 { LaneParams::empty() } else { LaneParams::new(node, w_codes, depthwise) },
             u8: if u8 { LaneParams::new(node, w_codes, depthwise) } else { LaneParams::empty() },
             dw: if depthwise { w_codes.iter().map(|&k| k as i32).collect() } else { Vec::new() },
@@ -184,7 +202,7 @@ impl EngineLane for u8 {
 
 /// The epilogue of each run of channels with the same accumulator offset, as (end channel,
 /// epilogue); None if any run lacks one (the layer then finishes on the scalar path).
-fn requant_runs(frac_acc: &[i32], epilogue: impl Fn(i32) -> Option<Requant>) -> Option<Vec<(usize, Requant)>> {
+fn requant_runs<A: Sum>(frac_acc: &[i32], epilogue: impl Fn(i32) -> Option<Requant<A>>) -> Option<Runs<A>> {
     let mut runs = Vec::new();
     for (c, &f) in frac_acc.iter().enumerate() {
         match runs.last_mut() {
@@ -195,36 +213,36 @@ fn requant_runs(frac_acc: &[i32], epilogue: impl Fn(i32) -> Option<Requant>) -> 
     Some(runs.into_iter().map(|(end, rq, _)| (end, rq)).collect())
 }
 
-/// The vectorized epilogue of a layer whose exact sums at `frac` (bias included) fit i32, or
+/// The vectorized epilogue of a layer whose exact sums at `frac` (bias included) fit `A`, or
 /// None outside its common case: wrapping overflow, an accumulator width, a shift outside
-/// `0..=31`, a Clip it cannot threshold exactly.
-fn vector_requant(act: Activation, frac: i32, out: Format, arith: Arith, accumulator: Option<u32>) -> Option<Requant> {
+/// `0..A::BITS`, a Clip it cannot threshold exactly.
+fn vector_requant<A: Sum>(
+    act: Activation,
+    frac: i32,
+    out: Format,
+    arith: Arith,
+    accumulator: Option<u32>,
+) -> Option<Requant<A>> {
     let shift = frac - out.frac;
-    if arith.overflow != Overflow::Saturate || accumulator.is_some() || !(0..=31).contains(&shift) {
+    if arith.overflow != Overflow::Saturate || accumulator.is_some() || !(0..A::BITS as i32).contains(&shift) {
         return None;
     }
     let (below, above) = match act {
-        Activation::None => Requant::NO_CLIP,
-        Activation::Relu => ((0, 0), Requant::NO_CLIP.1),
+        Activation::None => Requant::no_clip(),
+        Activation::Relu => ((A::default(), A::default()), Requant::no_clip().1),
         Activation::Clip { min, max } => clip_thresholds(min, max, frac, out, arith)?,
     };
     let (lo, hi) = out.code_range(arith.range);
-    Some(Requant {
-        shift: shift as u32,
-        rounding: arith.rounding,
-        below,
-        above,
-        lo: lo.max(i64::from(i32::MIN)) as i32,
-        hi: hi.min(i64::from(i32::MAX)) as i32,
-    })
+    let within = |k: i64| A::try_from(k.clamp(A::MIN.into(), A::MAX.into())).ok();
+    Some(Requant { shift: shift as u32, rounding: arith.rounding, below, above, lo: within(lo)?, hi: within(hi)? })
 }
 
 /// A Clip's bounds as thresholds on the integer sum `v` at `frac` with the codes they give
 /// (see [`Requant`]): the real `v * 2^-frac < min` exactly when `v < ceil(min * 2^frac)`, and
 /// `> max` when `v > floor(max * 2^frac)`, as [`FixedEngine::finish`] compares. None where a
-/// scaling might not be exact, or a threshold that matters or a code leaves i32: the scalar
+/// scaling might not be exact, or a threshold that matters or a code leaves `A`: the scalar
 /// epilogue handles those.
-fn clip_thresholds(min: f64, max: f64, frac: i32, out: Format, arith: Arith) -> Option<((i32, i32), (i32, i32))> {
+fn clip_thresholds<A: Sum>(min: f64, max: f64, frac: i32, out: Format, arith: Arith) -> Option<((A, A), (A, A))> {
     if !(-512..=512).contains(&frac) {
         return None;
     }
@@ -233,11 +251,13 @@ fn clip_thresholds(min: f64, max: f64, frac: i32, out: Format, arith: Arith) -> 
     // shows which.
     let scaled = |b: f64| (b.is_infinite() || (b * scale).is_finite() && b * scale / scale == b).then_some(b * scale);
     let (lo_t, hi_t) = (scaled(min)?.ceil(), scaled(max)?.floor());
-    // Below a threshold under i32::MIN no sum lies, nor above one over i32::MAX.
-    let lo_t = if lo_t < f64::from(i32::MIN) { i32::MIN } else { i32::try_from(lo_t as i64).ok()? };
-    let hi_t = if hi_t > f64::from(i32::MAX) { i32::MAX } else { i32::try_from(hi_t as i64).ok()? };
+    // Below a threshold under A::MIN no sum lies, nor above one over A::MAX (both powers of
+    // two, or one off, exact enough in f64 for these comparisons).
+    let (a_min, a_max) = (A::MIN.into() as f64, A::MAX.into() as f64);
+    let lo_t = if lo_t < a_min { A::MIN } else { A::try_from(lo_t as i64).ok()? };
+    let hi_t = if hi_t >= a_max { A::MAX } else { A::try_from(hi_t as i64).ok()? };
     // An infinite bound's code is never given (no sum passes it).
-    let code = |b: f64| if b.is_finite() { i32::try_from(quantize(b, out, arith)).ok() } else { Some(0) };
+    let code = |b: f64| if b.is_finite() { A::try_from(quantize(b, out, arith)).ok() } else { Some(A::default()) };
     Some(((lo_t, code(min)?), (hi_t, code(max)?)))
 }
 
@@ -510,7 +530,7 @@ impl<'g> FixedEngine<'g> {
         self.nodes
             .iter()
             .map(|n| match n {
-                QNode::Params(p) => p.int.as_ref().is_some_and(|q| q.requant.is_some()),
+                QNode::Params(p) => p.int.as_ref().is_some_and(|q| q.requant.is_some() || q.wide.is_some()),
                 QNode::Add { .. } => true,
                 QNode::Plain => false,
             })
@@ -683,14 +703,20 @@ impl FixedEngine<'_> {
                 _ => self.conv_sums(&conv_geom(self.graph, node), input, digit, &q.i16.packed, s, sums),
             };
         }
-        let (of, act) = (self.fmts[node.output], node.op.activation());
-        for ((row, lo), (_, hi)) in layout.real(&sums[0]).zip(layout.real(&sums[1])) {
-            let (bias, frac) = (p.bias_acc[row], p.frac_acc[row]);
-            out.extend(
-                lo.iter()
-                    .zip(hi)
-                    .map(|(&l, &h)| self.finish(idx, (i128::from(h) << 8) + i128::from(l) + bias, frac, of, act)),
-            );
+        if let Some((bias, runs)) = &q.wide {
+            s.i64.clear();
+            s.i64.extend(sums[0].iter().zip(&sums[1]).map(|(&l, &h)| (i64::from(h) << 8) + i64::from(l)));
+            apply_runs(&mut s.i64, layout, bias, runs, out, self.isa);
+        } else {
+            let (of, act) = (self.fmts[node.output], node.op.activation());
+            for ((row, lo), (_, hi)) in layout.real(&sums[0]).zip(layout.real(&sums[1])) {
+                let (bias, frac) = (p.bias_acc[row], p.frac_acc[row]);
+                out.extend(
+                    lo.iter()
+                        .zip(hi)
+                        .map(|(&l, &h)| self.finish(idx, (i128::from(h) << 8) + i128::from(l) + bias, frac, of, act)),
+                );
+            }
         }
         [s.i32, s.i32_b] = sums;
     }
@@ -717,16 +743,27 @@ impl FixedEngine<'_> {
     fn finish_i32(&self, idx: usize, node: &Node, p: &QParams, layout: SumLayout, out: &mut Vec<i64>, acc: &mut [i32]) {
         let q = p.int.as_ref().expect("integer parameters");
         match &q.requant {
-            Some(runs) => {
-                let mut start = 0;
-                for &(end, ref rq) in runs {
-                    let rows = &mut acc[start * layout.per_row..end * layout.per_row];
-                    int16::requant_rows(rows, layout, &q.bias[start..end], rq, out, self.isa);
-                    start = end;
-                }
-            }
+            Some(runs) => apply_runs(acc, layout, &q.bias, runs, out, self.isa),
             None => self.finish_rows(idx, node, p, layout, acc, i128::from, out),
         }
+    }
+}
+
+/// The vectorized epilogue of each run of channels (see [`IntParams`]) over rows of sums laid out
+/// as `layout`, row `r` plus `bias[r]`.
+fn apply_runs<A: Sum>(
+    acc: &mut [A],
+    layout: SumLayout,
+    bias: &[A],
+    runs: &[(usize, Requant<A>)],
+    out: &mut Vec<i64>,
+    isa: Isa,
+) {
+    let mut start = 0;
+    for &(end, ref rq) in runs {
+        let rows = &mut acc[start * layout.per_row..end * layout.per_row];
+        int16::requant_rows(rows, layout, &bias[start..end], rq, out, isa);
+        start = end;
     }
 }
 

@@ -205,31 +205,89 @@ fn gemv_body<L: Lane>(k: usize, w: &[L::Weight], x: &[L], y: &mut [i32]) {
     }
 }
 
-/// A layer's requantization in its common case, all in i32: add the bias, round off `shift`
-/// bits, saturate to `[lo, hi]`; the fused activation as two thresholds on the exact sum
-/// (`v < below.0` gives code `below.1`, else `v > above.0` gives `above.1`: ReLU is `(0, 0)`
-/// below, a Clip its bounds in the sum's scale and their codes). The caller chooses it only for
-/// saturating arithmetic, no accumulator width, `0 <= shift <= 31`, sums plus bias within i32
-/// and thresholds it computed exactly.
-#[derive(Debug, Clone, Copy)]
-pub struct Requant {
-    pub shift: u32,
-    pub rounding: Rounding,
-    pub below: (i32, i32),
-    pub above: (i32, i32),
-    pub lo: i32,
-    pub hi: i32,
+/// The sum type of the vectorized epilogue: i32 (the integer carriers' sums) or i64 (the split
+/// carrier's recombined digit sums).
+pub trait Sum:
+    Copy
+    + Ord
+    + Default
+    + Send
+    + Sync
+    + Into<i64>
+    + TryFrom<i64>
+    + std::ops::Shr<u32, Output = Self>
+    + std::ops::BitAnd<Output = Self>
+    + std::ops::Add<Output = Self>
+    + 'static
+{
+    const BITS: u32;
+    const MIN: Self;
+    const MAX: Self;
+    fn wrapping_add(self, other: Self) -> Self;
+    fn from_bool(b: bool) -> Self;
+    fn is_odd(self) -> bool;
+    /// `(2^s - 1, 2^(s-1))`, the half `1` where `s = 0` (then no remainder reaches it).
+    fn mask_half(s: u32) -> (Self, Self);
 }
 
-impl Requant {
-    /// No activation: no sum is below `i32::MIN` or above `i32::MAX`.
-    pub const NO_CLIP: ((i32, i32), (i32, i32)) = ((i32::MIN, 0), (i32::MAX, 0));
+macro_rules! impl_sum {
+    ($t:ty) => {
+        impl Sum for $t {
+            const BITS: u32 = <$t>::BITS;
+            const MIN: Self = <$t>::MIN;
+            const MAX: Self = <$t>::MAX;
+            fn wrapping_add(self, other: Self) -> Self {
+                <$t>::wrapping_add(self, other)
+            }
+            fn from_bool(b: bool) -> Self {
+                <$t>::from(b)
+            }
+            fn is_odd(self) -> bool {
+                self & 1 == 1
+            }
+            fn mask_half(s: u32) -> (Self, Self) {
+                (((1u128 << s) - 1) as $t, if s == 0 { 1 } else { 1 << (s - 1) })
+            }
+        }
+    };
+}
+impl_sum!(i32);
+impl_sum!(i64);
+
+/// A layer's requantization in its common case, all in its sum type `A`: add the bias, round
+/// off `shift` bits, saturate to `[lo, hi]`; the fused activation as two thresholds on the exact
+/// sum (`v < below.0` gives code `below.1`, else `v > above.0` gives `above.1`: ReLU is `(0, 0)`
+/// below, a Clip its bounds in the sum's scale and their codes). The caller chooses it only for
+/// saturating arithmetic, no accumulator width, `0 <= shift < A::BITS`, sums plus bias within
+/// `A` and thresholds it computed exactly.
+#[derive(Debug, Clone, Copy)]
+pub struct Requant<A = i32> {
+    pub shift: u32,
+    pub rounding: Rounding,
+    pub below: (A, A),
+    pub above: (A, A),
+    pub lo: A,
+    pub hi: A,
+}
+
+impl<A: Sum> Requant<A> {
+    /// No activation: no sum is below `A::MIN` or above `A::MAX`.
+    pub fn no_clip() -> ((A, A), (A, A)) {
+        ((A::MIN, A::default()), (A::MAX, A::default()))
+    }
 }
 
 /// Finish the real outputs of rows of sums laid out as `layout`: row `r` gets `bias[r]`. The
 /// codes are computed in place over whole rows (discarded columns too: long contiguous loops
 /// vectorize, a padded layout's short segments do not), then the real ones are appended.
-pub fn requant_rows(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut Vec<i64>, isa: Isa) {
+pub fn requant_rows<A: Sum>(
+    acc: &mut [A],
+    layout: SumLayout,
+    bias: &[A],
+    rq: &Requant<A>,
+    out: &mut Vec<i64>,
+    isa: Isa,
+) {
     let acc = &mut acc[..bias.len() * layout.per_row];
     let (start, len) = (out.len(), bias.len() * layout.outputs());
     // `COPY` codes of slack: short segments are copied in whole chunks (see `copy_segments`).
@@ -260,29 +318,35 @@ const COPY: usize = 8;
 /// overwritten by the next segment or left in the slack; a scalar tail only where a chunk would
 /// read past `codes`.
 #[inline(always)]
-fn copy_segments(codes: &[i32], layout: SumLayout, out: &mut [MaybeUninit<i64>]) {
+fn copy_segments<A: Sum>(codes: &[A], layout: SumLayout, out: &mut [MaybeUninit<i64>]) {
     let (stride, len) = (layout.seg_stride, layout.seg_len);
     let mut pos = 0;
     for s0 in (0..codes.len()).step_by(stride) {
         let (src, dst) = (&codes[s0..], &mut out[pos..]);
         let mut i = 0;
         while i < len && i + COPY <= src.len() {
-            let chunk: &[i32; COPY] = src[i..i + COPY].try_into().expect("chunk");
+            let chunk: &[A; COPY] = src[i..i + COPY].try_into().expect("chunk");
             let to: &mut [MaybeUninit<i64>; COPY] = (&mut dst[i..i + COPY]).try_into().expect("slack");
             for (t, &c) in to.iter_mut().zip(chunk) {
-                t.write(i64::from(c));
+                t.write(c.into());
             }
             i += COPY;
         }
         for j in i..len {
-            dst[j].write(i64::from(src[j]));
+            dst[j].write(src[j].into());
         }
         pos += len;
     }
 }
 
 #[inline(always)]
-fn requant_rows_body(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requant, out: &mut [MaybeUninit<i64>]) {
+fn requant_rows_body<A: Sum>(
+    acc: &mut [A],
+    layout: SumLayout,
+    bias: &[A],
+    rq: &Requant<A>,
+    out: &mut [MaybeUninit<i64>],
+) {
     if layout.seg_len == layout.seg_stride {
         // Every sum is a real output: the codes go straight to `out`, one pass.
         requant_modes(acc, layout.per_row, bias, rq, Some(out));
@@ -296,36 +360,41 @@ fn requant_rows_body(acc: &mut [i32], layout: SumLayout, bias: &[i32], rq: &Requ
 /// same length) or else in place: one loop per rounding mode, each branch-free so that it
 /// vectorizes.
 #[inline(always)]
-fn requant_modes(acc: &mut [i32], per_row: usize, bias: &[i32], rq: &Requant, out: Option<&mut [MaybeUninit<i64>]>) {
+fn requant_modes<A: Sum>(
+    acc: &mut [A],
+    per_row: usize,
+    bias: &[A],
+    rq: &Requant<A>,
+    out: Option<&mut [MaybeUninit<i64>]>,
+) {
     match rq.rounding {
-        Rounding::Floor => requant_with(acc, per_row, bias, rq, out, |_, _, _, _| 0),
-        Rounding::HalfUp => requant_with(acc, per_row, bias, rq, out, |_, r, half, _| i32::from(r >= half)),
+        Rounding::Floor => requant_with(acc, per_row, bias, rq, out, |_, _, _, _| A::default()),
+        Rounding::HalfUp => requant_with(acc, per_row, bias, rq, out, |_, r, half, _| A::from_bool(r >= half)),
         Rounding::HalfEven => requant_with(acc, per_row, bias, rq, out, |q, r, half, _| {
-            i32::from((r > half) | ((r == half) & (q & 1 == 1)))
+            A::from_bool((r > half) | ((r == half) & q.is_odd()))
         }),
-        Rounding::HalfAway => {
-            requant_with(acc, per_row, bias, rq, out, |_, r, half, v| i32::from((r > half) | ((r == half) & (v >= 0))))
-        }
+        Rounding::HalfAway => requant_with(acc, per_row, bias, rq, out, |_, r, half, v| {
+            A::from_bool((r > half) | ((r == half) & (v >= A::default())))
+        }),
     }
 }
 
 /// `round_up(q, r, half, v)`: 1 where `v = q * 2^shift + r` rounds up from `q`. With `shift = 0`,
 /// `r = 0` and `half = 1`, so no mode rounds up.
 #[inline(always)]
-fn requant_with(
-    acc: &mut [i32],
+fn requant_with<A: Sum>(
+    acc: &mut [A],
     per_row: usize,
-    bias: &[i32],
-    rq: &Requant,
+    bias: &[A],
+    rq: &Requant<A>,
     out: Option<&mut [MaybeUninit<i64>]>,
-    round_up: impl Fn(i32, i32, i32, i32) -> i32,
+    round_up: impl Fn(A, A, A, A) -> A,
 ) {
     let s = rq.shift;
-    let mask = ((1u64 << s) - 1) as i32;
-    let half = if s == 0 { 1 } else { 1i32 << (s - 1) };
+    let (mask, half) = A::mask_half(s);
     let ((t_lo, k_lo), (t_hi, k_hi)) = (rq.below, rq.above);
-    let code = |a: i32, b: i32| {
-        // Discarded columns may hold any i32: wrap rather than trap on them (real sums plus
+    let code = |a: A, b: A| {
+        // Discarded columns may hold any value: wrap rather than trap on them (real sums plus
         // bias fit, by the carrier's bound).
         let v = a.wrapping_add(b);
         let q = v >> s;
@@ -344,7 +413,7 @@ fn requant_with(
         Some(out) => {
             for ((row, dst), &b) in acc.chunks_exact(per_row).zip(out.chunks_exact_mut(per_row)).zip(bias) {
                 for (&a, o) in row.iter().zip(dst) {
-                    o.write(i64::from(code(a, b)));
+                    o.write(code(a, b).into());
                 }
             }
         }
@@ -360,7 +429,7 @@ fn requant_with(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Lane, MaybeUninit, Requant, SumLayout, MR, NR, STEP};
+    use super::{Lane, MaybeUninit, Requant, Sum, SumLayout, MR, NR, STEP};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2")]
@@ -369,11 +438,11 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
-    pub unsafe fn requant_rows(
-        acc: &mut [i32],
+    pub unsafe fn requant_rows<A: Sum>(
+        acc: &mut [A],
         layout: SumLayout,
-        bias: &[i32],
-        rq: &Requant,
+        bias: &[A],
+        rq: &Requant<A>,
         out: &mut [MaybeUninit<i64>],
     ) {
         super::requant_rows_body(acc, layout, bias, rq, out);
@@ -487,7 +556,7 @@ mod avx2 {
 /// columns.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{MaybeUninit, Requant, SumLayout, MR, NR, STEP};
+    use super::{MaybeUninit, Requant, Sum, SumLayout, MR, NR, STEP};
     use std::arch::x86_64::*;
 
     /// `y[r] = w[r] · x` over rows of `bytes` bytes, 64 at a time: `vpdpbusd` (u8 x i8 quads)
@@ -509,11 +578,11 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub unsafe fn requant_rows(
-        acc: &mut [i32],
+    pub unsafe fn requant_rows<A: Sum>(
+        acc: &mut [A],
         layout: SumLayout,
-        bias: &[i32],
-        rq: &Requant,
+        bias: &[A],
+        rq: &Requant<A>,
         out: &mut [MaybeUninit<i64>],
     ) {
         super::requant_rows_body(acc, layout, bias, rq, out);
@@ -700,50 +769,60 @@ mod tests {
     }
 
     /// The vectorized epilogue against the engine's scalar `requantize`, every mode and shift,
-    /// with no activation, ReLU and a clip (thresholds and their codes).
+    /// with no activation, ReLU and a clip (thresholds and their codes), on i32 sums and on the
+    /// split carrier's i64 sums (shifts past 31, sums past i32).
     #[test]
     fn requant_rows_equals_requantize() {
+        requant_rows_case::<i32>(&[0, 1, 2, 5, 13, 30, 31], 29);
+        requant_rows_case::<i64>(&[0, 1, 13, 31, 32, 45, 62], 60);
+    }
+
+    /// Sums up to `2^mag` in magnitude (and neighbours of exact halves) at each of `shifts`.
+    fn requant_rows_case<A: Sum + std::fmt::Debug>(shifts: &[u32], mag: u32) {
         use crate::fixed::round::requantize;
         use crate::fixed::{Arith, Format, Overflow, RangeMode};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let a = |v: i64| A::try_from(v).ok().expect("within the sum type");
         for rounding in [Rounding::Floor, Rounding::HalfUp, Rounding::HalfEven, Rounding::HalfAway] {
-            for shift in [0u32, 1, 2, 5, 13, 30, 31] {
+            for &shift in shifts {
                 for act in 0..3 {
                     let relu = act == 1;
                     let fmt = Format::new(8, 3, !relu);
                     let (lo, hi) = fmt.code_range(RangeMode::TwosComplement);
-                    let clip = ((-(1 << 12), -5), (1 << 22, 99));
-                    let (below, above) = [Requant::NO_CLIP, ((0, 0), Requant::NO_CLIP.1), clip][act];
-                    let rq = Requant { shift, rounding, below, above, lo: lo as i32, hi: hi as i32 };
-                    let acc: Vec<i32> = (0..64)
+                    let clip = ((a(-(1 << 12)), a(-5)), (a(1 << 22), a(99)));
+                    let no = Requant::<A>::no_clip();
+                    let (below, above) = [no, ((A::default(), A::default()), no.1), clip][act];
+                    let rq = Requant { shift, rounding, below, above, lo: a(lo), hi: a(hi) };
+                    let acc: Vec<A> = (0..64)
                         .map(|i| match i % 4 {
-                            0 => rng.random_range(-(1 << 29)..1 << 29),
-                            1 => rng.random_range(-4096..4096),
+                            0 => a(rng.random_range(-(1i64 << mag)..1 << mag)),
+                            1 => a(rng.random_range(-4096..4096)),
                             // exact halves and their neighbours
                             _ => {
                                 let half = 1i64 << shift >> 1;
-                                let v = (rng.random_range(-64i64..64) << shift.min(20)) + half - 1 + i64::from(i % 3);
-                                v.clamp(-(1 << 30), 1 << 30) as i32
+                                let v = (rng.random_range(-64i64..64) << shift.min(mag - 9)) + half - 1 + (i % 3);
+                                a(v.clamp(-(1 << (mag + 1)), 1 << (mag + 1)))
                             }
                         })
                         .collect();
-                    let bias = [-7, 0, 12, 1 << 20];
+                    let bias = [a(-7), a(0), a(12), a(1 << 20)];
                     let mut out = Vec::new();
                     requant_rows(&mut acc.clone(), SumLayout::dense(16), &bias, &rq, &mut out, Isa::best());
                     let arith = Arith { rounding, overflow: Overflow::Saturate, range: RangeMode::TwosComplement };
-                    for (i, (&a, &got)) in acc.iter().zip(&out).enumerate() {
-                        let mut v = i128::from(a) + i128::from(bias[i / 16]);
+                    let wide = |x: A| i128::from(x.into());
+                    for (i, (&x, &got)) in acc.iter().zip(&out).enumerate() {
+                        let mut v = wide(x) + wide(bias[i / 16]);
                         if relu {
                             v = v.max(0);
                         }
-                        let want = if act == 2 && v < i128::from(clip.0 .0) {
-                            i64::from(clip.0 .1)
-                        } else if act == 2 && v > i128::from(clip.1 .0) {
-                            i64::from(clip.1 .1)
+                        let want = if act == 2 && v < wide(clip.0 .0) {
+                            clip.0 .1.into()
+                        } else if act == 2 && v > wide(clip.1 .0) {
+                            clip.1 .1.into()
                         } else {
                             requantize(v, fmt.frac + shift as i32, fmt, arith)
                         };
-                        assert_eq!(got, want, "{rounding:?} shift {shift} activation {act} acc {a}");
+                        assert_eq!(got, want, "{rounding:?} shift {shift} activation {act} acc {x:?}");
                     }
                 }
             }

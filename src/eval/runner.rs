@@ -27,6 +27,7 @@ pub struct Scratch {
     pub u8_b: Vec<u8>,
     pub i32: Vec<i32>,
     pub i32_b: Vec<i32>,
+    pub i64: Vec<i64>,
     pub offsets: Vec<usize>,
 }
 
