@@ -279,11 +279,14 @@ impl Phases {
             }
             return Phases { wq, chan, taps, n };
         }
-        // The whole input converted in one long (vectorized) loop, then its rows copied into
-        // place: converting row by row costs a call and a short loop per row of a 7x7 or 14x14
-        // map. Column phase px holds input columns x0, x0 + sw, ... at q0, q0 + 1, ...
-        let mut conv_in = vec![A::default(); input.len()];
-        convert(input, &mut conv_in, &conv, isa);
+        // The whole input converted in one long (vectorized) loop into scratch space past the
+        // phases (no allocation: `out` keeps its capacity), then its rows copied into place:
+        // converting row by row costs a call and a short loop per row of a 7x7 or 14x14 map.
+        // Column phase px holds input columns x0, x0 + sw, ... at q0, q0 + 1, ...
+        let base = out.len();
+        out.resize(base + input.len(), A::default());
+        let (phases, conv_in) = out.split_at_mut(base);
+        convert(input, conv_in, &conv, isa);
         let cols: Vec<(usize, usize, usize)> = (0..sw)
             .map(|px| {
                 let x0 = (px + sw - pl % sw) % sw;
@@ -296,13 +299,10 @@ impl Phases {
             for row in src.chunks_exact(w) {
                 let at = c * chan + py * sw * plane + r * wq;
                 if sw == 1 {
-                    out[at + pl..][..w].copy_from_slice(row);
+                    phases[at + pl..][..w].copy_from_slice(row);
                 } else {
                     for (px, &(x0, q0, count)) in cols.iter().enumerate() {
-                        let dst = &mut out[at + px * plane + q0..][..count];
-                        for (d, &x) in dst.iter_mut().zip(row[x0..].iter().step_by(sw)) {
-                            *d = x;
-                        }
+                        deal(&row[x0..], sw, &mut phases[at + px * plane + q0..][..count]);
                     }
                 }
                 py += 1;
@@ -311,12 +311,32 @@ impl Phases {
                 }
             }
         }
+        out.truncate(base);
         Phases { wq, chan, taps, n }
     }
 
     /// How sums over the virtual columns lie: one segment of `out_w` real outputs per `wq`.
     pub fn layout(&self, g: &ConvGeom) -> SumLayout {
         SumLayout { per_row: self.n, seg_stride: self.wq, seg_len: g.out_w }
+    }
+}
+
+/// `dst[q] = src[q * step]`: one column phase of a row (stride 2, the common case, in pairs so
+/// that the loop vectorizes).
+#[inline(always)]
+fn deal<A: Copy>(src: &[A], step: usize, dst: &mut [A]) {
+    if step == 2 {
+        for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
+            *d = pair[0];
+        }
+        // An odd-length row's last element (the chunks leave it out).
+        if src.len() % 2 == 1 && dst.len() == src.len().div_ceil(2) {
+            dst[dst.len() - 1] = src[src.len() - 1];
+        }
+        return;
+    }
+    for (d, &x) in dst.iter_mut().zip(src.iter().step_by(step)) {
+        *d = x;
     }
 }
 
