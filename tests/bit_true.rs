@@ -706,10 +706,36 @@ fn u8_carrier_takes_unsigned_8_bit_layers_and_is_exact() {
 /// Unsigned 16-bit activations against 12-bit weights: every sum may leave i32, but each
 /// 8-bit digit's may not, so on every instruction set of the integer carriers the machine has,
 /// the split carrier takes every conv and dense layer with its vectorized i64 epilogue (a split
-/// path that stops being taken fails here), the depthwise conv and the affine layer run their direct i32 kernels (their
-/// bounds fit i32 with codes beyond i16), and every carrier set equals the reference.
+/// path that stops being taken fails here), the depthwise conv and the affine layer run their
+/// direct i32 kernels (their bounds fit i32 with codes beyond i16), and every carrier set equals
+/// the reference.
 #[test]
 fn split_carrier_takes_16_bit_activations_and_is_exact() {
+    wide_carrier_case((12, 10), (16, 10), Format::new(16, 15, false), |op| match op {
+        Op::Conv(c) if c.groups > 1 => Precision::I16,
+        Op::Affine(_) => Precision::I16,
+        _ => Precision::I16Split,
+    });
+}
+
+/// Unsigned 13-bit activations (they fit i16) against 16-bit weights: a sum of 10 products fits
+/// i32. conv1's 18 taps run on the i16 kernels in two blocks added up in i64 (one pass over the
+/// products, where the split carrier takes two); fc1's 24 taps would take three short blocks, so
+/// it runs split; the layers with fewer taps fit i32 outright. A blocked path that stops being
+/// taken fails here, and every carrier set equals the reference.
+#[test]
+fn blocked_carrier_takes_i16_codes_whose_sums_leave_i32_and_is_exact() {
+    wide_carrier_case((16, 14), (13, 10), Format::new(13, 12, false), |op| match op {
+        Op::Conv(c) if c.in_channels == 2 => Precision::I16Blocks,
+        Op::Dense(d) if d.in_features == 24 => Precision::I16Split,
+        _ => Precision::I16,
+    });
+}
+
+/// The net of these two tests at weights, outputs (unsigned) and input formats: every
+/// parameterised layer must run on `want(op)`, a split or blocked one with the vectorized
+/// epilogue.
+fn wide_carrier_case(weights: (u32, i32), output: (u32, i32), input: Format, want: impl Fn(&Op) -> Precision) {
     let spec = NetSpec {
         channels: 2,
         hw: 8,
@@ -725,29 +751,18 @@ fn split_carrier_takes_16_bit_activations_and_is_exact() {
         fc1_act: 1,
     };
     let g = random_net(&spec, 12);
-    let layer = LayerSpec {
-        weights: (12, 10),
-        bias: (16, 10),
-        output: (16, 10),
-        unsigned: true,
-        accumulator: None,
-        per_channel: true,
-    };
-    let f = Formats { arith: Arith::default(), input: Format::new(16, 15, false), layers: vec![layer; 12] };
+    let layer = LayerSpec { weights, bias: (16, 10), output, unsigned: true, accumulator: None, per_channel: true };
+    let f = Formats { arith: Arith::default(), input, layers: vec![layer; 12] };
     let a = assignment(&g, &f);
     for isa in [Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|i| i.supported()) {
         let engine = FixedEngine::with_carriers(&g, &a, Carriers::On(isa)).unwrap();
         let vector = engine.vector_epilogues();
         for ((node, k), vector) in g.nodes.iter().zip(engine.kernels()).zip(vector) {
-            let want = match &node.op {
-                Op::Conv(c) if c.groups > 1 => Precision::I16,
-                Op::Affine(_) => Precision::I16,
-                Op::Conv(_) | Op::Dense(_) => Precision::I16Split,
-                _ => continue,
-            };
-            assert_eq!(k.map(|k| k.precision), Some(want), "{isa:?}: {}", node.name);
-            // Saturating, no accumulator width: the split layers finish on the i64 epilogue.
-            if want == Precision::I16Split {
+            let Some(k) = k else { continue };
+            let want = want(&node.op);
+            assert_eq!(k.precision, want, "{isa:?}: {}", node.name);
+            // Saturating, no accumulator width: the wide layers finish on the i64 epilogue.
+            if matches!(want, Precision::I16Split | Precision::I16Blocks) {
                 assert!(vector, "{isa:?}: {}: scalar epilogue", node.name);
             }
         }

@@ -1,7 +1,8 @@
 //! The bit-true integer engine (docs/fixed-point.md). Every tensor is a vector of integer codes `k`
 //! in its format; products and sums are exact. Convolutions run as GEMMs in the cheapest carrier
 //! a per-layer bound proves exact: u8 x i8 or i16 codes with i32 sums (AVX2 or AVX-512 VNNI,
-//! `int16.rs`), else the i16 kernels once per 8-bit digit of wider codes, else f32 or f64 when
+//! `int16.rs`), else the i16 kernels over blocks of taps or once per 8-bit digit of wider codes
+//! (sums added in i64), else f32 or f64 when
 //! every partial sum is an exactly representable integer there (2^24, 2^53), else i128.
 //! Depthwise convolutions and affine layers run on direct kernels (i32 sums wherever the bound
 //! allows). No carrier and no instruction set changes a single bit.
@@ -30,6 +31,11 @@ pub enum Precision {
     /// sums, the two sums combined in i64 (`256 S_hi + S_lo`): for layers whose full sums leave
     /// i32 (e.g. 16-bit activations against 12-bit weights), where only f64 was exact before.
     I16Split,
+    /// i16 codes whose full sums leave i32 but whose products fit: the reduction cut into blocks
+    /// of input taps whose sums provably fit i32, each on the i16 kernels, the block sums added
+    /// in i64 (e.g. 12-bit activations against 12-bit weights over hundreds of taps): one pass
+    /// over the products, where the split carrier takes two.
+    I16Blocks,
     F32,
     F64,
     I128,
@@ -88,6 +94,14 @@ struct LaneParams<L: Lane> {
 }
 
 impl<L: Lane> LaneParams<L> {
+    /// The weights of input taps `taps` of each of `rows` rows (output channels), for one block
+    /// of the reduction.
+    fn block(node: &Node, w_codes: &[i64], rows: usize, taps: std::ops::Range<usize>) -> Self {
+        let k = w_codes.len() / rows;
+        let sub: Vec<i64> = w_codes.chunks_exact(k).flat_map(|r| r[taps.clone()].iter().copied()).collect();
+        Self::new(node, &sub, false)
+    }
+
     fn new(node: &Node, w_codes: &[i64], depthwise: bool) -> Self {
         LaneParams {
             packed: match &node.op {
@@ -123,6 +137,8 @@ struct IntParams {
     /// channels that share one (one run unless the weights have per-channel offsets), each as
     /// (end channel, epilogue).
     requant: Option<Runs<i32>>,
+    /// [`Precision::I16Blocks`]: each block's input taps and weights.
+    blocks: Vec<(std::ops::Range<usize>, LaneParams<i16>)>,
     /// The split carrier's vectorized epilogue over its recombined i64 sums (bias codes, runs as
     /// above), where every sum plus bias fits i64.
     wide: Option<(Vec<i64>, Runs<i64>)>,
@@ -135,7 +151,8 @@ impl IntParams {
     /// The integer form, on `precision` (`I16`, `U8` or `I16Split`), of a layer whose codes
     /// (`w_codes`, `bias_acc` at each channel's `frac_acc`) passed that carrier's bound; `out` is
     /// its output format, `accumulator` its accumulator width, `depthwise` whether it runs on the
-    /// direct depthwise kernel. A split layer's sums leave i32: it finishes on the scalar path.
+    /// direct depthwise kernel, `block_taps` the taps per block of an `I16Blocks` layer. A split
+    /// or blocked layer's sums leave i32: it finishes in i64.
     #[allow(clippy::too_many_arguments)]
     fn new(
         node: &Node,
@@ -147,11 +164,23 @@ impl IntParams {
         arith: Arith,
         accumulator: Option<u32>,
         depthwise: bool,
+        block_taps: usize,
     ) -> Self {
-        let (u8, split) = (precision == Precision::U8, precision == Precision::I16Split);
-        // A split layer's sums are below fan_in * 2^16 * 2^15: with fan_in < 2^30 and every bias
-        // below 2^61, sum plus bias fits i64 with room to spare.
+        let u8 = precision == Precision::U8;
+        let split = matches!(precision, Precision::I16Split | Precision::I16Blocks);
+        // A split or blocked layer's sums are below fan_in * 2^16 * 2^15: with fan_in < 2^30 and
+        // every bias below 2^61, sum plus bias fits i64 with room to spare.
         let fan_in = w_codes.len() / bias_acc.len().max(1);
+        let blocks = match precision {
+            Precision::I16Blocks => (0..fan_in)
+                .step_by(block_taps)
+                .map(|t| {
+                    let taps = t..(t + block_taps).min(fan_in);
+                    (taps.clone(), LaneParams::block(node, w_codes, bias_acc.len(), taps))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let i64_fits = fan_in < 1 << 30 && bias_acc.iter().all(|b| b.unsigned_abs() < 1 << 61);
         let wide = (split && i64_fits)
             .then(|| {
@@ -161,8 +190,13 @@ impl IntParams {
             })
             .flatten();
         IntParams {
+            blocks,
             wide,
-            i16: if u8 { LaneParams::empty() } else { LaneParams::new(node, w_codes, depthwise) },
+            i16: if u8 || precision == Precision::I16Blocks {
+                LaneParams::empty()
+            } else {
+                LaneParams::new(node, w_codes, depthwise)
+            },
             u8: if u8 { LaneParams::new(node, w_codes, depthwise) } else { LaneParams::empty() },
             dw: if depthwise { w_codes.iter().map(|&k| k as i32).collect() } else { Vec::new() },
             bias: if split { Vec::new() } else { bias_acc.iter().map(|&b| b as i32).collect() },
@@ -318,6 +352,23 @@ struct Lanes {
     /// Every weight code fits i16 and every input code two 8-bit digits (`-32768..=65535`), on
     /// a GEMM layer ([`Precision::I16Split`]).
     split: bool,
+    /// A direct kernel (depthwise conv, affine), not a GEMM: no blocks or digits.
+    direct: bool,
+}
+
+/// Input taps per block of an [`Precision::I16Blocks`] layer: the most whose sum of products
+/// fits i32 (`taps * max|a| * max|w| < 2^31`), even so that blocks keep whole i16 pairs.
+fn block_taps(max_a: u64, max_w: u64) -> usize {
+    let per_tap = (max_a * max_w).max(1);
+    (((1u64 << 31) - 1) / per_tap) as usize & !1
+}
+
+/// Whether a layer of `fan_in` taps runs better in blocks of `taps` than on the split carrier
+/// (when `split` is open to it): a block pass costs a GEMM call and a pass over the sums, so
+/// blocks pay while they are few or long; two blocks never cost more than the split's two
+/// passes.
+fn blocks_pay(fan_in: usize, taps: usize, split: bool) -> bool {
+    taps >= 2 && (!split || fan_in.div_ceil(taps) <= 2 || taps >= 64)
 }
 
 /// Largest |digit| of a split activation code.
@@ -334,6 +385,8 @@ fn choose_precision(fan_in: usize, max_a: u64, max_w: u64, max_b: u128, lanes: L
         Precision::U8
     } else if lanes.i16 && bound < i32_max {
         Precision::I16
+    } else if lanes.i16 && !lanes.direct && blocks_pay(fan_in, block_taps(max_a, max_w), lanes.split) {
+        Precision::I16Blocks
     } else if lanes.split && digit_bound < i32_max {
         Precision::I16Split
     } else if bound < (1u64 << 24) as f64 {
@@ -350,10 +403,10 @@ fn choose_precision(fan_in: usize, max_a: u64, max_w: u64, max_b: u128, lanes: L
 /// `direct` marks a layer on a direct kernel (depthwise conv, affine), not a GEMM.
 fn lanes(fin: Format, arith: Arith, (w_lo, w_hi): (i64, i64), isa: Isa, u8_allowed: bool, direct: bool) -> Lanes {
     if isa < Isa::Avx2 {
-        return Lanes { i16: false, u8: false, split: false };
+        return Lanes { i16: false, u8: false, split: false, direct };
     }
     if direct {
-        return Lanes { i16: true, u8: false, split: false };
+        return Lanes { i16: true, u8: false, split: false, direct };
     }
     let (lo, hi) = fin.code_range(arith.range);
     let fits = |(min, max): (i64, i64), l: i64, h: i64| min >= l && max <= h;
@@ -367,6 +420,7 @@ fn lanes(fin: Format, arith: Arith, (w_lo, w_hi): (i64, i64), isa: Isa, u8_allow
         i16,
         u8: u8_allowed && lo >= 0 && hi <= 255 && w_i8 && pairs_fit,
         split: w_i16 && fits((lo, hi), i16::MIN.into(), u16::MAX.into()),
+        direct,
     }
 }
 
@@ -427,9 +481,11 @@ impl<'g> FixedEngine<'g> {
                     let lanes = lanes(fin, arith, w_range, isa, u8_allowed && !direct, direct);
                     let precision =
                         choose_precision(graph.fan_in(node), fin.max_abs_code(arith.range), max_w, max_b, lanes);
-                    let int = matches!(precision, Precision::I16 | Precision::U8 | Precision::I16Split).then(|| {
+                    let integer = [Precision::I16, Precision::U8, Precision::I16Split, Precision::I16Blocks];
+                    let int = integer.contains(&precision).then(|| {
                         let (of, acc) = (fmts[node.output], l.accumulator);
-                        IntParams::new(node, precision, &w_codes, &bias_acc, &frac_acc, of, arith, acc, depthwise)
+                        let taps = block_taps(fin.max_abs_code(arith.range), max_w);
+                        IntParams::new(node, precision, &w_codes, &bias_acc, &frac_acc, of, arith, acc, depthwise, taps)
                     });
                     let mut p = QParams {
                         w_f32: Vec::new(),
@@ -444,7 +500,11 @@ impl<'g> FixedEngine<'g> {
                     match precision {
                         Precision::F32 => p.w_f32 = w_codes.iter().map(|&k| k as f32).collect(),
                         Precision::F64 => p.w_f64 = w_codes.iter().map(|&k| k as f64).collect(),
-                        Precision::I128 | Precision::I16 | Precision::U8 | Precision::I16Split => {}
+                        Precision::I128
+                        | Precision::I16
+                        | Precision::U8
+                        | Precision::I16Split
+                        | Precision::I16Blocks => {}
                     }
                     p.w_i128 = w_codes.iter().map(|&k| i128::from(k)).collect();
                     QNode::Params(Box::new(p))
@@ -668,57 +728,91 @@ impl FixedEngine<'_> {
         s: &mut Scratch,
         sums: &mut Vec<i32>,
     ) -> SumLayout {
+        let ph = Phases::new(geom, input, code, self.isa, L::scratch(s).0);
+        self.phase_sums(geom, &ph, packed, 0..geom.k(), s, sums)
+    }
+
+    /// The sums over input taps `taps` (of each group's `(channel, kernel tap)` order) of a
+    /// convolution whose input phases `ph` are in `L`'s code scratch.
+    fn phase_sums<L: EngineLane>(
+        &self,
+        geom: &ConvGeom,
+        ph: &Phases,
+        packed: &[PackedWeights<L>],
+        taps: std::ops::Range<usize>,
+        s: &mut Scratch,
+        sums: &mut Vec<i32>,
+    ) -> SumLayout {
         let og = geom.out_c / geom.groups;
         let (codes, cols, _, offsets) = L::scratch(s);
-        let ph = Phases::new(geom, input, code, self.isa, codes);
         sums.resize(geom.out_c * ph.n, 0);
         let cg = geom.in_c / geom.groups;
         for (grp, wts) in packed.iter().enumerate() {
             offsets.clear();
-            offsets.extend((grp * cg..(grp + 1) * cg).flat_map(|c| ph.taps.iter().map(move |t| c * ph.chan + t)));
+            let all = (grp * cg..(grp + 1) * cg).flat_map(|c| ph.taps.iter().map(move |t| c * ph.chan + t));
+            offsets.extend(all.skip(taps.start).take(taps.len()));
             int16::pack_runs(offsets, ph.n, codes, cols, self.isa);
             int16::gemm(wts, ph.n, cols, &mut sums[grp * og * ph.n..(grp + 1) * og * ph.n], self.isa);
         }
         ph.layout(geom)
     }
 
-    /// A conv or dense layer on the split carrier ([`Precision::I16Split`]): the sums of each
-    /// 8-bit digit of the input codes on the i16 kernels, combined exactly on the scalar path.
-    fn split(&self, idx: usize, node: &Node, p: &QParams, input: &[i64], s: &mut Scratch, out: &mut Vec<i64>) {
+    /// A conv or dense layer whose sums leave i32, on the i16 kernels in passes whose sums fit
+    /// it, added up in i64: each 8-bit digit of the input codes over every tap
+    /// ([`Precision::I16Split`]: `k = 256 * (k >> 8) + (k & 255)`, arithmetic shift), or the
+    /// codes over each block of taps ([`Precision::I16Blocks`]).
+    fn wide(&self, idx: usize, node: &Node, p: &QParams, input: &[i64], s: &mut Scratch, out: &mut Vec<i64>) {
         let q = p.int.as_ref().expect("integer parameters");
-        // `k = 256 * (k >> 8) + (k & 255)` for every i64 `k` (arithmetic shift).
-        const DIGITS: [(u32, i64); 2] = [(0, 0xff), (8, -1)];
-        let mut sums = [std::mem::take(&mut s.i32), std::mem::take(&mut s.i32_b)];
+        let fan_in = self.graph.fan_in(node);
+        let passes: Vec<Pass> = match p.precision {
+            Precision::I16Split => vec![
+                Pass { shift: 0, mask: 0xff, taps: 0..fan_in, w: &q.i16, weight: 0 },
+                Pass { shift: 8, mask: -1, taps: 0..fan_in, w: &q.i16, weight: 8 },
+            ],
+            _ => {
+                q.blocks.iter().map(|(taps, w)| Pass { shift: 0, mask: -1, taps: taps.clone(), w, weight: 0 }).collect()
+            }
+        };
+        let mut sums = std::mem::take(&mut s.i32);
+        let mut acc = std::mem::take(&mut s.i64);
         let mut layout = SumLayout::dense(1);
-        for ((shift, mask), sums) in DIGITS.into_iter().zip(&mut sums) {
+        let mut phases = None;
+        for (i, Pass { shift, mask, taps, w, weight }) in passes.into_iter().enumerate() {
             let digit = move |k: i64| ((k >> shift) & mask) as i16;
+            // The codes each pass reads: converted again only where the digit changes.
+            let fresh = i == 0 || mask != -1 || shift != 0;
             layout = match &node.op {
                 Op::Dense(d) => {
-                    s.i16.resize(input.len(), 0);
-                    convert(input, &mut s.i16, digit, self.isa);
+                    if fresh {
+                        s.i16.resize(input.len(), 0);
+                        convert(input, &mut s.i16, digit, self.isa);
+                    }
                     sums.resize(d.out_features, 0);
-                    int16::gemv(d.in_features, &q.i16.dense, &s.i16, sums, self.isa);
+                    int16::gemv(taps.len(), &w.dense, &s.i16[taps], &mut sums, self.isa);
                     SumLayout::dense(1)
                 }
-                _ => self.conv_sums(&conv_geom(self.graph, node), input, digit, &q.i16.packed, s, sums),
+                _ => {
+                    let geom = conv_geom(self.graph, node);
+                    if fresh {
+                        phases = Some(Phases::new(&geom, input, digit, self.isa, &mut s.i16));
+                    }
+                    let ph = phases.as_ref().expect("phases of the first pass");
+                    self.phase_sums(&geom, ph, &w.packed, taps, s, &mut sums)
+                }
             };
-        }
-        if let Some((bias, runs)) = &q.wide {
-            s.i64.clear();
-            s.i64.extend(sums[0].iter().zip(&sums[1]).map(|(&l, &h)| (i64::from(h) << 8) + i64::from(l)));
-            apply_runs(&mut s.i64, layout, bias, runs, out, self.isa);
-        } else {
-            let (of, act) = (self.fmts[node.output], node.op.activation());
-            for ((row, lo), (_, hi)) in layout.real(&sums[0]).zip(layout.real(&sums[1])) {
-                let (bias, frac) = (p.bias_acc[row], p.frac_acc[row]);
-                out.extend(
-                    lo.iter()
-                        .zip(hi)
-                        .map(|(&l, &h)| self.finish(idx, (i128::from(h) << 8) + i128::from(l) + bias, frac, of, act)),
-                );
+            if i == 0 {
+                acc.clear();
+                acc.extend(sums.iter().map(|&x| i64::from(x) << weight));
+            } else {
+                acc.iter_mut().zip(&sums).for_each(|(a, &x)| *a += i64::from(x) << weight);
             }
         }
-        [s.i32, s.i32_b] = sums;
+        if let Some((bias, runs)) = &q.wide {
+            apply_runs(&mut acc, layout, bias, runs, out, self.isa);
+        } else {
+            self.finish_rows(idx, node, p, layout, &acc, i128::from, out);
+        }
+        (s.i32, s.i64) = (sums, acc);
     }
 
     fn dense_int<L: EngineLane>(
@@ -747,6 +841,16 @@ impl FixedEngine<'_> {
             None => self.finish_rows(idx, node, p, layout, acc, i128::from, out),
         }
     }
+}
+
+/// One GEMM pass of a wide layer: input codes `(k >> shift) & mask` over taps `taps` against
+/// the weights `w`, its sums weighing `2^weight`.
+struct Pass<'a> {
+    shift: u32,
+    mask: i64,
+    taps: std::ops::Range<usize>,
+    w: &'a LaneParams<i16>,
+    weight: u32,
 }
 
 /// The vectorized epilogue of each run of channels (see [`IntParams`]) over rows of sums laid out
@@ -852,7 +956,7 @@ impl Engine for FixedEngine<'_> {
             (Op::Conv(_), QNode::Params(p)) => match p.precision {
                 Precision::I16 => self.conv_int::<i16>(idx, node, p, ins[0], s, out),
                 Precision::U8 => self.conv_int::<u8>(idx, node, p, ins[0], s, out),
-                Precision::I16Split => self.split(idx, node, p, ins[0], s, out),
+                Precision::I16Split | Precision::I16Blocks => self.wide(idx, node, p, ins[0], s, out),
                 Precision::F32 => self.conv::<f32>(idx, node, ins[0], s, out),
                 Precision::F64 => self.conv::<f64>(idx, node, ins[0], s, out),
                 Precision::I128 => self.conv::<i128>(idx, node, ins[0], s, out),
@@ -860,7 +964,7 @@ impl Engine for FixedEngine<'_> {
             (Op::Dense(_), QNode::Params(p)) => match p.precision {
                 Precision::I16 => self.dense_int::<i16>(idx, node, p, ins[0], s, out),
                 Precision::U8 => self.dense_int::<u8>(idx, node, p, ins[0], s, out),
-                Precision::I16Split => self.split(idx, node, p, ins[0], s, out),
+                Precision::I16Split | Precision::I16Blocks => self.wide(idx, node, p, ins[0], s, out),
                 Precision::F32 => self.dense::<f32>(idx, node, ins[0], s, out),
                 Precision::F64 => self.dense::<f64>(idx, node, ins[0], s, out),
                 Precision::I128 => self.dense::<i128>(idx, node, ins[0], s, out),
