@@ -659,6 +659,25 @@ proptest! {
     }
 }
 
+/// The small net of the carrier tests: an 8x8 two-channel input, a strided conv1 of four
+/// channels, ReLUs, a flatten head; an affine layer after conv1 with activation `affine_act`.
+fn carrier_net(affine_act: Option<usize>) -> NetSpec {
+    NetSpec {
+        channels: 2,
+        hw: 8,
+        conv1_window: 1,
+        conv1_out: 4,
+        conv1_act: 1,
+        unfused_act: None,
+        affine_act,
+        add_act: 1,
+        pool_pad: 0,
+        avg_pool: None,
+        reduce: Reduce::Flatten,
+        fc1_act: 1,
+    }
+}
+
 /// Unsigned 8-bit activations against 6-bit weights: on every instruction set of the integer
 /// carriers the machine has, the u8 x i8 carrier takes the layers whose input codes fit u8
 /// (on AVX2 too: 2 * 255 * 32 keeps `vpmaddubsw`'s pair sums within i16), the i16 one takes
@@ -666,21 +685,7 @@ proptest! {
 /// stops being taken fails here.
 #[test]
 fn u8_carrier_takes_unsigned_8_bit_layers_and_is_exact() {
-    let spec = NetSpec {
-        channels: 2,
-        hw: 8,
-        conv1_window: 1,
-        conv1_out: 4,
-        conv1_act: 1,
-        unfused_act: None,
-        affine_act: None,
-        add_act: 1,
-        pool_pad: 0,
-        avg_pool: None,
-        reduce: Reduce::Flatten,
-        fc1_act: 1,
-    };
-    let g = random_net(&spec, 11);
+    let g = random_net(&carrier_net(None), 11);
     let layer = LayerSpec {
         weights: (6, 4),
         bias: (8, 4),
@@ -736,21 +741,7 @@ fn blocked_carrier_takes_i16_codes_whose_sums_leave_i32_and_is_exact() {
 /// parameterised layer must run on `want(op)`, a split or blocked one with the vectorized
 /// epilogue.
 fn wide_carrier_case(weights: (u32, i32), output: (u32, i32), input: Format, want: impl Fn(&Op) -> Precision) {
-    let spec = NetSpec {
-        channels: 2,
-        hw: 8,
-        conv1_window: 1,
-        conv1_out: 4,
-        conv1_act: 1,
-        unfused_act: None,
-        affine_act: Some(1),
-        add_act: 1,
-        pool_pad: 0,
-        avg_pool: None,
-        reduce: Reduce::Flatten,
-        fc1_act: 1,
-    };
-    let g = random_net(&spec, 12);
+    let g = random_net(&carrier_net(Some(1)), 12);
     let layer = LayerSpec { weights, bias: (16, 10), output, unsigned: true, accumulator: None, per_channel: true };
     let f = Formats { arith: Arith::default(), input, layers: vec![layer; 12] };
     let a = assignment(&g, &f);
