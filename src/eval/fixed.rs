@@ -131,24 +131,55 @@ struct IntParams {
     u8: LaneParams<u8>,
     /// Depthwise conv: weight codes `[out][kh * kw]` for the direct kernel's i32 sums.
     dw: Vec<i32>,
-    /// Bias codes aligned to the accumulator (they fit i32: the carrier's bound includes them).
-    bias: Vec<i32>,
-    /// The vectorized epilogue, where the layer's arithmetic is its common case: runs of output
-    /// channels that share one (one run unless the weights have per-channel offsets), each as
-    /// (end channel, epilogue).
-    requant: Option<Runs<i32>>,
     /// [`Precision::I16Blocks`]: each block's input taps and weights.
     blocks: Vec<(std::ops::Range<usize>, LaneParams<i16>)>,
-    /// The split carrier's vectorized epilogue over its recombined i64 sums (bias codes, runs as
-    /// above), where every sum plus bias fits i64.
-    wide: Option<(Vec<i64>, Runs<i64>)>,
+    /// The vectorized epilogue over i32 sums (u8 and i16 carriers, direct kernels), where the
+    /// layer's arithmetic is its common case.
+    narrow: Option<Epilogue<i32>>,
+    /// The same over the i64 sums of a split or blocked layer, where every sum plus bias fits
+    /// i64.
+    wide: Option<Epilogue<i64>>,
 }
 
-/// Runs of output channels that share an epilogue, as (end channel, epilogue).
-type Runs<A> = Vec<(usize, Requant<A>)>;
+/// A layer's vectorized epilogue over sums of type `A`.
+struct Epilogue<A> {
+    /// Bias codes aligned to the accumulator (within `A`: the carrier's bound includes them).
+    bias: Vec<A>,
+    /// Runs of output channels that share one requantization (one run unless the weights have
+    /// per-channel offsets), each as (end channel, requantization).
+    runs: Vec<(usize, Requant<A>)>,
+}
+
+impl<A: Sum> Epilogue<A> {
+    /// The epilogue of a layer with output format `out` (see [`vector_requant`]), None outside
+    /// its common case or where a bias code leaves `A`.
+    fn new(
+        node: &Node,
+        bias_acc: &[i128],
+        frac_acc: &[i32],
+        out: Format,
+        arith: Arith,
+        accumulator: Option<u32>,
+    ) -> Option<Self> {
+        let bias =
+            bias_acc.iter().map(|&b| i64::try_from(b).ok().and_then(|b| A::try_from(b).ok())).collect::<Option<_>>()?;
+        let runs = requant_runs(frac_acc, |f| vector_requant(node.op.activation(), f, out, arith, accumulator))?;
+        Some(Epilogue { bias, runs })
+    }
+
+    /// Finish rows of sums laid out as `layout`, row `r` plus `bias[r]`, run by run.
+    fn apply(&self, acc: &mut [A], layout: SumLayout, out: &mut Vec<i64>, isa: Isa) {
+        let mut start = 0;
+        for &(end, ref rq) in &self.runs {
+            let rows = &mut acc[start * layout.per_row..end * layout.per_row];
+            int16::requant_rows(rows, layout, &self.bias[start..end], rq, out, isa);
+            start = end;
+        }
+    }
+}
 
 impl IntParams {
-    /// The integer form, on `precision` (`I16`, `U8` or `I16Split`), of a layer whose codes
+    /// The integer form, on `precision` (`I16`, `U8`, `I16Split` or `I16Blocks`), of a layer whose codes
     /// (`w_codes`, `bias_acc` at each channel's `frac_acc`) passed that carrier's bound; `out` is
     /// its output format, `accumulator` its accumulator width, `depthwise` whether it runs on the
     /// direct depthwise kernel, `block_taps` the taps per block of an `I16Blocks` layer. A split
@@ -167,9 +198,7 @@ impl IntParams {
         block_taps: usize,
     ) -> Self {
         let u8 = precision == Precision::U8;
-        let split = matches!(precision, Precision::I16Split | Precision::I16Blocks);
-        // A split or blocked layer's sums are below fan_in * 2^16 * 2^15: with fan_in < 2^30 and
-        // every bias below 2^61, sum plus bias fits i64 with room to spare.
+        let wide_sums = matches!(precision, Precision::I16Split | Precision::I16Blocks);
         let fan_in = w_codes.len() / bias_acc.len().max(1);
         let blocks = match precision {
             Precision::I16Blocks => (0..fan_in)
@@ -181,16 +210,17 @@ impl IntParams {
                 .collect(),
             _ => Vec::new(),
         };
+        // A split or blocked layer's sums are below fan_in * 2^16 * 2^15: with fan_in < 2^30 and
+        // every bias below 2^61, sum plus bias fits i64 with room to spare.
         let i64_fits = fan_in < 1 << 30 && bias_acc.iter().all(|b| b.unsigned_abs() < 1 << 61);
-        let wide = (split && i64_fits)
-            .then(|| {
-                let runs =
-                    requant_runs(frac_acc, |f| vector_requant(node.op.activation(), f, out, arith, accumulator))?;
-                Some((bias_acc.iter().map(|&b| b as i64).collect(), runs))
-            })
-            .flatten();
+        let (narrow, wide) = if wide_sums {
+            (None, i64_fits.then(|| Epilogue::new(node, bias_acc, frac_acc, out, arith, accumulator)).flatten())
+        } else {
+            (Epilogue::new(node, bias_acc, frac_acc, out, arith, accumulator), None)
+        };
         IntParams {
             blocks,
+            narrow,
             wide,
             i16: if u8 || precision == Precision::I16Blocks {
                 LaneParams::empty()
@@ -199,12 +229,6 @@ impl IntParams {
             },
             u8: if u8 { LaneParams::new(node, w_codes, depthwise) } else { LaneParams::empty() },
             dw: if depthwise { w_codes.iter().map(|&k| k as i32).collect() } else { Vec::new() },
-            bias: if split { Vec::new() } else { bias_acc.iter().map(|&b| b as i32).collect() },
-            requant: if split {
-                None
-            } else {
-                requant_runs(frac_acc, |f| vector_requant(node.op.activation(), f, out, arith, accumulator))
-            },
         }
     }
 }
@@ -236,7 +260,10 @@ impl EngineLane for u8 {
 
 /// The epilogue of each run of channels with the same accumulator offset, as (end channel,
 /// epilogue); None if any run lacks one (the layer then finishes on the scalar path).
-fn requant_runs<A: Sum>(frac_acc: &[i32], epilogue: impl Fn(i32) -> Option<Requant<A>>) -> Option<Runs<A>> {
+fn requant_runs<A: Sum>(
+    frac_acc: &[i32],
+    epilogue: impl Fn(i32) -> Option<Requant<A>>,
+) -> Option<Vec<(usize, Requant<A>)>> {
     let mut runs = Vec::new();
     for (c, &f) in frac_acc.iter().enumerate() {
         match runs.last_mut() {
@@ -479,12 +506,12 @@ impl<'g> FixedEngine<'g> {
                     let depthwise = matches!(node.op, Op::Conv(_)) && conv_geom(graph, node).is_depthwise();
                     let direct = depthwise || matches!(node.op, Op::Affine(_));
                     let lanes = lanes(fin, arith, w_range, isa, u8_allowed && !direct, direct);
-                    let precision =
-                        choose_precision(graph.fan_in(node), fin.max_abs_code(arith.range), max_w, max_b, lanes);
+                    let max_a = fin.max_abs_code(arith.range);
+                    let precision = choose_precision(graph.fan_in(node), max_a, max_w, max_b, lanes);
                     let integer = [Precision::I16, Precision::U8, Precision::I16Split, Precision::I16Blocks];
                     let int = integer.contains(&precision).then(|| {
                         let (of, acc) = (fmts[node.output], l.accumulator);
-                        let taps = block_taps(fin.max_abs_code(arith.range), max_w);
+                        let taps = block_taps(max_a, max_w);
                         IntParams::new(node, precision, &w_codes, &bias_acc, &frac_acc, of, arith, acc, depthwise, taps)
                     });
                     let mut p = QParams {
@@ -590,7 +617,7 @@ impl<'g> FixedEngine<'g> {
         self.nodes
             .iter()
             .map(|n| match n {
-                QNode::Params(p) => p.int.as_ref().is_some_and(|q| q.requant.is_some() || q.wide.is_some()),
+                QNode::Params(p) => p.int.as_ref().is_some_and(|q| q.narrow.is_some() || q.wide.is_some()),
                 QNode::Add { .. } => true,
                 QNode::Plain => false,
             })
@@ -779,8 +806,8 @@ impl FixedEngine<'_> {
         let mut phases = None;
         for (i, Pass { shift, mask, taps, w, weight }) in passes.into_iter().enumerate() {
             let digit = move |k: i64| ((k >> shift) & mask) as i16;
-            // The codes each pass reads: converted again only where the digit changes.
-            let fresh = i == 0 || mask != -1 || shift != 0;
+            // The codes each pass reads: the blocks share one conversion, each digit has its own.
+            let fresh = i == 0 || p.precision == Precision::I16Split;
             layout = match &node.op {
                 Op::Dense(d) => {
                     if fresh {
@@ -807,8 +834,8 @@ impl FixedEngine<'_> {
                 acc.iter_mut().zip(&sums).for_each(|(a, &x)| *a += i64::from(x) << weight);
             }
         }
-        if let Some((bias, runs)) = &q.wide {
-            apply_runs(&mut acc, layout, bias, runs, out, self.isa);
+        if let Some(e) = &q.wide {
+            e.apply(&mut acc, layout, out, self.isa);
         } else {
             self.finish_rows(idx, node, p, layout, &acc, i128::from, out);
         }
@@ -836,8 +863,8 @@ impl FixedEngine<'_> {
     /// Finish i32 sums, one row per channel laid out as `layout`: vectorized in the common case.
     fn finish_i32(&self, idx: usize, node: &Node, p: &QParams, layout: SumLayout, out: &mut Vec<i64>, acc: &mut [i32]) {
         let q = p.int.as_ref().expect("integer parameters");
-        match &q.requant {
-            Some(runs) => apply_runs(acc, layout, &q.bias, runs, out, self.isa),
+        match &q.narrow {
+            Some(e) => e.apply(acc, layout, out, self.isa),
             None => self.finish_rows(idx, node, p, layout, acc, i128::from, out),
         }
     }
@@ -851,24 +878,6 @@ struct Pass<'a> {
     taps: std::ops::Range<usize>,
     w: &'a LaneParams<i16>,
     weight: u32,
-}
-
-/// The vectorized epilogue of each run of channels (see [`IntParams`]) over rows of sums laid out
-/// as `layout`, row `r` plus `bias[r]`.
-fn apply_runs<A: Sum>(
-    acc: &mut [A],
-    layout: SumLayout,
-    bias: &[A],
-    runs: &[(usize, Requant<A>)],
-    out: &mut Vec<i64>,
-    isa: Isa,
-) {
-    let mut start = 0;
-    for &(end, ref rq) in runs {
-        let rows = &mut acc[start * layout.per_row..end * layout.per_row];
-        int16::requant_rows(rows, layout, &bias[start..end], rq, out, isa);
-        start = end;
-    }
 }
 
 /// `quantize` every real of `x` into `f`, appended to `out`.
@@ -969,7 +978,7 @@ impl Engine for FixedEngine<'_> {
                 Precision::F64 => self.dense::<f64>(idx, node, ins[0], s, out),
                 Precision::I128 => self.dense::<i128>(idx, node, ins[0], s, out),
             },
-            (Op::Affine(a), QNode::Params(p)) if p.int.as_ref().is_some_and(|q| q.requant.is_some()) => {
+            (Op::Affine(a), QNode::Params(p)) if p.int.as_ref().is_some_and(|q| q.narrow.is_some()) => {
                 // A stand-alone BatchNorm: each channel's products in i32 (the carrier's bound
                 // holds for max|a| * max|w| + max|b|), then the vectorized epilogue.
                 let per = ins[0].len() / a.channels;
