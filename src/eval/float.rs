@@ -1,13 +1,17 @@
 //! The float32 reference path: what the model computes before quantization.
 
-use super::kernels::{conv_image, depthwise, pool_windows, ConvGeom, Gemm, Isa};
+use super::kernels::{depthwise, pool_windows, ConvGeom, Isa, Phases};
 use super::runner::{run_image, Engine, Scratch, Workspace};
+use super::sgemm::{self, FloatIsa, PackedF32};
 use crate::model::{Activation, Graph, Node, Op};
 
 /// Float parameters of one layer, cast once from the IR's f64.
 struct Params {
     weight: Vec<f32>,
     bias: Vec<f32>,
+    /// A convolution's weights packed for [`sgemm::gemm_runs`], one matrix per group (none for
+    /// depthwise convolutions, which run on their own kernel, and for other layers).
+    packed: Vec<PackedF32>,
 }
 
 pub struct FloatEngine<'g> {
@@ -15,6 +19,8 @@ pub struct FloatEngine<'g> {
     params: Vec<Option<Params>>,
     /// The instruction set the depthwise kernel's loops run on.
     isa: Isa,
+    /// The GEMM kernels' instruction set.
+    fisa: FloatIsa,
 }
 
 impl<'g> FloatEngine<'g> {
@@ -23,13 +29,22 @@ impl<'g> FloatEngine<'g> {
             .nodes
             .iter()
             .map(|n| {
-                n.op.params().map(|(w, b)| Params {
-                    weight: w.iter().map(|&x| x as f32).collect(),
-                    bias: b.iter().map(|&x| x as f32).collect(),
+                n.op.params().map(|(w, b)| {
+                    let weight: Vec<f32> = w.iter().map(|&x| x as f32).collect();
+                    let packed = match &n.op {
+                        Op::Conv(_) if !conv_geom(graph, n).is_depthwise() => {
+                            let geom = conv_geom(graph, n);
+                            let (og, k) = (geom.out_c / geom.groups, geom.k());
+                            weight.chunks_exact(og * k).map(|w| PackedF32::new(og, k, w)).collect()
+                        }
+                        _ => Vec::new(),
+                    };
+                    Params { weight, bias: b.iter().map(|&x| x as f32).collect(), packed }
                 })
             })
             .collect();
-        FloatEngine { graph, params, isa: Isa::best() }
+        let isa = Isa::best();
+        FloatEngine { graph, params, isa, fisa: FloatIsa::for_isa(isa) }
     }
 
     /// Run one sample, returning the logits.
@@ -52,16 +67,16 @@ pub fn activate(x: f32, act: Activation) -> f32 {
     }
 }
 
-/// `activate(v + bias)` for every value of a channel, in place: the same operations per value
-/// as [`activate`], with the activation chosen once per channel instead of per value, so that
-/// the loops vectorize.
-fn add_bias_activate(vals: &mut [f32], bias: f32, act: Activation) {
+/// `activate(f(v))` for every value, in place: the same operations per value as [`activate`],
+/// with the activation chosen once instead of per value, so that the loops vectorize.
+#[inline(always)]
+fn activate_with(vals: &mut [f32], act: Activation, f: impl Fn(f32) -> f32) {
     match act {
-        Activation::None => vals.iter_mut().for_each(|v| *v += bias),
-        Activation::Relu => vals.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
+        Activation::None => vals.iter_mut().for_each(|v| *v = f(*v)),
+        Activation::Relu => vals.iter_mut().for_each(|v| *v = f(*v).max(0.0)),
         Activation::Clip { min, max } => {
             let (lo, hi) = (min as f32, max as f32);
-            vals.iter_mut().for_each(|v| *v = (*v + bias).clamp(lo, hi));
+            vals.iter_mut().for_each(|v| *v = f(*v).clamp(lo, hi));
         }
     }
 }
@@ -87,32 +102,82 @@ impl Engine for FloatEngine<'_> {
     type T = f32;
 
     fn compute(&self, idx: usize, node: &Node, ins: &[&[f32]], out: &mut Vec<f32>, s: &mut Scratch) {
+        match self.isa {
+            // SAFETY: `Isa::best` chose the variant only where the machine has its features; the
+            // body is safe code compiled for them (its elementwise loops vectorize on them).
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => unsafe { self.compute_avx512(idx, node, ins, out, s) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { self.compute_avx2(idx, node, ins, out, s) },
+            _ => self.compute_body(idx, node, ins, out, s),
+        }
+    }
+}
+
+impl FloatEngine<'_> {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn compute_avx2(&self, idx: usize, node: &Node, ins: &[&[f32]], out: &mut Vec<f32>, s: &mut Scratch) {
+        self.compute_body(idx, node, ins, out, s);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
+    unsafe fn compute_avx512(&self, idx: usize, node: &Node, ins: &[&[f32]], out: &mut Vec<f32>, s: &mut Scratch) {
+        self.compute_body(idx, node, ins, out, s);
+    }
+
+    #[inline(always)]
+    fn compute_body(&self, idx: usize, node: &Node, ins: &[&[f32]], out: &mut Vec<f32>, s: &mut Scratch) {
         let g = self.graph;
         let n_out = g.values[node.output].numel();
         match &node.op {
             Op::Conv(c) => {
                 let p = self.params[idx].as_ref().unwrap();
                 let geom = conv_geom(g, node);
-                if geom.is_depthwise() {
-                    let layout = depthwise(&geom, ins[0], &p.weight, |x| x, self.isa, &mut s.f32, &mut s.f32_b);
-                    for (oc, seg) in layout.real(&s.f32_b) {
-                        let start = out.len();
-                        out.extend_from_slice(seg);
-                        add_bias_activate(&mut out[start..], p.bias[oc], c.activation);
+                let (og, cg) = (geom.out_c / geom.groups, geom.in_c / geom.groups);
+                let w = &geom.window;
+                if !geom.is_depthwise() && w.kernel == [1, 1] && w.stride == [1, 1] && w.pads == [0; 4] {
+                    // A pointwise convolution reads its input's channels as they lie and sums
+                    // straight into the output.
+                    let hw = geom.pixels();
+                    out.resize(n_out, 0.0);
+                    for (grp, wts) in p.packed.iter().enumerate() {
+                        s.offsets.clear();
+                        s.offsets.extend((grp * cg..(grp + 1) * cg).map(|c| c * hw));
+                        let sums = &mut out[grp * og * hw..(grp + 1) * og * hw];
+                        sgemm::gemm_runs(wts, ins[0], &s.offsets, hw, sums, self.fisa);
+                    }
+                    for (chunk, &b) in out.chunks_exact_mut(hw).zip(&p.bias) {
+                        activate_with(chunk, c.activation, |v| v + b);
                     }
                     return;
                 }
-                out.resize(n_out, 0.0);
-                conv_image(&geom, ins[0], &p.weight, |x| x, &mut s.f32, out);
-                let px = geom.pixels();
-                for (chunk, &b) in out.chunks_mut(px).zip(&p.bias) {
-                    add_bias_activate(chunk, b, c.activation);
+                let layout = if geom.is_depthwise() {
+                    depthwise(&geom, ins[0], &p.weight, |x| x, self.isa, &mut s.f32, &mut s.f32_b)
+                } else {
+                    let ph = Phases::new(&geom, ins[0], |x| x, self.isa, &mut s.f32);
+                    s.f32_b.resize(geom.out_c * ph.n, 0.0);
+                    for (grp, wts) in p.packed.iter().enumerate() {
+                        s.offsets.clear();
+                        let chans = grp * cg..(grp + 1) * cg;
+                        s.offsets.extend(chans.flat_map(|c| ph.taps.iter().map(move |t| c * ph.chan + t)));
+                        let sums = &mut s.f32_b[grp * og * ph.n..(grp + 1) * og * ph.n];
+                        sgemm::gemm_runs(wts, &s.f32, &s.offsets, ph.n, sums, self.fisa);
+                    }
+                    ph.layout(&geom)
+                };
+                for (oc, seg) in layout.real(&s.f32_b) {
+                    let start = out.len();
+                    out.extend_from_slice(seg);
+                    let b = p.bias[oc];
+                    activate_with(&mut out[start..], c.activation, |v| v + b);
                 }
             }
             Op::Dense(d) => {
                 let p = self.params[idx].as_ref().unwrap();
                 out.resize(d.out_features, 0.0);
-                f32::gemm(d.out_features, d.in_features, 1, &p.weight, ins[0], out);
+                sgemm::gemv(d.in_features, &p.weight, ins[0], out, self.fisa);
                 for (v, b) in out.iter_mut().zip(&p.bias) {
                     *v = activate(*v + b, d.activation);
                 }
@@ -120,13 +185,15 @@ impl Engine for FloatEngine<'_> {
             Op::Affine(a) => {
                 let p = self.params[idx].as_ref().unwrap();
                 let per = ins[0].len() / a.channels;
-                for (i, &x) in ins[0].iter().enumerate() {
-                    let c = i / per;
-                    out.push(activate(p.weight[c] * x + p.bias[c], a.activation));
+                for ((xs, &w), &b) in ins[0].chunks_exact(per).zip(&p.weight).zip(&p.bias) {
+                    let start = out.len();
+                    out.extend_from_slice(xs);
+                    activate_with(&mut out[start..], a.activation, |x| w * x + b);
                 }
             }
             Op::Add { activation } => {
-                out.extend(ins[0].iter().zip(ins[1]).map(|(a, b)| activate(a + b, *activation)));
+                out.extend(ins[0].iter().zip(ins[1]).map(|(a, b)| a + b));
+                activate_with(out, *activation, |v| v);
             }
             Op::Concat => {
                 for x in ins {
@@ -146,7 +213,10 @@ impl Engine for FloatEngine<'_> {
                 let hw = shape[1] * shape[2];
                 out.extend(ins[0].chunks(hw).map(|ch| ch.iter().sum::<f32>() / hw as f32));
             }
-            Op::Activation(a) => out.extend(ins[0].iter().map(|&x| activate(x, *a))),
+            Op::Activation(a) => {
+                out.extend_from_slice(ins[0]);
+                activate_with(out, *a, |v| v);
+            }
             Op::MaxPool(_) | Op::GlobalMaxPool | Op::Flatten => unreachable!("handled by the runner"),
         }
     }

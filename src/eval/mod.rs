@@ -7,6 +7,7 @@ pub mod int16;
 pub mod kernels;
 pub mod paired;
 pub mod runner;
+pub mod sgemm;
 
 use crate::config::LossKind;
 use crate::data::{Dataset, Preprocess};
