@@ -298,3 +298,36 @@ pub fn map_outputs<E: Engine, R: Send>(
         )
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fast max-pool (rows first, then columns: in pairs or window by window)
+        /// against every window gathered by `pool_windows` and reduced by `max_of`, for every
+        /// kernel, stride and padding it takes (each pad below its kernel).
+        #[test]
+        fn max_pool_equals_the_windows_maxima(
+            (kh, kw) in (1usize..5, 1usize..5),
+            (sh, sw) in (1usize..4, 1usize..4),
+            pads in (0usize..4, 0usize..4, 0usize..4, 0usize..4),
+            (c, h, wd) in (1usize..3, 1usize..9, 1usize..12),
+            seed in any::<u64>(),
+        ) {
+            let pads = [pads.0 % kh, pads.1 % kw, pads.2 % kh, pads.3 % kw];
+            let w = Window { kernel: [kh, kw], stride: [sh, sw], pads, dilation: [1, 1] };
+            prop_assume!(h + pads[0] + pads[2] >= kh && wd + pads[1] + pads[3] >= kw);
+            let [oh, ow] = w.output_hw(h, wd).unwrap();
+            // Few distinct values, so that ties are common.
+            let input: Vec<i64> =
+                (0..c * h * wd).map(|i| ((i as u64 ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 61) as i64 - 3).collect();
+            let mut want = vec![0; c * oh * ow];
+            pool_windows(&input, &[c, h, wd], &w, [oh, ow], |ch, p, vals, _| want[ch * oh * ow + p] = max_of(vals));
+            let mut got = Vec::new();
+            max_pool(&input, &[c, h, wd], &w, &[c, oh, ow], &mut got);
+            prop_assert_eq!(got, want);
+        }
+    }
+}

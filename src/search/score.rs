@@ -7,7 +7,7 @@ use crate::config::{LossKind, Signal};
 use crate::eval::fixed::FixedEngine;
 use crate::eval::paired::{compare, Paired};
 use crate::eval::runner::{live_at, run_nodes, Workspace};
-use crate::fixed::{Assignment, Format};
+use crate::fixed::{Arith, Assignment, Format};
 use crate::model::Graph;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -78,24 +78,36 @@ const PREFIX_BYTES: usize = 1 << 30;
 /// Samples per early-stopping check.
 const CHUNK: usize = 250;
 
-/// Load sample `i` into `ws`: its saved prefix tensors, or its quantized input.
+/// Load sample `i` into `ws`: its saved prefix tensors, or its quantized input (from `codes`,
+/// or quantized into the `scratch`).
+#[allow(clippy::too_many_arguments)]
 fn begin(
     graph: &Graph,
     engine: &FixedEngine,
     prefix: Option<&Prefix>,
+    codes: Option<&InputCodes>,
     input: &[f64],
     i: usize,
     ws: &mut Workspace<i64>,
-    codes: &mut Vec<i64>,
+    scratch: &mut Vec<i64>,
 ) {
-    match prefix {
-        Some(p) => ws.load(&p.live, &p.values[i]),
-        None => {
-            codes.clear();
-            engine.quantize_input(input, codes);
-            ws.load(&[graph.input], std::slice::from_ref(codes));
+    match (prefix, codes) {
+        (Some(p), _) => ws.load(&p.live, &p.values[i]),
+        (None, Some(c)) => ws.load(&[graph.input], std::slice::from_ref(&c.codes[i])),
+        (None, None) => {
+            scratch.clear();
+            engine.quantize_input(input, scratch);
+            ws.load(&[graph.input], std::slice::from_ref(scratch));
         }
     }
+}
+
+/// Every search image's input codes in one input format: candidates that change no input
+/// format (most of a search) start from these instead of quantizing every image again.
+struct InputCodes {
+    format: Format,
+    arith: Arith,
+    codes: Vec<Vec<i64>>,
 }
 
 /// First node whose computation differs between `a` and `b` (every node before it produces the
@@ -145,6 +157,9 @@ pub struct Scorer<'e> {
     rest_min: Vec<f64>,
     memo: HashMap<String, Known>,
     prefix: Option<Prefix>,
+    /// The input codes of the last input format scored (None where they would not fit
+    /// [`PREFIX_BYTES`]).
+    input_codes: Option<InputCodes>,
     last: Option<Assignment>,
     /// Whether to reuse saved prefixes (off only to measure what they save).
     pub reuse_prefix: bool,
@@ -216,6 +231,7 @@ impl<'e> Scorer<'e> {
             rest_min,
             memo: HashMap::new(),
             prefix: None,
+            input_codes: None,
             last: None,
             reuse_prefix: true,
             early_stop: true,
@@ -300,6 +316,7 @@ impl<'e> Scorer<'e> {
         let graph = self.graph;
         let n_nodes = graph.nodes.len();
         let engine = FixedEngine::new(graph, a).expect("validated assignment");
+        self.quantize_inputs(&engine, a);
         let step = 2f64.powi(-engine.formats()[graph.output].frac);
         // Where this candidate can start: after a saved prefix it agrees with, else the input.
         let mut start = match &self.prefix {
@@ -330,12 +347,13 @@ impl<'e> Scorer<'e> {
             let positions = c0..(c0 + CHUNK).min(n);
             let prefix = self.prefix.as_ref().filter(|_| from_prefix);
             let (inputs, labels, float, order) = (self.inputs, self.labels, self.float, &self.order);
+            let input_codes = self.input_codes.as_ref();
             let per_image: Vec<Paired> = order[positions.clone()]
                 .par_iter()
                 .map_init(
                     || (Workspace::new(graph), Vec::new()),
-                    |(ws, codes), &i| {
-                        begin(graph, &engine, prefix, &inputs[i], i, ws, codes);
+                    |(ws, scratch), &i| {
+                        begin(graph, &engine, prefix, input_codes, &inputs[i], i, ws, scratch);
                         run_nodes(graph, &engine, ws, start..n_nodes, false);
                         let out = ws.value(graph.output).iter().map(|&c| c as f64 * step);
                         compare(&float[i].1, float[i].0, out, labels[i])
@@ -354,6 +372,29 @@ impl<'e> Scorer<'e> {
         Some(total)
     }
 
+    /// Keep every search image's input codes in `a`'s input format (unless they are kept
+    /// already, or would not fit the cache budget).
+    fn quantize_inputs(&mut self, engine: &FixedEngine, a: &Assignment) {
+        if self.input_codes.as_ref().is_some_and(|c| c.format == a.input && c.arith == a.arith) {
+            return;
+        }
+        self.input_codes = None;
+        let per_sample = self.graph.values[self.graph.input].numel();
+        if per_sample * self.inputs.len() * 8 > PREFIX_BYTES {
+            return;
+        }
+        let codes = self
+            .inputs
+            .par_iter()
+            .map(|x| {
+                let mut c = Vec::with_capacity(x.len());
+                engine.quantize_input(x, &mut c);
+                c
+            })
+            .collect();
+        self.input_codes = Some(InputCodes { format: a.input, arith: a.arith, codes });
+    }
+
     /// Run nodes `from..to` for every sample (from the saved prefix when `from > 0`) and save
     /// the values live at `to`.
     fn run_prefix(&self, engine: &FixedEngine, from: usize, to: usize, live: &[usize]) -> Vec<Vec<Vec<i64>>> {
@@ -363,8 +404,8 @@ impl<'e> Scorer<'e> {
             .into_par_iter()
             .map_init(
                 || (Workspace::new(graph), Vec::new()),
-                |(ws, codes), i| {
-                    begin(graph, engine, prefix, &self.inputs[i], i, ws, codes);
+                |(ws, scratch), i| {
+                    begin(graph, engine, prefix, self.input_codes.as_ref(), &self.inputs[i], i, ws, scratch);
                     run_nodes(graph, engine, ws, from..to, false);
                     ws.save(live)
                 },
