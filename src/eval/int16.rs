@@ -599,37 +599,56 @@ mod avx512 {
     ) {
         let panels = n.div_ceil(NR);
         for j in (0..panels).step_by(2) {
-            let two = j + 1 < panels;
-            let b = cols.add(j * steps * STEP);
-            // The second panel's steps follow the first's; a lone last panel reads its own again.
-            let b2 = if two { b.add(steps * STEP) } else { b };
-            for blk in 0..m.div_ceil(MR) {
-                let a = words.as_ptr().add(blk * steps * MR);
-                let mut acc = [[_mm512_setzero_si512(); 2]; MR];
-                for p in 0..steps {
-                    let b0 = _mm512_loadu_si512(b.add(p * STEP) as *const __m512i);
-                    let b1 = _mm512_loadu_si512(b2.add(p * STEP) as *const __m512i);
-                    let ap = a.add(p * MR);
-                    for (r, acc_r) in acc.iter_mut().enumerate() {
-                        let av = _mm512_set1_epi32(*ap.add(r));
-                        if QUADS {
-                            // The unsigned operand is the activations, the signed the weights.
-                            acc_r[0] = _mm512_dpbusd_epi32(acc_r[0], b0, av);
-                            acc_r[1] = _mm512_dpbusd_epi32(acc_r[1], b1, av);
+            // A lone last panel on its own tile (a 3x3 map's one panel would otherwise be
+            // computed twice).
+            if j + 1 < panels {
+                tiles::<QUADS, 2>(m, steps, words, n, cols, j, c);
+            } else {
+                tiles::<QUADS, 1>(m, steps, words, n, cols, j, c);
+            }
+        }
+    }
+
+    /// Panels `j .. j + P` (their steps follow one another in `cols`) against every block of
+    /// `MR` weight rows: `MR x P` accumulators.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn tiles<const QUADS: bool, const P: usize>(
+        m: usize,
+        steps: usize,
+        words: &[i32],
+        n: usize,
+        cols: *const u8,
+        j: usize,
+        c: &mut [i32],
+    ) {
+        let b = cols.add(j * steps * STEP);
+        for blk in 0..m.div_ceil(MR) {
+            let a = words.as_ptr().add(blk * steps * MR);
+            let mut acc = [[_mm512_setzero_si512(); P]; MR];
+            for p in 0..steps {
+                let bv: [__m512i; P] =
+                    std::array::from_fn(|h| _mm512_loadu_si512(b.add(h * steps * STEP + p * STEP) as *const __m512i));
+                let ap = a.add(p * MR);
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_epi32(*ap.add(r));
+                    for (acc_h, &bh) in acc_r.iter_mut().zip(&bv) {
+                        // The unsigned operand is the activations, the signed the weights.
+                        *acc_h = if QUADS {
+                            _mm512_dpbusd_epi32(*acc_h, bh, av)
                         } else {
-                            acc_r[0] = _mm512_dpwssd_epi32(acc_r[0], av, b0);
-                            acc_r[1] = _mm512_dpwssd_epi32(acc_r[1], av, b1);
-                        }
+                            _mm512_dpwssd_epi32(*acc_h, av, bh)
+                        };
                     }
                 }
-                let rows = (m - blk * MR).min(MR);
-                for (r, acc_r) in acc.iter().enumerate().take(rows) {
-                    let row = c.as_mut_ptr().add((blk * MR + r) * n);
-                    for (h, &v) in acc_r.iter().enumerate().take(1 + usize::from(two)) {
-                        let c0 = (j + h) * NR;
-                        let width = (n - c0).min(NR);
-                        _mm512_mask_storeu_epi32(row.add(c0), ((1u32 << width) - 1) as __mmask16, v);
-                    }
+            }
+            let rows = (m - blk * MR).min(MR);
+            for (r, acc_r) in acc.iter().enumerate().take(rows) {
+                let row = c.as_mut_ptr().add((blk * MR + r) * n);
+                for (h, &v) in acc_r.iter().enumerate() {
+                    let c0 = (j + h) * NR;
+                    let width = (n - c0).min(NR);
+                    _mm512_mask_storeu_epi32(row.add(c0), ((1u32 << width) - 1) as __mmask16, v);
                 }
             }
         }
