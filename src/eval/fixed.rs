@@ -9,7 +9,9 @@
 
 use super::float::conv_geom;
 use super::int16::{self, Lane, PackedWeights, Requant, Sum};
-use super::kernels::{conv_image, convert, depthwise, pool_windows, ConvGeom, Gemm, Isa, Mac, Phases, SumLayout};
+use super::kernels::{
+    conv_image, convert, depthwise, pool_windows, scratch_prefix, ConvGeom, Gemm, Isa, Mac, Phases, SumLayout,
+};
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use crate::fixed::round::{
     fit, quantize, quantize_scaled, requantize, requantize_codes, round_div, round_shift, shl_saturating,
@@ -700,7 +702,8 @@ impl<'g> FixedEngine<'g> {
         out: &mut Vec<i64>,
     ) {
         let (of, act) = (self.fmts[node.output], node.op.activation());
-        for (row, seg) in layout.real(acc) {
+        // Scratch sums may run on past the layer's rows (see `scratch_prefix`).
+        for (row, seg) in layout.real(&acc[..p.bias_acc.len() * layout.per_row]) {
             let (bias, frac) = (p.bias_acc[row], p.frac_acc[row]);
             out.extend(seg.iter().map(|&a| self.finish(idx, to_i128(a) + bias, frac, of, act)));
         }
@@ -772,7 +775,7 @@ impl FixedEngine<'_> {
     ) -> SumLayout {
         let og = geom.out_c / geom.groups;
         let (codes, cols, _, offsets) = L::scratch(s);
-        sums.resize(geom.out_c * ph.n, 0);
+        let sums = scratch_prefix(sums, geom.out_c * ph.n);
         let cg = geom.in_c / geom.groups;
         for (grp, wts) in packed.iter().enumerate() {
             offsets.clear();
@@ -827,11 +830,12 @@ impl FixedEngine<'_> {
                     self.phase_sums(&geom, ph, &w.packed, taps, s, &mut sums)
                 }
             };
+            let sums = &sums[..p.bias_acc.len() * layout.per_row];
             if i == 0 {
                 acc.clear();
                 acc.extend(sums.iter().map(|&x| i64::from(x) << weight));
             } else {
-                acc.iter_mut().zip(&sums).for_each(|(a, &x)| *a += i64::from(x) << weight);
+                acc.iter_mut().zip(sums).for_each(|(a, &x)| *a += i64::from(x) << weight);
             }
         }
         if let Some(e) = &q.wide {

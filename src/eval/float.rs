@@ -1,6 +1,6 @@
 //! The float32 reference path: what the model computes before quantization.
 
-use super::kernels::{depthwise, pool_windows, ConvGeom, Isa, Phases};
+use super::kernels::{depthwise, pool_windows, scratch_prefix, ConvGeom, Isa, Phases};
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use super::sgemm::{self, FloatIsa, PackedF32};
 use crate::model::{Activation, Graph, Node, Op};
@@ -157,17 +157,17 @@ impl FloatEngine<'_> {
                     depthwise(&geom, ins[0], &p.weight, |x| x, self.isa, &mut s.f32, &mut s.f32_b)
                 } else {
                     let ph = Phases::new(&geom, ins[0], |x| x, self.isa, &mut s.f32);
-                    s.f32_b.resize(geom.out_c * ph.n, 0.0);
+                    let all = scratch_prefix(&mut s.f32_b, geom.out_c * ph.n);
                     for (grp, wts) in p.packed.iter().enumerate() {
                         s.offsets.clear();
                         let chans = grp * cg..(grp + 1) * cg;
                         s.offsets.extend(chans.flat_map(|c| ph.taps.iter().map(move |t| c * ph.chan + t)));
-                        let sums = &mut s.f32_b[grp * og * ph.n..(grp + 1) * og * ph.n];
+                        let sums = &mut all[grp * og * ph.n..(grp + 1) * og * ph.n];
                         sgemm::gemm_runs(wts, &s.f32, &s.offsets, ph.n, sums, self.fisa);
                     }
                     ph.layout(&geom)
                 };
-                for (oc, seg) in layout.real(&s.f32_b) {
+                for (oc, seg) in layout.real(&s.f32_b[..geom.out_c * layout.per_row]) {
                     let start = out.len();
                     out.extend_from_slice(seg);
                     let b = p.bias[oc];

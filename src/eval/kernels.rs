@@ -197,7 +197,8 @@ const DW_BLOCK: usize = 32;
 /// every kernel tap of every output row reads one contiguous run of one phase: over virtual
 /// output columns `oy * wq + ox`, of which only `ox < out_w` are real, a whole channel is one
 /// multiply-add sweep per tap. `weight` is `[out_c][kh * kw]`; `out` receives the raw sums laid
-/// out as the returned [`SumLayout`]; `phases` is scratch. Products and sums run in `A`'s own
+/// out as the returned [`SumLayout`] in its first `out_c * per_row` elements (see
+/// [`scratch_prefix`]); `phases` is scratch. Products and sums run in `A`'s own
 /// arithmetic (exact for the integer engine's carriers within their bounds).
 pub fn depthwise<S: Copy, A: Mac>(
     g: &ConvGeom,
@@ -209,8 +210,7 @@ pub fn depthwise<S: Copy, A: Mac>(
     out: &mut Vec<A>,
 ) -> SumLayout {
     let ph = Phases::new(g, input, conv, isa, phases);
-    out.clear();
-    out.resize(g.out_c * ph.n, A::default());
+    let out = scratch_prefix(out, g.out_c * ph.n);
     let mult = g.out_c / g.groups;
     let sweep = Sweep { taps: &ph.taps, chan: ph.chan, mult, n: ph.n, phases, weight };
     match isa {
@@ -222,6 +222,17 @@ pub fn depthwise<S: Copy, A: Mac>(
         _ => sweep.run(out),
     }
     ph.layout(g)
+}
+
+/// The first `len` elements of the scratch buffer `buf`, which is grown (zero-filled) only where
+/// it is shorter, never shrunk: for kernels that write every element they return. Layers of
+/// different sizes share the scratch, so shrinking it to each would refill it at every growth.
+/// What follows the prefix is left over from earlier layers: callers read the prefix only.
+pub fn scratch_prefix<T: Copy + Default>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    if buf.len() < len {
+        buf.resize(len, T::default());
+    }
+    &mut buf[..len]
 }
 
 /// Virtual output columns a kernel may read past the last one: the depthwise kernel's block,
@@ -247,6 +258,50 @@ impl Phases {
     /// Lay `input` (`[in_c][in_h][in_w]`) out as phases in `out` (converted by `conv`), with
     /// zeros in the padding and `READ_PAST` virtual columns of slack after the last run.
     pub fn new<S: Copy, A: Copy + Default>(
+        g: &ConvGeom,
+        input: &[S],
+        conv: impl Fn(S) -> A,
+        isa: Isa,
+        out: &mut Vec<A>,
+    ) -> Self {
+        debug_assert!(isa.supported());
+        match isa {
+            // SAFETY: the caller's `isa` is one the machine has; the body is safe code compiled
+            // for it (the zero fill, row copies and column deals vectorize on it).
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => unsafe { Self::new_avx512(g, input, conv, isa, out) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { Self::new_avx2(g, input, conv, isa, out) },
+            _ => Self::new_body(g, input, conv, isa, out),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn new_avx2<S: Copy, A: Copy + Default>(
+        g: &ConvGeom,
+        input: &[S],
+        conv: impl Fn(S) -> A,
+        isa: Isa,
+        out: &mut Vec<A>,
+    ) -> Self {
+        Self::new_body(g, input, conv, isa, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn new_avx512<S: Copy, A: Copy + Default>(
+        g: &ConvGeom,
+        input: &[S],
+        conv: impl Fn(S) -> A,
+        isa: Isa,
+        out: &mut Vec<A>,
+    ) -> Self {
+        Self::new_body(g, input, conv, isa, out)
+    }
+
+    #[inline(always)]
+    fn new_body<S: Copy, A: Copy + Default>(
         g: &ConvGeom,
         input: &[S],
         conv: impl Fn(S) -> A,
