@@ -25,6 +25,8 @@ pub struct FloatEngine<'g> {
 
 impl<'g> FloatEngine<'g> {
     pub fn new(graph: &'g Graph) -> Self {
+        let isa = Isa::best();
+        let fisa = FloatIsa::for_isa(isa);
         let params = graph
             .nodes
             .iter()
@@ -35,7 +37,7 @@ impl<'g> FloatEngine<'g> {
                         Op::Conv(_) if !conv_geom(graph, n).is_depthwise() => {
                             let geom = conv_geom(graph, n);
                             let (og, k) = (geom.out_c / geom.groups, geom.k());
-                            weight.chunks_exact(og * k).map(|w| PackedF32::new(og, k, w)).collect()
+                            weight.chunks_exact(og * k).map(|w| PackedF32::new(og, k, w, fisa)).collect()
                         }
                         _ => Vec::new(),
                     };
@@ -43,8 +45,7 @@ impl<'g> FloatEngine<'g> {
                 })
             })
             .collect();
-        let isa = Isa::best();
-        FloatEngine { graph, params, isa, fisa: FloatIsa::for_isa(isa) }
+        FloatEngine { graph, params, isa, fisa }
     }
 
     /// Run one sample, returning the logits.

@@ -8,8 +8,12 @@
 
 use super::kernels::Isa;
 
-/// Rows of a microkernel tile: its accumulators are `MR` rows of two vectors.
+/// Rows of a microkernel tile: its accumulators are `MR` rows of vectors. AVX-512 tiles may also
+/// take [`MR_WIDE`] rows (see [`PackedF32::new`]).
 const MR: usize = 6;
+/// Rows of an AVX-512 tile where they leave fewer rows padded (16, 32 or 64 channels: 6-row
+/// blocks would compute 18, 36 or 66).
+const MR_WIDE: usize = 8;
 
 /// Which loops run: chosen once per engine from the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -39,24 +43,29 @@ impl FloatIsa {
     }
 }
 
-/// A weight matrix `[m][k]` packed once for the microkernel: blocks of `MR` rows, within a
-/// block for each column `p` the `MR` rows' weights side by side (zero past `m`).
+/// A weight matrix `[m][k]` packed once for the microkernel: blocks of `mr` rows, within a
+/// block for each column `p` the `mr` rows' weights side by side (zero past `m`).
 pub struct PackedF32 {
     m: usize,
     k: usize,
+    /// Rows per block: [`MR`], or [`MR_WIDE`] on AVX-512 where that pads fewer rows.
+    mr: usize,
     data: Vec<f32>,
 }
 
 impl PackedF32 {
-    pub fn new(m: usize, k: usize, w: &[f32]) -> Self {
+    /// `w` `[m][k]` packed for `isa`'s kernels.
+    pub fn new(m: usize, k: usize, w: &[f32], isa: FloatIsa) -> Self {
         assert!(w.len() >= m * k, "weight matrix smaller than {m} x {k}");
-        let mut data = vec![0.0; m.div_ceil(MR) * k * MR];
+        let wide = isa == FloatIsa::Avx512 && m.div_ceil(MR_WIDE) * MR_WIDE < m.div_ceil(MR) * MR;
+        let mr = if wide { MR_WIDE } else { MR };
+        let mut data = vec![0.0; m.div_ceil(mr) * k * mr];
         for r in 0..m {
             for p in 0..k {
-                data[((r / MR) * k + p) * MR + r % MR] = w[r * k + p];
+                data[((r / mr) * k + p) * mr + r % mr] = w[r * k + p];
             }
         }
-        PackedF32 { m, k, data }
+        PackedF32 { m, k, mr, data }
     }
 }
 
@@ -85,26 +94,36 @@ pub fn gemm_runs(w: &PackedF32, src: &[f32], offs: &[usize], n: usize, c: &mut [
 /// panel past the last column is computed for nothing), the wider tile on a tie. Narrow tiles
 /// lose no speed (six rows of one vector already keep the FMA unit busy), so small maps (a 7x7
 /// map's 63 virtual columns, a 3x3's 15) are not rounded up to 64.
-fn panel_vectors(n: usize) -> usize {
-    (1..=4).min_by_key(|&v| (n.div_ceil(16 * v) * 16 * v, 4 - v)).expect("four widths")
+fn panel_vectors(n: usize, most: usize) -> usize {
+    (1..=most).min_by_key(|&v| (n.div_ceil(16 * v) * 16 * v, most - v)).expect("a width")
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn gemm_avx512(w: &PackedF32, src: &[f32], offs: &[usize], n: usize, c: &mut [f32]) {
-    match panel_vectors(n) {
-        1 => gemm_avx512_tiles::<1>(w, src, offs, n, c),
-        2 => gemm_avx512_tiles::<2>(w, src, offs, n, c),
-        3 => gemm_avx512_tiles::<3>(w, src, offs, n, c),
-        _ => gemm_avx512_tiles::<4>(w, src, offs, n, c),
+    // Eight rows take at most three vectors each: 24 accumulators, as six rows of four.
+    match (w.mr, panel_vectors(n, if w.mr == MR_WIDE { 3 } else { 4 })) {
+        (MR_WIDE, 1) => gemm_avx512_tiles::<MR_WIDE, 1>(w, src, offs, n, c),
+        (MR_WIDE, 2) => gemm_avx512_tiles::<MR_WIDE, 2>(w, src, offs, n, c),
+        (MR_WIDE, _) => gemm_avx512_tiles::<MR_WIDE, 3>(w, src, offs, n, c),
+        (_, 1) => gemm_avx512_tiles::<MR, 1>(w, src, offs, n, c),
+        (_, 2) => gemm_avx512_tiles::<MR, 2>(w, src, offs, n, c),
+        (_, 3) => gemm_avx512_tiles::<MR, 3>(w, src, offs, n, c),
+        _ => gemm_avx512_tiles::<MR, 4>(w, src, offs, n, c),
     }
 }
 
-/// Panels of `16 V` columns outermost: a panel's runs stay in cache while every block of `MR`
+/// Panels of `16 V` columns outermost: a panel's runs stay in cache while every block of `R`
 /// weight rows passes over them.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn gemm_avx512_tiles<const V: usize>(w: &PackedF32, src: &[f32], offs: &[usize], n: usize, c: &mut [f32]) {
+unsafe fn gemm_avx512_tiles<const R: usize, const V: usize>(
+    w: &PackedF32,
+    src: &[f32],
+    offs: &[usize],
+    n: usize,
+    c: &mut [f32],
+) {
     let panel = 16 * V;
     for j in (0..n).step_by(panel) {
         let width = (n - j).min(panel);
@@ -113,27 +132,27 @@ unsafe fn gemm_avx512_tiles<const V: usize>(w: &PackedF32, src: &[f32], offs: &[
             let live = width.saturating_sub(16 * v).min(16);
             ((1u32 << live) - 1) as u16
         });
-        for (blk, a) in w.data.chunks_exact(w.k * MR).enumerate() {
-            let rows = (w.m - blk * MR).min(MR);
-            let dst = c.as_mut_ptr().add(blk * MR * n + j);
+        for (blk, a) in w.data.chunks_exact(w.k * R).enumerate() {
+            let rows = (w.m - blk * R).min(R);
+            let dst = c.as_mut_ptr().add(blk * R * n + j);
             if width == panel {
-                avx512_tile::<V, false>(a, src, offs, j, &masks, dst, n, rows);
+                avx512_tile::<R, V, false>(a, src, offs, j, &masks, dst, n, rows);
             } else {
-                avx512_tile::<V, true>(a, src, offs, j, &masks, dst, n, rows);
+                avx512_tile::<R, V, true>(a, src, offs, j, &masks, dst, n, rows);
             }
         }
     }
 }
 
-/// One `MR x 16 V` tile (`MR` rows of `V` vectors: up to 24 of the 32 registers), each
-/// broadcast weight serving `16 V` columns and each loaded vector six rows. `MASKED`: the
+/// One `R x 16 V` tile (`R` rows of `V` vectors: up to 24 of the 32 registers), each
+/// broadcast weight serving `16 V` columns and each loaded vector `R` rows. `MASKED`: the
 /// last panel, whose loads and stores keep to `masks` (masked-off lanes are never touched, so
 /// they may lie past the end of `src` or `c`). Writes `rows` rows of `dst`, `ldc` apart.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 #[allow(clippy::too_many_arguments)]
 #[inline]
-unsafe fn avx512_tile<const V: usize, const MASKED: bool>(
+unsafe fn avx512_tile<const R: usize, const V: usize, const MASKED: bool>(
     a: &[f32],
     src: &[f32],
     offs: &[usize],
@@ -144,8 +163,8 @@ unsafe fn avx512_tile<const V: usize, const MASKED: bool>(
     rows: usize,
 ) {
     use std::arch::x86_64::*;
-    let mut acc = [[_mm512_setzero_ps(); V]; MR];
-    for (&o, ap) in offs.iter().zip(a.chunks_exact(MR)) {
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
+    for (&o, ap) in offs.iter().zip(a.chunks_exact(R)) {
         let x = src.as_ptr().add(o + j);
         let xv: [__m512; V] = std::array::from_fn(|v| {
             if MASKED {
@@ -194,6 +213,7 @@ fn mac<const FUSED: bool>(a: f32, b: f32, acc: f32) -> f32 {
 /// in registers through all `k`. A last, short panel reads its runs through a zero-padded copy.
 #[inline(always)]
 fn gemm_body<const W: usize, const FUSED: bool>(w: &PackedF32, src: &[f32], offs: &[usize], n: usize, c: &mut [f32]) {
+    assert_eq!(w.mr, MR, "weights packed for the AVX-512 kernel");
     for j in (0..n).step_by(W) {
         let width = (n - j).min(W);
         for (blk, a) in w.data.chunks_exact(w.k * MR).enumerate() {
@@ -276,8 +296,10 @@ mod tests {
     /// every AVX-512 tile width.
     #[test]
     fn tile_widths_follow_the_columns() {
-        let widths: Vec<usize> = [1, 15, 33, 63, 64, 100, 224, 784].iter().map(|&n| panel_vectors(n)).collect();
+        let widths: Vec<usize> = [1, 15, 33, 63, 64, 100, 224, 784].iter().map(|&n| panel_vectors(n, 4)).collect();
         assert_eq!(widths, [1, 1, 3, 4, 4, 1, 2, 1]);
+        let eight_rows: Vec<usize> = [1, 33, 63, 64, 224].iter().map(|&n| panel_vectors(n, 3)).collect();
+        assert_eq!(eight_rows, [1, 3, 2, 2, 2]);
     }
 
     #[test]
@@ -287,17 +309,18 @@ mod tests {
             .filter(|&i| i <= FloatIsa::for_isa(Isa::best()))
             .collect();
         let val = |i: usize| ((i * 7919 % 113) as f32 - 56.0) / 16.0;
-        for &(m, k, n) in &[(1, 1, 1), (6, 25, 784), (7, 9, 33), (13, 150, 100), (16, 3, 47), (5, 30, 64), (9, 20, 224)]
+        for &(m, k, n) in
+            &[(1, 1, 1), (6, 25, 784), (7, 9, 33), (13, 150, 100), (16, 3, 47), (5, 30, 64), (9, 20, 224), (8, 12, 224)]
         {
             let w: Vec<f32> = (0..m * k).map(|i| val(i + 3)).collect();
             let offs: Vec<usize> = (0..k).map(|p| (p * 37) % 101).collect();
             // Exactly as long as the runs: the last panel must not read past it.
             let src: Vec<f32> = (0..offs.iter().max().unwrap() + n).map(val).collect();
-            let packed = PackedF32::new(m, k, &w);
             let want: Vec<f64> = (0..m * n)
                 .map(|i| (0..k).map(|p| f64::from(w[i / n * k + p]) * f64::from(src[offs[p] + i % n])).sum())
                 .collect();
             for &isa in &isas {
+                let packed = PackedF32::new(m, k, &w, isa);
                 let mut c = vec![f32::NAN; m * n];
                 gemm_runs(&packed, &src, &offs, n, &mut c, isa);
                 for (i, (&got, &want)) in c.iter().zip(&want).enumerate() {
