@@ -68,16 +68,27 @@ pub fn activate(x: f32, act: Activation) -> f32 {
     }
 }
 
-/// `activate(f(v))` for every value, in place: the same operations per value as [`activate`],
-/// with the activation chosen once instead of per value, so that the loops vectorize.
+/// Append `activate(x)` for every `x` of `xs`: the activation chosen once per call instead of
+/// per value, in one pass (not a copy and then a pass in place, nor a library copy per short
+/// segment), so that the loops vectorize.
 #[inline(always)]
-fn activate_with(vals: &mut [f32], act: Activation, f: impl Fn(f32) -> f32) {
+fn push_activated(out: &mut Vec<f32>, xs: impl Iterator<Item = f32>, act: Activation) {
     match act {
-        Activation::None => vals.iter_mut().for_each(|v| *v = f(*v)),
-        Activation::Relu => vals.iter_mut().for_each(|v| *v = f(*v).max(0.0)),
+        Activation::None => out.extend(xs),
+        Activation::Relu => out.extend(xs.map(|x| x.max(0.0))),
         Activation::Clip { min, max } => {
             let (lo, hi) = (min as f32, max as f32);
-            vals.iter_mut().for_each(|v| *v = f(*v).clamp(lo, hi));
+            // `clamp` spelled as selects (NaN passes, as through `clamp`): `clamp`'s own check of
+            // its bounds keeps the loop from vectorizing.
+            out.extend(xs.map(|x| {
+                if x < lo {
+                    lo
+                } else if x > hi {
+                    hi
+                } else {
+                    x
+                }
+            }));
         }
     }
 }
@@ -139,18 +150,17 @@ impl FloatEngine<'_> {
                 let (og, cg) = (geom.out_c / geom.groups, geom.in_c / geom.groups);
                 let w = &geom.window;
                 if !geom.is_depthwise() && w.kernel == [1, 1] && w.stride == [1, 1] && w.pads == [0; 4] {
-                    // A pointwise convolution reads its input's channels as they lie and sums
-                    // straight into the output.
+                    // A pointwise convolution reads its input's channels as they lie.
                     let hw = geom.pixels();
-                    out.resize(n_out, 0.0);
+                    let all = scratch_prefix(&mut s.f32_b, n_out);
                     for (grp, wts) in p.packed.iter().enumerate() {
                         s.offsets.clear();
                         s.offsets.extend((grp * cg..(grp + 1) * cg).map(|c| c * hw));
-                        let sums = &mut out[grp * og * hw..(grp + 1) * og * hw];
+                        let sums = &mut all[grp * og * hw..(grp + 1) * og * hw];
                         sgemm::gemm_runs(wts, ins[0], &s.offsets, hw, sums, self.fisa);
                     }
-                    for (chunk, &b) in out.chunks_exact_mut(hw).zip(&p.bias) {
-                        activate_with(chunk, c.activation, |v| v + b);
+                    for (chunk, &b) in all.chunks_exact(hw).zip(&p.bias) {
+                        push_activated(out, chunk.iter().map(|&v| v + b), c.activation);
                     }
                     return;
                 }
@@ -169,10 +179,8 @@ impl FloatEngine<'_> {
                     ph.layout(&geom)
                 };
                 for (oc, seg) in layout.real(&s.f32_b[..geom.out_c * layout.per_row]) {
-                    let start = out.len();
-                    out.extend_from_slice(seg);
                     let b = p.bias[oc];
-                    activate_with(&mut out[start..], c.activation, |v| v + b);
+                    push_activated(out, seg.iter().map(|&v| v + b), c.activation);
                 }
             }
             Op::Dense(d) => {
@@ -187,14 +195,11 @@ impl FloatEngine<'_> {
                 let p = self.params[idx].as_ref().unwrap();
                 let per = ins[0].len() / a.channels;
                 for ((xs, &w), &b) in ins[0].chunks_exact(per).zip(&p.weight).zip(&p.bias) {
-                    let start = out.len();
-                    out.extend_from_slice(xs);
-                    activate_with(&mut out[start..], a.activation, |x| w * x + b);
+                    push_activated(out, xs.iter().map(|&x| w * x + b), a.activation);
                 }
             }
             Op::Add { activation } => {
-                out.extend(ins[0].iter().zip(ins[1]).map(|(a, b)| a + b));
-                activate_with(out, *activation, |v| v);
+                push_activated(out, ins[0].iter().zip(ins[1]).map(|(a, b)| a + b), *activation);
             }
             Op::Concat => {
                 for x in ins {
@@ -215,8 +220,7 @@ impl FloatEngine<'_> {
                 out.extend(ins[0].chunks(hw).map(|ch| ch.iter().sum::<f32>() / hw as f32));
             }
             Op::Activation(a) => {
-                out.extend_from_slice(ins[0]);
-                activate_with(out, *a, |v| v);
+                push_activated(out, ins[0].iter().copied(), *a);
             }
             Op::MaxPool(_) | Op::GlobalMaxPool | Op::Flatten => unreachable!("handled by the runner"),
         }

@@ -420,7 +420,11 @@ impl<A: Mac> Sweep<'_, A> {
                         *a = *a + wt * v;
                     }
                 }
-                dst.copy_from_slice(&acc[..dst.len()]);
+                // A whole block as one fixed-size copy (vector stores, not a library call per block).
+                match <&mut [A; DW_BLOCK]>::try_from(&mut *dst) {
+                    Ok(whole) => *whole = acc,
+                    Err(_) => dst.copy_from_slice(&acc[..dst.len()]),
+                }
             }
         }
     }
