@@ -28,7 +28,7 @@ fn paper_figures(model: &str) -> Option<&'static str> {
 /// multiplication-cost reductions vs 8-bit, beside the paper's figures where it has them.
 pub fn results_table(dirs: &[PathBuf]) -> Result<String> {
     let mut t = String::new();
-    t.push_str("| run | strategy | profile | float acc. (holdout) | 8-bit acc. (holdout) | chosen: loss search / confirm (bound) / holdout (95% interval) | holdout loss <= budget | memory red. | mult-cost red. | evaluations, s | paper: memory / mult-cost red. (loss) |\n");
+    t.push_str("| run | strategy | profile (primary) | float acc. (holdout) | 8-bit acc. (holdout) | chosen: loss search / confirm (bound) / holdout (95% interval) | holdout loss <= budget | memory red. | mult-cost red. | evaluations, s | paper: memory / mult-cost red. (loss) |\n");
     t.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for dir in dirs {
         let run = Run::load(dir)?;
@@ -54,13 +54,18 @@ pub fn results_table(dirs: &[PathBuf]) -> Result<String> {
             }
             None => ("none within budget".into(), "-", "-".into(), "-".into()),
         };
+        // The primary beside the profile: a config may replace the profile's own.
+        let profile = match s.primary_objective() {
+            Some(p) => format!("{} ({p})", s.profile),
+            None => s.profile.clone(),
+        };
         let _ = writeln!(
             t,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}, {:.0} | {} |",
             // The folder: several runs of one config (strategies) share its name.
             dir.file_name().map_or_else(|| s.name.clone(), |f| f.to_string_lossy().into_owned()),
             s.strategy,
-            s.profile,
+            profile,
             pct2(s.float_accuracy.holdout),
             pct2(s.baseline_8bit.accuracy_holdout),
             loss,
