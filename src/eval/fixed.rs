@@ -98,19 +98,20 @@ struct LaneParams<L: Lane> {
 impl<L: Lane> LaneParams<L> {
     /// The weights of input taps `taps` of each of `rows` rows (output channels), for one block
     /// of the reduction.
-    fn block(node: &Node, w_codes: &[i64], rows: usize, taps: std::ops::Range<usize>) -> Self {
+    fn block(node: &Node, w_codes: &[i64], rows: usize, taps: std::ops::Range<usize>, isa: Isa) -> Self {
         let k = w_codes.len() / rows;
         let sub: Vec<i64> = w_codes.chunks_exact(k).flat_map(|r| r[taps.clone()].iter().copied()).collect();
-        Self::new(node, &sub, false)
+        Self::new(node, &sub, false, isa)
     }
 
-    fn new(node: &Node, w_codes: &[i64], depthwise: bool) -> Self {
+    /// The weights packed for `isa`'s kernels.
+    fn new(node: &Node, w_codes: &[i64], depthwise: bool, isa: Isa) -> Self {
         LaneParams {
             packed: match &node.op {
                 Op::Conv(c) if !depthwise => {
                     let og = c.out_channels / c.groups;
                     let k = w_codes.len() / c.out_channels;
-                    w_codes.chunks(og * k).map(|g| PackedWeights::new(og, k, g)).collect()
+                    w_codes.chunks(og * k).map(|g| PackedWeights::new(og, k, g, isa)).collect()
                 }
                 _ => Vec::new(),
             },
@@ -184,7 +185,7 @@ impl IntParams {
     /// The integer form, on `precision` (`I16`, `U8`, `I16Split` or `I16Blocks`), of a layer whose codes
     /// (`w_codes`, `bias_acc` at each channel's `frac_acc`) passed that carrier's bound; `out` is
     /// its output format, `accumulator` its accumulator width, `depthwise` whether it runs on the
-    /// direct depthwise kernel, `block_taps` the taps per block of an `I16Blocks` layer. A split
+    /// direct depthwise kernel, `block_taps` the taps per block of an `I16Blocks` layer, `isa` the kernels its weights are packed for. A split
     /// or blocked layer's sums leave i32: it finishes in i64.
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -198,6 +199,7 @@ impl IntParams {
         accumulator: Option<u32>,
         depthwise: bool,
         block_taps: usize,
+        isa: Isa,
     ) -> Self {
         let u8 = precision == Precision::U8;
         let wide_sums = matches!(precision, Precision::I16Split | Precision::I16Blocks);
@@ -207,7 +209,7 @@ impl IntParams {
                 .step_by(block_taps)
                 .map(|t| {
                     let taps = t..(t + block_taps).min(fan_in);
-                    (taps.clone(), LaneParams::block(node, w_codes, bias_acc.len(), taps))
+                    (taps.clone(), LaneParams::block(node, w_codes, bias_acc.len(), taps, isa))
                 })
                 .collect(),
             _ => Vec::new(),
@@ -227,9 +229,9 @@ impl IntParams {
             i16: if u8 || precision == Precision::I16Blocks {
                 LaneParams::empty()
             } else {
-                LaneParams::new(node, w_codes, depthwise)
+                LaneParams::new(node, w_codes, depthwise, isa)
             },
-            u8: if u8 { LaneParams::new(node, w_codes, depthwise) } else { LaneParams::empty() },
+            u8: if u8 { LaneParams::new(node, w_codes, depthwise, isa) } else { LaneParams::empty() },
             dw: if depthwise { w_codes.iter().map(|&k| k as i32).collect() } else { Vec::new() },
         }
     }
@@ -514,7 +516,9 @@ impl<'g> FixedEngine<'g> {
                     let int = integer.contains(&precision).then(|| {
                         let (of, acc) = (fmts[node.output], l.accumulator);
                         let taps = block_taps(max_a, max_w);
-                        IntParams::new(node, precision, &w_codes, &bias_acc, &frac_acc, of, arith, acc, depthwise, taps)
+                        IntParams::new(
+                            node, precision, &w_codes, &bias_acc, &frac_acc, of, arith, acc, depthwise, taps, isa,
+                        )
                     });
                     let mut p = QParams {
                         w_f32: Vec::new(),

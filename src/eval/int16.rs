@@ -19,6 +19,9 @@ use std::mem::MaybeUninit;
 
 /// Rows of the GEMM microkernel's output tile.
 const MR: usize = 6;
+/// Rows of an AVX-512 tile where they pad fewer weight rows than [`MR`] (16, 32 or 64 channels:
+/// 6-row blocks would compute 18, 36 or 66).
+const MR_WIDE: usize = 8;
 /// Columns of the microkernel's output tile: two 8-lane i32 vectors.
 const NR: usize = 16;
 
@@ -71,21 +74,26 @@ impl Lane for u8 {
     }
 }
 
-/// A weight matrix `[m][k]` packed once for the microkernel: blocks of `MR` rows; within a
-/// block, for each step `p` (columns `PER_WORD * p ..`), `MR` words of those columns' codes.
+/// A weight matrix `[m][k]` packed once for the microkernel: blocks of `mr` rows; within a
+/// block, for each step `p` (columns `PER_WORD * p ..`), `mr` words of those columns' codes.
 /// Rows past `m` and columns past `k` are zero.
 pub struct PackedWeights<L: Lane> {
     m: usize,
     steps: usize,
+    /// Rows per block: [`MR`], or [`MR_WIDE`] for the AVX-512 kernel where that pads fewer.
+    mr: usize,
     words: Vec<i32>,
     lane: std::marker::PhantomData<L>,
 }
 
 impl<L: Lane> PackedWeights<L> {
-    /// `w` holds `m * k` codes, each within `L::Weight` (checked by the caller's carrier choice).
-    pub fn new(m: usize, k: usize, w: &[i64]) -> Self {
+    /// `w` holds `m * k` codes, each within `L::Weight` (checked by the caller's carrier choice),
+    /// packed for `isa`'s kernel.
+    pub fn new(m: usize, k: usize, w: &[i64], isa: Isa) -> Self {
         let steps = k.div_ceil(L::PER_WORD);
-        let mut words = vec![0i32; m.div_ceil(MR) * steps * MR];
+        let wide = isa >= Isa::Avx512Vnni && m.div_ceil(MR_WIDE) * MR_WIDE < m.div_ceil(MR) * MR;
+        let mr = if wide { MR_WIDE } else { MR };
+        let mut words = vec![0i32; m.div_ceil(mr) * steps * mr];
         let mut codes = vec![L::Weight::default(); L::PER_WORD];
         for r in 0..m {
             for p in 0..steps {
@@ -93,10 +101,10 @@ impl<L: Lane> PackedWeights<L> {
                     let col = p * L::PER_WORD + t;
                     *c = if col < k { L::weight(w[r * k + col]) } else { L::Weight::default() };
                 }
-                words[((r / MR) * steps + p) * MR + r % MR] = L::word(&codes);
+                words[((r / mr) * steps + p) * mr + r % mr] = L::word(&codes);
             }
         }
-        PackedWeights { m, steps, words, lane: std::marker::PhantomData }
+        PackedWeights { m, steps, mr, words, lane: std::marker::PhantomData }
     }
 }
 
@@ -155,15 +163,16 @@ pub fn gemm<L: Lane>(w: &PackedWeights<L>, n: usize, cols: &[L], c: &mut [i32], 
     let bytes = n.div_ceil(NR) * w.steps * STEP;
     assert!(std::mem::size_of_val(cols) >= bytes && c.len() >= w.m * n, "packed GEMM operand sizes");
     assert!(isa.supported(), "{isa:?} is not available on this machine");
+    assert!(w.mr == MR || isa >= Isa::Avx512Vnni, "weights packed for the AVX-512 kernel");
     let cols = cols.as_ptr().cast::<u8>();
     let quads = L::PER_WORD == 4;
     match isa {
         // SAFETY: the machine has the instruction set (checked) and the operand sizes were
         // checked above.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni if quads => unsafe { avx512::gemm::<true>(w.m, w.steps, &w.words, n, cols, c) },
+        Isa::Avx512Vnni if quads => unsafe { avx512::gemm::<true>(w.m, w.mr, w.steps, &w.words, n, cols, c) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => unsafe { avx512::gemm::<false>(w.m, w.steps, &w.words, n, cols, c) },
+        Isa::Avx512Vnni => unsafe { avx512::gemm::<false>(w.m, w.mr, w.steps, &w.words, n, cols, c) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if quads => unsafe { avx2::gemm::<true>(w.m, w.steps, &w.words, n, cols, c) },
         #[cfg(target_arch = "x86_64")]
@@ -556,7 +565,7 @@ mod avx2 {
 /// columns.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{MaybeUninit, Requant, Sum, SumLayout, MR, NR, STEP};
+    use super::{MaybeUninit, Requant, Sum, SumLayout, MR, MR_WIDE, NR, STEP};
     use std::arch::x86_64::*;
 
     /// `y[r] = w[r] · x` over rows of `bytes` bytes, 64 at a time: `vpdpbusd` (u8 x i8 quads)
@@ -591,6 +600,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub unsafe fn gemm<const QUADS: bool>(
         m: usize,
+        mr: usize,
         steps: usize,
         words: &[i32],
         n: usize,
@@ -601,19 +611,20 @@ mod avx512 {
         for j in (0..panels).step_by(2) {
             // A lone last panel on its own tile (a 3x3 map's one panel would otherwise be
             // computed twice).
-            if j + 1 < panels {
-                tiles::<QUADS, 2>(m, steps, words, n, cols, j, c);
-            } else {
-                tiles::<QUADS, 1>(m, steps, words, n, cols, j, c);
+            match (mr == MR_WIDE, j + 1 < panels) {
+                (true, true) => tiles::<QUADS, MR_WIDE, 2>(m, steps, words, n, cols, j, c),
+                (true, false) => tiles::<QUADS, MR_WIDE, 1>(m, steps, words, n, cols, j, c),
+                (false, true) => tiles::<QUADS, MR, 2>(m, steps, words, n, cols, j, c),
+                (false, false) => tiles::<QUADS, MR, 1>(m, steps, words, n, cols, j, c),
             }
         }
     }
 
     /// Panels `j .. j + P` (their steps follow one another in `cols`) against every block of
-    /// `MR` weight rows: `MR x P` accumulators.
+    /// `R` weight rows: `R x P` accumulators.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     #[inline]
-    unsafe fn tiles<const QUADS: bool, const P: usize>(
+    unsafe fn tiles<const QUADS: bool, const R: usize, const P: usize>(
         m: usize,
         steps: usize,
         words: &[i32],
@@ -623,13 +634,13 @@ mod avx512 {
         c: &mut [i32],
     ) {
         let b = cols.add(j * steps * STEP);
-        for blk in 0..m.div_ceil(MR) {
-            let a = words.as_ptr().add(blk * steps * MR);
-            let mut acc = [[_mm512_setzero_si512(); P]; MR];
+        for blk in 0..m.div_ceil(R) {
+            let a = words.as_ptr().add(blk * steps * R);
+            let mut acc = [[_mm512_setzero_si512(); P]; R];
             for p in 0..steps {
                 let bv: [__m512i; P] =
                     std::array::from_fn(|h| _mm512_loadu_si512(b.add(h * steps * STEP + p * STEP) as *const __m512i));
-                let ap = a.add(p * MR);
+                let ap = a.add(p * R);
                 for (r, acc_r) in acc.iter_mut().enumerate() {
                     let av = _mm512_set1_epi32(*ap.add(r));
                     for (acc_h, &bh) in acc_r.iter_mut().zip(&bv) {
@@ -642,9 +653,9 @@ mod avx512 {
                     }
                 }
             }
-            let rows = (m - blk * MR).min(MR);
+            let rows = (m - blk * R).min(R);
             for (r, acc_r) in acc.iter().enumerate().take(rows) {
-                let row = c.as_mut_ptr().add((blk * MR + r) * n);
+                let row = c.as_mut_ptr().add((blk * R + r) * n);
                 for (h, &v) in acc_r.iter().enumerate() {
                     let c0 = (j + h) * NR;
                     let width = (n - c0).min(NR);
@@ -689,7 +700,7 @@ mod tests {
             let mut packed = Vec::new();
             pack_columns(k, n, &codes, &mut packed);
             let mut c = vec![0i32; m * n];
-            gemm(&PackedWeights::<L>::new(m, k, &w), n, &packed, &mut c, isa);
+            gemm(&PackedWeights::<L>::new(m, k, &w, isa), n, &packed, &mut c, isa);
             for i in 0..m {
                 for j in 0..n {
                     let want: i64 = (0..k).map(|t| w[i * k + t] * x[t * n + j]).sum();
@@ -746,7 +757,7 @@ mod tests {
             pack_runs(&offsets, n, &padded, &mut got, Isa::Avx2);
             // Discarded columns (ox >= out_w) may differ; compare the real ones through a GEMM.
             let wts: Vec<i64> = (0..2 * k).map(|i| i as i64 % 7 - 3).collect();
-            let pw = PackedWeights::<L>::new(2, k, &wts);
+            let pw = PackedWeights::<L>::new(2, k, &wts, Isa::Avx2);
             let (mut cw, mut cg) = (vec![0; 2 * n], vec![0; 2 * n]);
             gemm(&pw, n, &want, &mut cw, Isa::Avx2);
             gemm(&pw, n, &got, &mut cg, Isa::Avx2);
