@@ -1,6 +1,6 @@
 //! The float32 reference path: what the model computes before quantization.
 
-use super::kernels::{depthwise, pool_windows, scratch_prefix, ConvGeom, Isa, Phases};
+use super::kernels::{depthwise, pool_windows, scratch_prefix, ConvGeom, Isa, Phases, SumLayout};
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use super::sgemm::{self, FloatIsa, PackedF32};
 use crate::model::{Activation, Graph, Node, Op};
@@ -33,9 +33,9 @@ impl<'g> FloatEngine<'g> {
             .map(|n| {
                 n.op.params().map(|(w, b)| {
                     let weight: Vec<f32> = w.iter().map(|&x| x as f32).collect();
-                    let packed = match &n.op {
-                        Op::Conv(_) if !conv_geom(graph, n).is_depthwise() => {
-                            let geom = conv_geom(graph, n);
+                    let geom = matches!(n.op, Op::Conv(_)).then(|| conv_geom(graph, n));
+                    let packed = match geom {
+                        Some(geom) if !geom.is_depthwise() => {
                             let (og, k) = (geom.out_c / geom.groups, geom.k());
                             weight.chunks_exact(og * k).map(|w| PackedF32::new(og, k, w, fisa)).collect()
                         }
@@ -147,36 +147,29 @@ impl FloatEngine<'_> {
             Op::Conv(c) => {
                 let p = self.params[idx].as_ref().unwrap();
                 let geom = conv_geom(g, node);
-                let (og, cg) = (geom.out_c / geom.groups, geom.in_c / geom.groups);
-                let w = &geom.window;
-                if !geom.is_depthwise() && w.kernel == [1, 1] && w.stride == [1, 1] && w.pads == [0; 4] {
-                    // A pointwise convolution reads its input's channels as they lie.
-                    let hw = geom.pixels();
-                    let all = scratch_prefix(&mut s.f32_b, n_out);
-                    for (grp, wts) in p.packed.iter().enumerate() {
-                        s.offsets.clear();
-                        s.offsets.extend((grp * cg..(grp + 1) * cg).map(|c| c * hw));
-                        let sums = &mut all[grp * og * hw..(grp + 1) * og * hw];
-                        sgemm::gemm_runs(wts, ins[0], &s.offsets, hw, sums, self.fisa);
-                    }
-                    for (chunk, &b) in all.chunks_exact(hw).zip(&p.bias) {
-                        push_activated(out, chunk.iter().map(|&v| v + b), c.activation);
-                    }
-                    return;
-                }
                 let layout = if geom.is_depthwise() {
                     depthwise(&geom, ins[0], &p.weight, |x| x, self.isa, &mut s.f32, &mut s.f32_b)
                 } else {
-                    let ph = Phases::new(&geom, ins[0], |x| x, self.isa, &mut s.f32);
-                    let all = scratch_prefix(&mut s.f32_b, geom.out_c * ph.n);
+                    // Rows of the virtual im2col matrix: a pointwise convolution's are its input's
+                    // channels as they lie, any other's the runs of its input's stride phases.
+                    let w = &geom.window;
+                    let pointwise = w.kernel == [1, 1] && w.stride == [1, 1] && w.pads == [0; 4];
+                    let ph = (!pointwise).then(|| Phases::new(&geom, ins[0], |x| x, self.isa, &mut s.f32));
+                    let hw = geom.pixels();
+                    let (src, chan, taps, n) = match &ph {
+                        Some(ph) => (s.f32.as_slice(), ph.chan, ph.taps.as_slice(), ph.n),
+                        None => (ins[0], hw, &[0][..], hw),
+                    };
+                    let (og, cg) = (geom.out_c / geom.groups, geom.in_c / geom.groups);
+                    let all = scratch_prefix(&mut s.f32_b, geom.out_c * n);
                     for (grp, wts) in p.packed.iter().enumerate() {
                         s.offsets.clear();
                         let chans = grp * cg..(grp + 1) * cg;
-                        s.offsets.extend(chans.flat_map(|c| ph.taps.iter().map(move |t| c * ph.chan + t)));
-                        let sums = &mut all[grp * og * ph.n..(grp + 1) * og * ph.n];
-                        sgemm::gemm_runs(wts, &s.f32, &s.offsets, ph.n, sums, self.fisa);
+                        s.offsets.extend(chans.flat_map(|c| taps.iter().map(move |t| c * chan + t)));
+                        let sums = &mut all[grp * og * n..(grp + 1) * og * n];
+                        sgemm::gemm_runs(wts, src, &s.offsets, n, sums, self.fisa);
                     }
-                    ph.layout(&geom)
+                    ph.map_or(SumLayout::dense(hw), |ph| ph.layout(&geom))
                 };
                 for (oc, seg) in layout.real(&s.f32_b[..geom.out_c * layout.per_row]) {
                     let b = p.bias[oc];
