@@ -10,7 +10,8 @@
 use super::float::conv_geom;
 use super::int16::{self, Lane, PackedWeights, Requant, Sum};
 use super::kernels::{
-    conv_image, convert, depthwise, pool_windows, scratch_prefix, ConvGeom, Gemm, Isa, Mac, Phases, SumLayout,
+    conv_image, convert, depthwise, pool_windows, run_offsets, scratch_prefix, ConvGeom, Gemm, Isa, Mac, Phases,
+    SumLayout,
 };
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use crate::fixed::round::{
@@ -782,9 +783,7 @@ impl FixedEngine<'_> {
         let sums = scratch_prefix(sums, geom.out_c * ph.n);
         let cg = geom.in_c / geom.groups;
         for (grp, wts) in packed.iter().enumerate() {
-            offsets.clear();
-            let all = (grp * cg..(grp + 1) * cg).flat_map(|c| ph.taps.iter().map(move |t| c * ph.chan + t));
-            offsets.extend(all.skip(taps.start).take(taps.len()));
+            run_offsets(grp * cg..(grp + 1) * cg, ph.chan, &ph.taps, taps.clone(), offsets);
             int16::pack_runs(offsets, ph.n, codes, cols, self.isa);
             int16::gemm(wts, ph.n, cols, &mut sums[grp * og * ph.n..(grp + 1) * og * ph.n], self.isa);
         }
@@ -1025,9 +1024,22 @@ impl Engine for FixedEngine<'_> {
                 }));
             }
             (Op::Concat, _) => {
+                // Each input into the output's format: copied where that changes no code, else
+                // on the vectorized epilogue (no bias, no activation) in its common case.
+                let range = self.arith.range;
                 for (x, &v) in ins.iter().zip(&node.inputs) {
-                    let fi = self.fmts[v].frac;
-                    requantize_codes(x, fi, of, self.arith, out);
+                    let fi = self.fmts[v];
+                    let ((lo, hi), (out_lo, out_hi)) = (fi.code_range(range), of.code_range(range));
+                    let requant = vector_requant::<i64>(Activation::None, fi.frac, of, self.arith, None);
+                    if fi.frac == of.frac && out_lo <= lo && hi <= out_hi {
+                        out.extend_from_slice(x);
+                    } else if let (Some(rq), false) = (requant, x.is_empty()) {
+                        s.i64.clear();
+                        s.i64.extend_from_slice(x);
+                        int16::requant_rows(&mut s.i64, SumLayout::dense(x.len()), &[0], &rq, out, self.isa);
+                    } else {
+                        requantize_codes(x, fi.frac, of, self.arith, out);
+                    }
                 }
             }
             (Op::AvgPool { window, count_include_pad }, _) => {

@@ -1,6 +1,6 @@
 //! The float32 reference path: what the model computes before quantization.
 
-use super::kernels::{depthwise, pool_windows, scratch_prefix, ConvGeom, Isa, Phases, SumLayout};
+use super::kernels::{depthwise, pool_windows, run_offsets, scratch_prefix, ConvGeom, Isa, Phases, SumLayout};
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use super::sgemm::{self, FloatIsa, PackedF32};
 use crate::model::{Activation, Graph, Node, Op};
@@ -163,9 +163,7 @@ impl FloatEngine<'_> {
                     let (og, cg) = (geom.out_c / geom.groups, geom.in_c / geom.groups);
                     let all = scratch_prefix(&mut s.f32_b, geom.out_c * n);
                     for (grp, wts) in p.packed.iter().enumerate() {
-                        s.offsets.clear();
-                        let chans = grp * cg..(grp + 1) * cg;
-                        s.offsets.extend(chans.flat_map(|c| taps.iter().map(move |t| c * chan + t)));
+                        run_offsets(grp * cg..(grp + 1) * cg, chan, taps, 0..cg * taps.len(), &mut s.offsets);
                         let sums = &mut all[grp * og * n..(grp + 1) * og * n];
                         sgemm::gemm_runs(wts, src, &s.offsets, n, sums, self.fisa);
                     }

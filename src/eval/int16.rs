@@ -13,6 +13,7 @@
 //! AVX2 neither is chosen and nothing here runs; the functions take the instruction set the
 //! engine chose ([`Isa`]).
 
+use super::kernels::scratch_prefix;
 pub use super::kernels::{Isa, SumLayout};
 use crate::fixed::Rounding;
 use std::mem::MaybeUninit;
@@ -132,15 +133,16 @@ pub fn pack_columns<L: Lane>(k: usize, n: usize, col: &[L], out: &mut Vec<L>) {
 }
 
 /// Pack the virtual im2col matrix whose row `t` is `padded[offsets[t]..][..n]` into the panel
-/// layout of [`pack_columns`]. `padded` must hold `max(offsets) + n.div_ceil(NR) * NR` codes.
+/// layout of [`pack_columns`] (its prefix: `out` is scratch, only grown). `padded` must hold
+/// `max(offsets) + n.div_ceil(NR) * NR` codes.
 pub fn pack_runs<L: Lane>(offsets: &[usize], n: usize, padded: &[L], out: &mut Vec<L>, isa: Isa) {
     let steps = offsets.len().div_ceil(L::PER_WORD);
     let panels = n.div_ceil(NR);
     let reach = offsets.iter().max().map_or(0, |&o| o + panels * NR);
     assert!(padded.len() >= reach, "padded input too short for its runs");
     assert!(isa >= Isa::Avx2 && isa.supported(), "the integer carriers run on AVX2 or better ({isa:?})");
-    out.clear();
-    out.resize(panels * steps * STEP / std::mem::size_of::<L>(), L::default());
+    // Every step of every panel is written below: grow the scratch, never refill it.
+    scratch_prefix(out, panels * steps * STEP / std::mem::size_of::<L>());
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX2 is present (checked); every read is below `reach` (checked) and every write
     // inside `out`, sized above (both element types are plain integers, read as bytes).

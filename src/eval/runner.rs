@@ -4,6 +4,7 @@
 use super::kernels::pool_windows;
 use crate::model::{Graph, Node, Op, Window};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// What an engine must provide: every op whose arithmetic depends on the number system.
 pub trait Engine: Sync {
@@ -199,10 +200,19 @@ unsafe fn max_pool_avx2<T: Copy + PartialOrd>(input: &[T], shape: &[usize], w: &
     max_pool_body(input, shape, w, o, out);
 }
 
+// Every loop below writes into slices sized beforehand: `Vec::extend` from an iterator runs in
+// a separate function, compiled without the caller's AVX2, where the maxima stay scalar.
 #[inline(always)]
 fn max_pool_body<T: Copy + PartialOrd>(input: &[T], shape: &[usize], w: &Window, o: &[usize], out: &mut Vec<T>) {
     let (h, wd) = (shape[1], shape[2]);
     let ([kh, kw], [sh, sw]) = (w.kernel, w.stride);
+    let (n, per_plane) = (input.len(), o[1] * o[2]);
+    if n == 0 || per_plane == 0 {
+        return;
+    }
+    if [sh, sw] == [1, 1] && [o[1], o[2]] == [h, wd] && n >= (kh - 1) * wd && n >= kw - 1 {
+        return max_pool_same(input, (h, wd), w, out);
+    }
     let clip = |o: usize, s: usize, pad: usize, k: usize, n: usize| {
         let lo = (o * s).saturating_sub(pad);
         (lo, (o * s + k).saturating_sub(pad).min(n))
@@ -210,28 +220,101 @@ fn max_pool_body<T: Copy + PartialOrd>(input: &[T], shape: &[usize], w: &Window,
     let cols: Vec<(usize, usize)> = (0..o[2]).map(|ox| clip(ox, sw, w.pads[1], kw, wd)).collect();
     // Windows of two columns side by side (2x2, stride 2: the common case) pair up directly.
     let pairs = kw == 2 && sw == 2 && cols.iter().enumerate().all(|(ox, &c)| c == (2 * ox, 2 * ox + 2));
-    let mut row_max: Vec<T> = Vec::with_capacity(wd);
-    for plane in input.chunks_exact(h * wd) {
-        let row = |y: usize| &plane[y * wd..(y + 1) * wd];
-        for oy in 0..o[1] {
+    let start = out.len();
+    out.resize(start + n / (h * wd) * per_plane, input[0]);
+    let mut row_max = input[..wd].to_vec();
+    for (plane, dst) in input.chunks_exact(h * wd).zip(out[start..].chunks_exact_mut(per_plane)) {
+        for (oy, dst) in dst.chunks_exact_mut(o[2]).enumerate() {
             let (y0, y1) = clip(oy, sh, w.pads[0], kh, h);
-            row_max.clear();
-            if y1 - y0 >= 2 {
-                // Into a third buffer, every element written: the loop vectorizes to plain maxima.
-                row_max.extend(row(y0).iter().zip(row(y0 + 1)).map(|(&a, &b)| larger(a, b)));
+            max_rows(plane, wd, y0..y1, &mut row_max);
+            if pairs {
+                for (d, p) in dst.iter_mut().zip(row_max.chunks_exact(2)) {
+                    *d = larger(p[0], p[1]);
+                }
             } else {
-                row_max.extend_from_slice(row(y0));
-            }
-            for y in y0 + 2..y1 {
-                for (m, &v) in row_max.iter_mut().zip(row(y)) {
-                    *m = larger(*m, v);
+                for (d, &(x0, x1)) in dst.iter_mut().zip(&cols) {
+                    *d = max_of(&row_max[x0..x1]);
                 }
             }
-            if pairs {
-                out.extend(row_max.chunks_exact(2).take(o[2]).map(|p| larger(p[0], p[1])));
-            } else {
-                out.extend(cols.iter().map(|&(x0, x1)| max_of(&row_max[x0..x1])));
+        }
+    }
+}
+
+/// `dst = max(src[y * len ..][..len] for y in rows)` (`rows` not empty), every element written
+/// fresh from the first two rows: `*m = larger(*m, v)` compiles to slow masked stores.
+#[inline(always)]
+fn max_rows<T: Copy + PartialOrd>(src: &[T], len: usize, rows: Range<usize>, dst: &mut [T]) {
+    let row = |y: usize| &src[y * len..(y + 1) * len];
+    if rows.len() == 1 {
+        dst.copy_from_slice(row(rows.start));
+        return;
+    }
+    for ((m, &a), &b) in dst.iter_mut().zip(row(rows.start)).zip(row(rows.start + 1)) {
+        *m = larger(a, b);
+    }
+    for y in rows.start + 2..rows.end {
+        for (m, &v) in dst.iter_mut().zip(row(y)) {
+            *m = larger(*m, v);
+        }
+    }
+}
+
+/// Unit-stride max-pooling whose output keeps the input's size (an inception branch's 3x3/s1
+/// pool), separably and over the whole tensor at once: the maxima down each full window's rows
+/// in one long loop over every plane, then along the rows the same way, then the windows the
+/// padding clips (the first and last rows and columns of each plane) redone one by one. Plane by
+/// plane or row by row, a 7x7 or 14x14 map's loops are too short to vectorize.
+#[inline(always)]
+fn max_pool_same<T: Copy + PartialOrd>(input: &[T], (h, wd): (usize, usize), w: &Window, out: &mut Vec<T>) {
+    let ([kh, kw], [pt, pl, pb, pr]) = (w.kernel, w.pads);
+    let n = input.len();
+    let clip = |o: usize, pad: usize, k: usize, len: usize| o.saturating_sub(pad)..(o + k).saturating_sub(pad).min(len);
+    let clipped = |o: usize, pad: usize, k: usize, len: usize| o < pad || o + k > len + pad;
+    // Down the columns: `cols[i] = max(input[i + (d - pt) * wd] for d < kh)`, over every plane
+    // at once; the rows whose window the padding clips are redone plane by plane.
+    let mut cols = input.to_vec();
+    max_shifted(input, wd, kh, &mut cols[pt * wd..n - pb * wd]);
+    let edge_rows: Vec<(usize, Range<usize>)> =
+        (0..h).filter(|&oy| clipped(oy, pt, kh, h)).map(|oy| (oy, clip(oy, pt, kh, h))).collect();
+    for (plane, maxima) in input.chunks_exact(h * wd).zip(cols.chunks_exact_mut(h * wd)) {
+        for (oy, rows) in &edge_rows {
+            max_rows(plane, wd, rows.clone(), &mut maxima[oy * wd..(oy + 1) * wd]);
+        }
+    }
+    // Along the rows, the same way.
+    let start = out.len();
+    out.extend_from_slice(&cols);
+    max_shifted(&cols, 1, kw, &mut out[start + pl..start + n - pr]);
+    let edges: Vec<(usize, Range<usize>)> =
+        (0..wd).filter(|&ox| clipped(ox, pl, kw, wd)).map(|ox| (ox, clip(ox, pl, kw, wd))).collect();
+    for (row, maxima) in cols.chunks_exact(wd).zip(out[start..].chunks_exact_mut(wd)) {
+        for (ox, x) in &edges {
+            maxima[*ox] = max_of(&row[x.clone()]);
+        }
+    }
+}
+
+/// `dst[i] = max(src[d * step + i] for d < count)`.
+#[inline(always)]
+fn max_shifted<T: Copy + PartialOrd>(src: &[T], step: usize, count: usize, dst: &mut [T]) {
+    let len = dst.len();
+    let at = |d: usize| &src[d * step..d * step + len];
+    match count {
+        1 => dst.copy_from_slice(at(0)),
+        2 => {
+            for ((m, &a), &b) in dst.iter_mut().zip(at(0)).zip(at(1)) {
+                *m = larger(a, b);
             }
+        }
+        _ => {
+            for (((m, &a), &b), &c) in dst.iter_mut().zip(at(0)).zip(at(1)).zip(at(2)) {
+                *m = larger(larger(a, b), c);
+            }
+        }
+    }
+    for d in 3..count {
+        for (m, &v) in dst.iter_mut().zip(at(d)) {
+            *m = larger(*m, v);
         }
     }
 }
