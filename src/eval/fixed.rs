@@ -545,7 +545,9 @@ impl<'g> FixedEngine<'g> {
                 }
                 (None, _) if matches!(node.op, Op::Add { .. }) => {
                     let ins = [fmts[node.inputs[0]], fmts[node.inputs[1]]];
-                    let fm = ins[0].frac.max(ins[1].frac);
+                    // Aligned at the output's step where that is finer than both inputs': the
+                    // epilogue then shifts right (by 0), never left.
+                    let fm = ins[0].frac.max(ins[1].frac).max(fmts[node.output].frac);
                     let shifts = ins.map(|f| (fm - f.frac) as u32);
                     // |a| 2^sa + |b| 2^sb, exact in f64 (each term below 2^32 * 2^31).
                     let bound: f64 = ins

@@ -334,6 +334,16 @@ impl Phases {
             }
             return Phases { wq, chan, taps, n };
         }
+        if sw == 1 {
+            // Rows converted straight into place (inlined here: no call per row).
+            for (c, src) in input.chunks_exact(hw).enumerate() {
+                for (y, row) in src.chunks_exact(w).enumerate() {
+                    let at = c * chan + (y + pt) % sh * plane + (y + pt) / sh * wq;
+                    convert_body(row, &mut out[at + pl..][..w], &conv);
+                }
+            }
+            return Phases { wq, chan, taps, n };
+        }
         // The whole input converted in one long (vectorized) loop into scratch space past the
         // phases (no allocation: `out` keeps its capacity), then its rows copied into place:
         // converting row by row costs a call and a short loop per row of a 7x7 or 14x14 map.
