@@ -1077,8 +1077,7 @@ fn embedded_net_equals_reference(name: &str, depthwise_layers: usize) {
             if let Op::Add { .. } = node.op {
                 // Every 8-bit Add on the vectorized epilogue, including one whose output format
                 // is finer than both operands (ResNet's Add + ReLU, unsigned, one fraction bit
-                // more than its signed operands): the operands are aligned at the output's step
-                // there, so the epilogue shifts by 0 instead of left.
+                // more than its signed operands): the epilogue scales its sums up (a left shift).
                 let f = engine.formats();
                 let finest = f[node.inputs[0]].frac.max(f[node.inputs[1]].frac);
                 let output_finer = finest < f[node.output].frac;
@@ -1090,7 +1089,7 @@ fn embedded_net_equals_reference(name: &str, depthwise_layers: usize) {
         if detected_isa() == Isa::Avx512Vnni {
             assert!(u8_layers > 0, "{name}: no layer on the u8 x i8 carrier");
         }
-        println!("{name}: vectorized Adds aligned at an operand's / the output's step: {adds:?}");
+        println!("{name}: vectorized Adds shifting right / left: {adds:?}");
     }
     let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_0100);
     let mild = random_shipped_assignment(&g, &ranges, mild_arith(1), &MILD, &mut rng);

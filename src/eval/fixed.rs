@@ -280,8 +280,8 @@ fn requant_runs<A: Sum>(
 }
 
 /// The vectorized epilogue of a layer whose exact sums at `frac` (bias included) fit `A`, or
-/// None outside its common case: wrapping overflow, an accumulator width, a shift outside
-/// `0..A::BITS`, a Clip it cannot threshold exactly.
+/// None outside its common case: wrapping overflow, an accumulator width, a shift of `A::BITS`
+/// or more either way, a Clip it cannot threshold exactly.
 fn vector_requant<A: Sum>(
     act: Activation,
     frac: i32,
@@ -290,7 +290,8 @@ fn vector_requant<A: Sum>(
     accumulator: Option<u32>,
 ) -> Option<Requant<A>> {
     let shift = frac - out.frac;
-    if arith.overflow != Overflow::Saturate || accumulator.is_some() || !(0..A::BITS as i32).contains(&shift) {
+    let bits = A::BITS as i32;
+    if arith.overflow != Overflow::Saturate || accumulator.is_some() || !(1 - bits..bits).contains(&shift) {
         return None;
     }
     let (below, above) = match act {
@@ -300,7 +301,7 @@ fn vector_requant<A: Sum>(
     };
     let (lo, hi) = out.code_range(arith.range);
     let within = |k: i64| A::try_from(k.clamp(A::MIN.into(), A::MAX.into())).ok();
-    Some(Requant { shift: shift as u32, rounding: arith.rounding, below, above, lo: within(lo)?, hi: within(hi)? })
+    Some(Requant { shift, rounding: arith.rounding, below, above, lo: within(lo)?, hi: within(hi)? })
 }
 
 /// A Clip's bounds as thresholds on the integer sum `v` at `frac` with the codes they give
@@ -545,9 +546,7 @@ impl<'g> FixedEngine<'g> {
                 }
                 (None, _) if matches!(node.op, Op::Add { .. }) => {
                     let ins = [fmts[node.inputs[0]], fmts[node.inputs[1]]];
-                    // Aligned at the output's step where that is finer than both inputs': the
-                    // epilogue then shifts right (by 0), never left.
-                    let fm = ins[0].frac.max(ins[1].frac).max(fmts[node.output].frac);
+                    let fm = ins[0].frac.max(ins[1].frac);
                     let shifts = ins.map(|f| (fm - f.frac) as u32);
                     // |a| 2^sa + |b| 2^sb, exact in f64 (each term below 2^32 * 2^31).
                     let bound: f64 = ins

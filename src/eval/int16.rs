@@ -227,6 +227,7 @@ pub trait Sum:
     + Into<i64>
     + TryFrom<i64>
     + std::ops::Shr<u32, Output = Self>
+    + std::ops::Shl<u32, Output = Self>
     + std::ops::BitAnd<Output = Self>
     + std::ops::Add<Output = Self>
     + 'static
@@ -266,14 +267,15 @@ impl_sum!(i32);
 impl_sum!(i64);
 
 /// A layer's requantization in its common case, all in its sum type `A`: add the bias, round
-/// off `shift` bits, saturate to `[lo, hi]`; the fused activation as two thresholds on the exact
-/// sum (`v < below.0` gives code `below.1`, else `v > above.0` gives `above.1`: ReLU is `(0, 0)`
-/// below, a Clip its bounds in the sum's scale and their codes). The caller chooses it only for
-/// saturating arithmetic, no accumulator width, `0 <= shift < A::BITS`, sums plus bias within
-/// `A` and thresholds it computed exactly.
+/// off `shift` bits (or, where `shift` is negative, scale by `2^-shift`), saturate to
+/// `[lo, hi]`; the fused activation as two thresholds on the exact sum (`v < below.0` gives code
+/// `below.1`, else `v > above.0` gives `above.1`: ReLU is `(0, 0)` below, a Clip its bounds in
+/// the sum's scale and their codes). The caller chooses it only for saturating arithmetic, no
+/// accumulator width, `|shift| < A::BITS`, sums plus bias within `A` and thresholds it computed
+/// exactly.
 #[derive(Debug, Clone, Copy)]
 pub struct Requant<A = i32> {
-    pub shift: u32,
+    pub shift: i32,
     pub rounding: Rounding,
     pub below: (A, A),
     pub above: (A, A),
@@ -368,8 +370,8 @@ fn requant_rows_body<A: Sum>(
 }
 
 /// The codes of the sums `acc` (rows of `per_row`, row `r` plus `bias[r]`), into `out` (of the
-/// same length) or else in place: one loop per rounding mode, each branch-free so that it
-/// vectorizes.
+/// same length) or else in place: one loop per rounding mode (and one for a left shift), each
+/// branch-free so that it vectorizes.
 #[inline(always)]
 fn requant_modes<A: Sum>(
     acc: &mut [A],
@@ -378,20 +380,46 @@ fn requant_modes<A: Sum>(
     rq: &Requant<A>,
     out: Option<&mut [MaybeUninit<i64>]>,
 ) {
+    let (lo, hi) = (rq.lo, rq.hi);
+    if rq.shift < 0 {
+        // `v * 2^l` saturates exactly where `v` is outside `[ceil(lo / 2^l), floor(hi / 2^l)]`:
+        // compare first, so that the shift never leaves `A` where it is used.
+        let l = rq.shift.unsigned_abs();
+        let (lo64, hi64): (i64, i64) = (lo.into(), hi.into());
+        let within = |k: i64| A::try_from(k).ok().expect("a bound of a code range within A");
+        let (lo_in, hi_in) = (within(-((-lo64) >> l)), within(hi64 >> l));
+        return requant_with(acc, per_row, bias, rq, out, |v| {
+            let k = if v > hi_in { hi } else { v << l };
+            if v < lo_in {
+                lo
+            } else {
+                k
+            }
+        });
+    }
+    // Round off `s` bits: `v = q * 2^s + r`; with `s = 0`, `r = 0` and `half = 1`, so no mode
+    // rounds up.
+    let s = rq.shift as u32;
+    let (mask, half) = A::mask_half(s);
+    let parts = move |v: A| (v >> s, v & mask);
     match rq.rounding {
-        Rounding::Floor => requant_with(acc, per_row, bias, rq, out, |_, _, _, _| A::default()),
-        Rounding::HalfUp => requant_with(acc, per_row, bias, rq, out, |_, r, half, _| A::from_bool(r >= half)),
-        Rounding::HalfEven => requant_with(acc, per_row, bias, rq, out, |q, r, half, _| {
-            A::from_bool((r > half) | ((r == half) & q.is_odd()))
+        Rounding::Floor => requant_with(acc, per_row, bias, rq, out, |v| (v >> s).clamp(lo, hi)),
+        Rounding::HalfUp => requant_with(acc, per_row, bias, rq, out, |v| {
+            let (q, r) = parts(v);
+            (q + A::from_bool(r >= half)).clamp(lo, hi)
         }),
-        Rounding::HalfAway => requant_with(acc, per_row, bias, rq, out, |_, r, half, v| {
-            A::from_bool((r > half) | ((r == half) & (v >= A::default())))
+        Rounding::HalfEven => requant_with(acc, per_row, bias, rq, out, |v| {
+            let (q, r) = parts(v);
+            (q + A::from_bool((r > half) | ((r == half) & q.is_odd()))).clamp(lo, hi)
+        }),
+        Rounding::HalfAway => requant_with(acc, per_row, bias, rq, out, |v| {
+            let (q, r) = parts(v);
+            (q + A::from_bool((r > half) | ((r == half) & (v >= A::default())))).clamp(lo, hi)
         }),
     }
 }
 
-/// `round_up(q, r, half, v)`: 1 where `v = q * 2^shift + r` rounds up from `q`. With `shift = 0`,
-/// `r = 0` and `half = 1`, so no mode rounds up.
+/// `scale(v)`: the saturated code of the sum plus bias `v` before the activation.
 #[inline(always)]
 fn requant_with<A: Sum>(
     acc: &mut [A],
@@ -399,18 +427,14 @@ fn requant_with<A: Sum>(
     bias: &[A],
     rq: &Requant<A>,
     out: Option<&mut [MaybeUninit<i64>]>,
-    round_up: impl Fn(A, A, A, A) -> A,
+    scale: impl Fn(A) -> A,
 ) {
-    let s = rq.shift;
-    let (mask, half) = A::mask_half(s);
     let ((t_lo, k_lo), (t_hi, k_hi)) = (rq.below, rq.above);
     let code = |a: A, b: A| {
         // Discarded columns may hold any value: wrap rather than trap on them (real sums plus
         // bias fit, by the carrier's bound).
         let v = a.wrapping_add(b);
-        let q = v >> s;
-        let r = v & mask;
-        let k = (q + round_up(q, r, half, v)).clamp(rq.lo, rq.hi);
+        let k = scale(v);
         // Selects, not branches, so that the loop vectorizes; `below` wins, as in the scalar
         // `if v < min .. else if v > max`.
         let k = if v > t_hi { k_hi } else { k };
@@ -805,12 +829,12 @@ mod tests {
     /// split carrier's i64 sums (shifts past 31, sums past i32).
     #[test]
     fn requant_rows_equals_requantize() {
-        requant_rows_case::<i32>(&[0, 1, 2, 5, 13, 30, 31], 29);
-        requant_rows_case::<i64>(&[0, 1, 13, 31, 32, 45, 62], 60);
+        requant_rows_case::<i32>(&[-30, -5, -1, 0, 1, 2, 5, 13, 30, 31], 29);
+        requant_rows_case::<i64>(&[-40, -3, 0, 1, 13, 31, 32, 45, 62], 60);
     }
 
     /// Sums up to `2^mag` in magnitude (and neighbours of exact halves) at each of `shifts`.
-    fn requant_rows_case<A: Sum + std::fmt::Debug>(shifts: &[u32], mag: u32) {
+    fn requant_rows_case<A: Sum + std::fmt::Debug>(shifts: &[i32], mag: u32) {
         use crate::fixed::round::requantize;
         use crate::fixed::{Arith, Format, Overflow, RangeMode};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
@@ -831,8 +855,9 @@ mod tests {
                             1 => a(rng.random_range(-4096..4096)),
                             // exact halves and their neighbours
                             _ => {
-                                let half = 1i64 << shift >> 1;
-                                let v = (rng.random_range(-64i64..64) << shift.min(mag - 9)) + half - 1 + (i % 3);
+                                let half = 1i64 << shift.max(0) >> 1;
+                                let v = (rng.random_range(-64i64..64) << shift.clamp(0, mag as i32 - 9)) + half - 1
+                                    + (i % 3);
                                 a(v.clamp(-(1 << (mag + 1)), 1 << (mag + 1)))
                             }
                         })
@@ -852,7 +877,7 @@ mod tests {
                         } else if act == 2 && v > wide(clip.1 .0) {
                             clip.1 .1.into()
                         } else {
-                            requantize(v, fmt.frac + shift as i32, fmt, arith)
+                            requantize(v, fmt.frac + shift, fmt, arith)
                         };
                         assert_eq!(got, want, "{rounding:?} shift {shift} activation {act} acc {x:?}");
                     }
