@@ -303,7 +303,7 @@ pub fn requant_rows<A: Sum>(
 ) {
     let acc = &mut acc[..bias.len() * layout.per_row];
     let (start, len) = (out.len(), bias.len() * layout.outputs());
-    // `COPY` codes of slack: short segments are copied in whole chunks (see `copy_segments`).
+    // `COPY` codes of slack: short segments are written in whole chunks (see `requant_with`).
     // Written in place of a zero fill: every one of the `len` codes is written below.
     out.reserve(len + COPY);
     let dst = &mut out.spare_capacity_mut()[..len + COPY];
@@ -322,35 +322,8 @@ pub fn requant_rows<A: Sum>(
     unsafe { out.set_len(start + len) };
 }
 
-/// Codes copied at a time from a segmented layout.
+/// Codes written at a time from a segmented layout.
 const COPY: usize = 8;
-
-/// Append the real outputs of `codes` (laid out as `layout`) to `out`, which has `COPY` codes
-/// of slack past them: each segment in whole chunks of `COPY` (one vector conversion each,
-/// where a short segment's element loop would not vectorize), a chunk past a segment's end
-/// overwritten by the next segment or left in the slack; a scalar tail only where a chunk would
-/// read past `codes`.
-#[inline(always)]
-fn copy_segments<A: Sum>(codes: &[A], layout: SumLayout, out: &mut [MaybeUninit<i64>]) {
-    let (stride, len) = (layout.seg_stride, layout.seg_len);
-    let mut pos = 0;
-    for s0 in (0..codes.len()).step_by(stride) {
-        let (src, dst) = (&codes[s0..], &mut out[pos..]);
-        let mut i = 0;
-        while i < len && i + COPY <= src.len() {
-            let chunk: &[A; COPY] = src[i..i + COPY].try_into().expect("chunk");
-            let to: &mut [MaybeUninit<i64>; COPY] = (&mut dst[i..i + COPY]).try_into().expect("slack");
-            for (t, &c) in to.iter_mut().zip(chunk) {
-                t.write(c.into());
-            }
-            i += COPY;
-        }
-        for j in i..len {
-            dst[j].write(src[j].into());
-        }
-        pos += len;
-    }
-}
 
 #[inline(always)]
 fn requant_rows_body<A: Sum>(
@@ -360,26 +333,14 @@ fn requant_rows_body<A: Sum>(
     rq: &Requant<A>,
     out: &mut [MaybeUninit<i64>],
 ) {
-    if layout.seg_len == layout.seg_stride {
-        // Every sum is a real output: the codes go straight to `out`, one pass.
-        requant_modes(acc, layout.per_row, bias, rq, Some(out));
-        return;
-    }
-    requant_modes(acc, layout.per_row, bias, rq, None);
-    copy_segments(acc, layout, out);
+    requant_modes(acc, layout, bias, rq, out);
 }
 
-/// The codes of the sums `acc` (rows of `per_row`, row `r` plus `bias[r]`), into `out` (of the
-/// same length) or else in place: one loop per rounding mode (and one for a left shift), each
-/// branch-free so that it vectorizes.
+/// The codes of the real outputs of the sums `acc` (rows laid out as `layout`, row `r` plus
+/// `bias[r]`), into `out` (with `COPY` codes of slack): one loop per rounding mode (and one for a
+/// left shift), each branch-free so that it vectorizes.
 #[inline(always)]
-fn requant_modes<A: Sum>(
-    acc: &mut [A],
-    per_row: usize,
-    bias: &[A],
-    rq: &Requant<A>,
-    out: Option<&mut [MaybeUninit<i64>]>,
-) {
+fn requant_modes<A: Sum>(acc: &[A], layout: SumLayout, bias: &[A], rq: &Requant<A>, out: &mut [MaybeUninit<i64>]) {
     let (lo, hi) = (rq.lo, rq.hi);
     if rq.shift < 0 {
         // `v * 2^l` saturates exactly where `v` is outside `[ceil(lo / 2^l), floor(hi / 2^l)]`:
@@ -388,7 +349,7 @@ fn requant_modes<A: Sum>(
         let (lo64, hi64): (i64, i64) = (lo.into(), hi.into());
         let within = |k: i64| A::try_from(k).ok().expect("a bound of a code range within A");
         let (lo_in, hi_in) = (within(-((-lo64) >> l)), within(hi64 >> l));
-        return requant_with(acc, per_row, bias, rq, out, |v| {
+        return requant_with(acc, layout, bias, rq, out, |v| {
             let k = if v > hi_in { hi } else { v << l };
             if v < lo_in {
                 lo
@@ -403,16 +364,16 @@ fn requant_modes<A: Sum>(
     let (mask, half) = A::mask_half(s);
     let parts = move |v: A| (v >> s, v & mask);
     match rq.rounding {
-        Rounding::Floor => requant_with(acc, per_row, bias, rq, out, |v| (v >> s).clamp(lo, hi)),
-        Rounding::HalfUp => requant_with(acc, per_row, bias, rq, out, |v| {
+        Rounding::Floor => requant_with(acc, layout, bias, rq, out, |v| (v >> s).clamp(lo, hi)),
+        Rounding::HalfUp => requant_with(acc, layout, bias, rq, out, |v| {
             let (q, r) = parts(v);
             (q + A::from_bool(r >= half)).clamp(lo, hi)
         }),
-        Rounding::HalfEven => requant_with(acc, per_row, bias, rq, out, |v| {
+        Rounding::HalfEven => requant_with(acc, layout, bias, rq, out, |v| {
             let (q, r) = parts(v);
             (q + A::from_bool((r > half) | ((r == half) & q.is_odd()))).clamp(lo, hi)
         }),
-        Rounding::HalfAway => requant_with(acc, per_row, bias, rq, out, |v| {
+        Rounding::HalfAway => requant_with(acc, layout, bias, rq, out, |v| {
             let (q, r) = parts(v);
             (q + A::from_bool((r > half) | ((r == half) & (v >= A::default())))).clamp(lo, hi)
         }),
@@ -422,15 +383,15 @@ fn requant_modes<A: Sum>(
 /// `scale(v)`: the saturated code of the sum plus bias `v` before the activation.
 #[inline(always)]
 fn requant_with<A: Sum>(
-    acc: &mut [A],
-    per_row: usize,
+    acc: &[A],
+    layout: SumLayout,
     bias: &[A],
     rq: &Requant<A>,
-    out: Option<&mut [MaybeUninit<i64>]>,
+    out: &mut [MaybeUninit<i64>],
     scale: impl Fn(A) -> A,
 ) {
     let ((t_lo, k_lo), (t_hi, k_hi)) = (rq.below, rq.above);
-    let code = |a: A, b: A| {
+    let code = |a: A, b: A| -> i64 {
         // Discarded columns may hold any value: wrap rather than trap on them (real sums plus
         // bias fit, by the carrier's bound).
         let v = a.wrapping_add(b);
@@ -439,25 +400,43 @@ fn requant_with<A: Sum>(
         // `if v < min .. else if v > max`.
         let k = if v > t_hi { k_hi } else { k };
         if v < t_lo {
-            k_lo
+            k_lo.into()
         } else {
-            k
+            k.into()
         }
     };
-    match out {
-        Some(out) => {
-            for ((row, dst), &b) in acc.chunks_exact(per_row).zip(out.chunks_exact_mut(per_row)).zip(bias) {
-                for (&a, o) in row.iter().zip(dst) {
-                    o.write(code(a, b).into());
-                }
+    let per_row = layout.per_row;
+    if layout.seg_len == layout.seg_stride {
+        // Every sum is a real output: one long loop per row.
+        for ((row, dst), &b) in acc.chunks_exact(per_row).zip(out.chunks_exact_mut(per_row)).zip(bias) {
+            for (&a, o) in row.iter().zip(dst) {
+                o.write(code(a, b));
             }
         }
-        None => {
-            for (row, &b) in acc.chunks_exact_mut(per_row).zip(bias) {
-                for a in row {
-                    *a = code(*a, b);
+        return;
+    }
+    // Only the real outputs, each segment in whole chunks of `COPY` (a short segment's element
+    // loop would not vectorize): a chunk past a segment's end reads discarded columns (or the
+    // next row) and writes codes the next segment overwrites, or into the slack; a scalar tail
+    // only where a chunk would read past `acc`.
+    let (stride, len) = (layout.seg_stride, layout.seg_len);
+    let mut pos = 0;
+    for (r, &b) in bias.iter().enumerate() {
+        for s0 in (r * per_row..(r + 1) * per_row).step_by(stride) {
+            let (src, dst) = (&acc[s0..], &mut out[pos..]);
+            let mut i = 0;
+            while i < len && i + COPY <= src.len() {
+                let chunk: &[A; COPY] = src[i..i + COPY].try_into().expect("chunk");
+                let to: &mut [MaybeUninit<i64>; COPY] = (&mut dst[i..i + COPY]).try_into().expect("slack");
+                for (t, &a) in to.iter_mut().zip(chunk) {
+                    t.write(code(a, b));
                 }
+                i += COPY;
             }
+            for j in i..len {
+                dst[j].write(code(src[j], b));
+            }
+            pos += len;
         }
     }
 }
@@ -880,6 +859,16 @@ mod tests {
                             requantize(v, fmt.frac + shift, fmt, arith)
                         };
                         assert_eq!(got, want, "{rounding:?} shift {shift} activation {act} acc {x:?}");
+                    }
+                    // Segmented layouts give the dense codes of their real columns (chunks that
+                    // run past a segment, a row, or the sums' end).
+                    for (stride, len) in [(8, 7), (4, 3), (16, 9)] {
+                        let layout = SumLayout { per_row: 16, seg_stride: stride, seg_len: len };
+                        let mut seg = Vec::new();
+                        requant_rows(&mut acc.clone(), layout, &bias, &rq, &mut seg, Isa::best());
+                        let real: Vec<i64> =
+                            out.iter().enumerate().filter(|(i, _)| i % 16 % stride < len).map(|(_, &k)| k).collect();
+                        assert_eq!(seg, real, "{rounding:?} shift {shift} activation {act} segments {stride}/{len}");
                     }
                 }
             }
