@@ -323,9 +323,19 @@ impl Phases {
         // Virtual columns read on past their phase (into the next one, or into this tail): only
         // discarded sums see those values.
         let reach = (g.in_c - 1) * chan + taps.iter().max().unwrap_or(&0) + n.div_ceil(READ_PAST) * READ_PAST;
-        out.clear();
-        out.resize((g.in_c * chan).max(reach), A::default());
+        let len = (g.in_c * chan).max(reach);
         let (hw, w) = (g.in_h * g.in_w, g.in_w);
+        if [sh, sw] == [1, 1] && [pt, pl, pb, pr] == [0; 4] {
+            // No padding at all (a pointwise convolution): the channels lie back to back as in
+            // the input, converted in one pass; only the slack after them is zeroed.
+            out.resize(len.max(out.len()), A::default());
+            out.truncate(len);
+            convert_body(input, out, &conv);
+            out[input.len()..].fill(A::default());
+            return Phases { wq, chan, taps, n };
+        }
+        out.clear();
+        out.resize(len, A::default());
         if [sh, sw] == [1, 1] && pl + pr == 0 {
             // No column padding, one phase: each channel's rows are one run (a long loop
             // vectorizes).
