@@ -616,3 +616,25 @@ pub fn pool_windows<T: Copy>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `run_offsets` against the `(channel, tap)` rows spelled out, for every sub-range of rows
+    /// (the blocks of taps of a blocked layer start and end inside a channel's taps).
+    #[test]
+    fn run_offsets_are_the_rows_in_order() {
+        let (taps, chan) = ([0, 1, 2, 7, 8, 9], 40);
+        for chans in [0..3, 2..5] {
+            let all: Vec<usize> = chans.clone().flat_map(|c| taps.iter().map(move |t| c * chan + t)).collect();
+            for start in 0..=all.len() {
+                for end in start..=all.len() {
+                    let mut got = vec![usize::MAX];
+                    run_offsets(chans.clone(), chan, &taps, start..end, &mut got);
+                    assert_eq!(got, all[start..end], "channels {chans:?}, rows {start}..{end}");
+                }
+            }
+        }
+    }
+}
