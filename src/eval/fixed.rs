@@ -172,10 +172,10 @@ impl<A: Sum> Epilogue<A> {
     }
 
     /// Finish rows of sums laid out as `layout`, row `r` plus `bias[r]`, run by run.
-    fn apply(&self, acc: &mut [A], layout: SumLayout, out: &mut Vec<i64>, isa: Isa) {
+    fn apply(&self, acc: &[A], layout: SumLayout, out: &mut Vec<i64>, isa: Isa) {
         let mut start = 0;
         for &(end, ref rq) in &self.runs {
-            let rows = &mut acc[start * layout.per_row..end * layout.per_row];
+            let rows = &acc[start * layout.per_row..end * layout.per_row];
             int16::requant_rows(rows, layout, &self.bias[start..end], rq, out, isa);
             start = end;
         }
@@ -744,11 +744,11 @@ impl FixedEngine<'_> {
         let geom = conv_geom(self.graph, node);
         if p.depthwise {
             let layout = depthwise(&geom, input, &q.dw, |x| x as i32, self.isa, &mut s.i32_b, &mut s.i32);
-            return self.finish_i32(idx, node, p, layout, out, &mut s.i32);
+            return self.finish_i32(idx, node, p, layout, out, &s.i32);
         }
         let mut sums = std::mem::take(&mut s.i32);
         let layout = self.conv_sums(&geom, input, L::code, &L::params(q).packed, s, &mut sums);
-        self.finish_i32(idx, node, p, layout, out, &mut sums);
+        self.finish_i32(idx, node, p, layout, out, &sums);
         s.i32 = sums;
     }
 
@@ -843,7 +843,7 @@ impl FixedEngine<'_> {
             }
         }
         if let Some(e) = &q.wide {
-            e.apply(&mut acc, layout, out, self.isa);
+            e.apply(&acc, layout, out, self.isa);
         } else {
             self.finish_rows(idx, node, p, layout, &acc, i128::from, out);
         }
@@ -865,11 +865,11 @@ impl FixedEngine<'_> {
         convert(input, codes, L::code, self.isa);
         sums.resize(d.out_features, 0);
         int16::gemv(d.in_features, &L::params(q).dense, codes, sums, self.isa);
-        self.finish_i32(idx, node, p, SumLayout::dense(1), out, &mut s.i32);
+        self.finish_i32(idx, node, p, SumLayout::dense(1), out, &s.i32);
     }
 
     /// Finish i32 sums, one row per channel laid out as `layout`: vectorized in the common case.
-    fn finish_i32(&self, idx: usize, node: &Node, p: &QParams, layout: SumLayout, out: &mut Vec<i64>, acc: &mut [i32]) {
+    fn finish_i32(&self, idx: usize, node: &Node, p: &QParams, layout: SumLayout, out: &mut Vec<i64>, acc: &[i32]) {
         let q = p.int.as_ref().expect("integer parameters");
         match &q.narrow {
             Some(e) => e.apply(acc, layout, out, self.isa),
@@ -995,7 +995,7 @@ impl Engine for FixedEngine<'_> {
                     let w = p.w_i128[c] as i32;
                     convert(src, dst, |x| (x as i32) * w, self.isa);
                 }
-                self.finish_i32(idx, node, p, SumLayout::dense(per), out, &mut s.i32);
+                self.finish_i32(idx, node, p, SumLayout::dense(per), out, &s.i32);
             }
             (Op::Affine(a), QNode::Params(p)) => {
                 let w = &p.w_i128;
@@ -1013,7 +1013,7 @@ impl Engine for FixedEngine<'_> {
                     *v += (b as i32) << sb;
                 }
                 let layout = SumLayout::dense(s.i32.len());
-                int16::requant_rows(&mut s.i32, layout, &[0], requant, out, self.isa);
+                int16::requant_rows(&s.i32, layout, &[0], requant, out, self.isa);
             }
             (Op::Add { activation }, _) => {
                 let (fa, fb) = (self.fmts[node.inputs[0]].frac, self.fmts[node.inputs[1]].frac);
@@ -1035,9 +1035,7 @@ impl Engine for FixedEngine<'_> {
                     if fi.frac == of.frac && out_lo <= lo && hi <= out_hi {
                         out.extend_from_slice(x);
                     } else if let (Some(rq), false) = (requant, x.is_empty()) {
-                        s.i64.clear();
-                        s.i64.extend_from_slice(x);
-                        int16::requant_rows(&mut s.i64, SumLayout::dense(x.len()), &[0], &rq, out, self.isa);
+                        int16::requant_rows(x, SumLayout::dense(x.len()), &[0], &rq, out, self.isa);
                     } else {
                         requantize_codes(x, fi.frac, of, self.arith, out);
                     }

@@ -290,18 +290,10 @@ impl<A: Sum> Requant<A> {
     }
 }
 
-/// Finish the real outputs of rows of sums laid out as `layout`: row `r` gets `bias[r]`. The
-/// codes are computed in place over whole rows (discarded columns too: long contiguous loops
-/// vectorize, a padded layout's short segments do not), then the real ones are appended.
-pub fn requant_rows<A: Sum>(
-    acc: &mut [A],
-    layout: SumLayout,
-    bias: &[A],
-    rq: &Requant<A>,
-    out: &mut Vec<i64>,
-    isa: Isa,
-) {
-    let acc = &mut acc[..bias.len() * layout.per_row];
+/// Append the codes of the real outputs of rows of sums laid out as `layout` (row `r` plus
+/// `bias[r]`) to `out`; the sums are only read.
+pub fn requant_rows<A: Sum>(acc: &[A], layout: SumLayout, bias: &[A], rq: &Requant<A>, out: &mut Vec<i64>, isa: Isa) {
+    let acc = &acc[..bias.len() * layout.per_row];
     let (start, len) = (out.len(), bias.len() * layout.outputs());
     // `COPY` codes of slack: short segments are written in whole chunks (see `requant_with`).
     // Written in place of a zero fill: every one of the `len` codes is written below.
@@ -315,7 +307,7 @@ pub fn requant_rows<A: Sum>(
         Isa::Avx512Vnni => unsafe { avx512::requant_rows(acc, layout, bias, rq, dst) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { avx2::requant_rows(acc, layout, bias, rq, dst) },
-        _ => requant_rows_body(acc, layout, bias, rq, dst),
+        _ => requant_modes(acc, layout, bias, rq, dst),
     }
     // SAFETY: the body wrote all `len` codes after `start`: a dense layout one per sum
     // (`len` sums), a segmented one `seg_len` per segment (`len / seg_len` segments).
@@ -324,17 +316,6 @@ pub fn requant_rows<A: Sum>(
 
 /// Codes written at a time from a segmented layout.
 const COPY: usize = 8;
-
-#[inline(always)]
-fn requant_rows_body<A: Sum>(
-    acc: &mut [A],
-    layout: SumLayout,
-    bias: &[A],
-    rq: &Requant<A>,
-    out: &mut [MaybeUninit<i64>],
-) {
-    requant_modes(acc, layout, bias, rq, out);
-}
 
 /// The codes of the real outputs of the sums `acc` (rows laid out as `layout`, row `r` plus
 /// `bias[r]`), into `out` (with `COPY` codes of slack): one loop per rounding mode (and one for a
@@ -453,13 +434,13 @@ mod avx2 {
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn requant_rows<A: Sum>(
-        acc: &mut [A],
+        acc: &[A],
         layout: SumLayout,
         bias: &[A],
         rq: &Requant<A>,
         out: &mut [MaybeUninit<i64>],
     ) {
-        super::requant_rows_body(acc, layout, bias, rq, out);
+        super::requant_modes(acc, layout, bias, rq, out);
     }
 
     /// i16 runs (byte offsets) `2p` and `2p+1` interleaved sixteen columns at a time:
@@ -593,13 +574,13 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub unsafe fn requant_rows<A: Sum>(
-        acc: &mut [A],
+        acc: &[A],
         layout: SumLayout,
         bias: &[A],
         rq: &Requant<A>,
         out: &mut [MaybeUninit<i64>],
     ) {
-        super::requant_rows_body(acc, layout, bias, rq, out);
+        super::requant_modes(acc, layout, bias, rq, out);
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -843,7 +824,7 @@ mod tests {
                         .collect();
                     let bias = [a(-7), a(0), a(12), a(1 << 20)];
                     let mut out = Vec::new();
-                    requant_rows(&mut acc.clone(), SumLayout::dense(16), &bias, &rq, &mut out, Isa::best());
+                    requant_rows(&acc, SumLayout::dense(16), &bias, &rq, &mut out, Isa::best());
                     let arith = Arith { rounding, overflow: Overflow::Saturate, range: RangeMode::TwosComplement };
                     let wide = |x: A| i128::from(x.into());
                     for (i, (&x, &got)) in acc.iter().zip(&out).enumerate() {
@@ -865,7 +846,7 @@ mod tests {
                     for (stride, len) in [(8, 7), (4, 3), (16, 9)] {
                         let layout = SumLayout { per_row: 16, seg_stride: stride, seg_len: len };
                         let mut seg = Vec::new();
-                        requant_rows(&mut acc.clone(), layout, &bias, &rq, &mut seg, Isa::best());
+                        requant_rows(&acc, layout, &bias, &rq, &mut seg, Isa::best());
                         let real: Vec<i64> =
                             out.iter().enumerate().filter(|(i, _)| i % 16 % stride < len).map(|(_, &k)| k).collect();
                         assert_eq!(seg, real, "{rounding:?} shift {shift} activation {act} segments {stride}/{len}");
