@@ -210,7 +210,7 @@ pub fn depthwise<S: Copy, A: Mac>(
     out: &mut Vec<A>,
 ) -> SumLayout {
     let ph = Phases::new(g, input, conv, isa, phases);
-    let out = scratch_prefix(out, g.out_c * ph.n);
+    let out = scratch_prefix(out, g.out_c * ph.n + DW_BLOCK);
     let mult = g.out_c / g.groups;
     let sweep = Sweep { taps: &ph.taps, chan: ph.chan, mult, n: ph.n, phases, weight };
     match isa {
@@ -448,25 +448,27 @@ struct Sweep<'a, A> {
 }
 
 impl<A: Mac> Sweep<'_, A> {
+    /// `out` holds the rows' sums back to back and `DW_BLOCK` elements of slack after them.
     #[inline(always)]
     fn run(&self, out: &mut [A]) {
         let t = self.taps.len();
-        for (o, row) in out.chunks_exact_mut(self.n).enumerate() {
+        for o in 0..self.weight.len() / t {
             let src = &self.phases[o / self.mult * self.chan..];
             let w = &self.weight[o * t..(o + 1) * t];
-            for (b, dst) in row.chunks_mut(DW_BLOCK).enumerate() {
+            for b in (0..self.n).step_by(DW_BLOCK) {
                 let mut acc = [A::default(); DW_BLOCK];
                 for (&off, &wt) in self.taps.iter().zip(w) {
-                    let x: &[A; DW_BLOCK] = src[off + b * DW_BLOCK..][..DW_BLOCK].try_into().expect("block");
+                    let x: &[A; DW_BLOCK] = src[off + b..][..DW_BLOCK].try_into().expect("block");
                     for (a, &v) in acc.iter_mut().zip(x) {
                         *a = *a + wt * v;
                     }
                 }
-                // A whole block as one fixed-size copy (vector stores, not a library call per block).
-                match <&mut [A; DW_BLOCK]>::try_from(&mut *dst) {
-                    Ok(whole) => *whole = acc,
-                    Err(_) => dst.copy_from_slice(&acc[..dst.len()]),
-                }
+                // Whole blocks only, one fixed-size store: a row's last block runs on into the
+                // next row's first columns (which that row's blocks overwrite after) or into the
+                // slack. Storing part of `acc` would take a slice of it, which keeps it in memory
+                // (a zmm store and reload per block, a stall wherever it straddles a cache line).
+                let dst: &mut [A; DW_BLOCK] = (&mut out[o * self.n + b..][..DW_BLOCK]).try_into().expect("block");
+                *dst = acc;
             }
         }
     }
