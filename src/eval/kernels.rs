@@ -67,6 +67,40 @@ fn convert_body<S: Copy, D>(src: &[S], dst: &mut [D], f: impl Fn(S) -> D) {
     }
 }
 
+/// [`convert_body`] for one short row (of a 7x7 or 14x14 map): fixed-size chunks of 8 (of 4
+/// under 8), the last overlapping the one before, so that every chunk is one vector conversion
+/// and no scalar tail runs (a 14-element row's tail of 6 took most of the loop's time).
+#[inline(always)]
+fn convert_row<S: Copy, D>(src: &[S], dst: &mut [D], f: &impl Fn(S) -> D) {
+    let n = src.len().min(dst.len());
+    if n >= 8 {
+        convert_chunks::<8, S, D>(&src[..n], &mut dst[..n], f);
+    } else if n >= 4 {
+        convert_chunks::<4, S, D>(&src[..n], &mut dst[..n], f);
+    } else {
+        convert_body(src, dst, f);
+    }
+}
+
+/// `dst[i] = f(src[i])` in chunks of `C` (`C <= src.len() == dst.len()`), the last chunk ending
+/// at the end (overlapping: `f` is pure, so converting an element twice is harmless).
+#[inline(always)]
+fn convert_chunks<const C: usize, S: Copy, D>(src: &[S], dst: &mut [D], f: &impl Fn(S) -> D) {
+    let n = src.len();
+    let mut at = 0;
+    loop {
+        let s: &[S; C] = src[at..at + C].try_into().expect("a whole chunk");
+        let d: &mut [D; C] = (&mut dst[at..at + C]).try_into().expect("a whole chunk");
+        for (d, &s) in d.iter_mut().zip(s) {
+            *d = f(s);
+        }
+        if at + C == n {
+            return;
+        }
+        at = (at + C).min(n - C);
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn convert_avx2<S: Copy, D>(src: &[S], dst: &mut [D], f: impl Fn(S) -> D) {
@@ -347,9 +381,14 @@ impl Phases {
         if sw == 1 {
             // Rows converted straight into place (inlined here: no call per row).
             for (c, src) in input.chunks_exact(hw).enumerate() {
-                for (y, row) in src.chunks_exact(w).enumerate() {
-                    let at = c * chan + (y + pt) % sh * plane + (y + pt) / sh * wq;
-                    convert_body(row, &mut out[at + pl..][..w], &conv);
+                // Row y lies in row phase py = (y + pt) % sh, at phase row r = (y + pt) / sh.
+                let (mut py, mut r) = (pt % sh, pt / sh);
+                for row in src.chunks_exact(w) {
+                    convert_row(row, &mut out[c * chan + py * plane + r * wq + pl..][..w], &conv);
+                    py += 1;
+                    if py == sh {
+                        (py, r) = (0, r + 1);
+                    }
                 }
             }
             return Phases { wq, chan, taps, n };
