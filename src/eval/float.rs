@@ -1,6 +1,8 @@
 //! The float32 reference path: what the model computes before quantization.
 
-use super::kernels::{depthwise, pool_windows, run_offsets, scratch_prefix, ConvGeom, Isa, Phases, SumLayout};
+use super::kernels::{
+    convert_row, depthwise, pool_windows, run_offsets, scratch_prefix, ConvGeom, Isa, Phases, SumLayout,
+};
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use super::sgemm::{self, FloatIsa, PackedF32};
 use crate::model::{Activation, Graph, Node, Op};
@@ -78,18 +80,33 @@ fn push_activated(out: &mut Vec<f32>, xs: impl Iterator<Item = f32>, act: Activa
         Activation::Relu => out.extend(xs.map(|x| x.max(0.0))),
         Activation::Clip { min, max } => {
             let (lo, hi) = (min as f32, max as f32);
-            // `clamp` spelled as selects (NaN passes, as through `clamp`): `clamp`'s own check of
-            // its bounds keeps the loop from vectorizing.
-            out.extend(xs.map(|x| {
-                if x < lo {
-                    lo
-                } else if x > hi {
-                    hi
-                } else {
-                    x
-                }
-            }));
+            out.extend(xs.map(|x| clip(x, lo, hi)));
         }
+    }
+}
+
+/// `x = activate(x + b)` for every `x` of `xs`.
+fn activate_in_place(xs: &mut [f32], b: f32, act: Activation) {
+    match act {
+        Activation::None => xs.iter_mut().for_each(|x| *x += b),
+        Activation::Relu => xs.iter_mut().for_each(|x| *x = (*x + b).max(0.0)),
+        Activation::Clip { min, max } => {
+            let (lo, hi) = (min as f32, max as f32);
+            xs.iter_mut().for_each(|x| *x = clip(*x + b, lo, hi));
+        }
+    }
+}
+
+/// `x.clamp(lo, hi)` spelled as selects (NaN passes, as through `clamp`): `clamp`'s own check
+/// of its bounds keeps a loop from vectorizing.
+#[inline(always)]
+fn clip(x: f32, lo: f32, hi: f32) -> f32 {
+    if x < lo {
+        lo
+    } else if x > hi {
+        hi
+    } else {
+        x
     }
 }
 
@@ -169,9 +186,23 @@ impl FloatEngine<'_> {
                     }
                     ph.map_or(SumLayout::dense(hw), |ph| ph.layout(&geom))
                 };
-                for (oc, seg) in layout.real(&s.f32_b[..geom.out_c * layout.per_row]) {
-                    let b = p.bias[oc];
-                    push_activated(out, seg.iter().map(|&v| v + b), c.activation);
+                // Activated over whole rows in place (long loops vectorize; extending by a map
+                // over a row, or over a 7- or 14-column segment, ran scalar), then copied: the
+                // real segments in whole vector chunks.
+                let (per_row, len) = (layout.per_row, layout.seg_len);
+                let sums = &mut s.f32_b[..geom.out_c * per_row];
+                for (row, &b) in sums.chunks_exact_mut(per_row).zip(&p.bias) {
+                    activate_in_place(row, b, c.activation);
+                }
+                if len == layout.seg_stride {
+                    out.extend_from_slice(sums);
+                } else {
+                    let start = out.len();
+                    out.resize(start + geom.out_c * layout.outputs(), 0.0);
+                    let dst = &mut out[start..];
+                    for (i, at) in (0..sums.len()).step_by(layout.seg_stride).enumerate() {
+                        convert_row(&sums[at..at + len], &mut dst[i * len..(i + 1) * len], &|v| v);
+                    }
                 }
             }
             Op::Dense(d) => {

@@ -71,7 +71,7 @@ fn convert_body<S: Copy, D>(src: &[S], dst: &mut [D], f: impl Fn(S) -> D) {
 /// under 8), the last overlapping the one before, so that every chunk is one vector conversion
 /// and no scalar tail runs (a 14-element row's tail of 6 took most of the loop's time).
 #[inline(always)]
-fn convert_row<S: Copy, D>(src: &[S], dst: &mut [D], f: &impl Fn(S) -> D) {
+pub fn convert_row<S: Copy, D>(src: &[S], dst: &mut [D], f: &impl Fn(S) -> D) {
     let n = src.len().min(dst.len());
     if n >= 8 {
         convert_chunks::<8, S, D>(&src[..n], &mut dst[..n], f);
