@@ -393,31 +393,21 @@ impl Phases {
             }
             return Phases { wq, chan, taps, n };
         }
-        // The whole input converted in one long (vectorized) loop into scratch space past the
-        // phases (no allocation: `out` keeps its capacity), then its rows copied into place:
-        // converting row by row costs a call and a short loop per row of a 7x7 or 14x14 map.
-        // Column phase px holds input columns x0, x0 + sw, ... at q0, q0 + 1, ...
-        let base = out.len();
-        out.resize(base + input.len(), A::default());
-        let (phases, conv_in) = out.split_at_mut(base);
-        convert(input, conv_in, &conv, isa);
+        // Each row dealt into its column phases, converted on the way (inlined: no call per
+        // row): column phase px holds input columns x0, x0 + sw, ... at q0, q0 + 1, ...
         let cols: Vec<(usize, usize, usize)> = (0..sw)
             .map(|px| {
                 let x0 = (px + sw - pl % sw) % sw;
                 (x0, (x0 + pl) / sw, w.saturating_sub(x0).div_ceil(sw))
             })
             .collect();
-        for (c, src) in conv_in.chunks_exact(hw).enumerate() {
+        for (c, src) in input.chunks_exact(hw).enumerate() {
             // Row y lies in row phase py = (y + pt) % sh, at phase row r = (y + pt) / sh.
             let (mut py, mut r) = (pt % sh, pt / sh);
             for row in src.chunks_exact(w) {
                 let at = c * chan + py * sw * plane + r * wq;
-                if sw == 1 {
-                    phases[at + pl..][..w].copy_from_slice(row);
-                } else {
-                    for (px, &(x0, q0, count)) in cols.iter().enumerate() {
-                        deal(&row[x0..], sw, &mut phases[at + px * plane + q0..][..count]);
-                    }
+                for (px, &(x0, q0, count)) in cols.iter().enumerate() {
+                    deal_row(&row[x0..], sw, &mut out[at + px * plane + q0..][..count], &conv);
                 }
                 py += 1;
                 if py == sh {
@@ -425,7 +415,6 @@ impl Phases {
                 }
             }
         }
-        out.truncate(base);
         Phases { wq, chan, taps, n }
     }
 
@@ -457,22 +446,38 @@ pub fn run_offsets(
     }
 }
 
-/// `dst[q] = src[q * step]`: one column phase of a row (stride 2, the common case, in pairs so
-/// that the loop vectorizes).
+/// `dst[q] = f(src[q * step])`: one column phase of a row (stride 2, the common case, in whole
+/// vector chunks).
 #[inline(always)]
-fn deal<A: Copy>(src: &[A], step: usize, dst: &mut [A]) {
-    if step == 2 {
-        for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
-            *d = pair[0];
+fn deal_row<S: Copy, D>(src: &[S], step: usize, dst: &mut [D], f: &impl Fn(S) -> D) {
+    if step == 2 && dst.len() >= 8 {
+        deal_pairs::<8, S, D>(src, dst, f);
+    } else if step == 2 && dst.len() >= 4 {
+        deal_pairs::<4, S, D>(src, dst, f);
+    } else {
+        for (d, &x) in dst.iter_mut().zip(src.iter().step_by(step)) {
+            *d = f(x);
         }
-        // An odd-length row's last element (the chunks leave it out).
-        if src.len() % 2 == 1 && dst.len() == src.len().div_ceil(2) {
-            dst[dst.len() - 1] = src[src.len() - 1];
-        }
-        return;
     }
-    for (d, &x) in dst.iter_mut().zip(src.iter().step_by(step)) {
-        *d = x;
+}
+
+/// `dst[q] = f(src[2 q])` in chunks of `C <= dst.len()`, the last overlapping the one before
+/// (see [`convert_chunks`]); `src` holds at least `2 dst.len() - 1` elements.
+#[inline(always)]
+fn deal_pairs<const C: usize, S: Copy, D>(src: &[S], dst: &mut [D], f: &impl Fn(S) -> D) {
+    let n = dst.len();
+    let mut at = 0;
+    loop {
+        // A fixed-length window (2C - 1 elements) and chunk: no bounds checks, one shuffle.
+        let s = &src[2 * at..2 * at + 2 * C - 1];
+        let d: &mut [D; C] = (&mut dst[at..at + C]).try_into().expect("a whole chunk");
+        for (j, d) in d.iter_mut().enumerate() {
+            *d = f(s[2 * j]);
+        }
+        if at + C == n {
+            return;
+        }
+        at = (at + C).min(n - C);
     }
 }
 
