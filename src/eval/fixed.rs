@@ -92,6 +92,10 @@ pub struct Kernel {
 struct LaneParams<L: Lane> {
     /// Conv: packed weights of each group (none for a depthwise layer).
     packed: Vec<PackedWeights<L>>,
+    /// Conv: the runs of the input's phases (see `Phases`) each group's GEMM reads, one per
+    /// weight column: they depend on the geometry alone, so they are computed once here
+    /// rather than for every image.
+    runs: Vec<Vec<usize>>,
     /// Dense: weight codes `[out][in]`.
     dense: Vec<L::Weight>,
 }
@@ -99,22 +103,50 @@ struct LaneParams<L: Lane> {
 impl<L: Lane> LaneParams<L> {
     /// The weights of input taps `taps` of each of `rows` rows (output channels), for one block
     /// of the reduction.
-    fn block(node: &Node, w_codes: &[i64], rows: usize, taps: std::ops::Range<usize>, isa: Isa) -> Self {
+    fn block(
+        node: &Node,
+        geom: Option<&ConvGeom>,
+        w_codes: &[i64],
+        rows: usize,
+        taps: std::ops::Range<usize>,
+        isa: Isa,
+    ) -> Self {
         let k = w_codes.len() / rows;
         let sub: Vec<i64> = w_codes.chunks_exact(k).flat_map(|r| r[taps.clone()].iter().copied()).collect();
-        Self::new(node, &sub, false, isa)
+        Self::new(node, geom, &sub, taps, false, isa)
     }
 
-    /// The weights packed for `isa`'s kernels.
-    fn new(node: &Node, w_codes: &[i64], depthwise: bool, isa: Isa) -> Self {
+    /// The weights of input taps `taps` packed for `isa`'s kernels; `geom` is a conv's geometry.
+    fn new(
+        node: &Node,
+        geom: Option<&ConvGeom>,
+        w_codes: &[i64],
+        taps: std::ops::Range<usize>,
+        depthwise: bool,
+        isa: Isa,
+    ) -> Self {
+        let conv = geom.filter(|_| matches!(node.op, Op::Conv(_)) && !depthwise);
         LaneParams {
-            packed: match &node.op {
-                Op::Conv(c) if !depthwise => {
-                    let og = c.out_channels / c.groups;
-                    let k = w_codes.len() / c.out_channels;
-                    w_codes.chunks(og * k).map(|g| PackedWeights::new(og, k, g, isa)).collect()
+            packed: match conv {
+                Some(g) => {
+                    let og = g.out_c / g.groups;
+                    let k = w_codes.len() / g.out_c;
+                    w_codes.chunks(og * k).map(|w| PackedWeights::new(og, k, w, isa)).collect()
                 }
-                _ => Vec::new(),
+                None => Vec::new(),
+            },
+            runs: match conv {
+                Some(g) => {
+                    let (ph, cg) = (Phases::geometry(g), g.in_c / g.groups);
+                    (0..g.groups)
+                        .map(|grp| {
+                            let mut runs = Vec::new();
+                            run_offsets(grp * cg..(grp + 1) * cg, ph.chan, &ph.taps, taps.clone(), &mut runs);
+                            runs
+                        })
+                        .collect()
+                }
+                None => Vec::new(),
             },
             dense: match &node.op {
                 Op::Dense(_) => w_codes.iter().map(|&k| L::weight(k)).collect(),
@@ -124,7 +156,7 @@ impl<L: Lane> LaneParams<L> {
     }
 
     fn empty() -> Self {
-        LaneParams { packed: Vec::new(), dense: Vec::new() }
+        LaneParams { packed: Vec::new(), runs: Vec::new(), dense: Vec::new() }
     }
 }
 
@@ -191,6 +223,7 @@ impl IntParams {
     #[allow(clippy::too_many_arguments)]
     fn new(
         node: &Node,
+        geom: Option<&ConvGeom>,
         precision: Precision,
         w_codes: &[i64],
         bias_acc: &[i128],
@@ -210,7 +243,7 @@ impl IntParams {
                 .step_by(block_taps)
                 .map(|t| {
                     let taps = t..(t + block_taps).min(fan_in);
-                    (taps.clone(), LaneParams::block(node, w_codes, bias_acc.len(), taps, isa))
+                    (taps.clone(), LaneParams::block(node, geom, w_codes, bias_acc.len(), taps, isa))
                 })
                 .collect(),
             _ => Vec::new(),
@@ -230,9 +263,9 @@ impl IntParams {
             i16: if u8 || precision == Precision::I16Blocks {
                 LaneParams::empty()
             } else {
-                LaneParams::new(node, w_codes, depthwise, isa)
+                LaneParams::new(node, geom, w_codes, 0..fan_in, depthwise, isa)
             },
-            u8: if u8 { LaneParams::new(node, w_codes, depthwise, isa) } else { LaneParams::empty() },
+            u8: if u8 { LaneParams::new(node, geom, w_codes, 0..fan_in, depthwise, isa) } else { LaneParams::empty() },
             dw: if depthwise { w_codes.iter().map(|&k| k as i32).collect() } else { Vec::new() },
         }
     }
@@ -241,16 +274,16 @@ impl IntParams {
 /// A lane type of the integer carriers with its place in the engine's parameters and scratch.
 trait EngineLane: Lane {
     fn params(q: &IntParams) -> &LaneParams<Self>;
-    /// The (input codes, packed columns) scratch of this type, the i32 sums and the run offsets.
-    fn scratch(s: &mut Scratch) -> (&mut Vec<Self>, &mut Vec<Self>, &mut Vec<i32>, &mut Vec<usize>);
+    /// The (input codes, packed columns) scratch of this type and the i32 sums.
+    fn scratch(s: &mut Scratch) -> (&mut Vec<Self>, &mut Vec<Self>, &mut Vec<i32>);
 }
 
 impl EngineLane for i16 {
     fn params(q: &IntParams) -> &LaneParams<i16> {
         &q.i16
     }
-    fn scratch(s: &mut Scratch) -> (&mut Vec<i16>, &mut Vec<i16>, &mut Vec<i32>, &mut Vec<usize>) {
-        (&mut s.i16, &mut s.i16_b, &mut s.i32, &mut s.offsets)
+    fn scratch(s: &mut Scratch) -> (&mut Vec<i16>, &mut Vec<i16>, &mut Vec<i32>) {
+        (&mut s.i16, &mut s.i16_b, &mut s.i32)
     }
 }
 
@@ -258,8 +291,8 @@ impl EngineLane for u8 {
     fn params(q: &IntParams) -> &LaneParams<u8> {
         &q.u8
     }
-    fn scratch(s: &mut Scratch) -> (&mut Vec<u8>, &mut Vec<u8>, &mut Vec<i32>, &mut Vec<usize>) {
-        (&mut s.u8, &mut s.u8_b, &mut s.i32, &mut s.offsets)
+    fn scratch(s: &mut Scratch) -> (&mut Vec<u8>, &mut Vec<u8>, &mut Vec<i32>) {
+        (&mut s.u8, &mut s.u8_b, &mut s.i32)
     }
 }
 
@@ -509,7 +542,8 @@ impl<'g> FixedEngine<'g> {
                     let w_range = w_codes.iter().fold((0, 0), |(l, h), &k| (k.min(l), k.max(h)));
                     let max_w = w_range.0.unsigned_abs().max(w_range.1.unsigned_abs());
                     let max_b = bias_acc.iter().map(|k| k.unsigned_abs()).max().unwrap_or(0);
-                    let depthwise = matches!(node.op, Op::Conv(_)) && conv_geom(graph, node).is_depthwise();
+                    let geom = matches!(node.op, Op::Conv(_)).then(|| conv_geom(graph, node));
+                    let depthwise = geom.as_ref().is_some_and(ConvGeom::is_depthwise);
                     let direct = depthwise || matches!(node.op, Op::Affine(_));
                     let lanes = lanes(fin, arith, w_range, isa, u8_allowed && !direct, direct);
                     let max_a = fin.max_abs_code(arith.range);
@@ -519,7 +553,18 @@ impl<'g> FixedEngine<'g> {
                         let (of, acc) = (fmts[node.output], l.accumulator);
                         let taps = block_taps(max_a, max_w);
                         IntParams::new(
-                            node, precision, &w_codes, &bias_acc, &frac_acc, of, arith, acc, depthwise, taps, isa,
+                            node,
+                            geom.as_ref(),
+                            precision,
+                            &w_codes,
+                            &bias_acc,
+                            &frac_acc,
+                            of,
+                            arith,
+                            acc,
+                            depthwise,
+                            taps,
+                            isa,
                         )
                     });
                     let mut p = QParams {
@@ -747,7 +792,7 @@ impl FixedEngine<'_> {
             return self.finish_i32(idx, node, p, layout, out, &s.i32);
         }
         let mut sums = std::mem::take(&mut s.i32);
-        let layout = self.conv_sums(&geom, input, L::code, &L::params(q).packed, s, &mut sums);
+        let layout = self.conv_sums(&geom, input, L::code, L::params(q), s, &mut sums);
         self.finish_i32(idx, node, p, layout, out, &sums);
         s.i32 = sums;
     }
@@ -760,32 +805,29 @@ impl FixedEngine<'_> {
         geom: &ConvGeom,
         input: &[i64],
         code: impl Fn(i64) -> L,
-        packed: &[PackedWeights<L>],
+        w: &LaneParams<L>,
         s: &mut Scratch,
         sums: &mut Vec<i32>,
     ) -> SumLayout {
         let ph = Phases::new(geom, input, code, self.isa, L::scratch(s).0);
-        self.phase_sums(geom, &ph, packed, 0..geom.k(), s, sums)
+        self.phase_sums(geom, &ph, w, s, sums)
     }
 
-    /// The sums over input taps `taps` (of each group's `(channel, kernel tap)` order) of a
-    /// convolution whose input phases `ph` are in `L`'s code scratch.
+    /// The sums over the input taps `w` holds of a convolution whose input phases `ph` are in
+    /// `L`'s code scratch.
     fn phase_sums<L: EngineLane>(
         &self,
         geom: &ConvGeom,
         ph: &Phases,
-        packed: &[PackedWeights<L>],
-        taps: std::ops::Range<usize>,
+        w: &LaneParams<L>,
         s: &mut Scratch,
         sums: &mut Vec<i32>,
     ) -> SumLayout {
         let og = geom.out_c / geom.groups;
-        let (codes, cols, _, offsets) = L::scratch(s);
+        let (codes, cols, _) = L::scratch(s);
         let sums = scratch_prefix(sums, geom.out_c * ph.n);
-        let cg = geom.in_c / geom.groups;
-        for (grp, wts) in packed.iter().enumerate() {
-            run_offsets(grp * cg..(grp + 1) * cg, ph.chan, &ph.taps, taps.clone(), offsets);
-            int16::pack_runs(offsets, ph.n, codes, cols, self.isa);
+        for (grp, (wts, runs)) in w.packed.iter().zip(&w.runs).enumerate() {
+            int16::pack_runs(runs, ph.n, codes, cols, self.isa);
             int16::gemm(wts, ph.n, cols, &mut sums[grp * og * ph.n..(grp + 1) * og * ph.n], self.isa);
         }
         ph.layout(geom)
@@ -831,7 +873,7 @@ impl FixedEngine<'_> {
                         phases = Some(Phases::new(&geom, input, digit, self.isa, &mut s.i16));
                     }
                     let ph = phases.as_ref().expect("phases of the first pass");
-                    self.phase_sums(&geom, ph, &w.packed, taps, s, &mut sums)
+                    self.phase_sums(&geom, ph, w, s, &mut sums)
                 }
             };
             let sums = &sums[..p.bias_acc.len() * layout.per_row];
@@ -860,7 +902,7 @@ impl FixedEngine<'_> {
         out: &mut Vec<i64>,
     ) {
         let (q, Op::Dense(d)) = (p.int.as_ref().expect("integer parameters"), &node.op) else { unreachable!("dense") };
-        let (codes, _, sums, _) = L::scratch(s);
+        let (codes, _, sums) = L::scratch(s);
         codes.resize(input.len(), L::default());
         convert(input, codes, L::code, self.isa);
         sums.resize(d.out_features, 0);

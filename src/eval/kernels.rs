@@ -289,6 +289,23 @@ pub struct Phases {
 }
 
 impl Phases {
+    /// Where `g`'s phases lie (what [`Phases::new`] returns), without laying any out: it
+    /// depends on the geometry alone, so run offsets can be computed once per layer.
+    pub fn geometry(g: &ConvGeom) -> Phases {
+        let ([sh, sw], [dh, dw], [kh, kw]) = (g.window.stride, g.window.dilation, g.window.kernel);
+        let [pt, pl, pb, pr] = g.window.pads;
+        let (hq, wq) = ((pt + g.in_h + pb).div_ceil(sh), (pl + g.in_w + pr).div_ceil(sw));
+        let plane = hq * wq;
+        let chan = sh * sw * plane;
+        let taps: Vec<usize> = (0..kh * kw)
+            .map(|t| {
+                let (dy, dx) = (t / kw * dh, t % kw * dw);
+                ((dy % sh) * sw + dx % sw) * plane + dy / sh * wq + dx / sw
+            })
+            .collect();
+        Phases { wq, chan, taps, n: g.out_h * wq }
+    }
+
     /// Lay `input` (`[in_c][in_h][in_w]`) out as phases in `out` (converted by `conv`), with
     /// zeros in the padding and `READ_PAST` virtual columns of slack after the last run.
     pub fn new<S: Copy, A: Copy + Default>(
@@ -342,18 +359,9 @@ impl Phases {
         isa: Isa,
         out: &mut Vec<A>,
     ) -> Self {
-        let ([sh, sw], [dh, dw], [kh, kw]) = (g.window.stride, g.window.dilation, g.window.kernel);
-        let [pt, pl, pb, pr] = g.window.pads;
-        let (hq, wq) = ((pt + g.in_h + pb).div_ceil(sh), (pl + g.in_w + pr).div_ceil(sw));
-        let plane = hq * wq;
-        let chan = sh * sw * plane;
-        let taps: Vec<usize> = (0..kh * kw)
-            .map(|t| {
-                let (dy, dx) = (t / kw * dh, t % kw * dw);
-                ((dy % sh) * sw + dx % sw) * plane + dy / sh * wq + dx / sw
-            })
-            .collect();
-        let n = g.out_h * wq;
+        let Phases { wq, chan, taps, n } = Self::geometry(g);
+        let ([sh, sw], [pt, pl, pb, pr]) = (g.window.stride, g.window.pads);
+        let plane = chan / (sh * sw);
         // Virtual columns read on past their phase (into the next one, or into this tail): only
         // discarded sums see those values.
         let reach = (g.in_c - 1) * chan + taps.iter().max().unwrap_or(&0) + n.div_ceil(READ_PAST) * READ_PAST;
