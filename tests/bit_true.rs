@@ -595,8 +595,12 @@ fn carrier_sets() -> Vec<Carriers> {
 fn check_net(g: &Graph, f: &Formats, seed: u64) -> Result<(), TestCaseError> {
     let a = assignment(g, f);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let engines: Vec<FixedEngine> =
+    let mut engines: Vec<FixedEngine> =
         carrier_sets().into_iter().map(|c| FixedEngine::with_carriers(g, &a, c).unwrap()).collect();
+    // Formats of up to 16 bits: codes are stored in i32 between layers; the i64 storage (taken
+    // for 32-bit unsigned formats) must give the same codes.
+    prop_assert!(engines.iter().all(FixedEngine::stores_i32), "16-bit formats not stored in i32");
+    engines.push(FixedEngine::new(g, &a).unwrap().with_i64_storage());
     let fmts = a.value_formats(g);
     for _ in 0..3 {
         let input: Vec<f64> = (0..g.values[0].numel()).map(|_| rng.random_range(0.0..1.2)).collect();
@@ -790,7 +794,6 @@ fn wide_formats_use_exact_slower_paths() {
     };
     let f = Formats { arith: Arith::default(), input: Format::new(8, 8, false), layers: vec![spec; 12] };
     let mut a = assignment(&g, &f);
-    a.input = Format::new(20, 16, false);
     for l in &mut a.layers {
         l.accumulator = None;
         if let Some(w) = &mut l.weights {
@@ -798,18 +801,23 @@ fn wide_formats_use_exact_slower_paths() {
         }
         l.output = Format::new(28, 20, l.output.signed);
     }
-    let engine = FixedEngine::new(&g, &a).unwrap();
-    let precisions = engine.precisions();
-    assert!(precisions.iter().flatten().any(|p| *p != Precision::F32), "{precisions:?}");
-    let input: Vec<f64> = (0..g.values[0].numel()).map(|_| rng.random_range(0.0..1.0)).collect();
-    let mut codes = Vec::new();
-    engine.quantize_input(&input, &mut codes);
-    let got = engine.forward_all(&codes);
-    let want = reference(&g, &a, &input);
-    let fmts = a.value_formats(&g);
-    for (v, (gv, wv)) in got.iter().zip(&want).enumerate() {
-        let got_real: Vec<f64> = gv.iter().map(|&k| k as f64 * 2f64.powi(-fmts[v].frac)).collect();
-        assert_eq!(&got_real, wv, "value {v}");
+    // A 32-bit unsigned input's codes leave i32: the engine stores every value's in i64.
+    for input_format in [Format::new(20, 16, false), Format::new(32, 24, false)] {
+        a.input = input_format;
+        let engine = FixedEngine::new(&g, &a).unwrap();
+        assert_eq!(engine.stores_i32(), input_format.bits < 32, "{input_format}");
+        let precisions = engine.precisions();
+        assert!(precisions.iter().flatten().any(|p| *p != Precision::F32), "{precisions:?}");
+        let input: Vec<f64> = (0..g.values[0].numel()).map(|_| rng.random_range(0.0..1.0)).collect();
+        let mut codes = Vec::new();
+        engine.quantize_input(&input, &mut codes);
+        let got = engine.forward_all(&codes);
+        let want = reference(&g, &a, &input);
+        let fmts = a.value_formats(&g);
+        for (v, (gv, wv)) in got.iter().zip(&want).enumerate() {
+            let got_real: Vec<f64> = gv.iter().map(|&k| k as f64 * 2f64.powi(-fmts[v].frac)).collect();
+            assert_eq!(&got_real, wv, "value {v} (input {input_format})");
+        }
     }
 }
 

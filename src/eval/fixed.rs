@@ -5,10 +5,12 @@
 //! (sums added in i64), else f32 or f64 when
 //! every partial sum is an exactly representable integer there (2^24, 2^53), else i128.
 //! Depthwise convolutions and affine layers run on direct kernels (i32 sums wherever the bound
-//! allows). No carrier and no instruction set changes a single bit.
+//! allows). Codes lie between layers in i32 wherever every value's format fits it (all but
+//! 32-bit unsigned formats; else i64, see [`Code`]). No carrier, storage type or instruction
+//! set changes a single bit.
 
 use super::float::conv_geom;
-use super::int16::{self, Lane, PackedWeights, Requant, Sum};
+use super::int16::{self, Code, Lane, PackedWeights, Requant, Sum};
 use super::kernels::{
     conv_image, convert, depthwise, pool_windows, run_offsets, scratch_prefix, ConvGeom, Gemm, Isa, Mac, Phases,
     SumLayout,
@@ -20,6 +22,7 @@ use crate::fixed::round::{
 use crate::fixed::{Arith, Assignment, Format, Overflow};
 use crate::model::{Activation, Graph, Node, Op};
 use anyhow::Result;
+use std::marker::PhantomData;
 
 /// Which number type carries a layer's exact products and sums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,7 +207,7 @@ impl<A: Sum> Epilogue<A> {
     }
 
     /// Finish rows of sums laid out as `layout`, row `r` plus `bias[r]`, run by run.
-    fn apply(&self, acc: &[A], layout: SumLayout, out: &mut Vec<i64>, isa: Isa) {
+    fn apply<C: Code>(&self, acc: &[A], layout: SumLayout, out: &mut Vec<C>, isa: Isa) {
         let mut start = 0;
         for &(end, ref rq) in &self.runs {
             let rows = &acc[start * layout.per_row..end * layout.per_row];
@@ -403,6 +406,8 @@ pub struct FixedEngine<'g> {
     /// Accumulator width of each node, if bounded.
     acc_bits: Vec<Option<u32>>,
     nodes: Vec<QNode>,
+    /// Codes are stored in i32 between layers (every value's format fits it), else i64.
+    narrow: bool,
 }
 
 /// Which lanes of the integer carriers a layer's codes fit (each false where the machine or
@@ -608,7 +613,11 @@ impl<'g> FixedEngine<'g> {
             };
             nodes.push(q);
         }
-        Ok(FixedEngine { graph, arith, isa, fmts, acc_bits, nodes })
+        let narrow = fmts.iter().all(|f| {
+            let (lo, hi) = f.code_range(arith.range);
+            i32::try_from(lo).is_ok() && i32::try_from(hi).is_ok()
+        });
+        Ok(FixedEngine { graph, arith, isa, fmts, acc_bits, nodes, narrow })
     }
 
     pub fn input_format(&self) -> Format {
@@ -621,7 +630,7 @@ impl<'g> FixedEngine<'g> {
     }
 
     /// Quantize a preprocessed (f64) input into the input format.
-    pub fn quantize_input(&self, x: &[f64], out: &mut Vec<i64>) {
+    pub fn quantize_input<C: Code>(&self, x: &[f64], out: &mut Vec<C>) {
         let (f, arith) = (self.input_format(), self.arith);
         #[cfg(target_arch = "x86_64")]
         if self.isa >= Isa::Avx2 {
@@ -634,17 +643,48 @@ impl<'g> FixedEngine<'g> {
         quantize_all(x, f, arith, out);
     }
 
+    /// Whether codes are stored in i32 between layers (else i64): run the graph walk on
+    /// `storing::<i32>()` if so, else on `storing::<i64>()`.
+    pub fn stores_i32(&self) -> bool {
+        self.narrow
+    }
+
+    /// The engine storing codes as `C` between layers (i32 only where [`Self::stores_i32`]).
+    pub fn storing<C: Code>(&self) -> Storing<'_, 'g, C> {
+        assert!(self.narrow || C::BITS == 64, "a format of this assignment does not fit i32");
+        Storing(self, PhantomData)
+    }
+
+    /// The same engine storing codes in i64 even where i32 holds them (tests compare the two).
+    pub fn with_i64_storage(self) -> Self {
+        FixedEngine { narrow: false, ..self }
+    }
+
     /// Run one sample and return the integer logits.
     pub fn forward(&self, input_codes: &[i64]) -> Vec<i64> {
-        let mut ws = Workspace::new(self.graph);
-        run_image(self.graph, self, &mut ws, input_codes, false).to_vec()
+        let mut all = self.run_codes(input_codes, false);
+        std::mem::take(&mut all[self.graph.output])
     }
 
     /// Run one sample keeping every value's codes (golden vectors, tests).
     pub fn forward_all(&self, input_codes: &[i64]) -> Vec<Vec<i64>> {
+        self.run_codes(input_codes, true)
+    }
+
+    /// Every value's codes after one sample (only the output's unless `keep`), as i64.
+    fn run_codes(&self, input_codes: &[i64], keep: bool) -> Vec<Vec<i64>> {
+        if self.narrow {
+            self.run_stored::<i32>(input_codes, keep)
+        } else {
+            self.run_stored::<i64>(input_codes, keep)
+        }
+    }
+
+    fn run_stored<C: Code>(&self, input_codes: &[i64], keep: bool) -> Vec<Vec<i64>> {
         let mut ws = Workspace::new(self.graph);
-        run_image(self.graph, self, &mut ws, input_codes, true);
-        super::runner::values(&ws).to_vec()
+        let input: Vec<C> = input_codes.iter().map(|&k| C::store(k)).collect();
+        run_image(self.graph, &self.storing::<C>(), &mut ws, &input, keep);
+        super::runner::values(&ws).iter().map(|v| v.iter().map(|k| k.load()).collect()).collect()
     }
 
     /// Precision chosen for each node (None for nodes without parameters).
@@ -724,16 +764,16 @@ impl<'g> FixedEngine<'g> {
     }
 
     /// Convolve one image exactly in the carrier type `G`, then finish every output.
-    fn conv<G: Carrier>(&self, idx: usize, node: &Node, input: &[i64], s: &mut Scratch, out: &mut Vec<i64>) {
+    fn conv<G: Carrier, C: Code>(&self, idx: usize, node: &Node, input: &[C], s: &mut Scratch, out: &mut Vec<C>) {
         let QNode::Params(p) = &self.nodes[idx] else { unreachable!("conv without parameters") };
         let w = G::weights(p);
         let geom = conv_geom(self.graph, node);
         let (col, acc) = G::scratch(s);
         let layout = if p.depthwise {
-            depthwise(&geom, input, w, G::from_code, self.isa, col, acc)
+            depthwise(&geom, input, w, |k| G::from_code(k.load()), self.isa, col, acc)
         } else {
             acc.resize(geom.out_c * geom.pixels(), G::default());
-            conv_image(&geom, input, w, G::from_code, col, acc);
+            conv_image(&geom, input, w, |k| G::from_code(k.load()), col, acc);
             SumLayout::dense(geom.pixels())
         };
         self.finish_rows(idx, node, p, layout, acc, G::to_i128, out);
@@ -742,7 +782,7 @@ impl<'g> FixedEngine<'g> {
     /// Finish the real outputs of rows of raw sums (one row per output channel, laid out as
     /// `layout`) on the scalar path.
     #[allow(clippy::too_many_arguments)]
-    fn finish_rows<A: Copy>(
+    fn finish_rows<A: Copy, C: Code>(
         &self,
         idx: usize,
         node: &Node,
@@ -750,24 +790,24 @@ impl<'g> FixedEngine<'g> {
         layout: SumLayout,
         acc: &[A],
         to_i128: impl Fn(A) -> i128,
-        out: &mut Vec<i64>,
+        out: &mut Vec<C>,
     ) {
         let (of, act) = (self.fmts[node.output], node.op.activation());
         // Scratch sums may run on past the layer's rows (see `scratch_prefix`).
         for (row, seg) in layout.real(&acc[..p.bias_acc.len() * layout.per_row]) {
             let (bias, frac) = (p.bias_acc[row], p.frac_acc[row]);
-            out.extend(seg.iter().map(|&a| self.finish(idx, to_i128(a) + bias, frac, of, act)));
+            out.extend(seg.iter().map(|&a| C::store(self.finish(idx, to_i128(a) + bias, frac, of, act))));
         }
     }
 }
 
 impl FixedEngine<'_> {
     /// A dense layer as a matrix-vector product in the carrier type `G`.
-    fn dense<G: Carrier>(&self, idx: usize, node: &Node, input: &[i64], s: &mut Scratch, out: &mut Vec<i64>) {
+    fn dense<G: Carrier, C: Code>(&self, idx: usize, node: &Node, input: &[C], s: &mut Scratch, out: &mut Vec<C>) {
         let (QNode::Params(p), Op::Dense(d)) = (&self.nodes[idx], &node.op) else { unreachable!("dense layer") };
         let (x, acc) = G::scratch(s);
         x.clear();
-        x.extend(input.iter().map(|&k| G::from_code(k)));
+        x.extend(input.iter().map(|&k| G::from_code(k.load())));
         acc.resize(d.out_features, G::default());
         G::gemm(d.out_features, d.in_features, 1, G::weights(p), x, acc);
         self.finish_rows(idx, node, p, SumLayout::dense(1), acc, G::to_i128, out);
@@ -776,23 +816,23 @@ impl FixedEngine<'_> {
 
 /// The integer carriers (chosen only where `IntParams` exist).
 impl FixedEngine<'_> {
-    fn conv_int<L: EngineLane>(
+    fn conv_int<L: EngineLane, C: Code>(
         &self,
         idx: usize,
         node: &Node,
         p: &QParams,
-        input: &[i64],
+        input: &[C],
         s: &mut Scratch,
-        out: &mut Vec<i64>,
+        out: &mut Vec<C>,
     ) {
         let q = p.int.as_ref().expect("integer parameters");
         let geom = conv_geom(self.graph, node);
         if p.depthwise {
-            let layout = depthwise(&geom, input, &q.dw, |x| x as i32, self.isa, &mut s.i32_b, &mut s.i32);
+            let layout = depthwise(&geom, input, &q.dw, |x| x.load() as i32, self.isa, &mut s.i32_b, &mut s.i32);
             return self.finish_i32(idx, node, p, layout, out, &s.i32);
         }
         let mut sums = std::mem::take(&mut s.i32);
-        let layout = self.conv_sums(&geom, input, L::code, L::params(q), s, &mut sums);
+        let layout = self.conv_sums(&geom, input, |k| L::code(k.load()), L::params(q), s, &mut sums);
         self.finish_i32(idx, node, p, layout, out, &sums);
         s.i32 = sums;
     }
@@ -800,11 +840,11 @@ impl FixedEngine<'_> {
     /// A convolution's exact sums `[out_c][virtual columns]` on the packed GEMM, its input codes
     /// taken through `code`. Reads runs of the input's stride phases (see `Phases`): no im2col
     /// pass at all.
-    fn conv_sums<L: EngineLane>(
+    fn conv_sums<L: EngineLane, C: Code>(
         &self,
         geom: &ConvGeom,
-        input: &[i64],
-        code: impl Fn(i64) -> L,
+        input: &[C],
+        code: impl Fn(C) -> L,
         w: &LaneParams<L>,
         s: &mut Scratch,
         sums: &mut Vec<i32>,
@@ -837,7 +877,7 @@ impl FixedEngine<'_> {
     /// it, added up in i64: each 8-bit digit of the input codes over every tap
     /// ([`Precision::I16Split`]: `k = 256 * (k >> 8) + (k & 255)`, arithmetic shift), or the
     /// codes over each block of taps ([`Precision::I16Blocks`]).
-    fn wide(&self, idx: usize, node: &Node, p: &QParams, input: &[i64], s: &mut Scratch, out: &mut Vec<i64>) {
+    fn wide<C: Code>(&self, idx: usize, node: &Node, p: &QParams, input: &[C], s: &mut Scratch, out: &mut Vec<C>) {
         let q = p.int.as_ref().expect("integer parameters");
         let fan_in = self.graph.fan_in(node);
         let passes: Vec<Pass> = match p.precision {
@@ -854,7 +894,7 @@ impl FixedEngine<'_> {
         let mut layout = SumLayout::dense(1);
         let mut phases = None;
         for (i, Pass { shift, mask, taps, w, weight }) in passes.into_iter().enumerate() {
-            let digit = move |k: i64| ((k >> shift) & mask) as i16;
+            let digit = move |k: C| ((k.load() >> shift) & mask) as i16;
             // The codes each pass reads: the blocks share one conversion, each digit has its own.
             let fresh = i == 0 || p.precision == Precision::I16Split;
             layout = match &node.op {
@@ -892,26 +932,34 @@ impl FixedEngine<'_> {
         (s.i32, s.i64) = (sums, acc);
     }
 
-    fn dense_int<L: EngineLane>(
+    fn dense_int<L: EngineLane, C: Code>(
         &self,
         idx: usize,
         node: &Node,
         p: &QParams,
-        input: &[i64],
+        input: &[C],
         s: &mut Scratch,
-        out: &mut Vec<i64>,
+        out: &mut Vec<C>,
     ) {
         let (q, Op::Dense(d)) = (p.int.as_ref().expect("integer parameters"), &node.op) else { unreachable!("dense") };
         let (codes, _, sums) = L::scratch(s);
         codes.resize(input.len(), L::default());
-        convert(input, codes, L::code, self.isa);
+        convert(input, codes, |k| L::code(k.load()), self.isa);
         sums.resize(d.out_features, 0);
         int16::gemv(d.in_features, &L::params(q).dense, codes, sums, self.isa);
         self.finish_i32(idx, node, p, SumLayout::dense(1), out, &s.i32);
     }
 
     /// Finish i32 sums, one row per channel laid out as `layout`: vectorized in the common case.
-    fn finish_i32(&self, idx: usize, node: &Node, p: &QParams, layout: SumLayout, out: &mut Vec<i64>, acc: &[i32]) {
+    fn finish_i32<C: Code>(
+        &self,
+        idx: usize,
+        node: &Node,
+        p: &QParams,
+        layout: SumLayout,
+        out: &mut Vec<C>,
+        acc: &[i32],
+    ) {
         let q = p.int.as_ref().expect("integer parameters");
         match &q.narrow {
             Some(e) => e.apply(acc, layout, out, self.isa),
@@ -932,19 +980,19 @@ struct Pass<'a> {
 
 /// `quantize` every real of `x` into `f`, appended to `out`.
 #[inline(always)]
-fn quantize_all(x: &[f64], f: Format, arith: Arith, out: &mut Vec<i64>) {
+fn quantize_all<C: Code>(x: &[f64], f: Format, arith: Arith, out: &mut Vec<C>) {
     let scale = (2.0f64).powi(f.frac);
     let start = out.len();
-    out.resize(start + x.len(), 0);
+    out.resize(start + x.len(), C::default());
     // A plain loop, not an iterator chain: it inlines into the AVX2 copy of this function.
     for (o, &v) in out[start..].iter_mut().zip(x) {
-        *o = quantize_scaled(v * scale, f, arith);
+        *o = C::store(quantize_scaled(v * scale, f, arith));
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn quantize_all_avx2(x: &[f64], f: Format, arith: Arith, out: &mut Vec<i64>) {
+unsafe fn quantize_all_avx2<C: Code>(x: &[f64], f: Format, arith: Arith, out: &mut Vec<C>) {
     quantize_all(x, f, arith, out);
 }
 
@@ -1005,28 +1053,37 @@ impl Carrier for i128 {
     }
 }
 
-impl Engine for FixedEngine<'_> {
-    type T = i64;
+/// The engine with codes stored as `C` between layers (see [`Code`]): what the graph walk runs.
+pub struct Storing<'e, 'g, C>(&'e FixedEngine<'g>, PhantomData<C>);
 
-    fn compute(&self, idx: usize, node: &Node, ins: &[&[i64]], out: &mut Vec<i64>, s: &mut Scratch) {
+impl<C: Code> Engine for Storing<'_, '_, C> {
+    type T = C;
+
+    fn compute(&self, idx: usize, node: &Node, ins: &[&[C]], out: &mut Vec<C>, s: &mut Scratch) {
+        self.0.compute(idx, node, ins, out, s);
+    }
+}
+
+impl FixedEngine<'_> {
+    fn compute<C: Code>(&self, idx: usize, node: &Node, ins: &[&[C]], out: &mut Vec<C>, s: &mut Scratch) {
         let g = self.graph;
         let of = self.fmts[node.output];
         match (&node.op, &self.nodes[idx]) {
             (Op::Conv(_), QNode::Params(p)) => match p.precision {
-                Precision::I16 => self.conv_int::<i16>(idx, node, p, ins[0], s, out),
-                Precision::U8 => self.conv_int::<u8>(idx, node, p, ins[0], s, out),
+                Precision::I16 => self.conv_int::<i16, C>(idx, node, p, ins[0], s, out),
+                Precision::U8 => self.conv_int::<u8, C>(idx, node, p, ins[0], s, out),
                 Precision::I16Split | Precision::I16Blocks => self.wide(idx, node, p, ins[0], s, out),
-                Precision::F32 => self.conv::<f32>(idx, node, ins[0], s, out),
-                Precision::F64 => self.conv::<f64>(idx, node, ins[0], s, out),
-                Precision::I128 => self.conv::<i128>(idx, node, ins[0], s, out),
+                Precision::F32 => self.conv::<f32, C>(idx, node, ins[0], s, out),
+                Precision::F64 => self.conv::<f64, C>(idx, node, ins[0], s, out),
+                Precision::I128 => self.conv::<i128, C>(idx, node, ins[0], s, out),
             },
             (Op::Dense(_), QNode::Params(p)) => match p.precision {
-                Precision::I16 => self.dense_int::<i16>(idx, node, p, ins[0], s, out),
-                Precision::U8 => self.dense_int::<u8>(idx, node, p, ins[0], s, out),
+                Precision::I16 => self.dense_int::<i16, C>(idx, node, p, ins[0], s, out),
+                Precision::U8 => self.dense_int::<u8, C>(idx, node, p, ins[0], s, out),
                 Precision::I16Split | Precision::I16Blocks => self.wide(idx, node, p, ins[0], s, out),
-                Precision::F32 => self.dense::<f32>(idx, node, ins[0], s, out),
-                Precision::F64 => self.dense::<f64>(idx, node, ins[0], s, out),
-                Precision::I128 => self.dense::<i128>(idx, node, ins[0], s, out),
+                Precision::F32 => self.dense::<f32, C>(idx, node, ins[0], s, out),
+                Precision::F64 => self.dense::<f64, C>(idx, node, ins[0], s, out),
+                Precision::I128 => self.dense::<i128, C>(idx, node, ins[0], s, out),
             },
             (Op::Affine(a), QNode::Params(p)) if p.int.as_ref().is_some_and(|q| q.narrow.is_some()) => {
                 // A stand-alone BatchNorm: each channel's products in i32 (the carrier's bound
@@ -1035,7 +1092,7 @@ impl Engine for FixedEngine<'_> {
                 s.i32.resize(ins[0].len(), 0);
                 for (c, (dst, src)) in s.i32.chunks_exact_mut(per).zip(ins[0].chunks_exact(per)).enumerate() {
                     let w = p.w_i128[c] as i32;
-                    convert(src, dst, |x| (x as i32) * w, self.isa);
+                    convert(src, dst, |x| (x.load() as i32) * w, self.isa);
                 }
                 self.finish_i32(idx, node, p, SumLayout::dense(per), out, &s.i32);
             }
@@ -1044,15 +1101,21 @@ impl Engine for FixedEngine<'_> {
                 let per = ins[0].len() / a.channels;
                 out.extend(ins[0].iter().enumerate().map(|(i, &x)| {
                     let c = i / per;
-                    self.finish(idx, w[c] * i128::from(x) + p.bias_acc[c], p.frac_acc[c], of, a.activation)
+                    C::store(self.finish(
+                        idx,
+                        w[c] * i128::from(x.load()) + p.bias_acc[c],
+                        p.frac_acc[c],
+                        of,
+                        a.activation,
+                    ))
                 }));
             }
             (Op::Add { .. }, QNode::Add { shifts: [sa, sb], requant }) => {
                 // Exact: the bound checked at construction keeps every aligned sum within i32.
                 s.i32.resize(ins[0].len(), 0);
-                convert(ins[0], &mut s.i32, |a| (a as i32) << sa, self.isa);
+                convert(ins[0], &mut s.i32, |a| (a.load() as i32) << sa, self.isa);
                 for (v, &b) in s.i32.iter_mut().zip(ins[1]) {
-                    *v += (b as i32) << sb;
+                    *v += (b.load() as i32) << sb;
                 }
                 let layout = SumLayout::dense(s.i32.len());
                 int16::requant_rows(&s.i32, layout, &[0], requant, out, self.isa);
@@ -1061,9 +1124,9 @@ impl Engine for FixedEngine<'_> {
                 let (fa, fb) = (self.fmts[node.inputs[0]].frac, self.fmts[node.inputs[1]].frac);
                 let fm = fa.max(fb);
                 out.extend(ins[0].iter().zip(ins[1]).map(|(&a, &b)| {
-                    let sum = shl_saturating(i128::from(a), (fm - fa) as u32)
-                        + shl_saturating(i128::from(b), (fm - fb) as u32);
-                    self.finish(idx, sum, fm, of, *activation)
+                    let sum = shl_saturating(i128::from(a.load()), (fm - fa) as u32)
+                        + shl_saturating(i128::from(b.load()), (fm - fb) as u32);
+                    C::store(self.finish(idx, sum, fm, of, *activation))
                 }));
             }
             (Op::Concat, _) => {
@@ -1073,31 +1136,37 @@ impl Engine for FixedEngine<'_> {
                 for (x, &v) in ins.iter().zip(&node.inputs) {
                     let fi = self.fmts[v];
                     let ((lo, hi), (out_lo, out_hi)) = (fi.code_range(range), of.code_range(range));
-                    let requant = vector_requant::<i64>(Activation::None, fi.frac, of, self.arith, None);
+                    let requant = vector_requant::<C>(Activation::None, fi.frac, of, self.arith, None);
                     if fi.frac == of.frac && out_lo <= lo && hi <= out_hi {
                         out.extend_from_slice(x);
                     } else if let (Some(rq), false) = (requant, x.is_empty()) {
-                        int16::requant_rows(x, SumLayout::dense(x.len()), &[0], &rq, out, self.isa);
+                        int16::requant_rows(x, SumLayout::dense(x.len()), &[C::default()], &rq, out, self.isa);
                     } else {
-                        requantize_codes(x, fi.frac, of, self.arith, out);
+                        let (codes, mut requantized) = (x.iter().map(|k| k.load()).collect::<Vec<_>>(), Vec::new());
+                        requantize_codes(&codes, fi.frac, of, self.arith, &mut requantized);
+                        out.extend(requantized.into_iter().map(C::store));
                     }
                 }
             }
             (Op::AvgPool { window, count_include_pad }, _) => {
                 let o = g.shape(node.output);
                 let fi = self.fmts[node.inputs[0]].frac;
-                out.resize(g.values[node.output].numel(), 0);
+                out.resize(g.values[node.output].numel(), C::default());
                 pool_windows(ins[0], g.shape(node.inputs[0]), window, [o[1], o[2]], |c, i, vals, padded| {
                     let n = if *count_include_pad { padded } else { vals.len() };
-                    let sum: i128 = vals.iter().map(|&k| i128::from(k)).sum();
-                    out[c * o[1] * o[2] + i] = self.mean(sum, n, fi, of);
+                    let sum: i128 = vals.iter().map(|&k| i128::from(k.load())).sum();
+                    out[c * o[1] * o[2] + i] = C::store(self.mean(sum, n, fi, of));
                 });
             }
             (Op::GlobalAvgPool, _) => {
                 let shape = g.shape(node.inputs[0]);
                 let hw = shape[1] * shape[2];
                 let fi = self.fmts[node.inputs[0]].frac;
-                out.extend(ins[0].chunks(hw).map(|ch| self.mean(ch.iter().map(|&k| i128::from(k)).sum(), hw, fi, of)));
+                out.extend(
+                    ins[0]
+                        .chunks(hw)
+                        .map(|ch| C::store(self.mean(ch.iter().map(|&k| i128::from(k.load())).sum(), hw, fi, of))),
+                );
             }
             (Op::Activation(act), _) => {
                 // Unfused: the output keeps the input's format; bounds are rounded into it.
@@ -1111,7 +1180,7 @@ impl Engine for FixedEngine<'_> {
                         (quantize(*min, of, sat), quantize(*max, of, sat))
                     }
                 };
-                out.extend(ins[0].iter().map(|&k| k.clamp(lo, hi)));
+                out.extend(ins[0].iter().map(|&k| C::store(k.load().clamp(lo, hi))));
             }
             (Op::Conv(_) | Op::Dense(_) | Op::Affine(_), _) => unreachable!("{} without parameters", node.op.kind()),
             (Op::MaxPool(_) | Op::GlobalMaxPool | Op::Flatten, _) => unreachable!("handled by the runner"),

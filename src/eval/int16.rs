@@ -266,6 +266,34 @@ macro_rules! impl_sum {
 impl_sum!(i32);
 impl_sum!(i64);
 
+/// The type the integer engine stores codes in between layers: i32 wherever every value's
+/// format fits it (all but 32-bit unsigned formats), else i64. The narrow type halves the
+/// memory traffic of every layer's epilogue and input conversion and doubles their vector lanes.
+pub trait Code: Sum + PartialOrd {
+    /// `k` in this type (the caller knows it fits: a code of a format that does).
+    fn store(k: i64) -> Self;
+    /// The code as i64.
+    fn load(self) -> i64;
+}
+
+impl Code for i32 {
+    fn store(k: i64) -> i32 {
+        k as i32
+    }
+    fn load(self) -> i64 {
+        i64::from(self)
+    }
+}
+
+impl Code for i64 {
+    fn store(k: i64) -> i64 {
+        k
+    }
+    fn load(self) -> i64 {
+        self
+    }
+}
+
 /// A layer's requantization in its common case, all in its sum type `A`: add the bias, round
 /// off `shift` bits (or, where `shift` is negative, scale by `2^-shift`), saturate to
 /// `[lo, hi]`; the fused activation as two thresholds on the exact sum (`v < below.0` gives code
@@ -292,7 +320,14 @@ impl<A: Sum> Requant<A> {
 
 /// Append the codes of the real outputs of rows of sums laid out as `layout` (row `r` plus
 /// `bias[r]`) to `out`; the sums are only read.
-pub fn requant_rows<A: Sum>(acc: &[A], layout: SumLayout, bias: &[A], rq: &Requant<A>, out: &mut Vec<i64>, isa: Isa) {
+pub fn requant_rows<A: Sum, C: Code>(
+    acc: &[A],
+    layout: SumLayout,
+    bias: &[A],
+    rq: &Requant<A>,
+    out: &mut Vec<C>,
+    isa: Isa,
+) {
     let acc = &acc[..bias.len() * layout.per_row];
     let (start, len) = (out.len(), bias.len() * layout.outputs());
     // `COPY` codes of slack: short segments are written in whole chunks (see `requant_with`).
@@ -321,7 +356,13 @@ const COPY: usize = 8;
 /// `bias[r]`), into `out` (with `COPY` codes of slack): one loop per rounding mode (and one for a
 /// left shift), each branch-free so that it vectorizes.
 #[inline(always)]
-fn requant_modes<A: Sum>(acc: &[A], layout: SumLayout, bias: &[A], rq: &Requant<A>, out: &mut [MaybeUninit<i64>]) {
+fn requant_modes<A: Sum, C: Code>(
+    acc: &[A],
+    layout: SumLayout,
+    bias: &[A],
+    rq: &Requant<A>,
+    out: &mut [MaybeUninit<C>],
+) {
     let (lo, hi) = (rq.lo, rq.hi);
     if rq.shift < 0 {
         // `v * 2^l` saturates exactly where `v` is outside `[ceil(lo / 2^l), floor(hi / 2^l)]`:
@@ -363,16 +404,17 @@ fn requant_modes<A: Sum>(acc: &[A], layout: SumLayout, bias: &[A], rq: &Requant<
 
 /// `scale(v)`: the saturated code of the sum plus bias `v` before the activation.
 #[inline(always)]
-fn requant_with<A: Sum>(
+fn requant_with<A: Sum, C: Code>(
     acc: &[A],
     layout: SumLayout,
     bias: &[A],
     rq: &Requant<A>,
-    out: &mut [MaybeUninit<i64>],
+    out: &mut [MaybeUninit<C>],
     scale: impl Fn(A) -> A,
 ) {
     let ((t_lo, k_lo), (t_hi, k_hi)) = (rq.below, rq.above);
-    let code = |a: A, b: A| -> i64 {
+    // Codes within the output format, which `C` holds.
+    let code = |a: A, b: A| -> C {
         // Discarded columns may hold any value: wrap rather than trap on them (real sums plus
         // bias fit, by the carrier's bound).
         let v = a.wrapping_add(b);
@@ -380,11 +422,7 @@ fn requant_with<A: Sum>(
         // Selects, not branches, so that the loop vectorizes; `below` wins, as in the scalar
         // `if v < min .. else if v > max`.
         let k = if v > t_hi { k_hi } else { k };
-        if v < t_lo {
-            k_lo.into()
-        } else {
-            k.into()
-        }
+        C::store(if v < t_lo { k_lo } else { k }.into())
     };
     let per_row = layout.per_row;
     if layout.seg_len == layout.seg_stride {
@@ -408,7 +446,7 @@ fn requant_with<A: Sum>(
             let mut i = 0;
             while i < len && i + COPY <= src.len() {
                 let chunk: &[A; COPY] = src[i..i + COPY].try_into().expect("chunk");
-                let to: &mut [MaybeUninit<i64>; COPY] = (&mut dst[i..i + COPY]).try_into().expect("slack");
+                let to: &mut [MaybeUninit<C>; COPY] = (&mut dst[i..i + COPY]).try_into().expect("slack");
                 for (t, &a) in to.iter_mut().zip(chunk) {
                     t.write(code(a, b));
                 }
@@ -424,7 +462,7 @@ fn requant_with<A: Sum>(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Lane, MaybeUninit, Requant, Sum, SumLayout, MR, NR, STEP};
+    use super::{Code, Lane, MaybeUninit, Requant, Sum, SumLayout, MR, NR, STEP};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2")]
@@ -433,12 +471,12 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
-    pub unsafe fn requant_rows<A: Sum>(
+    pub unsafe fn requant_rows<A: Sum, C: Code>(
         acc: &[A],
         layout: SumLayout,
         bias: &[A],
         rq: &Requant<A>,
-        out: &mut [MaybeUninit<i64>],
+        out: &mut [MaybeUninit<C>],
     ) {
         super::requant_modes(acc, layout, bias, rq, out);
     }
@@ -555,7 +593,7 @@ mod avx2 {
 /// columns.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{MaybeUninit, Requant, Sum, SumLayout, MR, MR_WIDE, NR, STEP};
+    use super::{Code, MaybeUninit, Requant, Sum, SumLayout, MR, MR_WIDE, NR, STEP};
     use std::arch::x86_64::*;
 
     /// `y[r] = w[r] · x` over rows of `bytes` bytes, 64 at a time: `vpdpbusd` (u8 x i8 quads)
@@ -577,12 +615,12 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub unsafe fn requant_rows<A: Sum>(
+    pub unsafe fn requant_rows<A: Sum, C: Code>(
         acc: &[A],
         layout: SumLayout,
         bias: &[A],
         rq: &Requant<A>,
-        out: &mut [MaybeUninit<i64>],
+        out: &mut [MaybeUninit<C>],
     ) {
         super::requant_modes(acc, layout, bias, rq, out);
     }
@@ -827,7 +865,7 @@ mod tests {
                         })
                         .collect();
                     let bias = [a(-7), a(0), a(12), a(1 << 20)];
-                    let mut out = Vec::new();
+                    let mut out: Vec<i64> = Vec::new();
                     requant_rows(&acc, SumLayout::dense(16), &bias, &rq, &mut out, Isa::best());
                     let arith = Arith { rounding, overflow: Overflow::Saturate, range: RangeMode::TwosComplement };
                     let wide = |x: A| i128::from(x.into());
@@ -845,14 +883,22 @@ mod tests {
                         };
                         assert_eq!(got, want, "{rounding:?} shift {shift} activation {act} acc {x:?}");
                     }
+                    // The same codes stored as i32 (the engine's narrow storage).
+                    let mut out32: Vec<i32> = Vec::new();
+                    requant_rows(&acc, SumLayout::dense(16), &bias, &rq, &mut out32, Isa::best());
+                    assert!(out32.iter().map(|&k| i64::from(k)).eq(out.iter().copied()), "{rounding:?} shift {shift}");
                     // Segmented layouts give the dense codes of their real columns (chunks that
-                    // run past a segment, a row, or the sums' end).
-                    for (stride, len) in [(8, 7), (4, 3), (16, 9)] {
+                    // run past a segment, a row, or the sums' end), here into i32.
+                    for (stride, len) in [(8, 7), (4, 3), (16, 9), (16, 14)] {
                         let layout = SumLayout { per_row: 16, seg_stride: stride, seg_len: len };
-                        let mut seg = Vec::new();
+                        let mut seg: Vec<i32> = Vec::new();
                         requant_rows(&acc, layout, &bias, &rq, &mut seg, Isa::best());
-                        let real: Vec<i64> =
-                            out.iter().enumerate().filter(|(i, _)| i % 16 % stride < len).map(|(_, &k)| k).collect();
+                        let real: Vec<i32> = out
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| i % 16 % stride < len)
+                            .map(|(_, &k)| k as i32)
+                            .collect();
                         assert_eq!(seg, real, "{rounding:?} shift {shift} activation {act} segments {stride}/{len}");
                     }
                 }

@@ -12,6 +12,7 @@ pub mod sgemm;
 use crate::config::LossKind;
 use crate::data::{Dataset, Preprocess};
 use crate::model::Graph;
+use int16::Code;
 use std::ops::Range;
 
 /// Fraction of correctly classified samples.
@@ -80,12 +81,28 @@ pub fn compare_fixed(
     range: Range<usize>,
     float: &[(usize, Vec<f64>)],
 ) -> paired::Paired {
+    if engine.stores_i32() {
+        compare_stored(&engine.storing::<i32>(), engine, graph, ds, pre, range, float)
+    } else {
+        compare_stored(&engine.storing::<i64>(), engine, graph, ds, pre, range, float)
+    }
+}
+
+fn compare_stored<C: Code>(
+    stored: &fixed::Storing<C>,
+    engine: &fixed::FixedEngine,
+    graph: &Graph,
+    ds: &Dataset,
+    pre: &Preprocess,
+    range: Range<usize>,
+    float: &[(usize, Vec<f64>)],
+) -> paired::Paired {
     let n = ds.sample_len();
     let step = 2f64.powi(-engine.formats()[graph.output].frac);
     let start = range.start;
     runner::map_outputs(
         graph,
-        engine,
+        stored,
         range,
         |i, input| {
             let mut x = vec![0f64; n];
@@ -94,7 +111,7 @@ pub fn compare_fixed(
         },
         |i, out| {
             let (class, p) = &float[i - start];
-            paired::compare(p, *class, out.iter().map(|&c| c as f64 * step), ds.labels[i])
+            paired::compare(p, *class, out.iter().map(|&c| c.load() as f64 * step), ds.labels[i])
         },
     )
     .into_iter()
@@ -109,8 +126,23 @@ pub fn predict_fixed(
     pre: &Preprocess,
     range: Range<usize>,
 ) -> Vec<usize> {
+    if engine.stores_i32() {
+        predict_stored(&engine.storing::<i32>(), engine, graph, ds, pre, range)
+    } else {
+        predict_stored(&engine.storing::<i64>(), engine, graph, ds, pre, range)
+    }
+}
+
+fn predict_stored<C: Code>(
+    stored: &fixed::Storing<C>,
+    engine: &fixed::FixedEngine,
+    graph: &Graph,
+    ds: &Dataset,
+    pre: &Preprocess,
+    range: Range<usize>,
+) -> Vec<usize> {
     let n = ds.sample_len();
-    runner::predict(graph, engine, range, |i, input| {
+    runner::predict(graph, stored, range, |i, input| {
         let mut x = vec![0f64; n];
         pre.apply_f64(ds, i, &mut x);
         engine.quantize_input(&x, input);

@@ -156,17 +156,18 @@ pub fn live_at(graph: &Graph, cut: usize) -> Vec<usize> {
 }
 
 impl<T: Copy> Workspace<T> {
-    /// Put saved values back (to resume a pass at a cut).
-    pub fn load(&mut self, ids: &[usize], vals: &[Vec<T>]) {
+    /// Put saved values back (to resume a pass at a cut), each element through `conv` (saved
+    /// values may be kept in another type).
+    pub fn load<S: Copy>(&mut self, ids: &[usize], vals: &[Vec<S>], conv: impl Fn(S) -> T) {
         for (&v, x) in ids.iter().zip(vals) {
             self.values[v].clear();
-            self.values[v].extend_from_slice(x);
+            self.values[v].extend(x.iter().map(|&k| conv(k)));
         }
     }
 
-    /// Copy values out (to save a pass at a cut).
-    pub fn save(&self, ids: &[usize]) -> Vec<Vec<T>> {
-        ids.iter().map(|&v| self.values[v].clone()).collect()
+    /// Copy values out (to save a pass at a cut), each element through `conv`.
+    pub fn save<S>(&self, ids: &[usize], conv: impl Fn(T) -> S) -> Vec<Vec<S>> {
+        ids.iter().map(|&v| self.values[v].iter().map(|&k| conv(k)).collect()).collect()
     }
 
     pub fn value(&self, v: usize) -> &[T] {

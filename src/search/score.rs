@@ -4,7 +4,8 @@
 //! signal, soft or top-1 loss (docs/data-roles.md, "The search signal").
 
 use crate::config::{LossKind, Signal};
-use crate::eval::fixed::FixedEngine;
+use crate::eval::fixed::{FixedEngine, Storing};
+use crate::eval::int16::Code;
 use crate::eval::paired::{compare, Paired};
 use crate::eval::runner::{live_at, run_nodes, Workspace};
 use crate::fixed::{Arith, Assignment, Format};
@@ -81,23 +82,23 @@ const CHUNK: usize = 250;
 /// Load sample `i` into `ws`: its saved prefix tensors, or its quantized input (from `codes`,
 /// or quantized into the `scratch`).
 #[allow(clippy::too_many_arguments)]
-fn begin(
+fn begin<C: Code>(
     graph: &Graph,
     engine: &FixedEngine,
     prefix: Option<&Prefix>,
     codes: Option<&InputCodes>,
     input: &[f64],
     i: usize,
-    ws: &mut Workspace<i64>,
-    scratch: &mut Vec<i64>,
+    ws: &mut Workspace<C>,
+    scratch: &mut Vec<C>,
 ) {
     match (prefix, codes) {
-        (Some(p), _) => ws.load(&p.live, &p.values[i]),
-        (None, Some(c)) => ws.load(&[graph.input], std::slice::from_ref(&c.codes[i])),
+        (Some(p), _) => ws.load(&p.live, &p.values[i], C::store),
+        (None, Some(c)) => ws.load(&[graph.input], std::slice::from_ref(&c.codes[i]), C::store),
         (None, None) => {
             scratch.clear();
             engine.quantize_input(input, scratch);
-            ws.load(&[graph.input], std::slice::from_ref(scratch));
+            ws.load(&[graph.input], std::slice::from_ref(scratch), |k| k);
         }
     }
 }
@@ -346,20 +347,12 @@ impl<'e> Scorer<'e> {
         for c0 in (0..n).step_by(CHUNK) {
             let positions = c0..(c0 + CHUNK).min(n);
             let prefix = self.prefix.as_ref().filter(|_| from_prefix);
-            let (inputs, labels, float, order) = (self.inputs, self.labels, self.float, &self.order);
-            let input_codes = self.input_codes.as_ref();
-            let per_image: Vec<Paired> = order[positions.clone()]
-                .par_iter()
-                .map_init(
-                    || (Workspace::new(graph), Vec::new()),
-                    |(ws, scratch), &i| {
-                        begin(graph, &engine, prefix, input_codes, &inputs[i], i, ws, scratch);
-                        run_nodes(graph, &engine, ws, start..n_nodes, false);
-                        let out = ws.value(graph.output).iter().map(|&c| c as f64 * step);
-                        compare(&float[i].1, float[i].0, out, labels[i])
-                    },
-                )
-                .collect();
+            let images = &self.order[positions.clone()];
+            let per_image = if engine.stores_i32() {
+                self.compare_images(&engine.storing::<i32>(), &engine, prefix, images, start, step)
+            } else {
+                self.compare_images(&engine.storing::<i64>(), &engine, prefix, images, start, step)
+            };
             self.nodes_run += (n_nodes - start) * positions.len();
             // Summed in scoring order, not in rayon's: a float sum must not depend on how the
             // work was split between threads, or the search would not repeat under a seed.
@@ -370,6 +363,34 @@ impl<'e> Scorer<'e> {
             }
         }
         Some(total)
+    }
+
+    /// The comparisons of `images` with the float network, each run from node `start` on (its
+    /// codes there in `prefix`, or its input), `step` the output's code step.
+    fn compare_images<C: Code>(
+        &self,
+        stored: &Storing<C>,
+        engine: &FixedEngine,
+        prefix: Option<&Prefix>,
+        images: &[usize],
+        start: usize,
+        step: f64,
+    ) -> Vec<Paired> {
+        let graph = self.graph;
+        let (inputs, labels, float) = (self.inputs, self.labels, self.float);
+        let input_codes = self.input_codes.as_ref();
+        images
+            .par_iter()
+            .map_init(
+                || (Workspace::new(graph), Vec::new()),
+                |(ws, scratch), &i| {
+                    begin(graph, engine, prefix, input_codes, &inputs[i], i, ws, scratch);
+                    run_nodes(graph, stored, ws, start..graph.nodes.len(), false);
+                    let out = ws.value(graph.output).iter().map(|&c| c.load() as f64 * step);
+                    compare(&float[i].1, float[i].0, out, labels[i])
+                },
+            )
+            .collect()
     }
 
     /// Keep every search image's input codes in `a`'s input format (unless they are kept
@@ -398,6 +419,21 @@ impl<'e> Scorer<'e> {
     /// Run nodes `from..to` for every sample (from the saved prefix when `from > 0`) and save
     /// the values live at `to`.
     fn run_prefix(&self, engine: &FixedEngine, from: usize, to: usize, live: &[usize]) -> Vec<Vec<Vec<i64>>> {
+        if engine.stores_i32() {
+            self.run_prefix_stored(&engine.storing::<i32>(), engine, from, to, live)
+        } else {
+            self.run_prefix_stored(&engine.storing::<i64>(), engine, from, to, live)
+        }
+    }
+
+    fn run_prefix_stored<C: Code>(
+        &self,
+        stored: &Storing<C>,
+        engine: &FixedEngine,
+        from: usize,
+        to: usize,
+        live: &[usize],
+    ) -> Vec<Vec<Vec<i64>>> {
         let graph = self.graph;
         let prefix = self.prefix.as_ref().filter(|_| from > 0);
         (0..self.inputs.len())
@@ -406,8 +442,8 @@ impl<'e> Scorer<'e> {
                 || (Workspace::new(graph), Vec::new()),
                 |(ws, scratch), i| {
                     begin(graph, engine, prefix, self.input_codes.as_ref(), &self.inputs[i], i, ws, scratch);
-                    run_nodes(graph, engine, ws, from..to, false);
-                    ws.save(live)
+                    run_nodes(graph, stored, ws, from..to, false);
+                    ws.save(live, C::load)
                 },
             )
             .collect()
