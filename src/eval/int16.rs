@@ -349,8 +349,8 @@ pub fn requant_rows<A: Sum, C: Code>(
     unsafe { out.set_len(start + len) };
 }
 
-/// Codes written at a time from a segmented layout.
-const COPY: usize = 8;
+/// Codes written at a time from a segmented layout, at most (the slack after the codes).
+const COPY: usize = 16;
 
 /// The codes of the real outputs of the sums `acc` (rows laid out as `layout`, row `r` plus
 /// `bias[r]`), into `out` (with `COPY` codes of slack): one loop per rounding mode (and one for a
@@ -438,19 +438,36 @@ fn requant_with<A: Sum, C: Code>(
     // loop would not vectorize): a chunk past a segment's end reads discarded columns (or the
     // next row) and writes codes the next segment overwrites, or into the slack; a scalar tail
     // only where a chunk would read past `acc`.
-    let (stride, len) = (layout.seg_stride, layout.seg_len);
+    // A 14x14 map's 14-column segments take one chunk of 16, a 7x7 map's one of 8.
+    if layout.seg_len > COPY / 2 {
+        requant_segments::<A, C, COPY>(acc, layout, bias, out, code);
+    } else {
+        requant_segments::<A, C, { COPY / 2 }>(acc, layout, bias, out, code);
+    }
+}
+
+/// The segmented case of [`requant_with`] in chunks of `N <= COPY` codes.
+#[inline(always)]
+fn requant_segments<A: Sum, C: Code, const N: usize>(
+    acc: &[A],
+    layout: SumLayout,
+    bias: &[A],
+    out: &mut [MaybeUninit<C>],
+    code: impl Fn(A, A) -> C,
+) {
+    let (per_row, stride, len) = (layout.per_row, layout.seg_stride, layout.seg_len);
     let mut pos = 0;
     for (r, &b) in bias.iter().enumerate() {
         for s0 in (r * per_row..(r + 1) * per_row).step_by(stride) {
             let (src, dst) = (&acc[s0..], &mut out[pos..]);
             let mut i = 0;
-            while i < len && i + COPY <= src.len() {
-                let chunk: &[A; COPY] = src[i..i + COPY].try_into().expect("chunk");
-                let to: &mut [MaybeUninit<C>; COPY] = (&mut dst[i..i + COPY]).try_into().expect("slack");
+            while i < len && i + N <= src.len() {
+                let chunk: &[A; N] = src[i..i + N].try_into().expect("chunk");
+                let to: &mut [MaybeUninit<C>; N] = (&mut dst[i..i + N]).try_into().expect("slack");
                 for (t, &a) in to.iter_mut().zip(chunk) {
                     t.write(code(a, b));
                 }
-                i += COPY;
+                i += N;
             }
             for j in i..len {
                 dst[j].write(code(src[j], b));
