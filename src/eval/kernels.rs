@@ -89,9 +89,12 @@ fn convert_chunks<const C: usize, S: Copy, D>(src: &[S], dst: &mut [D], f: &impl
     let n = src.len();
     let mut at = 0;
     loop {
-        let s: &[S; C] = src[at..at + C].try_into().expect("a whole chunk");
+        // The chunk read whole before any of it is written: read and written element by
+        // element, the copies stayed scalar (after inlining, nothing tells LLVM the two slices
+        // cannot overlap).
+        let s: [S; C] = src[at..at + C].try_into().expect("a whole chunk");
         let d: &mut [D; C] = (&mut dst[at..at + C]).try_into().expect("a whole chunk");
-        for (d, &s) in d.iter_mut().zip(s) {
+        for (d, s) in d.iter_mut().zip(s) {
             *d = f(s);
         }
         if at + C == n {
