@@ -968,6 +968,16 @@ impl FixedEngine<'_> {
     }
 }
 
+/// The exact sum of `codes`: in i64 (it vectorizes) wherever that cannot overflow, which is
+/// always for fewer than 2^31 codes of at most 32 bits.
+fn code_sum<C: Code>(codes: &[C]) -> i128 {
+    if codes.len() < 1 << 31 {
+        i128::from(codes.iter().map(|&k| k.load()).sum::<i64>())
+    } else {
+        codes.iter().map(|&k| i128::from(k.load())).sum()
+    }
+}
+
 /// One GEMM pass of a wide layer: input codes `(k >> shift) & mask` over taps `taps` against
 /// the weights `w`, its sums weighing `2^weight`.
 struct Pass<'a> {
@@ -1154,7 +1164,7 @@ impl FixedEngine<'_> {
                 out.resize(g.values[node.output].numel(), C::default());
                 pool_windows(ins[0], g.shape(node.inputs[0]), window, [o[1], o[2]], |c, i, vals, padded| {
                     let n = if *count_include_pad { padded } else { vals.len() };
-                    let sum: i128 = vals.iter().map(|&k| i128::from(k.load())).sum();
+                    let sum = code_sum(vals);
                     out[c * o[1] * o[2] + i] = C::store(self.mean(sum, n, fi, of));
                 });
             }
@@ -1162,11 +1172,7 @@ impl FixedEngine<'_> {
                 let shape = g.shape(node.inputs[0]);
                 let hw = shape[1] * shape[2];
                 let fi = self.fmts[node.inputs[0]].frac;
-                out.extend(
-                    ins[0]
-                        .chunks(hw)
-                        .map(|ch| C::store(self.mean(ch.iter().map(|&k| i128::from(k.load())).sum(), hw, fi, of))),
-                );
+                out.extend(ins[0].chunks(hw).map(|ch| C::store(self.mean(code_sum(ch), hw, fi, of))));
             }
             (Op::Activation(act), _) => {
                 // Unfused: the output keeps the input's format; bounds are rounded into it.
