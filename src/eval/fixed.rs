@@ -17,9 +17,9 @@ use super::kernels::{
 };
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use crate::fixed::round::{
-    fit, quantize, quantize_scaled, requantize, requantize_codes, round_div, round_shift, shl_saturating,
+    fit, quantize, quantize_scaled, requantize, requantize_codes, round_div, round_f64, round_shift, shl_saturating,
 };
-use crate::fixed::{Arith, Assignment, Format, Overflow};
+use crate::fixed::{Arith, Assignment, Format, Overflow, Rounding};
 use crate::model::{Activation, Graph, Node, Op};
 use anyhow::Result;
 use std::marker::PhantomData;
@@ -632,15 +632,16 @@ impl<'g> FixedEngine<'g> {
     /// Quantize a preprocessed (f64) input into the input format.
     pub fn quantize_input<C: Code>(&self, x: &[f64], out: &mut Vec<C>) {
         let (f, arith) = (self.input_format(), self.arith);
-        #[cfg(target_arch = "x86_64")]
-        if self.isa >= Isa::Avx2 {
-            // SAFETY: the engine's instruction set is one this machine has (checked in
-            // `with_carriers`); the body is safe code compiled for AVX2, where rounding is one
-            // instruction instead of a library call.
-            unsafe { quantize_all_avx2(x, f, arith, out) };
-            return;
+        // SAFETY (both): the engine's instruction set is one this machine has (checked in
+        // `with_carriers`); the body is safe code compiled for it, where rounding is one
+        // instruction instead of a library call.
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => unsafe { quantize_all_avx512(x, f, arith, out) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { quantize_all_avx2(x, f, arith, out) },
+            _ => quantize_all(x, f, arith, out),
         }
-        quantize_all(x, f, arith, out);
     }
 
     /// Whether codes are stored in i32 between layers (else i64): run the graph walk on
@@ -994,15 +995,48 @@ fn quantize_all<C: Code>(x: &[f64], f: Format, arith: Arith, out: &mut Vec<C>) {
     let scale = (2.0f64).powi(f.frac);
     let start = out.len();
     out.resize(start + x.len(), C::default());
-    // A plain loop, not an iterator chain: it inlines into the AVX2 copy of this function.
-    for (o, &v) in out[start..].iter_mut().zip(x) {
-        *o = C::store(quantize_scaled(v * scale, f, arith));
+    let out = &mut out[start..];
+    if arith.overflow != Overflow::Saturate {
+        // A plain loop, not an iterator chain: it inlines into the vector copies of this function.
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = C::store(quantize_scaled(v * scale, f, arith));
+        }
+        return;
+    }
+    // `quantize_scaled` under saturation, one loop per rounding mode, cast straight to `C` (the
+    // clamped code lies within it): through i64, an f64 -> i32 conversion would not vectorize.
+    let (lo, hi) = f.code_range(arith.range);
+    let bounds = (scale, lo as f64, hi as f64);
+    match arith.rounding {
+        Rounding::HalfEven => quantize_saturating(x, bounds, f64::round_ties_even, out),
+        Rounding::HalfAway => quantize_saturating(x, bounds, f64::round, out),
+        Rounding::Floor => quantize_saturating(x, bounds, f64::floor, out),
+        Rounding::HalfUp => quantize_saturating(x, bounds, |v| round_f64(v, Rounding::HalfUp), out),
+    }
+}
+
+/// `out[i] = round(x[i] * scale)` clamped to `[lo, hi]` (within `C`).
+#[inline(always)]
+fn quantize_saturating<C: Code>(
+    x: &[f64],
+    (scale, lo, hi): (f64, f64, f64),
+    round: impl Fn(f64) -> f64,
+    out: &mut [C],
+) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = C::from_f64(round(v * scale).clamp(lo, hi));
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn quantize_all_avx2<C: Code>(x: &[f64], f: Format, arith: Arith, out: &mut Vec<C>) {
+    quantize_all(x, f, arith, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn quantize_all_avx512<C: Code>(x: &[f64], f: Format, arith: Arith, out: &mut Vec<C>) {
     quantize_all(x, f, arith, out);
 }
 

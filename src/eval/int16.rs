@@ -274,6 +274,8 @@ pub trait Code: Sum + PartialOrd {
     fn store(k: i64) -> Self;
     /// The code as i64.
     fn load(self) -> i64;
+    /// An integral `x` within this type (a clamped code), converted.
+    fn from_f64(x: f64) -> Self;
 }
 
 impl Code for i32 {
@@ -283,6 +285,9 @@ impl Code for i32 {
     fn load(self) -> i64 {
         i64::from(self)
     }
+    fn from_f64(x: f64) -> i32 {
+        x as i32
+    }
 }
 
 impl Code for i64 {
@@ -291,6 +296,9 @@ impl Code for i64 {
     }
     fn load(self) -> i64 {
         self
+    }
+    fn from_f64(x: f64) -> i64 {
+        x as i64
     }
 }
 
