@@ -1064,18 +1064,20 @@ fn embedded_net_equals_reference(name: &str, depthwise_layers: usize) {
     assert_eq!(Isa::best(), detected_isa());
     if detected_isa() >= Isa::Avx2 {
         let (kernels, vector) = (engine.kernels(), engine.vector_epilogues());
-        let (mut depthwise, mut adds, mut u8_layers) = (0, [0; 2], 0);
+        let (mut depthwise, mut adds, mut u8_layers, mut signed_u8) = (0, [0; 2], 0, 0);
         for (i, node) in g.nodes.iter().enumerate() {
             if let Op::Conv(c) = &node.op {
                 let k = kernels[i].unwrap();
-                // Unsigned 8-bit input codes against 8-bit weights: the u8 x i8 carrier on
-                // AVX-512 VNNI; on AVX2 its pair sums could saturate, so the i16 one.
+                // 8-bit input codes against 8-bit weights: the u8 x i8 carrier on AVX-512 VNNI
+                // (signed codes shifted by 128); on AVX2 its pair sums could saturate, so the
+                // i16 one.
                 let fin = engine.formats()[node.inputs[0]];
                 let dw = c.groups > 1 && c.groups == c.in_channels;
-                let u8_fits = !fin.signed && fin.bits <= 8 && !dw;
+                let u8_fits = fin.bits <= 8 && !dw;
                 let want = if u8_fits && detected_isa() == Isa::Avx512Vnni { Precision::U8 } else { Precision::I16 };
                 assert_eq!(k.precision, want, "{name}: {}", node.name);
                 u8_layers += usize::from(want == Precision::U8);
+                signed_u8 += usize::from(want == Precision::U8 && fin.signed);
                 assert_eq!(k.depthwise, dw, "{name}: {}", node.name);
                 depthwise += usize::from(k.depthwise);
             }
@@ -1096,6 +1098,8 @@ fn embedded_net_equals_reference(name: &str, depthwise_layers: usize) {
         assert_eq!(depthwise, depthwise_layers, "{name}: depthwise layers on the direct kernel");
         if detected_isa() == Isa::Avx512Vnni {
             assert!(u8_layers > 0, "{name}: no layer on the u8 x i8 carrier");
+            // MobileNet's expansions after a residual Add read signed codes.
+            assert!(name != "mbv2-fashion" || signed_u8 > 0, "{name}: no signed input on the u8 x i8 carrier");
         }
         println!("{name}: vectorized Adds shifting right / left: {adds:?}");
     }

@@ -178,6 +178,9 @@ struct IntParams {
     /// The same over the i64 sums of a split or blocked layer, where every sum plus bias fits
     /// i64.
     wide: Option<Epilogue<i64>>,
+    /// What the u8 carrier adds to each input code: 128 for signed 8-bit codes (into `0..=255`:
+    /// each sum then holds `128 * sum(w)` more, which `narrow`'s bias takes off), else 0.
+    u8_offset: i64,
 }
 
 /// A layer's vectorized epilogue over sums of type `A`.
@@ -236,9 +239,11 @@ impl IntParams {
         accumulator: Option<u32>,
         depthwise: bool,
         block_taps: usize,
+        u8_offset: i64,
         isa: Isa,
     ) -> Self {
         let u8 = precision == Precision::U8;
+        let u8_offset = if u8 { u8_offset } else { 0 };
         let wide_sums = matches!(precision, Precision::I16Split | Precision::I16Blocks);
         let fan_in = w_codes.len() / bias_acc.len().max(1);
         let blocks = match precision {
@@ -257,7 +262,8 @@ impl IntParams {
         let (narrow, wide) = if wide_sums {
             (None, i64_fits.then(|| Epilogue::new(node, bias_acc, frac_acc, out, arith, accumulator)).flatten())
         } else {
-            (Epilogue::new(node, bias_acc, frac_acc, out, arith, accumulator), None)
+            let shifted = (u8_offset != 0).then(|| offset_bias(bias_acc, w_codes, u8_offset));
+            (Epilogue::new(node, shifted.as_deref().unwrap_or(bias_acc), frac_acc, out, arith, accumulator), None)
         };
         IntParams {
             blocks,
@@ -270,8 +276,17 @@ impl IntParams {
             },
             u8: if u8 { LaneParams::new(node, geom, w_codes, 0..fan_in, depthwise, isa) } else { LaneParams::empty() },
             dw: if depthwise { w_codes.iter().map(|&k| k as i32).collect() } else { Vec::new() },
+            u8_offset,
         }
     }
+}
+
+/// `bias - offset * sum(w)` for each row (output channel) of `w_codes`: the bias of a layer
+/// whose input codes are taken `+ offset` (see `IntParams::u8_offset`).
+fn offset_bias(bias_acc: &[i128], w_codes: &[i64], offset: i64) -> Vec<i128> {
+    let k = (w_codes.len() / bias_acc.len().max(1)).max(1);
+    let row_sum = |row: &[i64]| row.iter().map(|&w| i128::from(w)).sum::<i128>();
+    bias_acc.iter().zip(w_codes.chunks(k)).map(|(&b, row)| b - i128::from(offset) * row_sum(row)).collect()
 }
 
 /// A lane type of the integer carriers with its place in the engine's parameters and scratch.
@@ -417,9 +432,11 @@ struct Lanes {
     /// Every input and weight code fits i16 (for the direct kernels, which widen codes to i32:
     /// always, the i32 bound covering the codes).
     i16: bool,
-    /// Every input code fits u8 and every weight code i8, and on AVX2 no pair of products
-    /// (`vpmaddubsw` sums two into a saturating i16) can leave i16.
+    /// Every input code plus `u8_offset` fits u8 and every weight code i8, and on AVX2 no pair
+    /// of products (`vpmaddubsw` sums two into a saturating i16) can leave i16.
     u8: bool,
+    /// 128 for signed input codes (see `IntParams::u8_offset`), else 0.
+    u8_offset: i64,
     /// Every weight code fits i16 and every input code two 8-bit digits (`-32768..=65535`), on
     /// a GEMM layer ([`Precision::I16Split`]).
     split: bool,
@@ -474,22 +491,26 @@ fn choose_precision(fan_in: usize, max_a: u64, max_w: u64, max_b: u128, lanes: L
 /// `direct` marks a layer on a direct kernel (depthwise conv, affine), not a GEMM.
 fn lanes(fin: Format, arith: Arith, (w_lo, w_hi): (i64, i64), isa: Isa, u8_allowed: bool, direct: bool) -> Lanes {
     if isa < Isa::Avx2 {
-        return Lanes { i16: false, u8: false, split: false, direct };
+        return Lanes { i16: false, u8: false, u8_offset: 0, split: false, direct };
     }
     if direct {
-        return Lanes { i16: true, u8: false, split: false, direct };
+        return Lanes { i16: true, u8: false, u8_offset: 0, split: false, direct };
     }
     let (lo, hi) = fin.code_range(arith.range);
     let fits = |(min, max): (i64, i64), l: i64, h: i64| min >= l && max <= h;
     let w_i16 = fits((w_lo, w_hi), i16::MIN.into(), i16::MAX.into());
     let i16 = fits((lo, hi), i16::MIN.into(), i16::MAX.into()) && w_i16;
     let w_i8 = fits((w_lo, w_hi), i8::MIN.into(), i8::MAX.into());
+    // Signed codes (8-bit ones: -128..=127) enter the u8 carrier shifted by 128.
+    let u8_offset = if lo < 0 { 128 } else { 0 };
+    let (u_lo, u_hi) = (lo + u8_offset, hi + u8_offset);
     // vpmaddubsw: |a0 w0 + a1 w1| <= 2 max_a max_w must fit i16 (VNNI's vpdpbusd sums in i32).
     let max_w = w_lo.unsigned_abs().max(w_hi.unsigned_abs());
-    let pairs_fit = isa >= Isa::Avx512Vnni || 2 * hi.unsigned_abs() * max_w <= 32767;
+    let pairs_fit = isa >= Isa::Avx512Vnni || 2 * u_hi.unsigned_abs() * max_w <= 32767;
     Lanes {
         i16,
-        u8: u8_allowed && lo >= 0 && hi <= 255 && w_i8 && pairs_fit,
+        u8: u8_allowed && u_lo >= 0 && u_hi <= 255 && w_i8 && pairs_fit,
+        u8_offset,
         split: w_i16 && fits((lo, hi), i16::MIN.into(), u16::MAX.into()),
         direct,
     }
@@ -550,7 +571,19 @@ impl<'g> FixedEngine<'g> {
                     let geom = matches!(node.op, Op::Conv(_)).then(|| conv_geom(graph, node));
                     let depthwise = geom.as_ref().is_some_and(ConvGeom::is_depthwise);
                     let direct = depthwise || matches!(node.op, Op::Affine(_));
-                    let lanes = lanes(fin, arith, w_range, isa, u8_allowed && !direct, direct);
+                    let mut lanes = lanes(fin, arith, w_range, isa, u8_allowed && !direct, direct);
+                    if lanes.u8 && lanes.u8_offset != 0 {
+                        // Shifted codes reach 255 and the bias moves by offset * sum(w): the i32
+                        // bound must hold for those, and only the vectorized epilogue takes the
+                        // shifted bias.
+                        let bias = offset_bias(&bias_acc, &w_codes, lanes.u8_offset);
+                        let max_b = bias.iter().map(|k| k.unsigned_abs()).max().unwrap_or(0) as f64;
+                        let max_a = (fin.code_range(arith.range).1 + lanes.u8_offset) as f64;
+                        let bound = graph.fan_in(node) as f64 * max_a * max_w as f64 + max_b;
+                        let (of, acc) = (fmts[node.output], l.accumulator);
+                        lanes.u8 = bound < 2f64.powi(31)
+                            && Epilogue::<i32>::new(node, &bias, &frac_acc, of, arith, acc).is_some();
+                    }
                     let max_a = fin.max_abs_code(arith.range);
                     let precision = choose_precision(graph.fan_in(node), max_a, max_w, max_b, lanes);
                     let integer = [Precision::I16, Precision::U8, Precision::I16Split, Precision::I16Blocks];
@@ -569,6 +602,7 @@ impl<'g> FixedEngine<'g> {
                             acc,
                             depthwise,
                             taps,
+                            lanes.u8_offset,
                             isa,
                         )
                     });
@@ -833,7 +867,10 @@ impl FixedEngine<'_> {
             return self.finish_i32(idx, node, p, layout, out, &s.i32);
         }
         let mut sums = std::mem::take(&mut s.i32);
-        let layout = self.conv_sums(&geom, input, |k| L::code(k.load()), L::params(q), s, &mut sums);
+        // Lane codes `k + offset` (see `IntParams::u8_offset`); the padding is a zero input's.
+        let off = q.u8_offset;
+        let layout =
+            self.conv_sums(&geom, input, |k| L::code(k.load() + off), L::code(off), L::params(q), s, &mut sums);
         self.finish_i32(idx, node, p, layout, out, &sums);
         s.i32 = sums;
     }
@@ -841,16 +878,18 @@ impl FixedEngine<'_> {
     /// A convolution's exact sums `[out_c][virtual columns]` on the packed GEMM, its input codes
     /// taken through `code`. Reads runs of the input's stride phases (see `Phases`): no im2col
     /// pass at all.
+    #[allow(clippy::too_many_arguments)]
     fn conv_sums<L: EngineLane, C: Code>(
         &self,
         geom: &ConvGeom,
         input: &[C],
         code: impl Fn(C) -> L,
+        pad: L,
         w: &LaneParams<L>,
         s: &mut Scratch,
         sums: &mut Vec<i32>,
     ) -> SumLayout {
-        let ph = Phases::new(geom, input, code, self.isa, L::scratch(s).0);
+        let ph = Phases::new(geom, input, code, pad, self.isa, L::scratch(s).0);
         self.phase_sums(geom, &ph, w, s, sums)
     }
 
@@ -911,7 +950,7 @@ impl FixedEngine<'_> {
                 _ => {
                     let geom = conv_geom(self.graph, node);
                     if fresh {
-                        phases = Some(Phases::new(&geom, input, digit, self.isa, &mut s.i16));
+                        phases = Some(Phases::new(&geom, input, digit, 0, self.isa, &mut s.i16));
                     }
                     let ph = phases.as_ref().expect("phases of the first pass");
                     self.phase_sums(&geom, ph, w, s, &mut sums)
@@ -945,7 +984,8 @@ impl FixedEngine<'_> {
         let (q, Op::Dense(d)) = (p.int.as_ref().expect("integer parameters"), &node.op) else { unreachable!("dense") };
         let (codes, _, sums) = L::scratch(s);
         codes.resize(input.len(), L::default());
-        convert(input, codes, |k| L::code(k.load()), self.isa);
+        let off = q.u8_offset;
+        convert(input, codes, |k| L::code(k.load() + off), self.isa);
         sums.resize(d.out_features, 0);
         int16::gemv(d.in_features, &L::params(q).dense, codes, sums, self.isa);
         self.finish_i32(idx, node, p, SumLayout::dense(1), out, &s.i32);
@@ -964,7 +1004,10 @@ impl FixedEngine<'_> {
         let q = p.int.as_ref().expect("integer parameters");
         match &q.narrow {
             Some(e) => e.apply(acc, layout, out, self.isa),
-            None => self.finish_rows(idx, node, p, layout, acc, i128::from, out),
+            None => {
+                debug_assert_eq!(q.u8_offset, 0, "offset codes are only taken with the vectorized epilogue");
+                self.finish_rows(idx, node, p, layout, acc, i128::from, out)
+            }
         }
     }
 }

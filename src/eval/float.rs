@@ -171,7 +171,7 @@ impl FloatEngine<'_> {
                     // channels as they lie, any other's the runs of its input's stride phases.
                     let w = &geom.window;
                     let pointwise = w.kernel == [1, 1] && w.stride == [1, 1] && w.pads == [0; 4];
-                    let ph = (!pointwise).then(|| Phases::new(&geom, ins[0], |x| x, self.isa, &mut s.f32));
+                    let ph = (!pointwise).then(|| Phases::new(&geom, ins[0], |x| x, 0.0, self.isa, &mut s.f32));
                     let hw = geom.pixels();
                     let (src, chan, taps, n) = match &ph {
                         Some(ph) => (s.f32.as_slice(), ph.chan, ph.taps.as_slice(), ph.n),

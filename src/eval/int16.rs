@@ -787,7 +787,7 @@ mod tests {
             let g = ConvGeom { in_c: c, in_h: h, in_w: w, out_c: 2, out_h: oh, out_w: ow, groups: 1, window };
             let input: Vec<i64> = (0..c * h * w).map(&code).collect();
             let mut padded = Vec::new();
-            let ph = Phases::new(&g, &input, L::code, Isa::best(), &mut padded);
+            let ph = Phases::new(&g, &input, L::code, L::default(), Isa::best(), &mut padded);
             let n = ph.n;
             let offsets: Vec<usize> = (0..c).flat_map(|ch| ph.taps.iter().map(move |t| ch * ph.chan + t)).collect();
             // The im2col matrix of the virtual columns, from the input directly.

@@ -246,7 +246,7 @@ pub fn depthwise<S: Copy, A: Mac>(
     phases: &mut Vec<A>,
     out: &mut Vec<A>,
 ) -> SumLayout {
-    let ph = Phases::new(g, input, conv, isa, phases);
+    let ph = Phases::new(g, input, conv, A::default(), isa, phases);
     let out = scratch_prefix(out, g.out_c * ph.n + DW_BLOCK);
     let mult = g.out_c / g.groups;
     let sweep = Sweep { taps: &ph.taps, chan: ph.chan, mult, n: ph.n, phases, weight };
@@ -310,11 +310,13 @@ impl Phases {
     }
 
     /// Lay `input` (`[in_c][in_h][in_w]`) out as phases in `out` (converted by `conv`), with
-    /// zeros in the padding and `READ_PAST` virtual columns of slack after the last run.
+    /// `pad` (the lane code of a zero input) in the padding and `READ_PAST` virtual columns of
+    /// slack after the last run.
     pub fn new<S: Copy, A: Copy + Default>(
         g: &ConvGeom,
         input: &[S],
         conv: impl Fn(S) -> A,
+        pad: A,
         isa: Isa,
         out: &mut Vec<A>,
     ) -> Self {
@@ -323,10 +325,10 @@ impl Phases {
             // SAFETY: the caller's `isa` is one the machine has; the body is safe code compiled
             // for it (the zero fill, row copies and column deals vectorize on it).
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vnni => unsafe { Self::new_avx512(g, input, conv, isa, out) },
+            Isa::Avx512Vnni => unsafe { Self::new_avx512(g, input, conv, pad, isa, out) },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { Self::new_avx2(g, input, conv, isa, out) },
-            _ => Self::new_body(g, input, conv, isa, out),
+            Isa::Avx2 => unsafe { Self::new_avx2(g, input, conv, pad, isa, out) },
+            _ => Self::new_body(g, input, conv, pad, isa, out),
         }
     }
 
@@ -336,10 +338,11 @@ impl Phases {
         g: &ConvGeom,
         input: &[S],
         conv: impl Fn(S) -> A,
+        pad: A,
         isa: Isa,
         out: &mut Vec<A>,
     ) -> Self {
-        Self::new_body(g, input, conv, isa, out)
+        Self::new_body(g, input, conv, pad, isa, out)
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -348,10 +351,11 @@ impl Phases {
         g: &ConvGeom,
         input: &[S],
         conv: impl Fn(S) -> A,
+        pad: A,
         isa: Isa,
         out: &mut Vec<A>,
     ) -> Self {
-        Self::new_body(g, input, conv, isa, out)
+        Self::new_body(g, input, conv, pad, isa, out)
     }
 
     #[inline(always)]
@@ -359,6 +363,7 @@ impl Phases {
         g: &ConvGeom,
         input: &[S],
         conv: impl Fn(S) -> A,
+        pad: A,
         isa: Isa,
         out: &mut Vec<A>,
     ) -> Self {
@@ -373,14 +378,14 @@ impl Phases {
         if [sh, sw] == [1, 1] && [pt, pl, pb, pr] == [0; 4] {
             // No padding at all (a pointwise convolution): the channels lie back to back as in
             // the input, converted in one pass; only the slack after them is zeroed.
-            out.resize(len.max(out.len()), A::default());
+            out.resize(len.max(out.len()), pad);
             out.truncate(len);
             convert_body(input, out, &conv);
-            out[input.len()..].fill(A::default());
+            out[input.len()..].fill(pad);
             return Phases { wq, chan, taps, n };
         }
         out.clear();
-        out.resize(len, A::default());
+        out.resize(len, pad);
         if [sh, sw] == [1, 1] && pl + pr == 0 {
             // No column padding, one phase: each channel's rows are one run (a long loop
             // vectorizes).
