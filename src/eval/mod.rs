@@ -81,39 +81,12 @@ pub fn compare_fixed(
     range: Range<usize>,
     float: &[(usize, Vec<f64>)],
 ) -> paired::Paired {
-    if engine.stores_i32() {
-        compare_stored(&engine.storing::<i32>(), engine, graph, ds, pre, range, float)
-    } else {
-        compare_stored(&engine.storing::<i64>(), engine, graph, ds, pre, range, float)
-    }
-}
-
-fn compare_stored<C: Code>(
-    stored: &fixed::Storing<C>,
-    engine: &fixed::FixedEngine,
-    graph: &Graph,
-    ds: &Dataset,
-    pre: &Preprocess,
-    range: Range<usize>,
-    float: &[(usize, Vec<f64>)],
-) -> paired::Paired {
-    let n = ds.sample_len();
     let step = 2f64.powi(-engine.formats()[graph.output].frac);
     let start = range.start;
-    runner::map_outputs(
-        graph,
-        stored,
-        range,
-        |i, input| {
-            let mut x = vec![0f64; n];
-            pre.apply_f64(ds, i, &mut x);
-            engine.quantize_input(&x, input);
-        },
-        |i, out| {
-            let (class, p) = &float[i - start];
-            paired::compare(p, *class, out.iter().map(|&c| c.load() as f64 * step), ds.labels[i])
-        },
-    )
+    fixed_outputs(engine, graph, ds, pre, range, |i, out| {
+        let (class, p) = &float[i - start];
+        paired::compare(p, *class, out.iter().map(|&c| c as f64 * step), ds.labels[i])
+    })
     .into_iter()
     .sum()
 }
@@ -126,26 +99,42 @@ pub fn predict_fixed(
     pre: &Preprocess,
     range: Range<usize>,
 ) -> Vec<usize> {
-    if engine.stores_i32() {
-        predict_stored(&engine.storing::<i32>(), engine, graph, ds, pre, range)
-    } else {
-        predict_stored(&engine.storing::<i64>(), engine, graph, ds, pre, range)
-    }
+    fixed_outputs(engine, graph, ds, pre, range, |_, out| runner::argmax(out))
 }
 
-fn predict_stored<C: Code>(
-    stored: &fixed::Storing<C>,
+/// `f(i, output codes)` of the integer engine for every sample `i` in `range`, in parallel, on
+/// the engine's code storage (the few output codes handed to `f` as i64).
+fn fixed_outputs<R: Send>(
     engine: &fixed::FixedEngine,
     graph: &Graph,
     ds: &Dataset,
     pre: &Preprocess,
     range: Range<usize>,
-) -> Vec<usize> {
+    f: impl Fn(usize, &[i64]) -> R + Sync,
+) -> Vec<R> {
+    if engine.stores_i32() {
+        fixed_outputs_as::<i32, R>(engine, graph, ds, pre, range, &f)
+    } else {
+        fixed_outputs_as::<i64, R>(engine, graph, ds, pre, range, &f)
+    }
+}
+
+fn fixed_outputs_as<C: Code, R: Send>(
+    engine: &fixed::FixedEngine,
+    graph: &Graph,
+    ds: &Dataset,
+    pre: &Preprocess,
+    range: Range<usize>,
+    f: &(impl Fn(usize, &[i64]) -> R + Sync),
+) -> Vec<R> {
     let n = ds.sample_len();
-    runner::predict(graph, stored, range, |i, input| {
+    let quantized = |i, input: &mut Vec<C>| {
         let mut x = vec![0f64; n];
         pre.apply_f64(ds, i, &mut x);
         engine.quantize_input(&x, input);
+    };
+    runner::map_outputs(graph, &engine.storing::<C>(), range, quantized, |i, out| {
+        f(i, &out.iter().map(|k| k.load()).collect::<Vec<_>>())
     })
 }
 
