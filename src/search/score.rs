@@ -4,7 +4,7 @@
 //! signal, soft or top-1 loss (docs/data-roles.md, "The search signal").
 
 use crate::config::{LossKind, Signal};
-use crate::eval::fixed::{FixedEngine, Storing};
+use crate::eval::fixed::FixedEngine;
 use crate::eval::int16::Code;
 use crate::eval::paired::{compare, Paired};
 use crate::eval::runner::{live_at, run_nodes, Workspace};
@@ -349,9 +349,9 @@ impl<'e> Scorer<'e> {
             let prefix = self.prefix.as_ref().filter(|_| from_prefix);
             let images = &self.order[positions.clone()];
             let per_image = if engine.stores_i32() {
-                self.compare_images(&engine.storing::<i32>(), &engine, prefix, images, start, step)
+                self.compare_images::<i32>(&engine, prefix, images, start, step)
             } else {
-                self.compare_images(&engine.storing::<i64>(), &engine, prefix, images, start, step)
+                self.compare_images::<i64>(&engine, prefix, images, start, step)
             };
             self.nodes_run += (n_nodes - start) * positions.len();
             // Summed in scoring order, not in rayon's: a float sum must not depend on how the
@@ -369,7 +369,6 @@ impl<'e> Scorer<'e> {
     /// codes there in `prefix`, or its input), `step` the output's code step.
     fn compare_images<C: Code>(
         &self,
-        stored: &Storing<C>,
         engine: &FixedEngine,
         prefix: Option<&Prefix>,
         images: &[usize],
@@ -378,14 +377,14 @@ impl<'e> Scorer<'e> {
     ) -> Vec<Paired> {
         let graph = self.graph;
         let (inputs, labels, float) = (self.inputs, self.labels, self.float);
-        let input_codes = self.input_codes.as_ref();
+        let (input_codes, stored) = (self.input_codes.as_ref(), engine.storing::<C>());
         images
             .par_iter()
             .map_init(
                 || (Workspace::new(graph), Vec::new()),
                 |(ws, scratch), &i| {
                     begin(graph, engine, prefix, input_codes, &inputs[i], i, ws, scratch);
-                    run_nodes(graph, stored, ws, start..graph.nodes.len(), false);
+                    run_nodes(graph, &stored, ws, start..graph.nodes.len(), false);
                     let out = ws.value(graph.output).iter().map(|&c| c.load() as f64 * step);
                     compare(&float[i].1, float[i].0, out, labels[i])
                 },
@@ -420,21 +419,20 @@ impl<'e> Scorer<'e> {
     /// the values live at `to`.
     fn run_prefix(&self, engine: &FixedEngine, from: usize, to: usize, live: &[usize]) -> Vec<Vec<Vec<i64>>> {
         if engine.stores_i32() {
-            self.run_prefix_stored(&engine.storing::<i32>(), engine, from, to, live)
+            self.run_prefix_as::<i32>(engine, from, to, live)
         } else {
-            self.run_prefix_stored(&engine.storing::<i64>(), engine, from, to, live)
+            self.run_prefix_as::<i64>(engine, from, to, live)
         }
     }
 
-    fn run_prefix_stored<C: Code>(
+    fn run_prefix_as<C: Code>(
         &self,
-        stored: &Storing<C>,
         engine: &FixedEngine,
         from: usize,
         to: usize,
         live: &[usize],
     ) -> Vec<Vec<Vec<i64>>> {
-        let graph = self.graph;
+        let (graph, stored) = (self.graph, engine.storing::<C>());
         let prefix = self.prefix.as_ref().filter(|_| from > 0);
         (0..self.inputs.len())
             .into_par_iter()
@@ -442,7 +440,7 @@ impl<'e> Scorer<'e> {
                 || (Workspace::new(graph), Vec::new()),
                 |(ws, scratch), i| {
                     begin(graph, engine, prefix, self.input_codes.as_ref(), &self.inputs[i], i, ws, scratch);
-                    run_nodes(graph, stored, ws, from..to, false);
+                    run_nodes(graph, &stored, ws, from..to, false);
                     ws.save(live, C::load)
                 },
             )
