@@ -1229,9 +1229,7 @@ impl FixedEngine<'_> {
                     } else if let (Some(rq), false) = (requant, x.is_empty()) {
                         int16::requant_rows(x, SumLayout::dense(x.len()), &[C::default()], &rq, out, self.isa);
                     } else {
-                        let (codes, mut requantized) = (x.iter().map(|k| k.load()).collect::<Vec<_>>(), Vec::new());
-                        requantize_codes(&codes, fi.frac, of, self.arith, &mut requantized);
-                        out.extend(requantized.into_iter().map(C::store));
+                        requantize_codes(x, fi.frac, of, self.arith, C::store, out);
                     }
                 }
             }

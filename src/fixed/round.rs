@@ -154,14 +154,22 @@ pub fn requantize(v: i128, from_frac: i32, fmt: Format, arith: Arith) -> i64 {
 }
 
 /// [`requantize`] every code of a tensor (`codes` in a format of at most 32 bits, so every
-/// value is within the 64-bit fast path), checking the format's case once instead of per code.
-pub fn requantize_codes(codes: &[i64], from_frac: i32, fmt: Format, arith: Arith, out: &mut Vec<i64>) {
+/// value is within the 64-bit fast path), checking the format's case once instead of per code;
+/// the codes are appended to `out` through `store` (the caller's code type).
+pub fn requantize_codes<K: Copy + Into<i64>>(
+    codes: &[K],
+    from_frac: i32,
+    fmt: Format,
+    arith: Arith,
+    store: impl Fn(i64) -> K,
+    out: &mut Vec<K>,
+) {
     let shift = from_frac - fmt.frac;
     if (0..62).contains(&shift) && arith.overflow == Overflow::Saturate {
         let (lo, hi) = fmt.code_range(arith.range);
-        out.extend(codes.iter().map(|&k| round_shift_i64(k, shift as u32, arith.rounding).clamp(lo, hi)));
+        out.extend(codes.iter().map(|&k| store(round_shift_i64(k.into(), shift as u32, arith.rounding).clamp(lo, hi))));
     } else {
-        out.extend(codes.iter().map(|&k| requantize(i128::from(k), from_frac, fmt, arith)));
+        out.extend(codes.iter().map(|&k| store(requantize(i128::from(k.into()), from_frac, fmt, arith))));
     }
 }
 
