@@ -224,8 +224,10 @@ impl IntParams {
     /// The integer form, on `precision` (`I16`, `U8`, `I16Split` or `I16Blocks`), of a layer whose codes
     /// (`w_codes`, `bias_acc` at each channel's `frac_acc`) passed that carrier's bound; `out` is
     /// its output format, `accumulator` its accumulator width, `depthwise` whether it runs on the
-    /// direct depthwise kernel, `block_taps` the taps per block of an `I16Blocks` layer, `isa` the kernels its weights are packed for. A split
-    /// or blocked layer's sums leave i32: it finishes in i64.
+    /// direct depthwise kernel, `block_taps` the taps per block of an `I16Blocks` layer,
+    /// `u8_shift` the offset of a `U8` layer's signed codes with the bias that takes it off
+    /// (see `u8_offset`), `isa` the kernels its weights are packed for. A split or blocked
+    /// layer's sums leave i32: it finishes in i64.
     #[allow(clippy::too_many_arguments)]
     fn new(
         node: &Node,
@@ -239,11 +241,12 @@ impl IntParams {
         accumulator: Option<u32>,
         depthwise: bool,
         block_taps: usize,
-        u8_offset: i64,
+        u8_shift: Option<(i64, &[i128])>,
         isa: Isa,
     ) -> Self {
         let u8 = precision == Precision::U8;
-        let u8_offset = if u8 { u8_offset } else { 0 };
+        // The offset of shifted u8 codes and the bias that takes it off (see `u8_offset`).
+        let u8_shift = u8_shift.filter(|_| u8);
         let wide_sums = matches!(precision, Precision::I16Split | Precision::I16Blocks);
         let fan_in = w_codes.len() / bias_acc.len().max(1);
         let blocks = match precision {
@@ -262,8 +265,8 @@ impl IntParams {
         let (narrow, wide) = if wide_sums {
             (None, i64_fits.then(|| Epilogue::new(node, bias_acc, frac_acc, out, arith, accumulator)).flatten())
         } else {
-            let shifted = (u8_offset != 0).then(|| offset_bias(bias_acc, w_codes, u8_offset));
-            (Epilogue::new(node, shifted.as_deref().unwrap_or(bias_acc), frac_acc, out, arith, accumulator), None)
+            let bias = u8_shift.map_or(bias_acc, |(_, b)| b);
+            (Epilogue::new(node, bias, frac_acc, out, arith, accumulator), None)
         };
         IntParams {
             blocks,
@@ -276,7 +279,7 @@ impl IntParams {
             },
             u8: if u8 { LaneParams::new(node, geom, w_codes, 0..fan_in, depthwise, isa) } else { LaneParams::empty() },
             dw: if depthwise { w_codes.iter().map(|&k| k as i32).collect() } else { Vec::new() },
-            u8_offset,
+            u8_offset: u8_shift.map_or(0, |(offset, _)| offset),
         }
     }
 }
@@ -572,17 +575,19 @@ impl<'g> FixedEngine<'g> {
                     let depthwise = geom.as_ref().is_some_and(ConvGeom::is_depthwise);
                     let direct = depthwise || matches!(node.op, Op::Affine(_));
                     let mut lanes = lanes(fin, arith, w_range, isa, u8_allowed && !direct, direct);
-                    if lanes.u8 && lanes.u8_offset != 0 {
+                    // The bias of shifted u8 codes (see `IntParams::u8_offset`), computed once.
+                    let shifted_bias =
+                        (lanes.u8 && lanes.u8_offset != 0).then(|| offset_bias(&bias_acc, &w_codes, lanes.u8_offset));
+                    if let Some(bias) = &shifted_bias {
                         // Shifted codes reach 255 and the bias moves by offset * sum(w): the i32
                         // bound must hold for those, and only the vectorized epilogue takes the
                         // shifted bias.
-                        let bias = offset_bias(&bias_acc, &w_codes, lanes.u8_offset);
                         let max_b = bias.iter().map(|k| k.unsigned_abs()).max().unwrap_or(0) as f64;
                         let max_a = (fin.code_range(arith.range).1 + lanes.u8_offset) as f64;
                         let bound = graph.fan_in(node) as f64 * max_a * max_w as f64 + max_b;
                         let (of, acc) = (fmts[node.output], l.accumulator);
                         lanes.u8 = bound < 2f64.powi(31)
-                            && Epilogue::<i32>::new(node, &bias, &frac_acc, of, arith, acc).is_some();
+                            && Epilogue::<i32>::new(node, bias, &frac_acc, of, arith, acc).is_some();
                     }
                     let max_a = fin.max_abs_code(arith.range);
                     let precision = choose_precision(graph.fan_in(node), max_a, max_w, max_b, lanes);
@@ -602,7 +607,7 @@ impl<'g> FixedEngine<'g> {
                             acc,
                             depthwise,
                             taps,
-                            lanes.u8_offset,
+                            shifted_bias.as_deref().map(|b| (lanes.u8_offset, b)),
                             isa,
                         )
                     });
