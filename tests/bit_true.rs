@@ -1048,12 +1048,12 @@ fn detected_isa() -> Isa {
 #[test]
 #[ignore = "slow tier: cargo test -- --ignored"]
 fn embedded_nets_take_the_fast_paths_and_equal_reference() {
-    for (name, depthwise_layers) in [("mbv2-fashion", 5), ("resnet-fashion", 0)] {
-        embedded_net_equals_reference(name, depthwise_layers);
+    for (name, depthwise_layers, gathered_layers) in [("mbv2-fashion", 5, 0), ("resnet-fashion", 0, 2)] {
+        embedded_net_equals_reference(name, depthwise_layers, gathered_layers);
     }
 }
 
-fn embedded_net_equals_reference(name: &str, depthwise_layers: usize) {
+fn embedded_net_equals_reference(name: &str, depthwise_layers: usize, gathered_layers: usize) {
     let (g, ds) = (shipped_model(name), shipped_test_data(name));
     let n = 100;
     let xs = inputs_f64(&ds, n);
@@ -1064,7 +1064,7 @@ fn embedded_net_equals_reference(name: &str, depthwise_layers: usize) {
     assert_eq!(Isa::best(), detected_isa());
     if detected_isa() >= Isa::Avx2 {
         let (kernels, vector) = (engine.kernels(), engine.vector_epilogues());
-        let (mut depthwise, mut adds, mut u8_layers, mut signed_u8) = (0, [0; 2], 0, 0);
+        let (mut depthwise, mut adds, mut u8_layers, mut signed_u8, mut gathered) = (0, [0; 2], 0, 0, 0);
         for (i, node) in g.nodes.iter().enumerate() {
             if let Op::Conv(c) = &node.op {
                 let k = kernels[i].unwrap();
@@ -1080,6 +1080,11 @@ fn embedded_net_equals_reference(name: &str, depthwise_layers: usize) {
                 signed_u8 += usize::from(want == Precision::U8 && fin.signed);
                 assert_eq!(k.depthwise, dw, "{name}: {}", node.name);
                 depthwise += usize::from(k.depthwise);
+                // Only ResNet's 3x3 convs into 4x4 outputs: 20 or 24 virtual columns (two
+                // panels) for 16 real ones (its 1x1 stride-2 shortcut has 16 virtual columns).
+                let out = g.shape(node.output);
+                assert!(!k.gathered || out[1] * out[2] == 16, "{name}: {}: gathered", node.name);
+                gathered += usize::from(k.gathered);
             }
             if matches!(node.op, Op::Conv(_) | Op::Dense(_)) {
                 assert!(vector[i], "{name}: {}: scalar epilogue", node.name);
@@ -1096,6 +1101,7 @@ fn embedded_net_equals_reference(name: &str, depthwise_layers: usize) {
             }
         }
         assert_eq!(depthwise, depthwise_layers, "{name}: depthwise layers on the direct kernel");
+        assert_eq!(gathered, gathered_layers, "{name}: convs on their gathered real columns");
         if detected_isa() == Isa::Avx512Vnni {
             assert!(u8_layers > 0, "{name}: no layer on the u8 x i8 carrier");
             // MobileNet's expansions after a residual Add read signed codes.

@@ -89,6 +89,9 @@ pub struct Kernel {
     /// The direct depthwise kernel (else a GEMM, a matrix-vector product or the per-channel
     /// affine loop).
     pub depthwise: bool,
+    /// A conv whose GEMM runs over its real output columns, gathered from the phases (see
+    /// `Phases::gather_pays`), not over the virtual ones.
+    pub gathered: bool,
 }
 
 /// A conv or dense layer's weights in one integer carrier's lanes.
@@ -99,6 +102,9 @@ struct LaneParams<L: Lane> {
     /// weight column: they depend on the geometry alone, so they are computed once here
     /// rather than for every image.
     runs: Vec<Vec<usize>>,
+    /// Conv whose GEMM runs on its real columns ([`Phases::gather_pays`]): the offsets of the
+    /// gathered runs (the same for every group); empty where it reads the phases themselves.
+    gathered: Vec<usize>,
     /// Dense: weight codes `[out][in]`.
     dense: Vec<L::Weight>,
 }
@@ -151,6 +157,10 @@ impl<L: Lane> LaneParams<L> {
                 }
                 None => Vec::new(),
             },
+            gathered: match conv {
+                Some(g) if Phases::geometry(g).gather_pays(g) => (0..taps.len()).map(|p| p * g.pixels()).collect(),
+                _ => Vec::new(),
+            },
             dense: match &node.op {
                 Op::Dense(_) => w_codes.iter().map(|&k| L::weight(k)).collect(),
                 _ => Vec::new(),
@@ -159,7 +169,7 @@ impl<L: Lane> LaneParams<L> {
     }
 
     fn empty() -> Self {
-        LaneParams { packed: Vec::new(), runs: Vec::new(), dense: Vec::new() }
+        LaneParams { packed: Vec::new(), runs: Vec::new(), gathered: Vec::new(), dense: Vec::new() }
     }
 }
 
@@ -297,6 +307,8 @@ trait EngineLane: Lane {
     fn params(q: &IntParams) -> &LaneParams<Self>;
     /// The (input codes, packed columns) scratch of this type and the i32 sums.
     fn scratch(s: &mut Scratch) -> (&mut Vec<Self>, &mut Vec<Self>, &mut Vec<i32>);
+    /// The (input codes, packed columns, gathered columns) scratch of this type.
+    fn gemm_scratch(s: &mut Scratch) -> (&mut Vec<Self>, &mut Vec<Self>, &mut Vec<Self>);
 }
 
 impl EngineLane for i16 {
@@ -306,6 +318,9 @@ impl EngineLane for i16 {
     fn scratch(s: &mut Scratch) -> (&mut Vec<i16>, &mut Vec<i16>, &mut Vec<i32>) {
         (&mut s.i16, &mut s.i16_b, &mut s.i32)
     }
+    fn gemm_scratch(s: &mut Scratch) -> (&mut Vec<i16>, &mut Vec<i16>, &mut Vec<i16>) {
+        (&mut s.i16, &mut s.i16_b, &mut s.i16_c)
+    }
 }
 
 impl EngineLane for u8 {
@@ -314,6 +329,9 @@ impl EngineLane for u8 {
     }
     fn scratch(s: &mut Scratch) -> (&mut Vec<u8>, &mut Vec<u8>, &mut Vec<i32>) {
         (&mut s.u8, &mut s.u8_b, &mut s.i32)
+    }
+    fn gemm_scratch(s: &mut Scratch) -> (&mut Vec<u8>, &mut Vec<u8>, &mut Vec<u8>) {
+        (&mut s.u8, &mut s.u8_b, &mut s.u8_c)
     }
 }
 
@@ -738,7 +756,16 @@ impl<'g> FixedEngine<'g> {
         self.nodes
             .iter()
             .map(|n| match n {
-                QNode::Params(p) => Some(Kernel { precision: p.precision, depthwise: p.depthwise }),
+                QNode::Params(p) => {
+                    let lanes = p.int.as_ref().and_then(|q| match p.precision {
+                        Precision::U8 => Some(&q.u8.gathered),
+                        Precision::I16 | Precision::I16Split => Some(&q.i16.gathered),
+                        Precision::I16Blocks => q.blocks.first().map(|(_, w)| &w.gathered),
+                        Precision::F32 | Precision::F64 | Precision::I128 => None,
+                    });
+                    let gathered = lanes.is_some_and(|g| !g.is_empty());
+                    Some(Kernel { precision: p.precision, depthwise: p.depthwise, gathered })
+                }
                 QNode::Add { .. } | QNode::Plain => None,
             })
             .collect()
@@ -909,13 +936,25 @@ impl FixedEngine<'_> {
         sums: &mut Vec<i32>,
     ) -> SumLayout {
         let og = geom.out_c / geom.groups;
-        let (codes, cols, _) = L::scratch(s);
-        let sums = scratch_prefix(sums, geom.out_c * ph.n);
+        let (codes, cols, gathered) = L::gemm_scratch(s);
+        let gather = !w.gathered.is_empty();
+        let n = if gather { geom.pixels() } else { ph.n };
+        let sums = scratch_prefix(sums, geom.out_c * n);
         for (grp, (wts, runs)) in w.packed.iter().zip(&w.runs).enumerate() {
-            int16::pack_runs(runs, ph.n, codes, cols, self.isa);
-            int16::gemm(wts, ph.n, cols, &mut sums[grp * og * ph.n..(grp + 1) * og * ph.n], self.isa);
+            if gather {
+                // The packer reads whole panels: a panel's worth of slack after the last run.
+                ph.gather(geom, codes, runs, int16::NR, gathered);
+                int16::pack_runs(&w.gathered, n, gathered, cols, self.isa);
+            } else {
+                int16::pack_runs(runs, n, codes, cols, self.isa);
+            }
+            int16::gemm(wts, n, cols, &mut sums[grp * og * n..(grp + 1) * og * n], self.isa);
         }
-        ph.layout(geom)
+        if gather {
+            SumLayout::dense(n)
+        } else {
+            ph.layout(geom)
+        }
     }
 
     /// A conv or dense layer whose sums leave i32, on the i16 kernels in passes whose sums fit

@@ -178,13 +178,28 @@ impl FloatEngine<'_> {
                         None => (ins[0], hw, &[0][..], hw),
                     };
                     let (og, cg) = (geom.out_c / geom.groups, geom.in_c / geom.groups);
+                    let gathered = ph.as_ref().filter(|ph| ph.gather_pays(&geom));
+                    let n = if gathered.is_some() { hw } else { n };
                     let all = scratch_prefix(&mut s.f32_b, geom.out_c * n);
                     for (grp, wts) in p.packed.iter().enumerate() {
                         run_offsets(grp * cg..(grp + 1) * cg, chan, taps, 0..cg * taps.len(), &mut s.offsets);
                         let sums = &mut all[grp * og * n..(grp + 1) * og * n];
+                        let src = match gathered {
+                            Some(ph) => {
+                                ph.gather(&geom, src, &s.offsets, 0, &mut s.f32_c);
+                                let runs = s.offsets.len();
+                                s.offsets.clear();
+                                s.offsets.extend((0..runs).map(|p| p * n));
+                                &s.f32_c
+                            }
+                            None => src,
+                        };
                         sgemm::gemm_runs(wts, src, &s.offsets, n, sums, self.fisa);
                     }
-                    ph.map_or(SumLayout::dense(hw), |ph| ph.layout(&geom))
+                    match ph {
+                        Some(ph) if gathered.is_none() => ph.layout(&geom),
+                        _ => SumLayout::dense(hw),
+                    }
                 };
                 // Activated over whole rows in place (long loops vectorize; extending by a map
                 // over a row, or over a 7- or 14-column segment, ran scalar), then copied: the

@@ -13,7 +13,7 @@
 //! AVX2 neither is chosen and nothing here runs; the functions take the instruction set the
 //! engine chose ([`Isa`]).
 
-use super::kernels::scratch_prefix;
+use super::kernels::{scratch_prefix, PANEL};
 pub use super::kernels::{Isa, SumLayout};
 use crate::fixed::Rounding;
 use std::mem::MaybeUninit;
@@ -23,8 +23,9 @@ const MR: usize = 6;
 /// Rows of an AVX-512 tile where they pad fewer weight rows than [`MR`] (16, 32 or 64 channels:
 /// 6-row blocks would compute 18, 36 or 66).
 const MR_WIDE: usize = 8;
-/// Columns of the microkernel's output tile: two 8-lane i32 vectors.
-const NR: usize = 16;
+/// Columns of the microkernel's output tile (two 8-lane i32 vectors on AVX2, one 16-lane on
+/// AVX-512): the engines' [`PANEL`], so a gathered convolution pads no more than it.
+pub const NR: usize = PANEL;
 
 /// Whether this machine can run the carriers.
 pub fn available() -> bool {

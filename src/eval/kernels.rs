@@ -272,6 +272,10 @@ pub fn scratch_prefix<T: Copy + Default>(buf: &mut Vec<T>, len: usize) -> &mut [
     &mut buf[..len]
 }
 
+/// Columns of a GEMM panel: the float and integer kernels' tile width (16 f32 or i32 lanes of
+/// an AVX-512 vector), in which padding columns cost whole panels.
+pub const PANEL: usize = 16;
+
 /// Virtual output columns a kernel may read past the last one: the depthwise kernel's block,
 /// at least the integer GEMM's panel width.
 const READ_PAST: usize = DW_BLOCK;
@@ -437,6 +441,28 @@ impl Phases {
     /// How sums over the virtual columns lie: one segment of `out_w` real outputs per `wq`.
     pub fn layout(&self, g: &ConvGeom) -> SumLayout {
         SumLayout { per_row: self.n, seg_stride: self.wq, seg_len: g.out_w }
+    }
+
+    /// Whether a GEMM over `g`'s real output columns ([`Phases::gather`]) computes at least a
+    /// fifth fewer [`PANEL`]s than over the virtual ones: on small maps the columns between
+    /// rows cost whole panels (a 4x4 output: 24 virtual columns, two panels, for 16 real ones,
+    /// one), which outweighs the gather; on larger maps they cost a few percent at most.
+    pub fn gather_pays(&self, g: &ConvGeom) -> bool {
+        g.pixels().div_ceil(PANEL) * 5 <= self.n.div_ceil(PANEL) * 4
+    }
+
+    /// The real columns of the runs at `offs` (of the phases this geometry laid out in `src`),
+    /// gathered: run `p`'s outputs become `dst[p * out_h * out_w..]`, in output order (so the
+    /// GEMM's sums are dense), followed by `tail` elements for kernels that read whole panels.
+    pub fn gather<T: Copy + Default>(&self, g: &ConvGeom, src: &[T], offs: &[usize], tail: usize, dst: &mut Vec<T>) {
+        let n = g.pixels();
+        let dst = scratch_prefix(dst, offs.len() * n + tail);
+        let layout = self.layout(g);
+        for (&o, row) in offs.iter().zip(dst.chunks_exact_mut(n)) {
+            for (seg, d) in layout.segments(&src[o..o + self.n]).zip(row.chunks_exact_mut(g.out_w)) {
+                convert_row(seg, d, &|v| v);
+            }
+        }
     }
 }
 
@@ -682,6 +708,47 @@ pub fn pool_windows<T: Copy>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Phases::gather` against the im2col matrix spelled out (input `c, y, x` under tap
+    /// `ky, kx` of output `oy, ox`, zero in the padding), over strides, dilations, asymmetric
+    /// pads and rectangular kernels; and which maps gather at all.
+    #[test]
+    fn gathered_columns_are_the_im2col_rows() {
+        let cases = [
+            // (in_c, in_h, in_w, kernel, stride, pads, dilation, gather pays)
+            (3, 7, 7, [3, 3], [2, 2], [1, 1, 1, 1], [1, 1], true), // 4x4 out, 20 virtual columns
+            (2, 4, 4, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], true), // 4x4 out, 24 virtual
+            (2, 7, 7, [1, 1], [2, 2], [0; 4], [1, 1], false),      // 1x1 stride 2: 16 virtual
+            (2, 5, 9, [2, 3], [1, 2], [0, 1, 1, 0], [2, 1], true), // 4x4 out, dilated, 24 virtual
+            (2, 7, 7, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], false), // 7x7: 63 virtual, 49 real
+            (1, 14, 14, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], false),
+        ];
+        for (in_c, in_h, in_w, kernel, stride, pads, dilation, pays) in cases {
+            let window = Window { kernel, stride, pads, dilation };
+            let [out_h, out_w] = window.output_hw(in_h, in_w).unwrap();
+            let g = ConvGeom { in_c, in_h, in_w, out_c: 1, out_h, out_w, groups: 1, window };
+            let input: Vec<i32> = (1..=(in_c * in_h * in_w) as i32).collect();
+            let mut buf = Vec::new();
+            let ph = Phases::new(&g, &input, |x| x, 0, Isa::best(), &mut buf);
+            assert_eq!(ph.gather_pays(&g), pays, "{g:?}");
+            let mut offs = Vec::new();
+            run_offsets(0..in_c, ph.chan, &ph.taps, 0..g.k(), &mut offs);
+            let mut got = vec![-1; 3];
+            ph.gather(&g, &buf, &offs, 5, &mut got);
+            assert_eq!(got.len(), g.k() * g.pixels() + 5);
+            let (kh, kw) = (kernel[0], kernel[1]);
+            for (row, want_row) in got.chunks_exact(g.pixels()).zip(0..g.k()) {
+                let (c, ky, kx) = (want_row / (kh * kw), want_row % (kh * kw) / kw, want_row % kw);
+                for (j, &v) in row.iter().enumerate() {
+                    let y = (j / out_w * stride[0] + ky * dilation[0]) as isize - pads[0] as isize;
+                    let x = (j % out_w * stride[1] + kx * dilation[1]) as isize - pads[1] as isize;
+                    let inside = (0..in_h as isize).contains(&y) && (0..in_w as isize).contains(&x);
+                    let want = if inside { input[(c * in_h + y as usize) * in_w + x as usize] } else { 0 };
+                    assert_eq!(v, want, "{g:?}: row {want_row}, column {j}");
+                }
+            }
+        }
+    }
 
     /// `run_offsets` against the `(channel, tap)` rows spelled out, for every sub-range of rows
     /// (the blocks of taps of a blocked layer start and end inside a channel's taps).

@@ -18,6 +18,10 @@ pub trait Engine: Sync {
 pub struct Scratch {
     pub f32: Vec<f32>,
     pub f32_b: Vec<f32>,
+    /// A convolution's gathered columns (see `Phases::gather`), of the float and integer lanes.
+    pub f32_c: Vec<f32>,
+    pub i16_c: Vec<i16>,
+    pub u8_c: Vec<u8>,
     pub f64: Vec<f64>,
     pub f64_b: Vec<f64>,
     pub i128: Vec<i128>,
