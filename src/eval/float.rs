@@ -4,7 +4,7 @@ use super::kernels::{
     convert_row, depthwise, pool_windows, run_offsets, scratch_prefix, ConvGeom, Isa, Phases, SumLayout,
 };
 use super::runner::{run_image, Engine, Scratch, Workspace};
-use super::sgemm::{self, FloatIsa, PackedF32};
+use super::sgemm::{self, FloatIsa, PackedF32, PixelTiles};
 use crate::model::{Activation, Graph, Node, Op};
 
 /// Float parameters of one layer, cast once from the IR's f64.
@@ -14,6 +14,10 @@ struct Params {
     /// A convolution's weights packed for [`sgemm::gemm_runs`], one matrix per group (none for
     /// depthwise convolutions, which run on their own kernel, and for other layers).
     packed: Vec<PackedF32>,
+    /// The same packed for pixel tiles, where they pay ([`PixelTiles::new`]; then for every
+    /// group), and the virtual column of each output pixel they read.
+    tiles: Vec<PixelTiles>,
+    cols: Vec<usize>,
 }
 
 pub struct FloatEngine<'g> {
@@ -36,14 +40,25 @@ impl<'g> FloatEngine<'g> {
                 n.op.params().map(|(w, b)| {
                     let weight: Vec<f32> = w.iter().map(|&x| x as f32).collect();
                     let geom = matches!(n.op, Op::Conv(_)).then(|| conv_geom(graph, n));
-                    let packed = match geom {
-                        Some(geom) if !geom.is_depthwise() => {
-                            let (og, k) = (geom.out_c / geom.groups, geom.k());
-                            weight.chunks_exact(og * k).map(|w| PackedF32::new(og, k, w, fisa)).collect()
+                    let (mut packed, mut tiles, mut cols) = (Vec::new(), Vec::new(), Vec::new());
+                    if let Some(geom) = geom.filter(|g| !g.is_depthwise()) {
+                        let (og, k) = (geom.out_c / geom.groups, geom.k());
+                        packed = weight.chunks_exact(og * k).map(|w| PackedF32::new(og, k, w, fisa)).collect();
+                        let (hw, ph) = (geom.pixels(), Phases::geometry(&geom));
+                        let panels = if is_pointwise(&geom) || ph.gather_pays(&geom) { hw } else { ph.n };
+                        tiles = weight
+                            .chunks_exact(og * k)
+                            .map_while(|w| PixelTiles::new(og, k, w, hw, panels, fisa))
+                            .collect();
+                        if tiles.len() == geom.groups {
+                            cols = (0..hw)
+                                .map(|q| if is_pointwise(&geom) { q } else { q / geom.out_w * ph.wq + q % geom.out_w })
+                                .collect();
+                        } else {
+                            tiles.clear();
                         }
-                        _ => Vec::new(),
-                    };
-                    Params { weight, bias: b.iter().map(|&x| x as f32).collect(), packed }
+                    }
+                    Params { weight, bias: b.iter().map(|&x| x as f32).collect(), packed, tiles, cols }
                 })
             })
             .collect();
@@ -110,6 +125,13 @@ fn clip(x: f32, lo: f32, hi: f32) -> f32 {
     }
 }
 
+/// Whether a convolution reads its input as it lies (1x1, stride 1, no padding): its runs are
+/// the input's channels, no phases.
+fn is_pointwise(g: &ConvGeom) -> bool {
+    let w = &g.window;
+    w.kernel == [1, 1] && w.stride == [1, 1] && w.pads == [0; 4]
+}
+
 /// The geometry of a Conv node against the graph's shapes.
 pub fn conv_geom(graph: &Graph, node: &Node) -> ConvGeom {
     let Op::Conv(c) = &node.op else { unreachable!("conv_geom on {}", node.op.kind()) };
@@ -169,36 +191,45 @@ impl FloatEngine<'_> {
                 } else {
                     // Rows of the virtual im2col matrix: a pointwise convolution's are its input's
                     // channels as they lie, any other's the runs of its input's stride phases.
-                    let w = &geom.window;
-                    let pointwise = w.kernel == [1, 1] && w.stride == [1, 1] && w.pads == [0; 4];
-                    let ph = (!pointwise).then(|| Phases::new(&geom, ins[0], |x| x, 0.0, self.isa, &mut s.f32));
+                    let ph =
+                        (!is_pointwise(&geom)).then(|| Phases::new(&geom, ins[0], |x| x, 0.0, self.isa, &mut s.f32));
                     let hw = geom.pixels();
                     let (src, chan, taps, n) = match &ph {
                         Some(ph) => (s.f32.as_slice(), ph.chan, ph.taps.as_slice(), ph.n),
                         None => (ins[0], hw, &[0][..], hw),
                     };
                     let (og, cg) = (geom.out_c / geom.groups, geom.in_c / geom.groups);
-                    let gathered = ph.as_ref().filter(|ph| ph.gather_pays(&geom));
-                    let n = if gathered.is_some() { hw } else { n };
-                    let all = scratch_prefix(&mut s.f32_b, geom.out_c * n);
-                    for (grp, wts) in p.packed.iter().enumerate() {
-                        run_offsets(grp * cg..(grp + 1) * cg, chan, taps, 0..cg * taps.len(), &mut s.offsets);
-                        let sums = &mut all[grp * og * n..(grp + 1) * og * n];
-                        let src = match gathered {
-                            Some(ph) => {
-                                ph.gather(&geom, src, &s.offsets, 0, &mut s.f32_c);
-                                let runs = s.offsets.len();
-                                s.offsets.clear();
-                                s.offsets.extend((0..runs).map(|p| p * n));
-                                &s.f32_c
-                            }
-                            None => src,
-                        };
-                        sgemm::gemm_runs(wts, src, &s.offsets, n, sums, self.fisa);
-                    }
-                    match ph {
-                        Some(ph) if gathered.is_none() => ph.layout(&geom),
-                        _ => SumLayout::dense(hw),
+                    if !p.tiles.is_empty() {
+                        let all = scratch_prefix(&mut s.f32_b, geom.out_c * hw);
+                        for (grp, wts) in p.tiles.iter().enumerate() {
+                            run_offsets(grp * cg..(grp + 1) * cg, chan, taps, 0..cg * taps.len(), &mut s.offsets);
+                            let sums = &mut all[grp * og * hw..(grp + 1) * og * hw];
+                            sgemm::gemm_pixels(wts, src, &s.offsets, &p.cols, sums, &mut s.f32_c);
+                        }
+                        SumLayout::dense(hw)
+                    } else {
+                        let gathered = ph.as_ref().filter(|ph| ph.gather_pays(&geom));
+                        let n = if gathered.is_some() { hw } else { n };
+                        let all = scratch_prefix(&mut s.f32_b, geom.out_c * n);
+                        for (grp, wts) in p.packed.iter().enumerate() {
+                            run_offsets(grp * cg..(grp + 1) * cg, chan, taps, 0..cg * taps.len(), &mut s.offsets);
+                            let sums = &mut all[grp * og * n..(grp + 1) * og * n];
+                            let src = match gathered {
+                                Some(ph) => {
+                                    ph.gather(&geom, src, &s.offsets, 0, &mut s.f32_c);
+                                    let runs = s.offsets.len();
+                                    s.offsets.clear();
+                                    s.offsets.extend((0..runs).map(|p| p * n));
+                                    &s.f32_c
+                                }
+                                None => src,
+                            };
+                            sgemm::gemm_runs(wts, src, &s.offsets, n, sums, self.fisa);
+                        }
+                        match ph {
+                            Some(ph) if gathered.is_none() => ph.layout(&geom),
+                            _ => SumLayout::dense(hw),
+                        }
                     }
                 };
                 // Activated over whole rows in place (long loops vectorize; extending by a map

@@ -90,44 +90,55 @@ pub fn gemm_runs(w: &PackedF32, src: &[f32], offs: &[usize], n: usize, c: &mut [
     }
 }
 
-/// Vectors of 16 columns per AVX-512 tile row for `n` columns: the fewest padded columns (a
-/// panel past the last column is computed for nothing), the wider tile on a tie. Narrow tiles
-/// lose no speed (six rows of one vector already keep the FMA unit busy), so small maps (a 7x7
-/// map's 63 virtual columns, a 3x3's 15) are not rounded up to 64.
-fn panel_vectors(n: usize, most: usize) -> usize {
-    (1..=most).min_by_key(|&v| (n.div_ceil(16 * v) * 16 * v, most - v)).expect("a width")
-}
-
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn gemm_avx512(w: &PackedF32, src: &[f32], offs: &[usize], n: usize, c: &mut [f32]) {
     // Eight rows take at most three vectors each: 24 accumulators, as six rows of four.
-    match (w.mr, panel_vectors(n, if w.mr == MR_WIDE { 3 } else { 4 })) {
-        (MR_WIDE, 1) => gemm_avx512_tiles::<MR_WIDE, 1>(w, src, offs, n, c),
-        (MR_WIDE, 2) => gemm_avx512_tiles::<MR_WIDE, 2>(w, src, offs, n, c),
-        (MR_WIDE, _) => gemm_avx512_tiles::<MR_WIDE, 3>(w, src, offs, n, c),
-        (_, 1) => gemm_avx512_tiles::<MR, 1>(w, src, offs, n, c),
-        (_, 2) => gemm_avx512_tiles::<MR, 2>(w, src, offs, n, c),
-        (_, 3) => gemm_avx512_tiles::<MR, 3>(w, src, offs, n, c),
-        _ => gemm_avx512_tiles::<MR, 4>(w, src, offs, n, c),
+    if w.mr == MR_WIDE {
+        gemm_avx512_rows::<MR_WIDE, 3>(w, src, offs, n, c);
+    } else {
+        gemm_avx512_rows::<MR, 4>(w, src, offs, n, c);
     }
 }
 
-/// Panels of `16 V` columns outermost: a panel's runs stay in cache while every block of `R`
-/// weight rows passes over them.
+/// Tiles of the widest `R x 16 V` while whole ones fit (each loaded vector serves `R` rows,
+/// each broadcast weight `V` vectors), then one panel of just enough vectors for the columns
+/// left: no wider than the columns need, so a map pads at most 15 columns.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn gemm_avx512_tiles<const R: usize, const V: usize>(
+unsafe fn gemm_avx512_rows<const R: usize, const V: usize>(
     w: &PackedF32,
     src: &[f32],
     offs: &[usize],
     n: usize,
     c: &mut [f32],
 ) {
+    let whole = n - n % (16 * V);
+    gemm_avx512_tiles::<R, V>(w, src, offs, 0..whole, n, c);
+    match (n - whole).div_ceil(16) {
+        0 => {}
+        1 => gemm_avx512_tiles::<R, 1>(w, src, offs, whole..n, n, c),
+        2 => gemm_avx512_tiles::<R, 2>(w, src, offs, whole..n, n, c),
+        _ => gemm_avx512_tiles::<R, 3>(w, src, offs, whole..n, n, c),
+    }
+}
+
+/// Panels of `16 V` of the columns `cols` (of `n`), outermost: a panel's runs stay in cache
+/// while every block of `R` weight rows passes over them.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn gemm_avx512_tiles<const R: usize, const V: usize>(
+    w: &PackedF32,
+    src: &[f32],
+    offs: &[usize],
+    cols: std::ops::Range<usize>,
+    n: usize,
+    c: &mut [f32],
+) {
     let panel = 16 * V;
-    for j in (0..n).step_by(panel) {
-        let width = (n - j).min(panel);
-        // Lanes `l` of vector `v` with `16 v + l < width`: all of them but in the last panel.
+    for j in cols.clone().step_by(panel) {
+        let width = (cols.end - j).min(panel);
+        // Lanes `l` of vector `v` with `16 v + l < width`: all of them but in a short panel.
         let masks: [u16; V] = std::array::from_fn(|v| {
             let live = width.saturating_sub(16 * v).min(16);
             ((1u32 << live) - 1) as u16
@@ -241,6 +252,184 @@ fn gemm_body<const W: usize, const FUSED: bool>(w: &PackedF32, src: &[f32], offs
     }
 }
 
+/// A weight matrix `[m][k]` packed for pixel tiles ([`gemm_pixels`]): output channels in
+/// blocks of `16 v`, within a block for each column `p` the block's weights side by side (zero
+/// past `m`): one vector load per `16` channels and column.
+pub struct PixelTiles {
+    m: usize,
+    k: usize,
+    /// Vectors of 16 channels per block (1 or 2).
+    v: usize,
+    /// Pixels per tile: the count of the map's pixels that pads fewest.
+    r: usize,
+    data: Vec<f32>,
+}
+
+/// Pixels per pixel tile the kernels are compiled for.
+const PIXEL_ROWS: [usize; 4] = [6, 7, 8, 9];
+
+impl PixelTiles {
+    /// `w` `[m][k]` packed for a map of `pixels` outputs, where pixel tiles compute at least a
+    /// tenth fewer products than the column panels of [`gemm_runs`] over `cols` (virtual or
+    /// gathered) columns: their channels pad to 16, their pixels to a tile of 6 to 9, where
+    /// panels pad channels to a block of rows but columns to 16 (a 7x7 map: 49 pixels, 64
+    /// columns). None where they do not pay, or where a reduction of fewer than 32 products
+    /// leaves the transposition of their sums (`[pixel][channel]`) too large a share.
+    pub fn new(m: usize, k: usize, w: &[f32], pixels: usize, cols: usize, isa: FloatIsa) -> Option<Self> {
+        if isa != FloatIsa::Avx512 || k < 32 || pixels == 0 {
+            return None;
+        }
+        let v = if m > 16 { 2 } else { 1 };
+        let pad = |n: usize, to: usize| n.div_ceil(to) * to;
+        let r = *PIXEL_ROWS.iter().rev().min_by_key(|&&r| pad(pixels, r)).expect("tile heights");
+        let mr = if m.div_ceil(MR_WIDE) * MR_WIDE < m.div_ceil(MR) * MR { MR_WIDE } else { MR };
+        let (tiles, panels) = (pad(m, 16 * v) * pad(pixels, r), pad(m, mr) * pad(cols, 16));
+        (tiles * 10 <= panels * 9).then(|| Self::packed(m, k, w, v, r))
+    }
+
+    /// `w` `[m][k]` packed for tiles of `r` pixels by `16 v` channels.
+    fn packed(m: usize, k: usize, w: &[f32], v: usize, r: usize) -> Self {
+        assert!(w.len() >= m * k, "weight matrix smaller than {m} x {k}");
+        let block = 16 * v;
+        let mut data = vec![0.0; m.div_ceil(block) * block * k];
+        for ch in 0..m {
+            for p in 0..k {
+                data[((ch / block) * k + p) * block + ch % block] = w[ch * k + p];
+            }
+        }
+        PixelTiles { m, k, v, r, data }
+    }
+
+    /// Rows of the scratch a block of channels takes in [`gemm_pixels`]: every pixel of whole
+    /// tiles, and of whole 16-pixel transposition blocks.
+    fn scratch_rows(&self, pixels: usize) -> usize {
+        (pixels.div_ceil(self.r) * self.r).max(pixels.div_ceil(16) * 16)
+    }
+}
+
+/// `c[ch][q] = sum_p w[ch][p] * src[offs[p] + cols[q]]` for every pixel `q` (`cols[q]`: its
+/// virtual column): tiles of `r` pixels by `16 v` channels, each loaded weight vector serving `r`
+/// pixels and each broadcast input `v` vectors. Each block of channels' sums (`[pixel][channel]`)
+/// pass through `tmp` and are transposed into `c`'s `[channel][pixel]` in 16x16 blocks.
+pub fn gemm_pixels(w: &PixelTiles, src: &[f32], offs: &[usize], cols: &[usize], c: &mut [f32], tmp: &mut Vec<f32>) {
+    assert_eq!(offs.len(), w.k, "one run per weight column");
+    let reach = offs.iter().max().map_or(0, |&o| o + cols.iter().max().map_or(0, |&q| q + 1));
+    assert!(src.len() >= reach && c.len() >= w.m * cols.len() && !cols.is_empty(), "GEMM operand sizes");
+    let tmp = super::kernels::scratch_prefix(tmp, w.scratch_rows(cols.len()) * 16 * w.v);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `PixelTiles::new` packs only for `FloatIsa::Avx512`, which `FloatIsa::for_isa`
+    // chose only where the machine has it; every read is below `reach` (checked; a last, short
+    // tile repeats the last pixel) or inside `tmp` (sized above), every write inside `tmp` or
+    // under a mask within `c`'s first `m` rows (checked).
+    unsafe {
+        match (w.v, w.r) {
+            (1, 6) => gemm_pixels_avx512::<6, 1>(w, src, offs, cols, c, tmp),
+            (1, 7) => gemm_pixels_avx512::<7, 1>(w, src, offs, cols, c, tmp),
+            (1, 8) => gemm_pixels_avx512::<8, 1>(w, src, offs, cols, c, tmp),
+            (1, _) => gemm_pixels_avx512::<9, 1>(w, src, offs, cols, c, tmp),
+            (_, 6) => gemm_pixels_avx512::<6, 2>(w, src, offs, cols, c, tmp),
+            (_, 7) => gemm_pixels_avx512::<7, 2>(w, src, offs, cols, c, tmp),
+            (_, 8) => gemm_pixels_avx512::<8, 2>(w, src, offs, cols, c, tmp),
+            (_, _) => gemm_pixels_avx512::<9, 2>(w, src, offs, cols, c, tmp),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("pixel tiles are packed only for AVX-512");
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn gemm_pixels_avx512<const R: usize, const V: usize>(
+    w: &PixelTiles,
+    src: &[f32],
+    offs: &[usize],
+    cols: &[usize],
+    c: &mut [f32],
+    tmp: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (block, n) = (16 * V, cols.len());
+    for (blk, a) in w.data.chunks_exact(w.k * block).enumerate() {
+        let out = tmp.as_mut_ptr();
+        for q0 in (0..n).step_by(R) {
+            // The tile's pixels; a last, short tile repeats the last one.
+            let xs: [*const f32; R] = std::array::from_fn(|i| src.as_ptr().add(cols[(q0 + i).min(n - 1)]));
+            let mut acc = [[_mm512_setzero_ps(); V]; R];
+            for (&o, ap) in offs.iter().zip(a.chunks_exact(block)) {
+                let wv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(ap.as_ptr().add(16 * v)));
+                for (row, x) in acc.iter_mut().zip(&xs) {
+                    let b = _mm512_set1_ps(*x.add(o));
+                    for (s, &wv) in row.iter_mut().zip(&wv) {
+                        *s = _mm512_fmadd_ps(wv, b, *s);
+                    }
+                }
+            }
+            for (i, row) in acc.iter().enumerate() {
+                for (v, &s) in row.iter().enumerate() {
+                    _mm512_storeu_ps(out.add((q0 + i) * block + 16 * v), s);
+                }
+            }
+        }
+        // Channels `blk * block + 16 v + j` of pixels `q0 ..`: rows of `c`, 16 pixels at a time.
+        for q0 in (0..n).step_by(16) {
+            let mask = ((1u32 << (n - q0).min(16)) - 1) as u16;
+            for v in 0..V {
+                let t = transpose16(std::array::from_fn(|i| _mm512_loadu_ps(out.add((q0 + i) * block + 16 * v))));
+                for (j, &row) in t.iter().enumerate() {
+                    let ch = blk * block + 16 * v + j;
+                    if ch < w.m {
+                        _mm512_mask_storeu_ps(c.as_mut_ptr().add(ch * n + q0), mask, row);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The transpose of a 16x16 block held as 16 row vectors: 32-bit then 64-bit interleaves
+/// within 128-bit lanes, then two rounds of lane shuffles.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
+    use std::arch::x86_64::*;
+    // Lane `l` of t[2i]: rows 2i, 2i + 1 of columns 4l, 4l + 1; of t[2i + 1]: of 4l + 2, 4l + 3.
+    let t: [__m512; 16] = std::array::from_fn(|i| {
+        let (a, b) = (r[i & !1], r[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    // Lane `l` of u[4i + j]: rows 4i .. 4i + 3 of column 4l + j.
+    let u: [__m512; 16] = std::array::from_fn(|x| {
+        let (i, j) = (x / 4, x % 4);
+        let (a, b) = (_mm512_castps_pd(t[4 * i + j / 2]), _mm512_castps_pd(t[4 * i + 2 + j / 2]));
+        _mm512_castpd_ps(if j % 2 == 0 { _mm512_unpacklo_pd(a, b) } else { _mm512_unpackhi_pd(a, b) })
+    });
+    // v[j] (j < 4): columns j, j + 8 of rows 0 .. 7; v[4 + j]: columns 4 + j, 12 + j; v[8 ..]: rows 8 .. 15.
+    let v: [__m512; 16] = std::array::from_fn(|x| {
+        let (half, j) = (x / 8, x % 8);
+        let (a, b) = (u[8 * half + j % 4], u[8 * half + 4 + j % 4]);
+        if j < 4 {
+            _mm512_shuffle_f32x4::<0x88>(a, b)
+        } else {
+            _mm512_shuffle_f32x4::<0xdd>(a, b)
+        }
+    });
+    // Column k: lanes of v holding rows 0 .. 15 of it.
+    std::array::from_fn(|k| {
+        let (j, hi) = (k % 8, k >= 8);
+        let (a, b) = (v[j], v[8 + j]);
+        if hi {
+            _mm512_shuffle_f32x4::<0xdd>(a, b)
+        } else {
+            _mm512_shuffle_f32x4::<0x88>(a, b)
+        }
+    })
+}
+
 /// `y[r] = w[r] · x` for `w` `[m][k]` row-major (dense layers): sixteen independent partial
 /// sums per row, so that the loop vectorizes (one float sum in order would not).
 pub fn gemv(k: usize, w: &[f32], x: &[f32], y: &mut [f32], isa: FloatIsa) {
@@ -291,17 +480,45 @@ fn gemv_body<const FUSED: bool>(k: usize, w: &[f32], x: &[f32], y: &mut [f32]) {
 mod tests {
     use super::*;
 
-    /// Every kernel this machine has against a plain f64 sum, over shapes that leave partial
-    /// tiles (rows past a block of `MR`, columns past a panel), runs at arbitrary offsets, and
-    /// every AVX-512 tile width.
+    /// Pixel tiles of every height and width against a plain f64 sum, over channel counts that
+    /// leave partial blocks (and pixels short of a tile and of a 16-pixel transposition block),
+    /// virtual columns with gaps between rows, and runs at arbitrary offsets.
     #[test]
-    fn tile_widths_follow_the_columns() {
-        let widths: Vec<usize> = [1, 15, 33, 63, 64, 100, 224, 784].iter().map(|&n| panel_vectors(n, 4)).collect();
-        assert_eq!(widths, [1, 1, 3, 4, 4, 1, 2, 1]);
-        let eight_rows: Vec<usize> = [1, 33, 63, 64, 224].iter().map(|&n| panel_vectors(n, 3)).collect();
-        assert_eq!(eight_rows, [1, 3, 2, 2, 2]);
+    fn pixel_tiles_match_a_plain_sum() {
+        if FloatIsa::for_isa(Isa::best()) != FloatIsa::Avx512 {
+            return;
+        }
+        let val = |i: usize| ((i * 7919 % 113) as f32 - 56.0) / 16.0;
+        for &(m, k, out_w, out_h) in &[(5, 32, 3, 3), (16, 40, 4, 4), (20, 33, 7, 7), (33, 64, 7, 3), (64, 36, 14, 14)]
+        {
+            let w: Vec<f32> = (0..m * k).map(|i| val(i + 3)).collect();
+            let cols: Vec<usize> = (0..out_w * out_h).map(|q| q / out_w * (out_w + 2) + q % out_w).collect();
+            let offs: Vec<usize> = (0..k).map(|p| (p * 37) % 101).collect();
+            let src: Vec<f32> = (0..offs.iter().max().unwrap() + cols.last().unwrap() + 1).map(val).collect();
+            let n = cols.len();
+            let want: Vec<f64> = (0..m * n)
+                .map(|i| (0..k).map(|p| f64::from(w[i / n * k + p]) * f64::from(src[offs[p] + cols[i % n]])).sum())
+                .collect();
+            for v in [1, 2] {
+                for r in PIXEL_ROWS {
+                    let tiles = PixelTiles::packed(m, k, &w, v, r);
+                    let (mut c, mut tmp) = (vec![f32::NAN; m * n + 7], vec![f32::NAN; 3]);
+                    gemm_pixels(&tiles, &src, &offs, &cols, &mut c, &mut tmp);
+                    for (i, (&got, &want)) in c.iter().zip(&want).enumerate() {
+                        assert!(
+                            (f64::from(got) - want).abs() < 1e-3,
+                            "{m}x{k}x{n}, v {v}, r {r} [{i}]: {got} vs {want}"
+                        );
+                    }
+                    assert!(c[m * n..].iter().all(|x| x.is_nan()), "wrote past the sums");
+                }
+            }
+        }
     }
 
+    /// Every kernel this machine has against a plain f64 sum, over shapes that leave partial
+    /// tiles (rows past a block of `MR`, columns past a panel), runs at arbitrary offsets, and
+    /// every AVX-512 tile width (a last panel of one to three vectors, whole or masked).
     #[test]
     fn kernels_match_a_plain_sum() {
         let isas: Vec<FloatIsa> = [FloatIsa::Portable, FloatIsa::Avx2Fma, FloatIsa::Avx512]
@@ -309,9 +526,19 @@ mod tests {
             .filter(|&i| i <= FloatIsa::for_isa(Isa::best()))
             .collect();
         let val = |i: usize| ((i * 7919 % 113) as f32 - 56.0) / 16.0;
-        for &(m, k, n) in
-            &[(1, 1, 1), (6, 25, 784), (7, 9, 33), (13, 150, 100), (16, 3, 47), (5, 30, 64), (9, 20, 224), (8, 12, 224)]
-        {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (6, 25, 784),
+            (7, 9, 33),
+            (13, 150, 100),
+            (16, 3, 47),
+            (5, 30, 64),
+            (9, 20, 224),
+            (8, 12, 224),
+            (8, 5, 80),
+            (6, 7, 112),
+            (24, 4, 95),
+        ] {
             let w: Vec<f32> = (0..m * k).map(|i| val(i + 3)).collect();
             let offs: Vec<usize> = (0..k).map(|p| (p * 37) % 101).collect();
             // Exactly as long as the runs: the last panel must not read past it.
