@@ -45,7 +45,7 @@ impl<'g> FloatEngine<'g> {
                         let (og, k) = (geom.out_c / geom.groups, geom.k());
                         packed = weight.chunks_exact(og * k).map(|w| PackedF32::new(og, k, w, fisa)).collect();
                         let (hw, ph) = (geom.pixels(), Phases::geometry(&geom));
-                        let panels = if is_pointwise(&geom) || ph.gather_pays(&geom) { hw } else { ph.n };
+                        let panels = if is_pointwise(&geom) { hw } else { ph.n };
                         tiles = weight
                             .chunks_exact(og * k)
                             .map_while(|w| PixelTiles::new(og, k, w, hw, panels, fisa))

@@ -270,13 +270,13 @@ const PIXEL_ROWS: [usize; 4] = [6, 7, 8, 9];
 
 impl PixelTiles {
     /// `w` `[m][k]` packed for a map of `pixels` outputs, where pixel tiles compute at least a
-    /// tenth fewer products than the column panels of [`gemm_runs`] over `cols` (virtual or
-    /// gathered) columns: their channels pad to 16, their pixels to a tile of 6 to 9, where
-    /// panels pad channels to a block of rows but columns to 16 (a 7x7 map: 49 pixels, 64
-    /// columns). None where they do not pay, or where a reduction of fewer than 32 products
-    /// leaves the transposition of their sums (`[pixel][channel]`) too large a share.
+    /// tenth fewer products than the column panels of [`gemm_runs`] over `cols` virtual columns:
+    /// their channels pad to 16, their pixels to a tile of 6 to 9, where panels pad channels to
+    /// a block of rows but columns to 16 (a 7x7 map: 49 pixels, 63 virtual columns in 64).
+    /// None where they do not pay, or where a reduction of fewer than 16 products leaves the
+    /// transposition of their sums (`[pixel][channel]`) too large a share.
     pub fn new(m: usize, k: usize, w: &[f32], pixels: usize, cols: usize, isa: FloatIsa) -> Option<Self> {
-        if isa != FloatIsa::Avx512 || k < 32 || pixels == 0 {
+        if isa != FloatIsa::Avx512 || k < 16 || pixels == 0 {
             return None;
         }
         let v = if m > 16 { 2 } else { 1 };
