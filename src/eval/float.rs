@@ -46,9 +46,10 @@ impl<'g> FloatEngine<'g> {
                         packed = weight.chunks_exact(og * k).map(|w| PackedF32::new(og, k, w, fisa)).collect();
                         let (hw, ph) = (geom.pixels(), Phases::geometry(&geom));
                         let panels = if is_pointwise(&geom) { hw } else { ph.n };
+                        let span = |q| tap_rows(&geom, q);
                         tiles = weight
                             .chunks_exact(og * k)
-                            .map_while(|w| PixelTiles::new(og, k, w, hw, panels, fisa))
+                            .map_while(|w| PixelTiles::new(og, k, &tap_major(&geom, w), hw, panels, fisa, span))
                             .collect();
                         if tiles.len() == geom.groups {
                             cols = (0..hw)
@@ -132,6 +133,35 @@ fn is_pointwise(g: &ConvGeom) -> bool {
     w.kernel == [1, 1] && w.stride == [1, 1] && w.pads == [0; 4]
 }
 
+/// One group's weights `[og][cg * taps]` (channel-major, as the IR's) in tap-major order,
+/// `[og][taps * cg]`: the columns of a row of kernel taps lie together, so that a pixel tile
+/// can skip those a whole tile reads only padding for (see [`tap_rows`]).
+fn tap_major(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
+    let (taps, cg) = (g.window.kernel[0] * g.window.kernel[1], g.in_c / g.groups);
+    let k = taps * cg;
+    let mut out = vec![0.0; w.len()];
+    for (row, dst) in w.chunks_exact(k).zip(out.chunks_exact_mut(k)) {
+        for c in 0..cg {
+            for t in 0..taps {
+                dst[t * cg + c] = row[c * taps + t];
+            }
+        }
+    }
+    out
+}
+
+/// The tap-major columns ([`tap_major`]) output pixels `q` read outside the padding: rows of
+/// kernel taps that lie in the top or bottom padding for every one of them are left out.
+fn tap_rows(g: &ConvGeom, q: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let ([kh, kw], [sh, _], [dh, _]) = (g.window.kernel, g.window.stride, g.window.dilation);
+    let (cg, top) = (g.in_c / g.groups, g.window.pads[0]);
+    let rows = q.start / g.out_w..=(q.end - 1) / g.out_w;
+    let inside = |ky: usize| rows.clone().any(|oy| (top..top + g.in_h).contains(&(oy * sh + ky * dh)));
+    let lo = (0..kh).find(|&ky| inside(ky)).unwrap_or(kh);
+    let hi = (0..kh).rev().find(|&ky| inside(ky)).map_or(lo, |ky| ky + 1);
+    lo * kw * cg..hi.max(lo) * kw * cg
+}
+
 /// The geometry of a Conv node against the graph's shapes.
 pub fn conv_geom(graph: &Graph, node: &Node) -> ConvGeom {
     let Op::Conv(c) = &node.op else { unreachable!("conv_geom on {}", node.op.kind()) };
@@ -202,7 +232,11 @@ impl FloatEngine<'_> {
                     if !p.tiles.is_empty() {
                         let all = scratch_prefix(&mut s.f32_b, geom.out_c * hw);
                         for (grp, wts) in p.tiles.iter().enumerate() {
-                            run_offsets(grp * cg..(grp + 1) * cg, chan, taps, 0..cg * taps.len(), &mut s.offsets);
+                            // Tap-major, as the tiles' weights (see `tap_major`).
+                            s.offsets.clear();
+                            for &t in taps {
+                                s.offsets.extend((grp * cg..(grp + 1) * cg).map(|c| c * chan + t));
+                            }
                             let sums = &mut all[grp * og * hw..(grp + 1) * og * hw];
                             sgemm::gemm_pixels(wts, src, &s.offsets, &p.cols, sums, &mut s.f32_c);
                         }

@@ -260,36 +260,54 @@ pub struct PixelTiles {
     k: usize,
     /// Vectors of 16 channels per block (1 or 2).
     v: usize,
-    /// Pixels per tile: the count of the map's pixels that pads fewest.
+    /// Pixels per tile.
     r: usize,
+    /// The columns each tile reads (the others read only padding for all its pixels).
+    spans: Vec<std::ops::Range<usize>>,
     data: Vec<f32>,
 }
 
 /// Pixels per pixel tile the kernels are compiled for.
-const PIXEL_ROWS: [usize; 4] = [6, 7, 8, 9];
+const PIXEL_ROWS: [usize; 5] = [4, 6, 7, 8, 9];
 
 impl PixelTiles {
     /// `w` `[m][k]` packed for a map of `pixels` outputs, where pixel tiles compute at least a
     /// tenth fewer products than the column panels of [`gemm_runs`] over `cols` virtual columns:
-    /// their channels pad to 16, their pixels to a tile of 6 to 9, where panels pad channels to
-    /// a block of rows but columns to 16 (a 7x7 map: 49 pixels, 63 virtual columns in 64).
-    /// None where they do not pay, or where a reduction of fewer than 16 products leaves the
-    /// transposition of their sums (`[pixel][channel]`) too large a share.
-    pub fn new(m: usize, k: usize, w: &[f32], pixels: usize, cols: usize, isa: FloatIsa) -> Option<Self> {
+    /// their channels pad to 16 and their pixels to a tile of 4 to 9, and a tile skips the
+    /// columns that read only padding for all its pixels (`span(pixels)`: the columns a run of
+    /// pixels reads), where panels pad channels to a block of rows but columns to 16 (a 7x7
+    /// map: 49 pixels, 63 virtual columns in 64) and read every column. The tile height is the
+    /// one of fewest products, then the tallest. None where tiles do not pay, or where a
+    /// reduction of fewer than 16 products leaves the transposition of their sums
+    /// (`[pixel][channel]`) too large a share.
+    pub fn new(
+        m: usize,
+        k: usize,
+        w: &[f32],
+        pixels: usize,
+        cols: usize,
+        isa: FloatIsa,
+        span: impl Fn(std::ops::Range<usize>) -> std::ops::Range<usize>,
+    ) -> Option<Self> {
         if isa != FloatIsa::Avx512 || k < 16 || pixels == 0 {
             return None;
         }
         let v = if m > 16 { 2 } else { 1 };
         let pad = |n: usize, to: usize| n.div_ceil(to) * to;
-        let r = *PIXEL_ROWS.iter().rev().min_by_key(|&&r| pad(pixels, r)).expect("tile heights");
+        let spans = |r: usize| -> Vec<std::ops::Range<usize>> {
+            (0..pixels).step_by(r).map(|q| span(q..(q + r).min(pixels))).collect()
+        };
+        let products = |r: usize| spans(r).iter().map(|s| r * s.len()).sum::<usize>();
+        let r = *PIXEL_ROWS.iter().rev().min_by_key(|&&r| products(r)).expect("tile heights");
         let mr = if m.div_ceil(MR_WIDE) * MR_WIDE < m.div_ceil(MR) * MR { MR_WIDE } else { MR };
-        let (tiles, panels) = (pad(m, 16 * v) * pad(pixels, r), pad(m, mr) * pad(cols, 16));
-        (tiles * 10 <= panels * 9).then(|| Self::packed(m, k, w, v, r))
+        let (tiles, panels) = (pad(m, 16 * v) * products(r), pad(m, mr) * pad(cols, 16) * k);
+        (tiles * 10 <= panels * 9).then(|| Self::packed(m, k, w, v, r, spans(r)))
     }
 
-    /// `w` `[m][k]` packed for tiles of `r` pixels by `16 v` channels.
-    fn packed(m: usize, k: usize, w: &[f32], v: usize, r: usize) -> Self {
+    /// `w` `[m][k]` packed for tiles of `r` pixels by `16 v` channels, reading `spans`.
+    fn packed(m: usize, k: usize, w: &[f32], v: usize, r: usize, spans: Vec<std::ops::Range<usize>>) -> Self {
         assert!(w.len() >= m * k, "weight matrix smaller than {m} x {k}");
+        assert!(spans.iter().all(|s| s.end <= k), "spans within the columns");
         let block = 16 * v;
         let mut data = vec![0.0; m.div_ceil(block) * block * k];
         for ch in 0..m {
@@ -297,7 +315,7 @@ impl PixelTiles {
                 data[((ch / block) * k + p) * block + ch % block] = w[ch * k + p];
             }
         }
-        PixelTiles { m, k, v, r, data }
+        PixelTiles { m, k, v, r, spans, data }
     }
 
     /// Rows of the scratch a block of channels takes in [`gemm_pixels`]: every pixel of whole
@@ -313,6 +331,7 @@ impl PixelTiles {
 /// pass through `tmp` and are transposed into `c`'s `[channel][pixel]` in 16x16 blocks.
 pub fn gemm_pixels(w: &PixelTiles, src: &[f32], offs: &[usize], cols: &[usize], c: &mut [f32], tmp: &mut Vec<f32>) {
     assert_eq!(offs.len(), w.k, "one run per weight column");
+    assert_eq!(w.spans.len(), cols.len().div_ceil(w.r), "a span per tile");
     let reach = offs.iter().max().map_or(0, |&o| o + cols.iter().max().map_or(0, |&q| q + 1));
     assert!(src.len() >= reach && c.len() >= w.m * cols.len() && !cols.is_empty(), "GEMM operand sizes");
     let tmp = super::kernels::scratch_prefix(tmp, w.scratch_rows(cols.len()) * 16 * w.v);
@@ -323,10 +342,12 @@ pub fn gemm_pixels(w: &PixelTiles, src: &[f32], offs: &[usize], cols: &[usize], 
     // under a mask within `c`'s first `m` rows (checked).
     unsafe {
         match (w.v, w.r) {
+            (1, 4) => gemm_pixels_avx512::<4, 1>(w, src, offs, cols, c, tmp),
             (1, 6) => gemm_pixels_avx512::<6, 1>(w, src, offs, cols, c, tmp),
             (1, 7) => gemm_pixels_avx512::<7, 1>(w, src, offs, cols, c, tmp),
             (1, 8) => gemm_pixels_avx512::<8, 1>(w, src, offs, cols, c, tmp),
             (1, _) => gemm_pixels_avx512::<9, 1>(w, src, offs, cols, c, tmp),
+            (_, 4) => gemm_pixels_avx512::<4, 2>(w, src, offs, cols, c, tmp),
             (_, 6) => gemm_pixels_avx512::<6, 2>(w, src, offs, cols, c, tmp),
             (_, 7) => gemm_pixels_avx512::<7, 2>(w, src, offs, cols, c, tmp),
             (_, 8) => gemm_pixels_avx512::<8, 2>(w, src, offs, cols, c, tmp),
@@ -351,11 +372,11 @@ unsafe fn gemm_pixels_avx512<const R: usize, const V: usize>(
     let (block, n) = (16 * V, cols.len());
     for (blk, a) in w.data.chunks_exact(w.k * block).enumerate() {
         let out = tmp.as_mut_ptr();
-        for q0 in (0..n).step_by(R) {
+        for (q0, span) in (0..n).step_by(R).zip(&w.spans) {
             // The tile's pixels; a last, short tile repeats the last one.
             let xs: [*const f32; R] = std::array::from_fn(|i| src.as_ptr().add(cols[(q0 + i).min(n - 1)]));
             let mut acc = [[_mm512_setzero_ps(); V]; R];
-            for (&o, ap) in offs.iter().zip(a.chunks_exact(block)) {
+            for (&o, ap) in offs[span.clone()].iter().zip(a[span.start * block..].chunks_exact(block)) {
                 let wv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(ap.as_ptr().add(16 * v)));
                 for (row, x) in acc.iter_mut().zip(&xs) {
                     let b = _mm512_set1_ps(*x.add(o));
@@ -480,9 +501,10 @@ fn gemv_body<const FUSED: bool>(k: usize, w: &[f32], x: &[f32], y: &mut [f32]) {
 mod tests {
     use super::*;
 
-    /// Pixel tiles of every height and width against a plain f64 sum, over channel counts that
-    /// leave partial blocks (and pixels short of a tile and of a 16-pixel transposition block),
-    /// virtual columns with gaps between rows, and runs at arbitrary offsets.
+    /// Pixel tiles of every height and width against a plain f64 sum over each tile's span of
+    /// columns, over channel counts that leave partial blocks (and pixels short of a tile and of
+    /// a 16-pixel transposition block), virtual columns with gaps between rows, and runs at
+    /// arbitrary offsets.
     #[test]
     fn pixel_tiles_match_a_plain_sum() {
         if FloatIsa::for_isa(Isa::best()) != FloatIsa::Avx512 {
@@ -496,12 +518,20 @@ mod tests {
             let offs: Vec<usize> = (0..k).map(|p| (p * 37) % 101).collect();
             let src: Vec<f32> = (0..offs.iter().max().unwrap() + cols.last().unwrap() + 1).map(val).collect();
             let n = cols.len();
-            let want: Vec<f64> = (0..m * n)
-                .map(|i| (0..k).map(|p| f64::from(w[i / n * k + p]) * f64::from(src[offs[p] + cols[i % n]])).sum())
-                .collect();
             for v in [1, 2] {
                 for r in PIXEL_ROWS {
-                    let tiles = PixelTiles::packed(m, k, &w, v, r);
+                    // Tiles that skip columns at either end, or none.
+                    let spans: Vec<_> = (0..n.div_ceil(r)).map(|t| t % 3 * 2..k - t % 2 * 3).collect();
+                    let want: Vec<f64> = (0..m * n)
+                        .map(|i| {
+                            let (ch, q) = (i / n, i % n);
+                            let sum = spans[q / r]
+                                .clone()
+                                .map(|p| f64::from(w[ch * k + p]) * f64::from(src[offs[p] + cols[q]]));
+                            sum.sum()
+                        })
+                        .collect();
+                    let tiles = PixelTiles::packed(m, k, &w, v, r, spans);
                     let (mut c, mut tmp) = (vec![f32::NAN; m * n + 7], vec![f32::NAN; 3]);
                     gemm_pixels(&tiles, &src, &offs, &cols, &mut c, &mut tmp);
                     for (i, (&got, &want)) in c.iter().zip(&want).enumerate() {
