@@ -103,16 +103,19 @@ fn shipped_models_float_equals_tract() {
     }
 }
 
-/// The depthwise-separable benchmark net (`models/mbv2-fashion.onnx`: depthwise 3x3 on the
-/// direct kernel, ReLU6, residual Adds) against tract.
+/// The benchmark nets beyond the shipped ones against tract: the depthwise-separable net
+/// (`models/mbv2-fashion.onnx`: depthwise 3x3 on the direct kernel, ReLU6, residual Adds), the
+/// strided net (three stride-2 convs, the last two on pixel tiles over the undealt padded
+/// input) and the stand-alone BatchNorm net.
 #[test]
-fn separable_benchmark_net_float_equals_tract() {
-    let name = "mbv2-fashion";
-    let g = shipped_model(name);
-    let ds = shipped_test_data(name);
-    let inputs = inputs_f32(&ds, BATCH);
-    let theirs = tract_logits(&repo_file(&format!("models/{name}.onnx")), &ds.shape, &inputs);
-    compare(&format!("{name} vs tract"), &float_logits(&g, &inputs), &theirs, true);
+fn benchmark_nets_float_equals_tract() {
+    for name in ["mbv2-fashion", "strided-fashion", "bnrelu-fashion"] {
+        let g = shipped_model(name);
+        let ds = shipped_test_data(name);
+        let inputs = inputs_f32(&ds, BATCH);
+        let theirs = tract_logits(&repo_file(&format!("models/{name}.onnx")), &ds.shape, &inputs);
+        compare(&format!("{name} vs tract"), &float_logits(&g, &inputs), &theirs, true);
+    }
 }
 
 /// Our float path, and tract, against onnxruntime's logits on the first 64 Fashion-MNIST test

@@ -52,8 +52,16 @@ impl<'g> FloatEngine<'g> {
                             .map_while(|w| PixelTiles::new(og, k, &tap_major(&geom, w), hw, panels, fisa, span))
                             .collect();
                         if tiles.len() == geom.groups {
+                            // Tiles read the padded input itself (see `tile_input`), strided.
+                            let (wq, [sh, sw]) = (Phases::geometry(&tile_input(&geom)).wq, geom.window.stride);
                             cols = (0..hw)
-                                .map(|q| if is_pointwise(&geom) { q } else { q / geom.out_w * ph.wq + q % geom.out_w })
+                                .map(|q| {
+                                    if is_pointwise(&geom) {
+                                        q
+                                    } else {
+                                        q / geom.out_w * sh * wq + q % geom.out_w * sw
+                                    }
+                                })
                                 .collect();
                         } else {
                             tiles.clear();
@@ -131,6 +139,14 @@ fn clip(x: f32, lo: f32, hi: f32) -> f32 {
 fn is_pointwise(g: &ConvGeom) -> bool {
     let w = &g.window;
     w.kernel == [1, 1] && w.stride == [1, 1] && w.pads == [0; 4]
+}
+
+/// The geometry whose phases are the padded input of `g` as it lies (one phase): `g` at
+/// stride 1, for pixel tiles, which find each pixel's column themselves.
+fn tile_input(g: &ConvGeom) -> ConvGeom {
+    let window = crate::model::Window { stride: [1, 1], ..g.window };
+    let [out_h, out_w] = window.output_hw(g.in_h, g.in_w).expect("a stride-1 window fits where a strided one does");
+    ConvGeom { out_h, out_w, window, ..*g }
 }
 
 /// One group's weights `[og][cg * taps]` (channel-major, as the IR's) in tap-major order,
@@ -221,8 +237,11 @@ impl FloatEngine<'_> {
                 } else {
                     // Rows of the virtual im2col matrix: a pointwise convolution's are its input's
                     // channels as they lie, any other's the runs of its input's stride phases.
+                    // Pixel tiles read any column of each pixel: the padded input as it lies,
+                    // whatever the stride (no dealing into phases).
+                    let laid = if p.tiles.is_empty() { geom } else { tile_input(&geom) };
                     let ph =
-                        (!is_pointwise(&geom)).then(|| Phases::new(&geom, ins[0], |x| x, 0.0, self.isa, &mut s.f32));
+                        (!is_pointwise(&geom)).then(|| Phases::new(&laid, ins[0], |x| x, 0.0, self.isa, &mut s.f32));
                     let hw = geom.pixels();
                     let (src, chan, taps, n) = match &ph {
                         Some(ph) => (s.f32.as_slice(), ph.chan, ph.taps.as_slice(), ph.n),
