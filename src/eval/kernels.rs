@@ -443,12 +443,14 @@ impl Phases {
         SumLayout { per_row: self.n, seg_stride: self.wq, seg_len: g.out_w }
     }
 
-    /// Whether a GEMM over `g`'s real output columns ([`Phases::gather`]) computes at least a
-    /// fifth fewer [`PANEL`]s than over the virtual ones: on small maps the columns between
-    /// rows cost whole panels (a 4x4 output: 24 virtual columns, two panels, for 16 real ones,
-    /// one), which outweighs the gather; on larger maps they cost a few percent at most.
+    /// Whether a GEMM over `g`'s real output columns ([`Phases::gather`]) computes at most half
+    /// the [`PANEL`]s it computes over the virtual ones: on the smallest maps the columns
+    /// between rows cost whole panels (a 4x4 output: 24 virtual columns, two panels, for 16
+    /// real ones, one), which outweighs the gather's row-by-row copies; on a 10x10 map (nine
+    /// panels for seven) the copies cost more than the two panels, measured (LeNet-5's integer
+    /// engine 11 % slower).
     pub fn gather_pays(&self, g: &ConvGeom) -> bool {
-        g.pixels().div_ceil(PANEL) * 5 <= self.n.div_ceil(PANEL) * 4
+        g.pixels().div_ceil(PANEL) * 2 <= self.n.div_ceil(PANEL)
     }
 
     /// The real columns of the runs at `offs` (of the phases this geometry laid out in `src`),
