@@ -12,10 +12,11 @@ struct Params {
     weight: Vec<f32>,
     bias: Vec<f32>,
     /// A convolution's weights packed for [`sgemm::gemm_runs`], one matrix per group (none for
-    /// depthwise convolutions, which run on their own kernel, and for other layers).
+    /// depthwise convolutions, which run on their own kernel, for convolutions on pixel tiles,
+    /// and for other layers).
     packed: Vec<PackedF32>,
     /// The same packed for pixel tiles, where they pay ([`PixelTiles::new`]; then for every
-    /// group), and the virtual column of each output pixel they read.
+    /// group), and the column of each output pixel they read (see [`tile_input`]).
     tiles: Vec<PixelTiles>,
     cols: Vec<usize>,
 }
@@ -43,7 +44,6 @@ impl<'g> FloatEngine<'g> {
                     let (mut packed, mut tiles, mut cols) = (Vec::new(), Vec::new(), Vec::new());
                     if let Some(geom) = geom.filter(|g| !g.is_depthwise()) {
                         let (og, k) = (geom.out_c / geom.groups, geom.k());
-                        packed = weight.chunks_exact(og * k).map(|w| PackedF32::new(og, k, w, fisa)).collect();
                         let (hw, ph) = (geom.pixels(), Phases::geometry(&geom));
                         let panels = if is_pointwise(&geom) { hw } else { ph.n };
                         let span = |q| tap_rows(&geom, q);
@@ -65,6 +65,7 @@ impl<'g> FloatEngine<'g> {
                                 .collect();
                         } else {
                             tiles.clear();
+                            packed = weight.chunks_exact(og * k).map(|w| PackedF32::new(og, k, w, fisa)).collect();
                         }
                     }
                     Params { weight, bias: b.iter().map(|&x| x as f32).collect(), packed, tiles, cols }

@@ -2,6 +2,9 @@
 //! and on AVX-512) over weights packed once per engine and over the runs of an input's stride
 //! phases ([`Phases`](super::kernels::Phases)): no im2col and no per-image repacking, which a
 //! general GEMM library does on every call (for one image's small layers most of its time).
+//! Two shapes of tile: column panels ([`gemm_runs`]: rows of channels by 16 to 64 columns,
+//! each weight broadcast) and, on AVX-512 where they compute fewer products, pixel tiles
+//! ([`gemm_pixels`]: 16 or 32 channels in vectors by 4 to 9 pixels, each input broadcast).
 //!
 //! The float path is a reference to within float rounding, not bit-true: the order of the sums
 //! (and fused or separate rounding of each product) may differ between instruction sets.
