@@ -135,6 +135,8 @@ impl<L: Lane> LaneParams<L> {
         isa: Isa,
     ) -> Self {
         let conv = geom.filter(|_| matches!(node.op, Op::Conv(_)) && !depthwise);
+        // Where the phases lie: the geometry alone.
+        let phases = conv.map(Phases::geometry);
         LaneParams {
             packed: match conv {
                 Some(g) => {
@@ -144,9 +146,9 @@ impl<L: Lane> LaneParams<L> {
                 }
                 None => Vec::new(),
             },
-            runs: match conv {
-                Some(g) => {
-                    let (ph, cg) = (Phases::geometry(g), g.in_c / g.groups);
+            runs: match (conv, &phases) {
+                (Some(g), Some(ph)) => {
+                    let cg = g.in_c / g.groups;
                     (0..g.groups)
                         .map(|grp| {
                             let mut runs = Vec::new();
@@ -155,10 +157,10 @@ impl<L: Lane> LaneParams<L> {
                         })
                         .collect()
                 }
-                None => Vec::new(),
+                _ => Vec::new(),
             },
-            gathered: match conv {
-                Some(g) if Phases::geometry(g).gather_pays(g) => (0..taps.len()).map(|p| p * g.pixels()).collect(),
+            gathered: match (conv, &phases) {
+                (Some(g), Some(ph)) if ph.gather_pays(g) => (0..taps.len()).map(|p| p * g.pixels()).collect(),
                 _ => Vec::new(),
             },
             dense: match &node.op {

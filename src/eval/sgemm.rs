@@ -57,11 +57,20 @@ pub struct PackedF32 {
 }
 
 impl PackedF32 {
+    /// Rows per block of `m` rows on `isa`: [`MR_WIDE`] on AVX-512 where that pads fewer.
+    fn block_rows(m: usize, isa: FloatIsa) -> usize {
+        let wide = isa == FloatIsa::Avx512 && m.div_ceil(MR_WIDE) * MR_WIDE < m.div_ceil(MR) * MR;
+        if wide {
+            MR_WIDE
+        } else {
+            MR
+        }
+    }
+
     /// `w` `[m][k]` packed for `isa`'s kernels.
     pub fn new(m: usize, k: usize, w: &[f32], isa: FloatIsa) -> Self {
         assert!(w.len() >= m * k, "weight matrix smaller than {m} x {k}");
-        let wide = isa == FloatIsa::Avx512 && m.div_ceil(MR_WIDE) * MR_WIDE < m.div_ceil(MR) * MR;
-        let mr = if wide { MR_WIDE } else { MR };
+        let mr = Self::block_rows(m, isa);
         let mut data = vec![0.0; m.div_ceil(mr) * k * mr];
         for r in 0..m {
             for p in 0..k {
@@ -298,14 +307,20 @@ impl PixelTiles {
         }
         let v = if m > 16 { 2 } else { 1 };
         let pad = |n: usize, to: usize| n.div_ceil(to) * to;
-        let spans = |r: usize| -> Vec<std::ops::Range<usize>> {
-            (0..pixels).step_by(r).map(|q| span(q..(q + r).min(pixels))).collect()
-        };
-        let products = |r: usize| spans(r).iter().map(|s| r * s.len()).sum::<usize>();
-        let r = *PIXEL_ROWS.iter().rev().min_by_key(|&&r| products(r)).expect("tile heights");
-        let mr = if m.div_ceil(MR_WIDE) * MR_WIDE < m.div_ceil(MR) * MR { MR_WIDE } else { MR };
-        let (tiles, panels) = (pad(m, 16 * v) * products(r), pad(m, mr) * pad(cols, 16) * k);
-        (tiles * 10 <= panels * 9).then(|| Self::packed(m, k, w, v, r, spans(r)))
+        // Each tile height with its tiles' spans and the products they take.
+        let (r, spans, products) = PIXEL_ROWS
+            .iter()
+            .rev()
+            .map(|&r| {
+                let spans: Vec<_> = (0..pixels).step_by(r).map(|q| span(q..(q + r).min(pixels))).collect();
+                let products = spans.iter().map(|s| r * s.len()).sum::<usize>();
+                (r, spans, products)
+            })
+            .min_by_key(|&(_, _, products)| products)
+            .expect("tile heights");
+        let mr = PackedF32::block_rows(m, isa);
+        let (tiles, panels) = (pad(m, 16 * v) * products, pad(m, mr) * pad(cols, 16) * k);
+        (tiles * 10 <= panels * 9).then(|| Self::packed(m, k, w, v, r, spans))
     }
 
     /// `w` `[m][k]` packed for tiles of `r` pixels by `16 v` channels, reading `spans`.
