@@ -9,6 +9,7 @@
 //! 32-bit unsigned formats; else i64, see [`Code`]). No carrier, storage type or instruction
 //! set changes a single bit.
 
+use super::depthwise::{MaskedTaps, PairWeight};
 use super::float::conv_geom;
 use super::int16::{self, Code, Lane, PackedWeights, Requant, Sum};
 use super::kernels::{
@@ -92,6 +93,9 @@ pub struct Kernel {
     /// A conv whose GEMM runs over its real output columns, gathered from the phases (see
     /// `Phases::gather_pays`), not over the virtual ones.
     pub gathered: bool,
+    /// A depthwise conv on the masked-tap kernel (see `depthwise::MaskedTaps`), not the
+    /// phases of the direct one.
+    pub masked: bool,
 }
 
 /// A conv or dense layer's weights in one integer carrier's lanes.
@@ -182,6 +186,9 @@ struct IntParams {
     u8: LaneParams<u8>,
     /// Depthwise conv: weight codes `[out][kh * kw]` for the direct kernel's i32 sums.
     dw: Vec<i32>,
+    /// A depthwise conv on the masked-tap kernel, where it applies and its input codes and
+    /// weights fit i16: its taps and weights.
+    masked: Option<(MaskedTaps, Vec<PairWeight>)>,
     /// [`Precision::I16Blocks`]: each block's input taps and weights.
     blocks: Vec<(std::ops::Range<usize>, LaneParams<i16>)>,
     /// The vectorized epilogue over i32 sums (u8 and i16 carriers, direct kernels), where the
@@ -291,6 +298,7 @@ impl IntParams {
             },
             u8: if u8 { LaneParams::new(node, geom, w_codes, 0..fan_in, depthwise, isa) } else { LaneParams::empty() },
             dw: if depthwise { w_codes.iter().map(|&k| k as i32).collect() } else { Vec::new() },
+            masked: None,
             u8_offset: u8_shift.map_or(0, |(offset, _)| offset),
         }
     }
@@ -615,7 +623,7 @@ impl<'g> FixedEngine<'g> {
                     let int = integer.contains(&precision).then(|| {
                         let (of, acc) = (fmts[node.output], l.accumulator);
                         let taps = block_taps(max_a, max_w);
-                        IntParams::new(
+                        let mut q = IntParams::new(
                             node,
                             geom.as_ref(),
                             precision,
@@ -629,7 +637,17 @@ impl<'g> FixedEngine<'g> {
                             taps,
                             shifted_bias.as_deref().map(|b| (lanes.u8_offset, b)),
                             isa,
-                        )
+                        );
+                        // The masked kernel's vpdpwssd multiplies i16 halves: codes and weights
+                        // must fit i16 (see `PairWeight`).
+                        let (lo, hi) = fin.code_range(arith.range);
+                        if i16::try_from(lo).is_ok() && i16::try_from(hi).is_ok() {
+                            let weights: Option<Vec<PairWeight>> =
+                                w_codes.iter().map(|&k| PairWeight::new(k)).collect();
+                            let taps = geom.as_ref().and_then(|g| MaskedTaps::new(g, isa));
+                            q.masked = taps.zip(weights);
+                        }
+                        q
                     });
                     let mut p = QParams {
                         w_f32: Vec::new(),
@@ -766,7 +784,10 @@ impl<'g> FixedEngine<'g> {
                         Precision::F32 | Precision::F64 | Precision::I128 => None,
                     });
                     let gathered = lanes.is_some_and(|g| !g.is_empty());
-                    Some(Kernel { precision: p.precision, depthwise: p.depthwise, gathered })
+                    // The masked kernel reads i32 codes (`Code::as_i32`): the engine stores them
+                    // where every format's fit.
+                    let masked = self.narrow && p.int.as_ref().is_some_and(|q| q.masked.is_some());
+                    Some(Kernel { precision: p.precision, depthwise: p.depthwise, gathered, masked })
                 }
                 QNode::Add { .. } | QNode::Plain => None,
             })
@@ -896,6 +917,10 @@ impl FixedEngine<'_> {
     ) {
         let q = p.int.as_ref().expect("integer parameters");
         let geom = conv_geom(self.graph, node);
+        if let (Some((taps, w)), Some(x)) = (&q.masked, C::as_i32(input)) {
+            let layout = taps.run(x, w, &mut s.i32);
+            return self.finish_i32(idx, node, p, layout, out, &s.i32);
+        }
         if p.depthwise {
             let layout = depthwise(&geom, input, &q.dw, |x| x.load() as i32, self.isa, &mut s.i32_b, &mut s.i32);
             return self.finish_i32(idx, node, p, layout, out, &s.i32);

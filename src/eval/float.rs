@@ -1,5 +1,6 @@
 //! The float32 reference path: what the model computes before quantization.
 
+use super::depthwise::MaskedTaps;
 use super::kernels::{
     convert_row, depthwise, pool_windows, run_offsets, scratch_prefix, ConvGeom, Isa, Phases, SumLayout,
 };
@@ -19,6 +20,8 @@ struct Params {
     /// group), and the column of each output pixel they read (see [`tile_input`]).
     tiles: Vec<PixelTiles>,
     cols: Vec<usize>,
+    /// A depthwise convolution on the masked-tap kernel, where it applies.
+    masked: Option<MaskedTaps>,
 }
 
 pub struct FloatEngine<'g> {
@@ -42,6 +45,7 @@ impl<'g> FloatEngine<'g> {
                     let weight: Vec<f32> = w.iter().map(|&x| x as f32).collect();
                     let geom = matches!(n.op, Op::Conv(_)).then(|| conv_geom(graph, n));
                     let (mut packed, mut tiles, mut cols) = (Vec::new(), Vec::new(), Vec::new());
+                    let masked = geom.as_ref().and_then(|g| MaskedTaps::new(g, isa));
                     if let Some(geom) = geom.filter(|g| !g.is_depthwise()) {
                         let (og, k) = (geom.out_c / geom.groups, geom.k());
                         let (hw, ph) = (geom.pixels(), Phases::geometry(&geom));
@@ -68,7 +72,7 @@ impl<'g> FloatEngine<'g> {
                             packed = weight.chunks_exact(og * k).map(|w| PackedF32::new(og, k, w, fisa)).collect();
                         }
                     }
-                    Params { weight, bias: b.iter().map(|&x| x as f32).collect(), packed, tiles, cols }
+                    Params { weight, bias: b.iter().map(|&x| x as f32).collect(), packed, tiles, cols, masked }
                 })
             })
             .collect();
@@ -233,7 +237,9 @@ impl FloatEngine<'_> {
             Op::Conv(c) => {
                 let p = self.params[idx].as_ref().unwrap();
                 let geom = conv_geom(g, node);
-                let layout = if geom.is_depthwise() {
+                let layout = if let Some(masked) = &p.masked {
+                    masked.run(ins[0], &p.weight, &mut s.f32_b)
+                } else if geom.is_depthwise() {
                     depthwise(&geom, ins[0], &p.weight, |x| x, self.isa, &mut s.f32, &mut s.f32_b)
                 } else {
                     // Rows of the virtual im2col matrix: a pointwise convolution's are its input's

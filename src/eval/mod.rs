@@ -1,6 +1,7 @@
 //! Evaluators: the float32 reference, the bit-true integer engine, calibration, and accuracy
 //! over a data split.
 pub mod calibrate;
+pub mod depthwise;
 pub mod fixed;
 pub mod float;
 pub mod int16;
