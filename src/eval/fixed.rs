@@ -383,7 +383,34 @@ fn vector_requant<A: Sum>(
     };
     let (lo, hi) = out.code_range(arith.range);
     let within = |k: i64| A::try_from(k.clamp(A::MIN.into(), A::MAX.into())).ok();
-    Some(Requant { shift, rounding: arith.rounding, below, above, lo: within(lo)?, hi: within(hi)? })
+    let rq = Requant { shift, rounding: arith.rounding, below, above, lo: within(lo)?, hi: within(hi)? };
+    Some(fold_thresholds(rq, |v| requantize(i128::from(v), frac, out, arith)))
+}
+
+/// `rq` with its activation's thresholds folded into the clamp where that gives the same code
+/// for every sum: a ReLU, or a Clip whose bounds fall where the rounding puts them, is then a
+/// tighter clamp, and the epilogue's loop compares nothing else (four vector instructions of
+/// about fifteen per sixteen codes). `code(v)` is the code `rq`'s scaling and clamp give the sum
+/// `v` (monotone in `v`).
+///
+/// Why it is exact: with `t_lo` and its code `k_lo`, `code(t_lo - 1) <= k_lo <= code(t_lo)`
+/// (and the same at `t_hi`, `code(t_hi) <= k_hi <= code(t_hi + 1)`) and `k_lo <= k_hi`, every
+/// sum below `t_lo` has a code at most `k_lo`, every one above `t_hi` at least `k_hi`, and every
+/// one between them a code within `[k_lo, k_hi]`: clamping the code to `[k_lo, k_hi]` gives what
+/// the thresholds give. A threshold at `A::MIN` or `A::MAX` passes no sum and is dropped.
+fn fold_thresholds<A: Sum>(rq: Requant<A>, code: impl Fn(i64) -> i64) -> Requant<A> {
+    let ((t_lo, k_lo), (t_hi, k_hi)) = (rq.below, rq.above);
+    let (t_lo, t_hi): (i64, i64) = (t_lo.into(), t_hi.into());
+    let lower = (t_lo != A::MIN.into()).then_some((k_lo, code(t_lo - 1) <= k_lo.into() && k_lo.into() <= code(t_lo)));
+    let upper = (t_hi != A::MAX.into()).then_some((k_hi, code(t_hi) <= k_hi.into() && k_hi.into() <= code(t_hi + 1)));
+    let (lo, hi) = (lower.map_or(rq.lo, |(k, _)| k.max(rq.lo)), upper.map_or(rq.hi, |(k, _)| k.min(rq.hi)));
+    let exact = lower.is_none_or(|(_, ok)| ok) && upper.is_none_or(|(_, ok)| ok);
+    if exact && lo <= hi {
+        let (below, above) = Requant::no_clip();
+        Requant { below, above, lo, hi, ..rq }
+    } else {
+        rq
+    }
 }
 
 /// A Clip's bounds as thresholds on the integer sum `v` at `frac` with the codes they give

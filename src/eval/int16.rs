@@ -333,6 +333,11 @@ impl<A: Sum> Requant<A> {
     pub fn no_clip() -> ((A, A), (A, A)) {
         ((A::MIN, A::default()), (A::MAX, A::default()))
     }
+
+    /// Whether a threshold can pass a sum (else the clamp is the whole activation).
+    fn thresholds(&self) -> bool {
+        self.below.0 != A::MIN || self.above.0 != A::MAX
+    }
 }
 
 /// Append the codes of the real outputs of rows of sums laid out as `layout` (row `r` plus
@@ -429,18 +434,34 @@ fn requant_with<A: Sum, C: Code>(
     out: &mut [MaybeUninit<C>],
     scale: impl Fn(A) -> A,
 ) {
-    let ((t_lo, k_lo), (t_hi, k_hi)) = (rq.below, rq.above);
-    // Codes within the output format, which `C` holds.
-    let code = |a: A, b: A| -> C {
+    if rq.thresholds() {
+        let ((t_lo, k_lo), (t_hi, k_hi)) = (rq.below, rq.above);
         // Discarded columns may hold any value: wrap rather than trap on them (real sums plus
-        // bias fit, by the carrier's bound).
-        let v = a.wrapping_add(b);
-        let k = scale(v);
-        // Selects, not branches, so that the loop vectorizes; `below` wins, as in the scalar
-        // `if v < min .. else if v > max`.
-        let k = if v > t_hi { k_hi } else { k };
-        C::store(if v < t_lo { k_lo } else { k }.into())
-    };
+        // bias fit, by the carrier's bound). Selects, not branches, so that the loop
+        // vectorizes; `below` wins, as in the scalar `if v < min .. else if v > max`.
+        let scale = |v: A| {
+            let k = if v > t_hi { k_hi } else { scale(v) };
+            if v < t_lo {
+                k_lo
+            } else {
+                k
+            }
+        };
+        requant_loops(acc, layout, bias, out, move |a: A, b: A| C::store(scale(a.wrapping_add(b)).into()));
+    } else {
+        requant_loops(acc, layout, bias, out, move |a: A, b: A| C::store(scale(a.wrapping_add(b)).into()));
+    }
+}
+
+/// The loops of [`requant_with`]: `code(sum, bias)` for every real output.
+#[inline(always)]
+fn requant_loops<A: Sum, C: Code>(
+    acc: &[A],
+    layout: SumLayout,
+    bias: &[A],
+    out: &mut [MaybeUninit<C>],
+    code: impl Fn(A, A) -> C,
+) {
     let per_row = layout.per_row;
     if layout.seg_len == layout.seg_stride {
         // Every sum is a real output: one long loop per row.
