@@ -1057,6 +1057,12 @@ fn embedded_net_equals_reference(name: &str, depthwise_layers: usize, gathered_l
     // On AVX-512 every depthwise conv reads its input through masked loads (MobileNet's five,
     // one of them strided).
     let masked_layers = if detected_isa() == Isa::Avx512Vnni { depthwise_layers } else { 0 };
+    // With AVX-512 VBMI too, the u8 convs whose inputs are dealt into stride phases or
+    // gathered take byte permutes: ResNet's two 3x3 convs into 4x4 outputs (gathered), its
+    // stride-2 3x3 conv from 14x14 and its two stride-2 1x1 shortcuts; MobileNet's stride-2
+    // stem reads a 28x28 map, wider than the permutes reach.
+    let vbmi = detected_isa() == Isa::Avx512Vnni && is_x86_feature_detected!("avx512vbmi");
+    let permuted_layers = if vbmi && name == "resnet-fashion" { 5 } else { 0 };
     let (g, ds) = (shipped_model(name), shipped_test_data(name));
     let n = 100;
     let xs = inputs_f64(&ds, n);
@@ -1067,7 +1073,8 @@ fn embedded_net_equals_reference(name: &str, depthwise_layers: usize, gathered_l
     assert_eq!(Isa::best(), detected_isa());
     if detected_isa() >= Isa::Avx2 {
         let (kernels, vector) = (engine.kernels(), engine.vector_epilogues());
-        let (mut depthwise, mut adds, mut u8_layers, mut signed_u8, mut gathered, mut masked) = (0, [0; 2], 0, 0, 0, 0);
+        let (mut depthwise, mut adds, mut u8_layers, mut signed_u8, mut gathered, mut masked, mut permuted) =
+            (0, [0; 2], 0, 0, 0, 0, 0);
         for (i, node) in g.nodes.iter().enumerate() {
             if let Op::Conv(c) = &node.op {
                 let k = kernels[i].unwrap();
@@ -1090,6 +1097,8 @@ fn embedded_net_equals_reference(name: &str, depthwise_layers: usize, gathered_l
                 gathered += usize::from(k.gathered);
                 assert!(!k.masked || k.depthwise, "{name}: {}: masked", node.name);
                 masked += usize::from(k.masked);
+                assert!(!k.permuted || k.precision == Precision::U8, "{name}: {}: permuted", node.name);
+                permuted += usize::from(k.permuted);
             }
             if matches!(node.op, Op::Conv(_) | Op::Dense(_)) {
                 assert!(vector[i], "{name}: {}: scalar epilogue", node.name);
@@ -1108,6 +1117,7 @@ fn embedded_net_equals_reference(name: &str, depthwise_layers: usize, gathered_l
         assert_eq!(depthwise, depthwise_layers, "{name}: depthwise layers on the direct kernel");
         assert_eq!(gathered, gathered_layers, "{name}: convs on their gathered real columns");
         assert_eq!(masked, masked_layers, "{name}: depthwise convs on masked taps");
+        assert_eq!(permuted, permuted_layers, "{name}: convs on byte permutes");
         if detected_isa() == Isa::Avx512Vnni {
             assert!(u8_layers > 0, "{name}: no layer on the u8 x i8 carrier");
             // MobileNet's expansions after a residual Add read signed codes.

@@ -16,6 +16,7 @@ use super::kernels::{
     conv_image, convert, depthwise, pool_windows, run_offsets, scratch_prefix, ConvGeom, Gemm, Isa, Mac, Phases,
     SumLayout,
 };
+use super::permute::BytePermute;
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use crate::fixed::round::{
     fit, quantize, quantize_scaled, requantize, requantize_codes, round_div, round_f64, round_shift, shl_saturating,
@@ -96,6 +97,9 @@ pub struct Kernel {
     /// A depthwise conv on the masked-tap kernel (see `depthwise::MaskedTaps`), not the
     /// phases of the direct one.
     pub masked: bool,
+    /// A conv whose u8 input is laid out by byte permutes (see `permute::BytePermute`): its
+    /// stride phases or its gathered runs.
+    pub permuted: bool,
 }
 
 /// A conv or dense layer's weights in one integer carrier's lanes.
@@ -189,6 +193,9 @@ struct IntParams {
     /// A depthwise conv on the masked-tap kernel, where it applies and its input codes and
     /// weights fit i16: its taps and weights.
     masked: Option<(MaskedTaps, Vec<PairWeight>)>,
+    /// A conv on the u8 x i8 carrier whose input is laid out by byte permutes (see
+    /// `permute::BytePermute`), where the machine has them: its phases or gathered runs.
+    permuted: Option<BytePermute>,
     /// [`Precision::I16Blocks`]: each block's input taps and weights.
     blocks: Vec<(std::ops::Range<usize>, LaneParams<i16>)>,
     /// The vectorized epilogue over i32 sums (u8 and i16 carriers, direct kernels), where the
@@ -299,6 +306,20 @@ impl IntParams {
             u8: if u8 { LaneParams::new(node, geom, w_codes, 0..fan_in, depthwise, isa) } else { LaneParams::empty() },
             dw: if depthwise { w_codes.iter().map(|&k| k as i32).collect() } else { Vec::new() },
             masked: None,
+            // Where the row-by-row layout deals columns into stride phases or gathers runs; a
+            // stride-1 conv's rows are copied whole (a pointwise conv's input as it lies).
+            permuted: match geom {
+                Some(g) if u8 && !depthwise && isa == Isa::Avx512Vnni => {
+                    if Phases::geometry(g).gather_pays(g) {
+                        BytePermute::gathered(g)
+                    } else if g.window.stride[1] > 1 {
+                        BytePermute::phases(g)
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            },
             u8_offset: u8_shift.map_or(0, |(offset, _)| offset),
         }
     }
@@ -814,7 +835,8 @@ impl<'g> FixedEngine<'g> {
                     // The masked kernel reads i32 codes (`Code::as_i32`): the engine stores them
                     // where every format's fit.
                     let masked = self.narrow && p.int.as_ref().is_some_and(|q| q.masked.is_some());
-                    Some(Kernel { precision: p.precision, depthwise: p.depthwise, gathered, masked })
+                    let permuted = self.narrow && p.int.as_ref().is_some_and(|q| q.permuted.is_some());
+                    Some(Kernel { precision: p.precision, depthwise: p.depthwise, gathered, masked, permuted })
                 }
                 QNode::Add { .. } | QNode::Plain => None,
             })
@@ -955,8 +977,10 @@ impl FixedEngine<'_> {
         let mut sums = std::mem::take(&mut s.i32);
         // Lane codes `k + offset` (see `IntParams::u8_offset`); the padding is a zero input's.
         let off = q.u8_offset;
-        let layout =
-            self.conv_sums(&geom, input, |k| L::code(k.load() + off), L::code(off), L::params(q), s, &mut sums);
+        let layout = match (&q.permuted, C::as_i32(input)) {
+            (Some(bytes), Some(x)) => self.permuted_sums(&geom, bytes, x, off, &q.u8, s, &mut sums),
+            _ => self.conv_sums(&geom, input, |k| L::code(k.load() + off), L::code(off), L::params(q), s, &mut sums),
+        };
         self.finish_i32(idx, node, p, layout, out, &sums);
         s.i32 = sums;
     }
@@ -976,7 +1000,34 @@ impl FixedEngine<'_> {
         sums: &mut Vec<i32>,
     ) -> SumLayout {
         let ph = Phases::new(geom, input, code, pad, self.isa, L::scratch(s).0);
-        self.phase_sums(geom, &ph, w, s, sums)
+        self.phase_sums(geom, &ph, w, s, sums, false)
+    }
+
+    /// [`FixedEngine::conv_sums`] on the u8 x i8 carrier with the input laid out by byte
+    /// permutes (`bytes`: its phases, or its gathered runs where the layer's GEMM reads those),
+    /// from the codes `input` taken `+ off`.
+    #[allow(clippy::too_many_arguments)]
+    fn permuted_sums(
+        &self,
+        geom: &ConvGeom,
+        bytes: &BytePermute,
+        input: &[i32],
+        off: i64,
+        w: &LaneParams<u8>,
+        s: &mut Scratch,
+        sums: &mut Vec<i32>,
+    ) -> SumLayout {
+        let ph = Phases::geometry(geom);
+        let gathered = !w.gathered.is_empty();
+        // The permutes read the codes as u8 lanes, and a window's worth past them.
+        let (src, dst) = if gathered { (&mut s.u8, &mut s.u8_c) } else { (&mut s.u8_c, &mut s.u8) };
+        let src = scratch_prefix(src, input.len() + BytePermute::SOURCE_SLACK);
+        convert(input, src, |k| u8::code(i64::from(k) + off), self.isa);
+        // What the GEMM reads (the phases' slack of discarded columns, or a panel past the
+        // gathered runs) and the vector the permutes write past their layout.
+        let len = if gathered { bytes.laid_len() + int16::NR } else { ph.laid_len(geom) };
+        bytes.lay(src, u8::code(off), scratch_prefix(dst, len.max(bytes.laid_len() + BytePermute::WRITE_SLACK)));
+        self.phase_sums(geom, &ph, w, s, sums, gathered)
     }
 
     /// The sums over the input taps `w` holds of a convolution whose input phases `ph` are in
@@ -988,6 +1039,7 @@ impl FixedEngine<'_> {
         w: &LaneParams<L>,
         s: &mut Scratch,
         sums: &mut Vec<i32>,
+        laid_gathered: bool,
     ) -> SumLayout {
         let og = geom.out_c / geom.groups;
         let (codes, cols, gathered) = L::gemm_scratch(s);
@@ -995,7 +1047,10 @@ impl FixedEngine<'_> {
         let n = if gather { geom.pixels() } else { ph.n };
         let sums = scratch_prefix(sums, geom.out_c * n);
         for (grp, (wts, runs)) in w.packed.iter().zip(&w.runs).enumerate() {
-            if gather {
+            if laid_gathered {
+                // Every group's runs are already gathered, group after group.
+                int16::pack_runs(&w.gathered, n, &gathered[grp * runs.len() * n..], cols, self.isa);
+            } else if gather {
                 // The packer reads whole panels: a panel's worth of slack after the last run.
                 ph.gather(geom, codes, runs, int16::NR, gathered);
                 int16::pack_runs(&w.gathered, n, gathered, cols, self.isa);
@@ -1051,7 +1106,7 @@ impl FixedEngine<'_> {
                         phases = Some(Phases::new(&geom, input, digit, 0, self.isa, &mut s.i16));
                     }
                     let ph = phases.as_ref().expect("phases of the first pass");
-                    self.phase_sums(&geom, ph, w, s, &mut sums)
+                    self.phase_sums(&geom, ph, w, s, &mut sums, false)
                 }
             };
             let sums = &sums[..p.bias_acc.len() * layout.per_row];

@@ -371,13 +371,13 @@ impl Phases {
         isa: Isa,
         out: &mut Vec<A>,
     ) -> Self {
-        let Phases { wq, chan, taps, n } = Self::geometry(g);
+        let geometry = Self::geometry(g);
+        let len = geometry.laid_len(g);
+        let Phases { wq, chan, taps, n } = geometry;
         let ([sh, sw], [pt, pl, pb, pr]) = (g.window.stride, g.window.pads);
         let plane = chan / (sh * sw);
         // Virtual columns read on past their phase (into the next one, or into this tail): only
         // discarded sums see those values.
-        let reach = (g.in_c - 1) * chan + taps.iter().max().unwrap_or(&0) + n.div_ceil(READ_PAST) * READ_PAST;
-        let len = (g.in_c * chan).max(reach);
         let (hw, w) = (g.in_h * g.in_w, g.in_w);
         if [sh, sw] == [1, 1] && [pt, pl, pb, pr] == [0; 4] {
             // No padding at all (a pointwise convolution): the channels lie back to back as in
@@ -436,6 +436,15 @@ impl Phases {
             }
         }
         Phases { wq, chan, taps, n }
+    }
+
+    /// Elements [`Phases::new`] lays out: every channel's phases and the slack the runs read
+    /// past them (virtual columns read on past their phase, into the next one or this tail:
+    /// only discarded sums see those values).
+    pub fn laid_len(&self, g: &ConvGeom) -> usize {
+        let reach =
+            (g.in_c - 1) * self.chan + self.taps.iter().max().unwrap_or(&0) + self.n.div_ceil(READ_PAST) * READ_PAST;
+        (g.in_c * self.chan).max(reach)
     }
 
     /// How sums over the virtual columns lie: one segment of `out_w` real outputs per `wq`.

@@ -7,6 +7,7 @@ pub mod float;
 pub mod int16;
 pub mod kernels;
 pub mod paired;
+pub mod permute;
 pub mod runner;
 pub mod sgemm;
 
