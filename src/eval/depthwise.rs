@@ -112,7 +112,7 @@ impl MaskedTaps {
     /// `[out_c][pixels]` in the first `out_c * pixels` elements of `out` (see
     /// [`scratch_prefix`]), in `L`'s arithmetic (exact for the integer engine's codes within
     /// the bounds it checked).
-    pub fn run<L: MaskedLane>(&self, input: &[L], weight: &[L::Weight], out: &mut Vec<L>) -> SumLayout {
+    pub fn run<L: MaskedLane>(&self, input: &[L], weight: &[L::Weight], out: &mut Vec<L::Sum>) -> SumLayout {
         let taps = self.offsets.len();
         let out_c = weight.len() / taps;
         assert!(input.len() >= out_c / self.mult * self.plane, "a depthwise input shorter than its channels");
@@ -132,14 +132,17 @@ impl MaskedTaps {
     }
 }
 
-/// A lane type of the masked kernel: f32 (the float engine) or i32 (the integer engine's codes).
+/// An input lane type of the masked kernel: f32 (the float engine) or i16 (the integer
+/// engine's codes, summed in i32).
 pub trait MaskedLane: Copy + Default {
     /// The weights as the kernel broadcasts them.
     type Weight: Copy;
+    /// The sums' type.
+    type Sum: Copy + Default;
     /// # Safety
     /// The machine has AVX-512 and `sums` holds `out_c * pixels + 16` elements.
     #[cfg(target_arch = "x86_64")]
-    unsafe fn sweep(t: &MaskedTaps, input: &[Self], weight: &[Self::Weight], sums: &mut [Self]);
+    unsafe fn sweep(t: &MaskedTaps, input: &[Self], weight: &[Self::Weight], sums: &mut [Self::Sum]);
 }
 
 /// The i32 kernel's weight: a code that fits i16, held as the i32 whose low half it is and
@@ -161,19 +164,24 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     /// A lane type's vector operations.
-    pub trait Ops<T, W> {
+    pub trait Ops<T, S, W> {
         type V: Copy;
         unsafe fn zero() -> Self::V;
         unsafe fn load(mask: u16, at: *const T) -> Self::V;
         unsafe fn mac(acc: Self::V, x: Self::V, w: W) -> Self::V;
         unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
         /// Store the lanes `keep` together at `at` (all sixteen lanes are written).
-        unsafe fn store(at: *mut T, keep: u16, v: Self::V);
+        unsafe fn store(at: *mut S, keep: u16, v: Self::V);
     }
 
     /// The sweep over every channel and block.
     #[inline(always)]
-    pub unsafe fn sweep<T: Copy, W: Copy, O: Ops<T, W>>(t: &MaskedTaps, input: &[T], weight: &[W], sums: &mut [T]) {
+    pub unsafe fn sweep<T: Copy, S: Copy, W: Copy, O: Ops<T, S, W>>(
+        t: &MaskedTaps,
+        input: &[T],
+        weight: &[W],
+        sums: &mut [S],
+    ) {
         let taps = t.offsets.len();
         debug_assert!(sums.len() >= weight.len() / taps * t.pixels + LANES);
         for (o, w) in weight.chunks_exact(taps).enumerate() {
@@ -182,9 +190,9 @@ mod avx512 {
             // The common windows with their tap counts known to the compiler (unrolled, offsets
             // and weights in registers).
             match taps {
-                9 => channel::<T, W, O>(t, src, w, dst, 9),
-                25 => channel::<T, W, O>(t, src, w, dst, 25),
-                k => channel::<T, W, O>(t, src, w, dst, k),
+                9 => channel::<T, S, W, O>(t, src, w, dst, 9),
+                25 => channel::<T, S, W, O>(t, src, w, dst, 25),
+                k => channel::<T, S, W, O>(t, src, w, dst, k),
             }
         }
     }
@@ -192,7 +200,13 @@ mod avx512 {
     /// One channel of a window of `k` taps: each block's taps summed in two chains (one would
     /// wait on its previous multiply-add at every tap), the blocks independent.
     #[inline(always)]
-    unsafe fn channel<T: Copy, W: Copy, O: Ops<T, W>>(t: &MaskedTaps, src: *const T, w: &[W], dst: *mut T, k: usize) {
+    unsafe fn channel<T: Copy, S: Copy, W: Copy, O: Ops<T, S, W>>(
+        t: &MaskedTaps,
+        src: *const T,
+        w: &[W],
+        dst: *mut S,
+        k: usize,
+    ) {
         let (offs, w) = (&t.offsets[..k], &w[..k]);
         for (blk, masks) in t.blocks.iter().zip(t.masks.chunks_exact(k)) {
             let at = src.wrapping_add(blk.src);
@@ -211,7 +225,7 @@ mod avx512 {
     }
 
     pub struct F32;
-    impl Ops<f32, f32> for F32 {
+    impl Ops<f32, f32, f32> for F32 {
         type V = __m512;
         #[inline(always)]
         unsafe fn zero() -> __m512 {
@@ -237,15 +251,15 @@ mod avx512 {
     }
 
     pub struct I32;
-    impl Ops<i32, super::PairWeight> for I32 {
+    impl Ops<i16, i32, super::PairWeight> for I32 {
         type V = __m512i;
         #[inline(always)]
         unsafe fn zero() -> __m512i {
             _mm512_setzero_si512()
         }
         #[inline(always)]
-        unsafe fn load(mask: u16, at: *const i32) -> __m512i {
-            _mm512_maskz_loadu_epi32(mask, at)
+        unsafe fn load(mask: u16, at: *const i16) -> __m512i {
+            _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(mask, at))
         }
         #[inline(always)]
         unsafe fn mac(acc: __m512i, x: __m512i, w: super::PairWeight) -> __m512i {
@@ -264,30 +278,33 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub unsafe fn sweep_f32(t: &MaskedTaps, input: &[f32], weight: &[f32], sums: &mut [f32]) {
-        sweep::<f32, f32, F32>(t, input, weight, sums);
+        sweep::<f32, f32, f32, F32>(t, input, weight, sums);
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub unsafe fn sweep_i32(t: &MaskedTaps, input: &[i32], weight: &[super::PairWeight], sums: &mut [i32]) {
-        sweep::<i32, super::PairWeight, I32>(t, input, weight, sums);
+    pub unsafe fn sweep_i16(t: &MaskedTaps, input: &[i16], weight: &[super::PairWeight], sums: &mut [i32]) {
+        sweep::<i16, i32, super::PairWeight, I32>(t, input, weight, sums);
     }
 }
 
 impl MaskedLane for f32 {
     type Weight = f32;
+    type Sum = f32;
     #[cfg(target_arch = "x86_64")]
     unsafe fn sweep(t: &MaskedTaps, input: &[f32], weight: &[f32], sums: &mut [f32]) {
         avx512::sweep_f32(t, input, weight, sums);
     }
 }
 
-/// Input codes must lie within i16 (see [`PairWeight`]): the integer engine checks that of the
-/// layer's input format before it builds the kernel.
-impl MaskedLane for i32 {
+/// Codes that fit i16 (the integer engine checks the layer's input format before it builds
+/// the kernel), read sixteen at a time (32 bytes: half the cache lines an i32 vector crosses)
+/// and widened to i32 lanes.
+impl MaskedLane for i16 {
     type Weight = PairWeight;
+    type Sum = i32;
     #[cfg(target_arch = "x86_64")]
-    unsafe fn sweep(t: &MaskedTaps, input: &[i32], weight: &[PairWeight], sums: &mut [i32]) {
-        avx512::sweep_i32(t, input, weight, sums);
+    unsafe fn sweep(t: &MaskedTaps, input: &[i16], weight: &[PairWeight], sums: &mut [i32]) {
+        avx512::sweep_i16(t, input, weight, sums);
     }
 }
 
@@ -378,7 +395,7 @@ mod tests {
         for g in &cases {
             let taps = MaskedTaps::new(g, Isa::Avx512Vnni).expect("a masked geometry");
             let k = g.window.kernel[0] * g.window.kernel[1];
-            let x: Vec<i32> = (0..g.in_c * g.in_h * g.in_w).map(|i| (i as i32 * 7919 % 511) - 255).collect();
+            let x: Vec<i16> = (0..g.in_c * g.in_h * g.in_w).map(|i| (i as i32 * 7919 % 511 - 255) as i16).collect();
             let w: Vec<i64> = (0..g.out_c * k).map(|i| (i as i64 * 104_729 % 65_535) - 32_768).collect();
             let expect = reference(
                 g,

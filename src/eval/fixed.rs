@@ -967,7 +967,10 @@ impl FixedEngine<'_> {
         let q = p.int.as_ref().expect("integer parameters");
         let geom = conv_geom(self.graph, node);
         if let (Some((taps, w)), Some(x)) = (&q.masked, C::as_i32(input)) {
-            let layout = taps.run(x, w, &mut s.i32);
+            // The codes fit i16 (checked when the kernel was built).
+            let codes = scratch_prefix(&mut s.i16, x.len());
+            convert(x, codes, |k| k as i16, self.isa);
+            let layout = taps.run(codes, w, &mut s.i32);
             return self.finish_i32(idx, node, p, layout, out, &s.i32);
         }
         if p.depthwise {
