@@ -1058,11 +1058,15 @@ fn embedded_net_equals_reference(name: &str, depthwise_layers: usize, gathered_l
     // one of them strided).
     let masked_layers = if detected_isa() == Isa::Avx512Vnni { depthwise_layers } else { 0 };
     // With AVX-512 VBMI too, the u8 convs whose inputs are dealt into stride phases or
-    // gathered take byte permutes: ResNet's two 3x3 convs into 4x4 outputs (gathered), its
-    // stride-2 3x3 conv from 14x14 and its two stride-2 1x1 shortcuts; MobileNet's stride-2
-    // stem reads a 28x28 map, wider than the permutes reach.
+    // gathered take byte permutes: ResNet's stride-2 stem, its two 3x3 convs into 4x4 outputs
+    // (gathered), its stride-2 3x3 conv from 14x14 and its two stride-2 1x1 shortcuts;
+    // MobileNet's stride-2 stem (its depthwise convs are masked, its pointwise ones unpadded).
     let vbmi = detected_isa() == Isa::Avx512Vnni && is_x86_feature_detected!("avx512vbmi");
-    let permuted_layers = if vbmi && name == "resnet-fashion" { 5 } else { 0 };
+    let permuted_layers = match name {
+        "resnet-fashion" if vbmi => 6,
+        "mbv2-fashion" if vbmi => 1,
+        _ => 0,
+    };
     let (g, ds) = (shipped_model(name), shipped_test_data(name));
     let n = 100;
     let xs = inputs_f64(&ds, n);

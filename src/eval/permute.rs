@@ -5,9 +5,9 @@
 //! Both layouts are a fixed map from each output byte of a channel to one input byte of the
 //! channel or to the padding, which depends on the geometry alone. Laid out row by row (the
 //! general [`Phases::new`]), a stride-2 conv's small rows cost a call and a few scalar moves
-//! each: on a 14x14 map, dealing its input took as long as its GEMM. Here each output vector
-//! is one or two `vpermt2b` over a 256-byte window of the channel's codes, whose indices and
-//! masks the layer computes once.
+//! each: on a 14x14 map, dealing its input took as long as its GEMM. Here each piece of up to
+//! sixty-four output bytes is one or two `vpermt2b` over a 256-byte window of the channel's
+//! codes, whose indices and masks the layer computes once.
 
 use super::kernels::{ConvGeom, Phases};
 
@@ -16,10 +16,12 @@ const VEC: usize = 64;
 /// Bytes of a channel one output vector may draw from (two `vpermt2b` of 128 each).
 const WINDOW: usize = 256;
 
-/// One output vector: the window of the channel it draws from, each byte's index in it (the
-/// low seven bits within its half), and which bytes come from each half (the rest are padding).
+/// Up to one output vector: where it lies in the channel's layout, the window of the channel it
+/// draws from, each byte's index in it (the low seven bits within its half), and which bytes
+/// come from each half (the rest are padding).
 #[derive(Debug, Clone)]
 struct Piece {
+    at: usize,
     base: usize,
     index: [u8; VEC],
     low: u64,
@@ -38,7 +40,8 @@ pub struct BytePermute {
 }
 
 impl BytePermute {
-    /// The phase layout of `g`'s input (what [`Phases::new`] lays out, before its slack).
+    /// The phase layout of `g`'s input (what [`Phases::new`] lays out, before its slack); None
+    /// where the machine has no AVX-512 VBMI.
     pub fn phases(g: &ConvGeom) -> Option<Self> {
         Self::from_map(g, &phase_map(g))
     }
@@ -56,34 +59,44 @@ impl BytePermute {
         Self::from_map(g, &out)
     }
 
-    /// The layout whose channel byte `j` is input byte `map[j]` of the channel (None: padding),
-    /// where every output vector's bytes lie within one window.
+    /// The layout whose channel byte `j` is input byte `map[j]` of the channel (None: padding):
+    /// pieces of up to 64 output bytes, each drawing from one window (a piece ends early where
+    /// the next byte lies outside it: where a vector would cross from one stride phase's last
+    /// rows to the next one's first, or on wide maps).
     fn from_map(g: &ConvGeom, map: &[Option<usize>]) -> Option<Self> {
         if !vbmi() {
             return None;
         }
-        let pieces = map
-            .chunks(VEC)
-            .map(|bytes| {
-                let base = bytes.iter().flatten().min().copied().unwrap_or(0);
-                let mut piece = Piece { base, index: [0; VEC], low: 0, high: 0 };
-                for (i, src) in bytes.iter().enumerate() {
-                    if let Some(s) = *src {
-                        let off = s - base;
-                        if off >= WINDOW {
-                            return None;
-                        }
-                        piece.index[i] = (off % 128) as u8;
-                        if off < 128 {
-                            piece.low |= 1 << i;
-                        } else {
-                            piece.high |= 1 << i;
-                        }
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        while at < map.len() {
+            let (mut lo, mut hi) = (usize::MAX, 0);
+            let mut len = 0;
+            while at + len < map.len() && len < VEC {
+                if let Some(s) = map[at + len] {
+                    if lo != usize::MAX && (s.max(hi) - s.min(lo)) >= WINDOW {
+                        break;
+                    }
+                    (lo, hi) = (s.min(lo), s.max(hi));
+                }
+                len += 1;
+            }
+            let base = if lo == usize::MAX { 0 } else { lo };
+            let mut piece = Piece { at, base, index: [0; VEC], low: 0, high: 0 };
+            for (i, src) in map[at..at + len].iter().enumerate() {
+                if let Some(s) = *src {
+                    let off = s - base;
+                    piece.index[i] = (off % 128) as u8;
+                    if off < 128 {
+                        piece.low |= 1 << i;
+                    } else {
+                        piece.high |= 1 << i;
                     }
                 }
-                Some(piece)
-            })
-            .collect::<Option<Vec<_>>>()?;
+            }
+            pieces.push(piece);
+            at += len;
+        }
         Some(BytePermute { pieces, per_channel: map.len(), plane: g.in_h * g.in_w, channels: g.in_c })
     }
 
@@ -148,7 +161,7 @@ fn phase_map(g: &ConvGeom) -> Vec<Option<usize>> {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{BytePermute, VEC};
+    use super::BytePermute;
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi")]
@@ -157,7 +170,7 @@ mod avx512 {
         for c in 0..t.channels {
             let from = src.as_ptr().add(c * t.plane);
             let to = out.as_mut_ptr().add(c * t.per_channel);
-            for (i, p) in t.pieces.iter().enumerate() {
+            for p in &t.pieces {
                 let at = from.add(p.base);
                 let index = _mm512_loadu_si512(p.index.as_ptr() as *const _);
                 let low = _mm512_permutex2var_epi8(
@@ -174,9 +187,9 @@ mod avx512 {
                     );
                     v = _mm512_mask_mov_epi8(v, p.high, high);
                 }
-                // Whole vectors: a channel's last one runs on into the next channel (written
-                // after) or into the slack.
-                _mm512_storeu_si512(to.add(i * VEC) as *mut _, v);
+                // Whole vectors: a piece's stray bytes land where the next piece (or the next
+                // channel's first) writes after, or in the slack.
+                _mm512_storeu_si512(to.add(p.at) as *mut _, v);
             }
         }
     }
@@ -203,6 +216,9 @@ mod tests {
         for g in [
             geom(3, [14, 14], [3, 3], [2, 2], [1, 1, 1, 1]),
             geom(2, [7, 7], [3, 3], [2, 2], [1, 1, 1, 1]),
+            // Wide maps, whose pieces end where a vector would span more than a window.
+            geom(2, [28, 28], [3, 3], [2, 2], [1, 1, 1, 1]),
+            geom(1, [20, 150], [5, 5], [3, 2], [2, 2, 2, 2]),
             geom(3, [9, 5], [3, 2], [2, 1], [0, 1, 1, 0]),
             geom(2, [6, 6], [3, 3], [1, 1], [1, 1, 1, 1]),
         ] {
@@ -225,8 +241,5 @@ mod tests {
             t.lay(&src, pad, &mut got);
             assert_eq!(got[..n], gathered[..n], "{g:?}");
         }
-        // A vector spanning more than two permutes reach (the phases of a 28x28 map, whose
-        // vectors cross from one phase's last rows to the next one's first): not permuted.
-        assert!(BytePermute::phases(&geom(1, [28, 28], [3, 3], [2, 2], [1; 4])).is_none());
     }
 }
