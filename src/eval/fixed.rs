@@ -422,8 +422,9 @@ fn vector_requant<A: Sum>(
 fn fold_thresholds<A: Sum>(rq: Requant<A>, code: impl Fn(i64) -> i64) -> Requant<A> {
     let ((t_lo, k_lo), (t_hi, k_hi)) = (rq.below, rq.above);
     let (t_lo, t_hi): (i64, i64) = (t_lo.into(), t_hi.into());
-    let lower = (t_lo != A::MIN.into()).then_some((k_lo, code(t_lo - 1) <= k_lo.into() && k_lo.into() <= code(t_lo)));
-    let upper = (t_hi != A::MAX.into()).then_some((k_hi, code(t_hi) <= k_hi.into() && k_hi.into() <= code(t_hi + 1)));
+    // Lazily: `t_lo - 1` and `t_hi + 1` are formed only for thresholds inside `A`.
+    let lower = (t_lo != A::MIN.into()).then(|| (k_lo, code(t_lo - 1) <= k_lo.into() && k_lo.into() <= code(t_lo)));
+    let upper = (t_hi != A::MAX.into()).then(|| (k_hi, code(t_hi) <= k_hi.into() && k_hi.into() <= code(t_hi + 1)));
     let (lo, hi) = (lower.map_or(rq.lo, |(k, _)| k.max(rq.lo)), upper.map_or(rq.hi, |(k, _)| k.min(rq.hi)));
     let exact = lower.is_none_or(|(_, ok)| ok) && upper.is_none_or(|(_, ok)| ok);
     if exact && lo <= hi {
