@@ -294,6 +294,23 @@ impl IntParams {
             let bias = u8_shift.map_or(bias_acc, |(_, b)| b);
             (Epilogue::new(node, bias, frac_acc, out, arith, accumulator), None)
         };
+        let u8_lanes =
+            if u8 { LaneParams::new(node, geom, w_codes, 0..fan_in, depthwise, isa) } else { LaneParams::empty() };
+        // Where the row-by-row layout deals columns into stride phases or gathers runs (as the
+        // u8 lanes' GEMM reads them); a stride-1 conv's rows are copied whole (a pointwise
+        // conv's input as it lies).
+        let permuted = match geom {
+            Some(g) if u8 && !depthwise && isa == Isa::Avx512Vnni => {
+                if !u8_lanes.gathered.is_empty() {
+                    BytePermute::gathered(g)
+                } else if g.window.stride[1] > 1 {
+                    BytePermute::phases(g)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
         IntParams {
             blocks,
             narrow,
@@ -303,23 +320,10 @@ impl IntParams {
             } else {
                 LaneParams::new(node, geom, w_codes, 0..fan_in, depthwise, isa)
             },
-            u8: if u8 { LaneParams::new(node, geom, w_codes, 0..fan_in, depthwise, isa) } else { LaneParams::empty() },
+            u8: u8_lanes,
             dw: if depthwise { w_codes.iter().map(|&k| k as i32).collect() } else { Vec::new() },
             masked: None,
-            // Where the row-by-row layout deals columns into stride phases or gathers runs; a
-            // stride-1 conv's rows are copied whole (a pointwise conv's input as it lies).
-            permuted: match geom {
-                Some(g) if u8 && !depthwise && isa == Isa::Avx512Vnni => {
-                    if Phases::geometry(g).gather_pays(g) {
-                        BytePermute::gathered(g)
-                    } else if g.window.stride[1] > 1 {
-                        BytePermute::phases(g)
-                    } else {
-                        None
-                    }
-                }
-                _ => None,
-            },
+            permuted,
             u8_offset: u8_shift.map_or(0, |(offset, _)| offset),
         }
     }
@@ -833,10 +837,8 @@ impl<'g> FixedEngine<'g> {
                         Precision::F32 | Precision::F64 | Precision::I128 => None,
                     });
                     let gathered = lanes.is_some_and(|g| !g.is_empty());
-                    // The masked kernel reads i32 codes (`Code::as_i32`): the engine stores them
-                    // where every format's fit.
-                    let masked = self.narrow && p.int.as_ref().is_some_and(|q| q.masked.is_some());
-                    let permuted = self.narrow && p.int.as_ref().is_some_and(|q| q.permuted.is_some());
+                    let masked = p.int.as_ref().is_some_and(|q| q.masked.is_some());
+                    let permuted = p.int.as_ref().is_some_and(|q| q.permuted.is_some());
                     Some(Kernel { precision: p.precision, depthwise: p.depthwise, gathered, masked, permuted })
                 }
                 QNode::Add { .. } | QNode::Plain => None,
@@ -967,10 +969,10 @@ impl FixedEngine<'_> {
     ) {
         let q = p.int.as_ref().expect("integer parameters");
         let geom = conv_geom(self.graph, node);
-        if let (Some((taps, w)), Some(x)) = (&q.masked, C::as_i32(input)) {
+        if let Some((taps, w)) = &q.masked {
             // The codes fit i16 (checked when the kernel was built).
-            let codes = scratch_prefix(&mut s.i16, x.len());
-            convert(x, codes, |k| k as i16, self.isa);
+            let codes = scratch_prefix(&mut s.i16, input.len());
+            convert(input, codes, |k| k.load() as i16, self.isa);
             let layout = taps.run(codes, w, &mut s.i32);
             return self.finish_i32(idx, node, p, layout, out, &s.i32);
         }
@@ -981,9 +983,9 @@ impl FixedEngine<'_> {
         let mut sums = std::mem::take(&mut s.i32);
         // Lane codes `k + offset` (see `IntParams::u8_offset`); the padding is a zero input's.
         let off = q.u8_offset;
-        let layout = match (&q.permuted, C::as_i32(input)) {
-            (Some(bytes), Some(x)) => self.permuted_sums(&geom, bytes, x, off, &q.u8, s, &mut sums),
-            _ => self.conv_sums(&geom, input, |k| L::code(k.load() + off), L::code(off), L::params(q), s, &mut sums),
+        let layout = match &q.permuted {
+            Some(bytes) => self.permuted_sums(&geom, bytes, input, off, &q.u8, s, &mut sums),
+            None => self.conv_sums(&geom, input, |k| L::code(k.load() + off), L::code(off), L::params(q), s, &mut sums),
         };
         self.finish_i32(idx, node, p, layout, out, &sums);
         s.i32 = sums;
@@ -1011,11 +1013,11 @@ impl FixedEngine<'_> {
     /// permutes (`bytes`: its phases, or its gathered runs where the layer's GEMM reads those),
     /// from the codes `input` taken `+ off`.
     #[allow(clippy::too_many_arguments)]
-    fn permuted_sums(
+    fn permuted_sums<C: Code>(
         &self,
         geom: &ConvGeom,
         bytes: &BytePermute,
-        input: &[i32],
+        input: &[C],
         off: i64,
         w: &LaneParams<u8>,
         s: &mut Scratch,
@@ -1026,7 +1028,7 @@ impl FixedEngine<'_> {
         // The permutes read the codes as u8 lanes, and a window's worth past them.
         let (src, dst) = if gathered { (&mut s.u8, &mut s.u8_c) } else { (&mut s.u8_c, &mut s.u8) };
         let src = scratch_prefix(src, input.len() + BytePermute::SOURCE_SLACK);
-        convert(input, src, |k| u8::code(i64::from(k) + off), self.isa);
+        convert(input, src, |k| u8::code(k.load() + off), self.isa);
         // What the GEMM reads (the phases' slack of discarded columns, or a panel past the
         // gathered runs) and the vector the permutes write past their layout.
         let len = if gathered { bytes.laid_len() + int16::NR } else { ph.laid_len(geom) };

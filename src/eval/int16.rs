@@ -277,8 +277,6 @@ pub trait Code: Sum + PartialOrd {
     fn load(self) -> i64;
     /// An integral `x` within this type (a clamped code), converted.
     fn from_f64(x: f64) -> Self;
-    /// Codes of this type as i32, where they are i32 (kernels that read i32 codes directly).
-    fn as_i32(codes: &[Self]) -> Option<&[i32]>;
 }
 
 impl Code for i32 {
@@ -291,9 +289,6 @@ impl Code for i32 {
     fn from_f64(x: f64) -> i32 {
         x as i32
     }
-    fn as_i32(codes: &[i32]) -> Option<&[i32]> {
-        Some(codes)
-    }
 }
 
 impl Code for i64 {
@@ -305,9 +300,6 @@ impl Code for i64 {
     }
     fn from_f64(x: f64) -> i64 {
         x as i64
-    }
-    fn as_i32(_: &[i64]) -> Option<&[i32]> {
-        None
     }
 }
 

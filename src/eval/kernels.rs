@@ -376,8 +376,6 @@ impl Phases {
         let Phases { wq, chan, taps, n } = geometry;
         let ([sh, sw], [pt, pl, pb, pr]) = (g.window.stride, g.window.pads);
         let plane = chan / (sh * sw);
-        // Virtual columns read on past their phase (into the next one, or into this tail): only
-        // discarded sums see those values.
         let (hw, w) = (g.in_h * g.in_w, g.in_w);
         if [sh, sw] == [1, 1] && [pt, pl, pb, pr] == [0; 4] {
             // No padding at all (a pointwise convolution): the channels lie back to back as in
