@@ -83,8 +83,11 @@ pub fn load(dir: &Path, target: &Target) -> Result<Dataset, DataError> {
     }
     let order = interleave(&files);
     let size = [h as u32, w as u32];
-    let pixels: Vec<Vec<f32>> =
-        order.par_iter().map(|&(k, i)| read_image(&files[k][i], c, size, target.resize)).collect::<Result<_, _>>()?;
+    // Collected whole before the first error is taken, so the error names the first bad file in
+    // reading order, whichever thread met a bad file first (rayon's Result collect keeps any one).
+    let read: Vec<Result<Vec<f32>, DataError>> =
+        order.par_iter().map(|&(k, i)| read_image(&files[k][i], c, size, target.resize)).collect();
+    let pixels = read.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(Dataset {
         shape: target.shape.clone(),
         raw: pixels.into_iter().flatten().collect(),
