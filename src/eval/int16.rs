@@ -287,7 +287,13 @@ impl Code for i32 {
         i64::from(self)
     }
     fn from_f64(x: f64) -> i32 {
-        x as i32
+        // `as` saturates and maps NaN to 0 too, but LLVM lowers that one value at a time; the
+        // explicit select and clamp vectorize (the quantize loops convert whole images).
+        if x.is_nan() {
+            return 0;
+        }
+        // SAFETY: not NaN, and clamped into i32's range, so truncation fits.
+        unsafe { x.clamp(i32::MIN as f64, i32::MAX as f64).to_int_unchecked() }
     }
 }
 
@@ -745,6 +751,14 @@ mod avx512 {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn code_from_f64_converts_as_the_cast_does() {
+        let edge = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 3e9, -3e9, 2147483647.0, -2147483648.0, -0.0, 5.0];
+        for x in edge {
+            assert_eq!(i32::from_f64(x), x as i32, "{x}");
+        }
+    }
 
     /// The instruction sets of the integer carriers this machine has.
     fn isas() -> Vec<Isa> {
