@@ -412,8 +412,10 @@ fn requant_modes<A: Sum, C: Code>(
             (q + A::from_bool(r >= half)).clamp(lo, hi)
         }),
         Rounding::HalfEven => requant_with(acc, layout, bias, rq, out, |v| {
+            // Up where `r > half`, or `r == half` and `q` is odd: both at once as `r + odd > half`
+            // (`r < 2^s`, so the sum cannot overflow): one compare in place of three.
             let (q, r) = parts(v);
-            (q + A::from_bool((r > half) | ((r == half) & q.is_odd()))).clamp(lo, hi)
+            (q + A::from_bool(r + A::from_bool(q.is_odd()) > half)).clamp(lo, hi)
         }),
         Rounding::HalfAway => requant_with(acc, layout, bias, rq, out, |v| {
             let (q, r) = parts(v);
@@ -462,10 +464,20 @@ fn requant_loops<A: Sum, C: Code>(
 ) {
     let per_row = layout.per_row;
     if layout.seg_len == layout.seg_stride {
-        // Every sum is a real output: one long loop per row.
+        // Every sum is a real output. Rows in whole vectors, the last overlapping the one before
+        // (`code` is pure): LLVM's own loop unrolls by four vectors and leaves a 7x7 map's
+        // 49-code rows to its narrow remainder loops.
+        // (Plain loops: an iterator's `for_each` is a `fold` call that is not inlined into
+        // this target-feature function, and then runs without its vectors.)
         for ((row, dst), &b) in acc.chunks_exact(per_row).zip(out.chunks_exact_mut(per_row)).zip(bias) {
-            for (&a, o) in row.iter().zip(dst) {
-                o.write(code(a, b));
+            if per_row >= COPY {
+                row_in_chunks::<A, C, COPY>(row, dst, |a| code(a, b));
+            } else if per_row >= COPY / 2 {
+                row_in_chunks::<A, C, { COPY / 2 }>(row, dst, |a| code(a, b));
+            } else {
+                for (&a, o) in row.iter().zip(dst) {
+                    o.write(code(a, b));
+                }
             }
         }
         return;
@@ -479,6 +491,24 @@ fn requant_loops<A: Sum, C: Code>(
         requant_segments::<A, C, COPY>(acc, layout, bias, out, code);
     } else {
         requant_segments::<A, C, { COPY / 2 }>(acc, layout, bias, out, code);
+    }
+}
+
+/// `dst[i] = code(row[i])` in chunks of `N <= row.len()`, the last one ending at the row's end.
+#[inline(always)]
+fn row_in_chunks<A: Sum, C: Code, const N: usize>(row: &[A], dst: &mut [MaybeUninit<C>], code: impl Fn(A) -> C) {
+    let n = row.len();
+    let mut at = 0;
+    loop {
+        let chunk: &[A; N] = row[at..at + N].try_into().expect("a whole chunk");
+        let to: &mut [MaybeUninit<C>; N] = (&mut dst[at..at + N]).try_into().expect("a whole chunk");
+        for (t, &a) in to.iter_mut().zip(chunk) {
+            t.write(code(a));
+        }
+        if at + N == n {
+            return;
+        }
+        at = (at + N).min(n - N);
     }
 }
 
@@ -912,7 +942,7 @@ mod tests {
                     let no = Requant::<A>::no_clip();
                     let (below, above) = [no, ((A::default(), A::default()), no.1), clip][act];
                     let rq = Requant { shift, rounding, below, above, lo: a(lo), hi: a(hi) };
-                    let acc: Vec<A> = (0..64)
+                    let acc: Vec<A> = (0..128)
                         .map(|i| match i % 4 {
                             0 => a(rng.random_range(-(1i64 << mag)..1 << mag)),
                             1 => a(rng.random_range(-4096..4096)),
@@ -930,19 +960,29 @@ mod tests {
                     requant_rows(&acc, SumLayout::dense(16), &bias, &rq, &mut out, Isa::best());
                     let arith = Arith { rounding, overflow: Overflow::Saturate, range: RangeMode::TwosComplement };
                     let wide = |x: A| i128::from(x.into());
-                    for (i, (&x, &got)) in acc.iter().zip(&out).enumerate() {
-                        let mut v = wide(x) + wide(bias[i / 16]);
+                    let want = |x: A, b: A| {
+                        let mut v = wide(x) + wide(b);
                         if relu {
                             v = v.max(0);
                         }
-                        let want = if act == 2 && v < wide(clip.0 .0) {
+                        if act == 2 && v < wide(clip.0 .0) {
                             clip.0 .1.into()
                         } else if act == 2 && v > wide(clip.1 .0) {
                             clip.1 .1.into()
                         } else {
                             requantize(v, fmt.frac + shift, fmt, arith)
-                        };
-                        assert_eq!(got, want, "{rounding:?} shift {shift} activation {act} acc {x:?}");
+                        }
+                    };
+                    for (i, (&x, &got)) in acc.iter().zip(&out).enumerate() {
+                        assert_eq!(got, want(x, bias[i / 16]), "{rounding:?} shift {shift} activation {act} acc {x:?}");
+                    }
+                    // Dense rows of other lengths: in whole vectors with an overlapping last
+                    // one, in half vectors, or one code at a time.
+                    for per_row in [5, 12, 21, 29, 32] {
+                        let mut got: Vec<i64> = Vec::new();
+                        requant_rows(&acc, SumLayout::dense(per_row), &bias, &rq, &mut got, Isa::best());
+                        let exp: Vec<i64> = (0..4 * per_row).map(|i| want(acc[i], bias[i / per_row])).collect();
+                        assert_eq!(got, exp, "{rounding:?} shift {shift} activation {act} rows of {per_row}");
                     }
                     // The same codes stored as i32 (the engine's narrow storage).
                     let mut out32: Vec<i32> = Vec::new();
