@@ -121,3 +121,21 @@ pub fn uniform(graph: &Graph, ranges: &Ranges, spec: UniformSpec, arith: Arith) 
         .collect();
     Assignment { arith, input: activation_format(ranges, graph.input, spec.input, spec.unsigned), layers }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::max_abs_f32;
+
+    #[test]
+    fn max_abs_f32_is_the_scalar_maximum() {
+        for n in 0..70 {
+            let mut xs: Vec<f32> = (0..n).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.5).collect();
+            if n > 5 {
+                xs[n / 2] = -99.0;
+                xs[n - 3] = f32::NAN;
+            }
+            let want = xs.iter().fold(0f32, |m, x| m.max(x.abs()));
+            assert_eq!(max_abs_f32(&xs), want, "{n} values");
+        }
+    }
+}
