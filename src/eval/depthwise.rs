@@ -172,6 +172,17 @@ mod avx512 {
         unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
         /// Store the lanes `keep` together at `at` (all sixteen lanes are written).
         unsafe fn store(at: *mut S, keep: u16, v: Self::V);
+        /// One channel of `k` taps (see [`channel`]).
+        #[inline(always)]
+        unsafe fn channel(t: &MaskedTaps, src: *const T, w: &[W], dst: *mut S, k: usize)
+        where
+            Self: Sized,
+            T: Copy,
+            S: Copy,
+            W: Copy,
+        {
+            channel::<T, S, W, Self>(t, src, w, dst, k)
+        }
     }
 
     /// The sweep over every channel and block.
@@ -190,9 +201,9 @@ mod avx512 {
             // The common windows with their tap counts known to the compiler (unrolled, offsets
             // and weights in registers).
             match taps {
-                9 => channel::<T, S, W, O>(t, src, w, dst, 9),
-                25 => channel::<T, S, W, O>(t, src, w, dst, 25),
-                k => channel::<T, S, W, O>(t, src, w, dst, k),
+                9 => O::channel(t, src, w, dst, 9),
+                25 => O::channel(t, src, w, dst, 25),
+                k => O::channel(t, src, w, dst, k),
             }
         }
     }
@@ -274,7 +285,53 @@ mod avx512 {
             let v = if keep == u16::MAX { v } else { _mm512_maskz_compress_epi32(keep, v) };
             _mm512_storeu_si512(at as *mut _, v)
         }
+        /// Taps in pairs: the two taps' sixteen codes interleaved (one `vpermt2w`) into i32
+        /// lanes `(x_a, x_b)`, against the weight word `(w_a, w_b)`, so that one `vpdpwssd`
+        /// adds both products: per pair of taps two loads, a permute and a multiply-add, where
+        /// one tap at a time took a load, a widening and a multiply-add each. The products
+        /// wrap as i32 adds do: the sum is exact wherever it fits i32 (the layer's bound).
+        #[inline(always)]
+        unsafe fn channel(t: &MaskedTaps, src: *const i16, w: &[super::PairWeight], dst: *mut i32, k: usize) {
+            let (offs, w) = (&t.offsets[..k], &w[..k]);
+            // Word 2j from the first operand's word j, word 2j + 1 from the second's.
+            let interleave = _mm512_loadu_si512(INTERLEAVE.as_ptr().cast());
+            for (blk, masks) in t.blocks.iter().zip(t.masks.chunks_exact(k)) {
+                let at = src.wrapping_add(blk.src);
+                let load = |i: usize| _mm256_maskz_loadu_epi16(masks[i], at.wrapping_offset(offs[i]));
+                let (mut even, mut odd) = (Self::zero(), Self::zero());
+                for p in 0..k / 2 {
+                    let (a, b) = (2 * p, 2 * p + 1);
+                    let x = _mm512_permutex2var_epi16(
+                        _mm512_zextsi256_si512(load(a)),
+                        interleave,
+                        _mm512_zextsi256_si512(load(b)),
+                    );
+                    let pair = _mm512_set1_epi32(w[a].0 | w[b].0 << 16);
+                    if p % 2 == 0 {
+                        even = _mm512_dpwssd_epi32(even, x, pair);
+                    } else {
+                        odd = _mm512_dpwssd_epi32(odd, x, pair);
+                    }
+                }
+                if k % 2 == 1 {
+                    odd = Self::mac(odd, _mm512_cvtepi16_epi32(load(k - 1)), w[k - 1]);
+                }
+                Self::store(dst.add(blk.dst), blk.keep, Self::add(even, odd));
+            }
+        }
     }
+
+    /// The word indices of [`I32::channel`]'s interleave.
+    static INTERLEAVE: [i16; 32] = {
+        let mut idx = [0i16; 32];
+        let mut j = 0;
+        while j < 16 {
+            idx[2 * j] = j as i16;
+            idx[2 * j + 1] = 32 + j as i16;
+            j += 1;
+        }
+        idx
+    };
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub unsafe fn sweep_f32(t: &MaskedTaps, input: &[f32], weight: &[f32], sums: &mut [f32]) {
