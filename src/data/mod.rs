@@ -229,13 +229,11 @@ impl Preprocess {
         let mut hi = vec![f32::NEG_INFINITY; c];
         for (k, xs) in ds.raw.chunks(plane).enumerate() {
             let ch = k % c;
-            for &r in xs {
-                if r.is_nan() {
-                    return false;
-                }
-                lo[ch] = lo[ch].min(r);
-                hi[ch] = hi[ch].max(r);
-            }
+            let Some((l, h)) = extremes(xs) else {
+                return false;
+            };
+            lo[ch] = lo[ch].min(l);
+            hi[ch] = hi[ch].max(h);
         }
         (0..c).all(|ch| {
             if lo[ch] > hi[ch] {
@@ -436,9 +434,45 @@ pub fn load_for(
     load(images, labels, layout)
 }
 
+/// The least and the greatest of `xs` (infinities for none), or None if one is NaN: in sixteen
+/// independent lanes, so that it vectorizes (one running extreme with an early return stayed
+/// scalar, a tenth of a short run's time over a whole data set).
+fn extremes(xs: &[f32]) -> Option<(f32, f32)> {
+    const L: usize = 16;
+    let (mut lo, mut hi, mut nan) = ([f32::INFINITY; L], [f32::NEG_INFINITY; L], [false; L]);
+    let chunks = xs.chunks_exact(L);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for j in 0..L {
+            lo[j] = lo[j].min(c[j]);
+            hi[j] = hi[j].max(c[j]);
+            nan[j] |= c[j].is_nan();
+        }
+    }
+    if nan.contains(&true) || rest.iter().any(|r| r.is_nan()) {
+        return None;
+    }
+    let lo = rest.iter().chain(&lo).fold(f32::INFINITY, |m, &r| m.min(r));
+    let hi = rest.iter().chain(&hi).fold(f32::NEG_INFINITY, |m, &r| m.max(r));
+    Some((lo, hi))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extremes_are_the_scalar_ones_and_nan_is_none() {
+        for n in 0..60 {
+            let mut xs: Vec<f32> = (0..n).map(|i| ((i * 29 % 17) as f32 - 8.0) * 1.5).collect();
+            let want = xs.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| (l.min(x), h.max(x)));
+            assert_eq!(extremes(&xs), Some(want), "{n} values");
+            if n > 0 {
+                xs[n * 7 / 10] = f32::NAN;
+                assert_eq!(extremes(&xs), None, "a NaN among {n} values");
+            }
+        }
+    }
 
     fn ds() -> Dataset {
         // Two 3-channel 1x2 images.
