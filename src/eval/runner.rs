@@ -227,6 +227,20 @@ fn max_pool_body<T: Copy + PartialOrd>(input: &[T], shape: &[usize], w: &Window,
     let pairs = kw == 2 && sw == 2 && cols.iter().enumerate().all(|(ox, &c)| c == (2 * ox, 2 * ox + 2));
     let start = out.len();
     out.resize(start + n / (h * wd) * per_plane, input[0]);
+    if pairs && wd == 2 * o[2] {
+        // Every output row's window rows first, then the pairs of the whole tensor in one long
+        // loop (row by row, a 12- or 14-wide output row's pairs stayed scalar).
+        let rows = n / (h * wd) * o[1];
+        let mut maxima = vec![input[0]; rows * wd];
+        for (r, dst) in maxima.chunks_exact_mut(wd).enumerate() {
+            let (y0, y1) = clip(r % o[1], sh, w.pads[0], kh, h);
+            max_rows(&input[r / o[1] * h * wd..], wd, y0..y1, dst);
+        }
+        for (d, p) in out[start..].iter_mut().zip(maxima.chunks_exact(2)) {
+            *d = larger(p[0], p[1]);
+        }
+        return;
+    }
     let mut row_max = input[..wd].to_vec();
     for (plane, dst) in input.chunks_exact(h * wd).zip(out[start..].chunks_exact_mut(per_plane)) {
         for (oy, dst) in dst.chunks_exact_mut(o[2]).enumerate() {
