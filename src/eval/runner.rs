@@ -162,10 +162,17 @@ pub fn live_at(graph: &Graph, cut: usize) -> Vec<usize> {
 impl<T: Copy> Workspace<T> {
     /// Put saved values back (to resume a pass at a cut), each element through `conv` (saved
     /// values may be kept in another type).
-    pub fn load<S: Copy>(&mut self, ids: &[usize], vals: &[Vec<S>], conv: impl Fn(S) -> T) {
+    pub fn load<S: Copy>(&mut self, ids: &[usize], vals: &[Vec<S>], conv: impl Fn(S) -> T)
+    where
+        T: Default,
+    {
+        let isa = super::kernels::Isa::best();
         for (&v, x) in ids.iter().zip(vals) {
+            // Converted in a loop compiled for the machine's vectors (a search loads a saved
+            // prefix's codes for every image of every candidate).
             self.values[v].clear();
-            self.values[v].extend(x.iter().map(|&k| conv(k)));
+            self.values[v].resize(x.len(), T::default());
+            super::kernels::convert(x, &mut self.values[v], &conv, isa);
         }
     }
 
