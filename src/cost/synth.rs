@@ -309,7 +309,9 @@ pub fn synthesize(target: &Target, grid: &Grid, progress: &indicatif::ProgressBa
     let dir = std::env::temp_dir().join(format!("qdse-synth-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     progress.set_length(designs.len() as u64);
-    let results: Result<Vec<Measured>> = designs
+    // Every result kept, so that a failure reported is the first design's in grid order, not
+    // whichever a thread met first.
+    let results: Vec<Result<Measured>> = designs
         .par_iter()
         .map(|(tag, d)| {
             let r = measure(&dir, tag, *d, target);
@@ -319,7 +321,7 @@ pub fn synthesize(target: &Target, grid: &Grid, progress: &indicatif::ProgressBa
         .collect();
     let _ = std::fs::remove_dir_all(&dir);
     progress.finish_and_clear();
-    let mut all = results?;
+    let mut all = results.into_iter().collect::<Result<Vec<_>>>()?;
     let acc = all.split_off(grid.weight_bits.len() * grid.activation_bits.len());
     Ok(Synthesized { yosys, mult: all, acc })
 }

@@ -61,7 +61,8 @@ fn search_target(exp: &Experiment) -> Result<f64> {
 fn write_signals(exp: &Experiment, evaluations: &[Evaluation], path: &Path) -> Result<()> {
     use rayon::prelude::*;
     let kind = exp.settings.search.loss;
-    let rows: Vec<String> = evaluations
+    // Collected whole, then the first error in evaluation order (not whichever a thread met).
+    let rows: Vec<Result<String>> = evaluations
         .par_iter()
         .map(|e| -> Result<String> {
             let (s, h) = (exp.search(&e.assignment)?, exp.holdout(&e.assignment)?);
@@ -70,7 +71,8 @@ fn write_signals(exp: &Experiment, evaluations: &[Evaluation], path: &Path) -> R
             };
             Ok(format!("{},{},{}\n", e.id, m(&s), m(&h)))
         })
-        .collect::<Result<_>>()?;
+        .collect();
+    let rows = rows.into_iter().collect::<Result<Vec<_>>>()?;
     let mut text = String::from(
         "id,loss_search,flip_search,kl_search,soft_search,loss_holdout,flip_holdout,kl_holdout,soft_holdout\n",
     );
