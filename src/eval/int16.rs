@@ -13,7 +13,7 @@
 //! AVX2 neither is chosen and nothing here runs; the functions take the instruction set the
 //! engine chose ([`Isa`]).
 
-use super::kernels::{scratch_prefix, PANEL};
+use super::kernels::{convert_chunks, scratch_prefix, PANEL};
 pub use super::kernels::{Isa, SumLayout};
 use crate::fixed::Rounding;
 use std::mem::MaybeUninit;
@@ -470,13 +470,14 @@ fn requant_loops<A: Sum, C: Code>(
         // (Plain loops: an iterator's `for_each` is a `fold` call that is not inlined into
         // this target-feature function, and then runs without its vectors.)
         for ((row, dst), &b) in acc.chunks_exact(per_row).zip(out.chunks_exact_mut(per_row)).zip(bias) {
+            let code = |a: A| MaybeUninit::new(code(a, b));
             if per_row >= COPY {
-                row_in_chunks::<A, C, COPY>(row, dst, |a| code(a, b));
+                convert_chunks::<COPY, _, _>(row, dst, &code);
             } else if per_row >= COPY / 2 {
-                row_in_chunks::<A, C, { COPY / 2 }>(row, dst, |a| code(a, b));
+                convert_chunks::<{ COPY / 2 }, _, _>(row, dst, &code);
             } else {
                 for (&a, o) in row.iter().zip(dst) {
-                    o.write(code(a, b));
+                    *o = code(a);
                 }
             }
         }
@@ -491,24 +492,6 @@ fn requant_loops<A: Sum, C: Code>(
         requant_segments::<A, C, COPY>(acc, layout, bias, out, code);
     } else {
         requant_segments::<A, C, { COPY / 2 }>(acc, layout, bias, out, code);
-    }
-}
-
-/// `dst[i] = code(row[i])` in chunks of `N <= row.len()`, the last one ending at the row's end.
-#[inline(always)]
-fn row_in_chunks<A: Sum, C: Code, const N: usize>(row: &[A], dst: &mut [MaybeUninit<C>], code: impl Fn(A) -> C) {
-    let n = row.len();
-    let mut at = 0;
-    loop {
-        let chunk: &[A; N] = row[at..at + N].try_into().expect("a whole chunk");
-        let to: &mut [MaybeUninit<C>; N] = (&mut dst[at..at + N]).try_into().expect("a whole chunk");
-        for (t, &a) in to.iter_mut().zip(chunk) {
-            t.write(code(a));
-        }
-        if at + N == n {
-            return;
-        }
-        at = (at + N).min(n - N);
     }
 }
 

@@ -85,7 +85,7 @@ pub fn convert_row<S: Copy, D>(src: &[S], dst: &mut [D], f: &impl Fn(S) -> D) {
 /// `dst[i] = f(src[i])` in chunks of `C` (`C <= src.len() == dst.len()`), the last chunk ending
 /// at the end (overlapping: `f` is pure, so converting an element twice is harmless).
 #[inline(always)]
-fn convert_chunks<const C: usize, S: Copy, D>(src: &[S], dst: &mut [D], f: &impl Fn(S) -> D) {
+pub(super) fn convert_chunks<const C: usize, S: Copy, D>(src: &[S], dst: &mut [D], f: &impl Fn(S) -> D) {
     let n = src.len();
     let mut at = 0;
     loop {
