@@ -5,7 +5,7 @@ use super::kernels::{
     convert_row, depthwise, pool_windows, run_offsets, scratch_prefix, ConvGeom, Isa, Phases, SumLayout,
 };
 use super::runner::{run_image, Engine, Scratch, Workspace};
-use super::sgemm::{self, FloatIsa, PackedF32, PixelTiles};
+use super::sgemm::{self, Epilogue, FloatIsa, PackedF32, PixelTiles};
 use crate::model::{Activation, Graph, Node, Op};
 
 /// Float parameters of one layer, cast once from the IR's f64.
@@ -16,12 +16,90 @@ struct Params {
     /// depthwise convolutions, which run on their own kernel, for convolutions on pixel tiles,
     /// and for other layers).
     packed: Vec<PackedF32>,
-    /// The same packed for pixel tiles, where they pay ([`PixelTiles::new`]; then for every
-    /// group), and the column of each output pixel they read (see [`tile_input`]).
-    tiles: Vec<PixelTiles>,
-    cols: Vec<usize>,
+    /// A convolution on pixel tiles, where they pay.
+    tiled: Option<TileConv>,
     /// A depthwise convolution on the masked-tap kernel, where it applies.
     masked: Option<MaskedTaps>,
+}
+
+/// A convolution on pixel tiles ([`PixelTiles::new`]; for every group): all that depends on
+/// its geometry alone, computed once, so that an image only lays out its padded input and runs
+/// the tiles.
+struct TileConv {
+    geom: ConvGeom,
+    /// Its padded input, read as it lies whatever the stride ([`tile_input`]), and where that
+    /// lies.
+    padded: ConvGeom,
+    laid: Phases,
+    /// Its activation, applied as the tiles store their sums.
+    epilogue: Epilogue,
+    tiles: Vec<PixelTiles>,
+    /// Each group's run offsets, tap-major as the tiles' weights (see [`tap_major`]).
+    offsets: Vec<Vec<usize>>,
+    /// The virtual column each output pixel reads.
+    cols: Vec<usize>,
+}
+
+impl TileConv {
+    /// `geom`'s convolution on pixel tiles, where they pay for every group; `weight` as the IR's.
+    fn new(geom: &ConvGeom, weight: &[f32], act: Activation, fisa: FloatIsa) -> Option<Self> {
+        let (og, k, cg) = (geom.out_c / geom.groups, geom.k(), geom.in_c / geom.groups);
+        let hw = geom.pixels();
+        let panels = if is_pointwise(geom) { hw } else { Phases::geometry(geom).n };
+        let span = |q| tap_rows(geom, q);
+        let tiles: Vec<_> = weight
+            .chunks_exact(og * k)
+            .map_while(|w| PixelTiles::new(og, k, &tap_major(geom, w), hw, panels, fisa, span))
+            .collect();
+        if tiles.len() != geom.groups {
+            return None;
+        }
+        let padded = tile_input(geom);
+        let laid = Phases::geometry(&padded);
+        let [sh, sw] = geom.window.stride;
+        let cols = (0..hw)
+            .map(|q| if is_pointwise(geom) { q } else { q / geom.out_w * sh * laid.wq + q % geom.out_w * sw })
+            .collect();
+        // A pointwise convolution reads its input as it lies: one run per channel.
+        let (chan, taps) =
+            if is_pointwise(geom) { (geom.in_h * geom.in_w, vec![0]) } else { (laid.chan, laid.taps.clone()) };
+        let offsets = (0..geom.groups)
+            .map(|grp| taps.iter().flat_map(|&t| (grp * cg..(grp + 1) * cg).map(move |c| c * chan + t)).collect())
+            .collect();
+        let epilogue = match act {
+            Activation::None => Epilogue::Linear,
+            Activation::Relu => Epilogue::Relu,
+            Activation::Clip { min, max } => Epilogue::Clip(min as f32, max as f32),
+        };
+        Some(TileConv { geom: *geom, padded, laid, epilogue, tiles, offsets, cols })
+    }
+
+    /// The convolution of one image's `input` into `out` (its sums, biased and activated as
+    /// the tiles store them); `padded` is this layer's own buffer (see [`Phases::lay`]).
+    fn run(
+        &self,
+        input: &[f32],
+        bias: &[f32],
+        isa: Isa,
+        padded: &mut Vec<f32>,
+        tmp: &mut Vec<f32>,
+        out: &mut Vec<f32>,
+    ) {
+        let g = &self.geom;
+        let src = if is_pointwise(g) {
+            input
+        } else {
+            self.laid.lay(&self.padded, input, |x| x, 0.0, isa, padded, true);
+            padded.as_slice()
+        };
+        let (hw, og) = (g.pixels(), g.out_c / g.groups);
+        let start = out.len();
+        out.resize(start + g.out_c * hw, 0.0);
+        for (grp, (wts, offs)) in self.tiles.iter().zip(&self.offsets).enumerate() {
+            let (c, b) = (&mut out[start + grp * og * hw..][..og * hw], &bias[grp * og..(grp + 1) * og]);
+            sgemm::gemm_pixels(wts, src, offs, &self.cols, b, self.epilogue, c, tmp);
+        }
+    }
 }
 
 pub struct FloatEngine<'g> {
@@ -44,35 +122,21 @@ impl<'g> FloatEngine<'g> {
                 n.op.params().map(|(w, b)| {
                     let weight: Vec<f32> = w.iter().map(|&x| x as f32).collect();
                     let geom = matches!(n.op, Op::Conv(_)).then(|| conv_geom(graph, n));
-                    let (mut packed, mut tiles, mut cols) = (Vec::new(), Vec::new(), Vec::new());
                     let masked = geom.as_ref().and_then(|g| MaskedTaps::new(g, isa));
-                    if let Some(geom) = geom.filter(|g| !g.is_depthwise()) {
-                        let (og, k) = (geom.out_c / geom.groups, geom.k());
-                        let (hw, ph) = (geom.pixels(), Phases::geometry(&geom));
-                        let panels = if is_pointwise(&geom) { hw } else { ph.n };
-                        let span = |q| tap_rows(&geom, q);
-                        tiles = weight
-                            .chunks_exact(og * k)
-                            .map_while(|w| PixelTiles::new(og, k, &tap_major(&geom, w), hw, panels, fisa, span))
-                            .collect();
-                        if tiles.len() == geom.groups {
-                            // Tiles read the padded input itself (see `tile_input`), strided.
-                            let (wq, [sh, sw]) = (Phases::geometry(&tile_input(&geom)).wq, geom.window.stride);
-                            cols = (0..hw)
-                                .map(|q| {
-                                    if is_pointwise(&geom) {
-                                        q
-                                    } else {
-                                        q / geom.out_w * sh * wq + q % geom.out_w * sw
-                                    }
-                                })
-                                .collect();
-                        } else {
-                            tiles.clear();
-                            packed = weight.chunks_exact(og * k).map(|w| PackedF32::new(og, k, w, fisa)).collect();
+                    let geom = geom.filter(|g| !g.is_depthwise());
+                    let act = match &n.op {
+                        Op::Conv(c) => c.activation,
+                        _ => Activation::None,
+                    };
+                    let tiled = geom.as_ref().and_then(|g| TileConv::new(g, &weight, act, fisa));
+                    let packed = match geom {
+                        Some(g) if tiled.is_none() => {
+                            let (og, k) = (g.out_c / g.groups, g.k());
+                            weight.chunks_exact(og * k).map(|w| PackedF32::new(og, k, w, fisa)).collect()
                         }
-                    }
-                    Params { weight, bias: b.iter().map(|&x| x as f32).collect(), packed, tiles, cols, masked }
+                        _ => Vec::new(),
+                    };
+                    Params { weight, bias: b.iter().map(|&x| x as f32).collect(), packed, tiled, masked }
                 })
             })
             .collect();
@@ -236,6 +300,13 @@ impl FloatEngine<'_> {
         match &node.op {
             Op::Conv(c) => {
                 let p = self.params[idx].as_ref().unwrap();
+                if let Some(t) = &p.tiled {
+                    if s.padded_f32.len() <= idx {
+                        s.padded_f32.resize_with(idx + 1, Vec::new);
+                    }
+                    t.run(ins[0], &p.bias, self.isa, &mut s.padded_f32[idx], &mut s.f32_c, out);
+                    return;
+                }
                 let geom = conv_geom(g, node);
                 let layout = if let Some(masked) = &p.masked {
                     masked.run(ins[0], &p.weight, &mut s.f32_b)
@@ -244,52 +315,36 @@ impl FloatEngine<'_> {
                 } else {
                     // Rows of the virtual im2col matrix: a pointwise convolution's are its input's
                     // channels as they lie, any other's the runs of its input's stride phases.
-                    // Pixel tiles read any column of each pixel: the padded input as it lies,
-                    // whatever the stride (no dealing into phases).
-                    let laid = if p.tiles.is_empty() { geom } else { tile_input(&geom) };
                     let ph =
-                        (!is_pointwise(&geom)).then(|| Phases::new(&laid, ins[0], |x| x, 0.0, self.isa, &mut s.f32));
+                        (!is_pointwise(&geom)).then(|| Phases::new(&geom, ins[0], |x| x, 0.0, self.isa, &mut s.f32));
                     let hw = geom.pixels();
                     let (src, chan, taps, n) = match &ph {
                         Some(ph) => (s.f32.as_slice(), ph.chan, ph.taps.as_slice(), ph.n),
                         None => (ins[0], hw, &[0][..], hw),
                     };
-                    let (og, cg) = (geom.out_c / geom.groups, geom.in_c / geom.groups);
-                    if !p.tiles.is_empty() {
-                        let all = scratch_prefix(&mut s.f32_b, geom.out_c * hw);
-                        for (grp, wts) in p.tiles.iter().enumerate() {
-                            // Tap-major, as the tiles' weights (see `tap_major`).
-                            s.offsets.clear();
-                            for &t in taps {
-                                s.offsets.extend((grp * cg..(grp + 1) * cg).map(|c| c * chan + t));
+                    let cg = geom.in_c / geom.groups;
+                    let og = geom.out_c / geom.groups;
+                    let gathered = ph.as_ref().filter(|ph| ph.gather_pays(&geom));
+                    let n = if gathered.is_some() { hw } else { n };
+                    let all = scratch_prefix(&mut s.f32_b, geom.out_c * n);
+                    for (grp, wts) in p.packed.iter().enumerate() {
+                        run_offsets(grp * cg..(grp + 1) * cg, chan, taps, 0..cg * taps.len(), &mut s.offsets);
+                        let sums = &mut all[grp * og * n..(grp + 1) * og * n];
+                        let src = match gathered {
+                            Some(ph) => {
+                                ph.gather(&geom, src, &s.offsets, 0, &mut s.f32_c);
+                                let runs = s.offsets.len();
+                                s.offsets.clear();
+                                s.offsets.extend((0..runs).map(|p| p * n));
+                                &s.f32_c
                             }
-                            let sums = &mut all[grp * og * hw..(grp + 1) * og * hw];
-                            sgemm::gemm_pixels(wts, src, &s.offsets, &p.cols, sums, &mut s.f32_c);
-                        }
-                        SumLayout::dense(hw)
-                    } else {
-                        let gathered = ph.as_ref().filter(|ph| ph.gather_pays(&geom));
-                        let n = if gathered.is_some() { hw } else { n };
-                        let all = scratch_prefix(&mut s.f32_b, geom.out_c * n);
-                        for (grp, wts) in p.packed.iter().enumerate() {
-                            run_offsets(grp * cg..(grp + 1) * cg, chan, taps, 0..cg * taps.len(), &mut s.offsets);
-                            let sums = &mut all[grp * og * n..(grp + 1) * og * n];
-                            let src = match gathered {
-                                Some(ph) => {
-                                    ph.gather(&geom, src, &s.offsets, 0, &mut s.f32_c);
-                                    let runs = s.offsets.len();
-                                    s.offsets.clear();
-                                    s.offsets.extend((0..runs).map(|p| p * n));
-                                    &s.f32_c
-                                }
-                                None => src,
-                            };
-                            sgemm::gemm_runs(wts, src, &s.offsets, n, sums, self.fisa);
-                        }
-                        match ph {
-                            Some(ph) if gathered.is_none() => ph.layout(&geom),
-                            _ => SumLayout::dense(hw),
-                        }
+                            None => src,
+                        };
+                        sgemm::gemm_runs(wts, src, &s.offsets, n, sums, self.fisa);
+                    }
+                    match ph {
+                        Some(ph) if gathered.is_none() => ph.layout(&geom),
+                        _ => SumLayout::dense(hw),
                     }
                 };
                 // Activated over whole rows in place (long loops vectorize; extending by a map

@@ -324,56 +324,85 @@ impl Phases {
         isa: Isa,
         out: &mut Vec<A>,
     ) -> Self {
+        let ph = Self::geometry(g);
+        ph.lay(g, input, conv, pad, isa, out, false);
+        ph
+    }
+
+    /// Lay `input` out as [`Phases::new`] does, for this geometry (`Phases::geometry(g)`).
+    /// `again`: `out` is this layer's own buffer, which holds an earlier laying of the same
+    /// geometry and `pad` wherever its length is the layout's, so that only the input's values
+    /// are written (the padding and slack are left as they lie; a buffer of any other length
+    /// is filled first).
+    #[allow(clippy::too_many_arguments)]
+    pub fn lay<S: Copy, A: Copy + Default>(
+        &self,
+        g: &ConvGeom,
+        input: &[S],
+        conv: impl Fn(S) -> A,
+        pad: A,
+        isa: Isa,
+        out: &mut Vec<A>,
+        again: bool,
+    ) {
         debug_assert!(isa.supported());
         match isa {
             // SAFETY: the caller's `isa` is one the machine has; the body is safe code compiled
             // for it (the zero fill, row copies and column deals vectorize on it).
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vnni => unsafe { Self::new_avx512(g, input, conv, pad, isa, out) },
+            Isa::Avx512Vnni => unsafe { self.lay_avx512(g, input, conv, pad, isa, out, again) },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { Self::new_avx2(g, input, conv, pad, isa, out) },
-            _ => Self::new_body(g, input, conv, pad, isa, out),
+            Isa::Avx2 => unsafe { self.lay_avx2(g, input, conv, pad, isa, out, again) },
+            _ => self.lay_body(g, input, conv, pad, isa, out, again),
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn new_avx2<S: Copy, A: Copy + Default>(
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn lay_avx2<S: Copy, A: Copy + Default>(
+        &self,
         g: &ConvGeom,
         input: &[S],
         conv: impl Fn(S) -> A,
         pad: A,
         isa: Isa,
         out: &mut Vec<A>,
-    ) -> Self {
-        Self::new_body(g, input, conv, pad, isa, out)
+        again: bool,
+    ) {
+        self.lay_body(g, input, conv, pad, isa, out, again)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    unsafe fn new_avx512<S: Copy, A: Copy + Default>(
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn lay_avx512<S: Copy, A: Copy + Default>(
+        &self,
         g: &ConvGeom,
         input: &[S],
         conv: impl Fn(S) -> A,
         pad: A,
         isa: Isa,
         out: &mut Vec<A>,
-    ) -> Self {
-        Self::new_body(g, input, conv, pad, isa, out)
+        again: bool,
+    ) {
+        self.lay_body(g, input, conv, pad, isa, out, again)
     }
 
     #[inline(always)]
-    fn new_body<S: Copy, A: Copy + Default>(
+    #[allow(clippy::too_many_arguments)]
+    fn lay_body<S: Copy, A: Copy + Default>(
+        &self,
         g: &ConvGeom,
         input: &[S],
         conv: impl Fn(S) -> A,
         pad: A,
         isa: Isa,
         out: &mut Vec<A>,
-    ) -> Self {
-        let geometry = Self::geometry(g);
-        let len = geometry.laid_len(g);
-        let Phases { wq, chan, taps, n } = geometry;
+        again: bool,
+    ) {
+        let len = self.laid_len(g);
+        let (wq, chan) = (self.wq, self.chan);
         let ([sh, sw], [pt, pl, pb, pr]) = (g.window.stride, g.window.pads);
         let plane = chan / (sh * sw);
         let (hw, w) = (g.in_h * g.in_w, g.in_w);
@@ -384,17 +413,19 @@ impl Phases {
             out.truncate(len);
             convert_body(input, out, &conv);
             out[input.len()..].fill(pad);
-            return Phases { wq, chan, taps, n };
+            return;
         }
-        out.clear();
-        out.resize(len, pad);
+        if !again || out.len() != len {
+            out.clear();
+            out.resize(len, pad);
+        }
         if [sh, sw] == [1, 1] && pl + pr == 0 {
             // No column padding, one phase: each channel's rows are one run (a long loop
             // vectorizes).
             for (c, src) in input.chunks_exact(hw).enumerate() {
                 convert(src, &mut out[c * chan + pt * wq..][..hw], &conv, isa);
             }
-            return Phases { wq, chan, taps, n };
+            return;
         }
         if sw == 1 {
             // Rows converted straight into place (inlined here: no call per row).
@@ -409,7 +440,7 @@ impl Phases {
                     }
                 }
             }
-            return Phases { wq, chan, taps, n };
+            return;
         }
         // Each row dealt into its column phases, converted on the way (inlined: no call per
         // row): column phase px holds input columns x0, x0 + sw, ... at q0, q0 + 1, ...
@@ -433,7 +464,6 @@ impl Phases {
                 }
             }
         }
-        Phases { wq, chan, taps, n }
     }
 
     /// Elements [`Phases::new`] lays out: every channel's phases and the slack the runs read

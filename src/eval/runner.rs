@@ -34,6 +34,9 @@ pub struct Scratch {
     pub i32_b: Vec<i32>,
     pub i64: Vec<i64>,
     pub offsets: Vec<usize>,
+    /// Each layer's padded input, by node, kept between images: its padding is written once
+    /// (see `Phases::lay`).
+    pub padded_f32: Vec<Vec<f32>>,
 }
 
 /// Reusable storage for one image's pass.

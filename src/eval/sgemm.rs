@@ -344,12 +344,34 @@ impl PixelTiles {
     }
 }
 
-/// `c[ch][q] = sum_p w[ch][p] * src[offs[p] + cols[q]]` for every pixel `q` (`cols[q]`: its
-/// virtual column): tiles of `r` pixels by `16 v` channels, each loaded weight vector serving `r`
-/// pixels and each broadcast input `v` vectors. Each block of channels' sums (`[pixel][channel]`)
-/// pass through `tmp` and are transposed into `c`'s `[channel][pixel]` in 16x16 blocks.
-pub fn gemm_pixels(w: &PixelTiles, src: &[f32], offs: &[usize], cols: &[usize], c: &mut [f32], tmp: &mut Vec<f32>) {
+/// What [`gemm_pixels`] applies to each sum, after adding its channel's bias, as it stores it:
+/// the layer's activation, with [`activate`](super::float::activate)'s NaN rules (ReLU maps NaN
+/// to 0, a clip passes it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Epilogue {
+    Linear,
+    Relu,
+    Clip(f32, f32),
+}
+
+/// `c[ch][q] = act(bias[ch] + sum_p w[ch][p] * src[offs[p] + cols[q]])` for every pixel `q`
+/// (`cols[q]`: its virtual column), `act` the [`Epilogue`]: tiles of `r` pixels by `16 v`
+/// channels, each loaded weight vector serving `r` pixels and each broadcast input `v` vectors.
+/// Each block of channels' sums (`[pixel][channel]`) pass through `tmp` and are transposed into
+/// `c`'s `[channel][pixel]` in 16x16 blocks, biased and activated on the way.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_pixels(
+    w: &PixelTiles,
+    src: &[f32],
+    offs: &[usize],
+    cols: &[usize],
+    bias: &[f32],
+    act: Epilogue,
+    c: &mut [f32],
+    tmp: &mut Vec<f32>,
+) {
     assert_eq!(offs.len(), w.k, "one run per weight column");
+    assert_eq!(bias.len(), w.m, "a bias per channel");
     assert_eq!(w.spans.len(), cols.len().div_ceil(w.r), "a span per tile");
     let reach = offs.iter().max().map_or(0, |&o| o + cols.iter().max().map_or(0, |&q| q + 1));
     assert!(src.len() >= reach && c.len() >= w.m * cols.len() && !cols.is_empty(), "GEMM operand sizes");
@@ -361,16 +383,16 @@ pub fn gemm_pixels(w: &PixelTiles, src: &[f32], offs: &[usize], cols: &[usize], 
     // under a mask within `c`'s first `m` rows (checked).
     unsafe {
         match (w.v, w.r) {
-            (1, 4) => gemm_pixels_avx512::<4, 1>(w, src, offs, cols, c, tmp),
-            (1, 6) => gemm_pixels_avx512::<6, 1>(w, src, offs, cols, c, tmp),
-            (1, 7) => gemm_pixels_avx512::<7, 1>(w, src, offs, cols, c, tmp),
-            (1, 8) => gemm_pixels_avx512::<8, 1>(w, src, offs, cols, c, tmp),
-            (1, _) => gemm_pixels_avx512::<9, 1>(w, src, offs, cols, c, tmp),
-            (_, 4) => gemm_pixels_avx512::<4, 2>(w, src, offs, cols, c, tmp),
-            (_, 6) => gemm_pixels_avx512::<6, 2>(w, src, offs, cols, c, tmp),
-            (_, 7) => gemm_pixels_avx512::<7, 2>(w, src, offs, cols, c, tmp),
-            (_, 8) => gemm_pixels_avx512::<8, 2>(w, src, offs, cols, c, tmp),
-            (_, _) => gemm_pixels_avx512::<9, 2>(w, src, offs, cols, c, tmp),
+            (1, 4) => gemm_pixels_avx512::<4, 1>(w, src, offs, cols, bias, act, c, tmp),
+            (1, 6) => gemm_pixels_avx512::<6, 1>(w, src, offs, cols, bias, act, c, tmp),
+            (1, 7) => gemm_pixels_avx512::<7, 1>(w, src, offs, cols, bias, act, c, tmp),
+            (1, 8) => gemm_pixels_avx512::<8, 1>(w, src, offs, cols, bias, act, c, tmp),
+            (1, _) => gemm_pixels_avx512::<9, 1>(w, src, offs, cols, bias, act, c, tmp),
+            (_, 4) => gemm_pixels_avx512::<4, 2>(w, src, offs, cols, bias, act, c, tmp),
+            (_, 6) => gemm_pixels_avx512::<6, 2>(w, src, offs, cols, bias, act, c, tmp),
+            (_, 7) => gemm_pixels_avx512::<7, 2>(w, src, offs, cols, bias, act, c, tmp),
+            (_, 8) => gemm_pixels_avx512::<8, 2>(w, src, offs, cols, bias, act, c, tmp),
+            (_, _) => gemm_pixels_avx512::<9, 2>(w, src, offs, cols, bias, act, c, tmp),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -379,11 +401,14 @@ pub fn gemm_pixels(w: &PixelTiles, src: &[f32], offs: &[usize], cols: &[usize], 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn gemm_pixels_avx512<const R: usize, const V: usize>(
     w: &PixelTiles,
     src: &[f32],
     offs: &[usize],
     cols: &[usize],
+    bias: &[f32],
+    act: Epilogue,
     c: &mut [f32],
     tmp: &mut [f32],
 ) {
@@ -418,7 +443,16 @@ unsafe fn gemm_pixels_avx512<const R: usize, const V: usize>(
                 for (j, &row) in t.iter().enumerate() {
                     let ch = blk * block + 16 * v + j;
                     if ch < w.m {
-                        _mm512_mask_storeu_ps(c.as_mut_ptr().add(ch * n + q0), mask, row);
+                        let x = _mm512_add_ps(row, _mm512_set1_ps(bias[ch]));
+                        // `max(x, lo)` takes `lo` where x is NaN, `max(lo, x)` takes x.
+                        let y = match act {
+                            Epilogue::Linear => x,
+                            Epilogue::Relu => _mm512_max_ps(x, _mm512_setzero_ps()),
+                            Epilogue::Clip(lo, hi) => {
+                                _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), x))
+                            }
+                        };
+                        _mm512_mask_storeu_ps(c.as_mut_ptr().add(ch * n + q0), mask, y);
                     }
                 }
             }
@@ -484,10 +518,55 @@ pub fn gemv(k: usize, w: &[f32], x: &[f32], y: &mut [f32], isa: FloatIsa) {
     }
 }
 
+/// Rows in blocks of four, then two, then one: each pair of loaded input vectors serves every
+/// row of a block, whose two vectors of partial sums per row are independent chains (a row's
+/// single chain of sixteen lanes waited on its own adds; the same blocks in plain code
+/// compiled to a loop of bounds checks and spills, slower than one row at a time).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn gemv_avx512(k: usize, w: &[f32], x: &[f32], y: &mut [f32]) {
-    gemv_body::<true>(k, w, x, y);
+    let mut r = 0;
+    while r < y.len() {
+        let left = y.len() - r;
+        let (wr, yr) = (&w[r * k..], &mut y[r..]);
+        r += match left {
+            4.. => gemv_avx512_rows::<4>(k, wr, x, yr),
+            2 | 3 => gemv_avx512_rows::<2>(k, wr, x, yr),
+            _ => gemv_avx512_rows::<1>(k, wr, x, yr),
+        };
+    }
+}
+
+/// `y[r] = w[r] · x` for the first `R` rows of `w` (`[..][k]`), in 32-column steps, a last
+/// partial step under masks; returns `R`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+#[inline]
+unsafe fn gemv_avx512_rows<const R: usize>(k: usize, w: &[f32], x: &[f32], y: &mut [f32]) -> usize {
+    use std::arch::x86_64::*;
+    assert!(w.len() >= R * k && x.len() >= k && y.len() >= R, "matrix-vector operand sizes");
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let mut step = |j: usize, masks: [u16; 2]| {
+        let xv: [__m512; 2] = std::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], x.as_ptr().add(j + 16 * v)));
+        for (row, a) in acc.iter_mut().enumerate() {
+            for (v, a) in a.iter_mut().enumerate() {
+                let wv = _mm512_maskz_loadu_ps(masks[v], w.as_ptr().add(row * k + j + 16 * v));
+                *a = _mm512_fmadd_ps(wv, xv[v], *a);
+            }
+        }
+    };
+    let whole = k - k % 32;
+    for j in (0..whole).step_by(32) {
+        step(j, [u16::MAX; 2]);
+    }
+    if whole < k {
+        let live = |v: usize| ((1u32 << (k - whole).saturating_sub(16 * v).min(16)) - 1) as u16;
+        step(whole, [live(0), live(1)]);
+    }
+    for (a, out) in acc.iter().zip(y) {
+        *out = _mm512_reduce_add_ps(_mm512_add_ps(a[0], a[1]));
+    }
+    R
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -521,25 +600,28 @@ mod tests {
     use super::*;
 
     /// Pixel tiles of every height and width against a plain f64 sum over each tile's span of
-    /// columns, over channel counts that leave partial blocks (and pixels short of a tile and of
-    /// a 16-pixel transposition block), virtual columns with gaps between rows, and runs at
-    /// arbitrary offsets.
+    /// columns, biased and activated by each epilogue in turn, over channel counts that leave
+    /// partial blocks (and pixels short of a tile and of a 16-pixel transposition block),
+    /// virtual columns with gaps between rows, and runs at arbitrary offsets.
     #[test]
     fn pixel_tiles_match_a_plain_sum() {
         if FloatIsa::for_isa(Isa::best()) != FloatIsa::Avx512 {
             return;
         }
         let val = |i: usize| ((i * 7919 % 113) as f32 - 56.0) / 16.0;
+        let acts = [Epilogue::Linear, Epilogue::Relu, Epilogue::Clip(-3.0, 5.5)];
         for &(m, k, out_w, out_h) in
             &[(5, 32, 3, 3), (16, 40, 4, 4), (20, 33, 7, 7), (33, 64, 7, 3), (64, 36, 14, 14), (40, 300, 4, 4)]
         {
             let w: Vec<f32> = (0..m * k).map(|i| val(i + 3)).collect();
+            let bias: Vec<f32> = (0..m).map(|i| val(i * 5 + 1)).collect();
             let cols: Vec<usize> = (0..out_w * out_h).map(|q| q / out_w * (out_w + 2) + q % out_w).collect();
             let offs: Vec<usize> = (0..k).map(|p| (p * 37) % 101).collect();
             let src: Vec<f32> = (0..offs.iter().max().unwrap() + cols.last().unwrap() + 1).map(val).collect();
             let n = cols.len();
             for v in [1, 2] {
-                for r in PIXEL_ROWS {
+                for (i, r) in PIXEL_ROWS.into_iter().enumerate() {
+                    let act = acts[(i + v) % acts.len()];
                     // Tiles that skip a third of the columns at either end, at both (reading
                     // none), or none.
                     let spans: Vec<_> = (0..n.div_ceil(r)).map(|t| t % 3 * k / 3..k - t % 2 * k / 3).collect();
@@ -549,16 +631,21 @@ mod tests {
                             let sum = spans[q / r]
                                 .clone()
                                 .map(|p| f64::from(w[ch * k + p]) * f64::from(src[offs[p] + cols[q]]));
-                            sum.sum()
+                            let x = f64::from(bias[ch]) + sum.sum::<f64>();
+                            match act {
+                                Epilogue::Linear => x,
+                                Epilogue::Relu => x.max(0.0),
+                                Epilogue::Clip(lo, hi) => x.clamp(lo.into(), hi.into()),
+                            }
                         })
                         .collect();
                     let tiles = PixelTiles::packed(m, k, &w, v, r, spans);
                     let (mut c, mut tmp) = (vec![f32::NAN; m * n + 7], vec![f32::NAN; 3]);
-                    gemm_pixels(&tiles, &src, &offs, &cols, &mut c, &mut tmp);
+                    gemm_pixels(&tiles, &src, &offs, &cols, &bias, act, &mut c, &mut tmp);
                     for (i, (&got, &want)) in c.iter().zip(&want).enumerate() {
                         assert!(
                             (f64::from(got) - want).abs() < 1e-3,
-                            "{m}x{k}x{n}, v {v}, r {r} [{i}]: {got} vs {want}"
+                            "{m}x{k}x{n}, v {v}, r {r}, {act:?} [{i}]: {got} vs {want}"
                         );
                     }
                     assert!(c[m * n..].iter().all(|x| x.is_nan()), "wrote past the sums");
