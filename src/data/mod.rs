@@ -150,6 +150,23 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Er
     })
 }
 
+/// `os[j] = cast((xs[j] * scale - m) / s)`: the preprocessing of one channel, each value in
+/// f64 as written (the same results on every instruction set: IEEE operations, none fused).
+#[inline(always)]
+fn map_pixels<T>(xs: &[f32], os: &mut [T], scale: f64, m: f64, s: f64, cast: &impl Fn(f64) -> T) {
+    for (o, &r) in os.iter_mut().zip(xs) {
+        *o = cast((f64::from(r) * scale - m) / s);
+    }
+}
+
+/// [`map_pixels`] compiled for AVX-512: eight f64 divisions at a time (the baseline build's
+/// two at a time took a tenth of the float engine's time on a small net).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn map_avx512<T>(xs: &[f32], os: &mut [T], scale: f64, m: f64, s: f64, cast: &impl Fn(f64) -> T) {
+    map_pixels(xs, os, scale, m, s, cast);
+}
+
 #[inline]
 fn per_channel(v: &[f64], c: usize) -> f64 {
     if v.len() == 1 {
@@ -209,9 +226,13 @@ impl Preprocess {
         let plane = ds.shape[1..].iter().product::<usize>().max(1);
         for (c, (xs, os)) in x.chunks(plane).zip(out.chunks_mut(plane)).enumerate() {
             let (m, s) = (per_channel(&self.mean, c), per_channel(&self.std, c));
-            for (o, &r) in os.iter_mut().zip(xs) {
-                *o = cast((f64::from(r) * self.scale - m) / s);
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the machine has the feature; the body is safe code compiled for it.
+                unsafe { map_avx512(xs, os, self.scale, m, s, &cast) };
+                continue;
             }
+            map_pixels(xs, os, self.scale, m, s, &cast);
         }
     }
 

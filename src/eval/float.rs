@@ -4,6 +4,7 @@ use super::depthwise::MaskedTaps;
 use super::kernels::{
     convert_row, depthwise, pool_windows, run_offsets, scratch_prefix, ConvGeom, Isa, Phases, SumLayout,
 };
+use super::permute::PaddedRows;
 use super::runner::{run_image, Engine, Scratch, Workspace};
 use super::sgemm::{self, Epilogue, FloatIsa, PackedF32, PixelTiles};
 use crate::model::{Activation, Graph, Node, Op};
@@ -31,6 +32,8 @@ struct TileConv {
     /// lies.
     padded: ConvGeom,
     laid: Phases,
+    /// The same laid out by whole rows, where the machine has it.
+    rows: Option<PaddedRows>,
     /// Its activation, applied as the tiles store their sums.
     epilogue: Epilogue,
     tiles: Vec<PixelTiles>,
@@ -71,7 +74,8 @@ impl TileConv {
             Activation::Relu => Epilogue::Relu,
             Activation::Clip { min, max } => Epilogue::Clip(min as f32, max as f32),
         };
-        Some(TileConv { geom: *geom, padded, laid, epilogue, tiles, offsets, cols })
+        let rows = PaddedRows::new(&padded);
+        Some(TileConv { geom: *geom, padded, laid, rows, epilogue, tiles, offsets, cols })
     }
 
     /// The convolution of one image's `input` into `out` (its sums, biased and activated as
@@ -89,7 +93,18 @@ impl TileConv {
         let src = if is_pointwise(g) {
             input
         } else {
-            self.laid.lay(&self.padded, input, |x| x, 0.0, isa, padded, true);
+            match &self.rows {
+                Some(p) => {
+                    // The padding and slack zeroed once; the interior written every image.
+                    let len = self.laid.laid_len(&self.padded);
+                    if padded.len() != len {
+                        padded.clear();
+                        padded.resize(len, 0.0);
+                    }
+                    p.lay(input, padded);
+                }
+                None => self.laid.lay(&self.padded, input, |x| x, 0.0, isa, padded, true),
+            }
             padded.as_slice()
         };
         let (hw, og) = (g.pixels(), g.out_c / g.groups);

@@ -60,43 +60,29 @@ impl BytePermute {
     }
 
     /// The layout whose channel byte `j` is input byte `map[j]` of the channel (None: padding):
-    /// pieces of up to 64 output bytes, each drawing from one window (a piece ends early where
-    /// the next byte lies outside it: where a vector would cross from one stride phase's last
-    /// rows to the next one's first, or on wide maps).
+    /// pieces of up to 64 output bytes, each drawing from one window (see [`pieces`]).
     fn from_map(g: &ConvGeom, map: &[Option<usize>]) -> Option<Self> {
         if !vbmi() {
             return None;
         }
-        let mut pieces = Vec::new();
-        let mut at = 0;
-        while at < map.len() {
-            let (mut lo, mut hi) = (usize::MAX, 0);
-            let mut len = 0;
-            while at + len < map.len() && len < VEC {
-                if let Some(s) = map[at + len] {
-                    if lo != usize::MAX && (s.max(hi) - s.min(lo)) >= WINDOW {
-                        break;
-                    }
-                    (lo, hi) = (s.min(lo), s.max(hi));
-                }
-                len += 1;
-            }
-            let base = if lo == usize::MAX { 0 } else { lo };
-            let mut piece = Piece { at, base, index: [0; VEC], low: 0, high: 0 };
-            for (i, src) in map[at..at + len].iter().enumerate() {
-                if let Some(s) = *src {
-                    let off = s - base;
-                    piece.index[i] = (off % 128) as u8;
-                    if off < 128 {
-                        piece.low |= 1 << i;
-                    } else {
-                        piece.high |= 1 << i;
+        let pieces = pieces(map, VEC, WINDOW)
+            .into_iter()
+            .map(|(at, len, base)| {
+                let mut piece = Piece { at, base, index: [0; VEC], low: 0, high: 0 };
+                for (i, src) in map[at..at + len].iter().enumerate() {
+                    if let Some(s) = *src {
+                        let off = s - base;
+                        piece.index[i] = (off % 128) as u8;
+                        if off < 128 {
+                            piece.low |= 1 << i;
+                        } else {
+                            piece.high |= 1 << i;
+                        }
                     }
                 }
-            }
-            pieces.push(piece);
-            at += len;
-        }
+                piece
+            })
+            .collect();
         Some(BytePermute { pieces, per_channel: map.len(), plane: g.in_h * g.in_w, channels: g.in_c })
     }
 
@@ -125,6 +111,79 @@ impl BytePermute {
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("byte permutes exist only on AVX-512 VBMI machines: {pad}")
+    }
+}
+
+/// `map` cut into pieces `(at, len, base)` of up to `vec` consecutive entries whose inputs lie
+/// within `window` of each other, from `base` on (0 where a piece is all padding): a piece
+/// ends early where the next entry lies outside its window (where a vector would cross from
+/// one stride phase's last rows to the next one's first, or on wide maps).
+fn pieces(map: &[Option<usize>], vec: usize, window: usize) -> Vec<(usize, usize, usize)> {
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    while at < map.len() {
+        let (mut lo, mut hi) = (usize::MAX, 0);
+        let mut len = 0;
+        while at + len < map.len() && len < vec {
+            if let Some(s) = map[at + len] {
+                if lo != usize::MAX && (s.max(hi) - s.min(lo)) >= window {
+                    break;
+                }
+                (lo, hi) = (s.min(lo), s.max(hi));
+            }
+            len += 1;
+        }
+        pieces.push((at, len, if lo == usize::MAX { 0 } else { lo }));
+        at += len;
+    }
+    pieces
+}
+
+/// A float convolution's input laid into the interior of its zero-padded layout at stride 1
+/// (one phase: rows of `wq`, a channel every `chan`; what pixel tiles read): every chunk of
+/// sixteen of a padded row one load (the padding lanes masked off, so zero) and one whole store.
+/// A store's lanes past the row land in the next row, written after it, or in padding, which
+/// they zero again; only the last chunk of the layout stores under a mask. The per-row copies
+/// of the general layout cost more than its GEMM on small maps.
+#[derive(Debug, Clone)]
+pub struct PaddedRows {
+    geom: ConvGeom,
+    wq: usize,
+    chan: usize,
+    /// For each chunk of sixteen of a padded row, its lanes inside the input row.
+    masks: Vec<u16>,
+}
+
+impl PaddedRows {
+    /// `g`'s input laid out (`g` at stride 1); None where the machine has no AVX-512.
+    pub fn new(g: &ConvGeom) -> Option<Self> {
+        if !super::kernels::Isa::Avx512Vnni.supported() || g.window.stride != [1, 1] {
+            return None;
+        }
+        let ph = Phases::geometry(g);
+        let pl = g.window.pads[1];
+        let masks = (0..ph.wq)
+            .step_by(16)
+            .map(|j| (0..16).filter(|i| (pl..pl + g.in_w).contains(&(j + i))).fold(0u16, |m, i| m | 1 << i))
+            .collect();
+        Some(PaddedRows { geom: *g, wq: ph.wq, chan: ph.chan, masks })
+    }
+
+    /// Lay `src` (`[in_c][in_h][in_w]`) into `out`, whose padding holds zeros (an earlier
+    /// laying, or a fill): the padding is zeroed again or left, the interior written.
+    pub fn lay(&self, src: &[f32], out: &mut [f32]) {
+        let g = &self.geom;
+        assert!(src.len() >= g.in_c * g.in_h * g.in_w, "source smaller than its channels");
+        assert!(out.len() >= g.in_c * self.chan, "output smaller than the layout");
+        // SAFETY: `PaddedRows` exists only where the machine has AVX-512; every read lies in an
+        // input row under its chunk's mask, every whole store ends within `out` (checked per
+        // store; the others are masked to it).
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            avx512::lay_rows(self, src, out)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("padded rows exist only on AVX-512 machines")
     }
 }
 
@@ -159,8 +218,32 @@ fn phase_map(g: &ConvGeom) -> Vec<Option<usize>> {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::BytePermute;
+    use super::{BytePermute, PaddedRows};
     use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn lay_rows(t: &PaddedRows, src: &[f32], out: &mut [f32]) {
+        let g = &t.geom;
+        let ([pt, pl, ..], w) = (g.window.pads, g.in_w);
+        let end = out.len();
+        let to = out.as_mut_ptr();
+        for c in 0..g.in_c {
+            for y in 0..g.in_h {
+                // Padded column j + i of this row is input column j + i - pl.
+                let row = src.as_ptr().add((c * g.in_h + y) * w).wrapping_sub(pl);
+                let at = c * t.chan + (pt + y) * t.wq;
+                for (k, &m) in t.masks.iter().enumerate() {
+                    let v = _mm512_maskz_loadu_ps(m, row.wrapping_add(16 * k));
+                    let d = at + 16 * k;
+                    if d + 16 <= end {
+                        _mm512_storeu_ps(to.add(d), v);
+                    } else {
+                        _mm512_mask_storeu_ps(to.add(d), ((1u32 << (end - d)) - 1) as u16, v);
+                    }
+                }
+            }
+        }
+    }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi")]
     pub unsafe fn lay(t: &BytePermute, src: &[u8], pad: u8, out: &mut [u8]) {
@@ -238,6 +321,40 @@ mod tests {
             let mut got = vec![7u8; n + VEC];
             t.lay(&src, pad, &mut got);
             assert_eq!(got[..n], gathered[..n], "{g:?}");
+        }
+    }
+
+    /// Padded rows equal [`Phases::new`]'s layout at stride 1, laid over a buffer holding an
+    /// earlier image's layout, from an input with no slack after it, and write nothing past the
+    /// buffer (laid to its very end).
+    #[test]
+    fn padded_rows_equal_phases() {
+        if !Isa::Avx512Vnni.supported() {
+            eprintln!("skipped: this machine has no AVX-512");
+            return;
+        }
+        for g in [
+            geom(3, [14, 14], [3, 3], [1, 1], [1, 1, 1, 1]),
+            geom(2, [7, 7], [3, 3], [1, 1], [1, 1, 1, 1]),
+            geom(1, [28, 28], [5, 5], [1, 1], [2, 2, 2, 2]),
+            geom(2, [20, 37], [5, 5], [1, 1], [2, 0, 2, 4]),
+            geom(3, [9, 5], [3, 2], [1, 1], [0, 1, 1, 0]),
+            geom(2, [3, 2], [3, 3], [1, 1], [2, 0, 1, 3]),
+            geom(2, [4, 3], [3, 3], [1, 1], [0, 0, 0, 0]),
+        ] {
+            let t = PaddedRows::new(&g).expect("AVX-512");
+            let mut want = Vec::new();
+            let mut got = Vec::new();
+            for image in 0..2 {
+                let src: Vec<f32> = (0..g.in_c * g.in_h * g.in_w).map(|i| (i * (image + 1)) as f32 + 0.5).collect();
+                let ph = Phases::new(&g, &src, |x| x, 0.0, Isa::Baseline, &mut want);
+                let n = g.in_c * ph.chan;
+                if image == 0 {
+                    got = vec![0.0; n];
+                }
+                t.lay(&src, &mut got);
+                assert_eq!(got[..n], want[..n], "{g:?}, image {image}");
+            }
         }
     }
 }
