@@ -154,6 +154,13 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Er
 /// f64 as written (the same results on every instruction set: IEEE operations, none fused).
 #[inline(always)]
 fn map_pixels<T>(xs: &[f32], os: &mut [T], scale: f64, m: f64, s: f64, cast: &impl Fn(f64) -> T) {
+    if m.to_bits() == 0 && s == 1.0 {
+        // `x - (+0) = x` (also for -0) and `x / 1 = x` exactly: the scale alone, no divisions.
+        for (o, &r) in os.iter_mut().zip(xs) {
+            *o = cast(f64::from(r) * scale);
+        }
+        return;
+    }
     for (o, &r) in os.iter_mut().zip(xs) {
         *o = cast((f64::from(r) * scale - m) / s);
     }
@@ -491,6 +498,28 @@ mod tests {
             if n > 0 {
                 xs[n * 7 / 10] = f32::NAN;
                 assert_eq!(extremes(&xs), None, "a NaN among {n} values");
+            }
+        }
+    }
+
+    /// Every path of the preprocessing (scale alone, per-channel mean and std, a mean of -0)
+    /// gives the formula's f64 value, bit for bit, -0 and odd lengths included.
+    #[test]
+    fn preprocessing_is_the_formula() {
+        let raw: Vec<f32> = (0..2 * 37).map(|i| if i == 5 { -0.0 } else { (i * 53 % 256) as f32 - 3.0 }).collect();
+        let d = Dataset { shape: vec![2, 37, 1], raw, labels: vec![0] };
+        for (scale, mean, std) in
+            [(1.0 / 255.0, vec![0.0], vec![1.0]), (0.5, vec![0.1, -0.2], vec![0.3, 1.0]), (1.0, vec![-0.0], vec![1.0])]
+        {
+            let pre = Preprocess { scale, mean: mean.clone(), std: std.clone() };
+            let (mut got, mut got32) = (vec![0.0; 74], vec![0.0f32; 74]);
+            pre.apply_f64(&d, 0, &mut got);
+            pre.apply_f32(&d, 0, &mut got32);
+            for (j, (&g, &g32)) in got.iter().zip(&got32).enumerate() {
+                let c = if mean.len() == 1 { 0 } else { j / 37 };
+                let want = (f64::from(d.raw[j]) * scale - mean[c]) / std[c];
+                assert_eq!(g.to_bits(), want.to_bits(), "{scale} {mean:?} {std:?} [{j}]");
+                assert_eq!(g32.to_bits(), (want as f32).to_bits(), "f32 {scale} {mean:?} {std:?} [{j}]");
             }
         }
     }

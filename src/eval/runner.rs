@@ -104,8 +104,23 @@ pub fn run_nodes<E: Engine>(
         let node = &graph.nodes[i];
         let mut out = std::mem::take(&mut ws.values[node.output]);
         out.clear();
-        {
-            let ins: Vec<&[E::T]> = node.inputs.iter().map(|&v| ws.values[v].as_slice()).collect();
+        if matches!(node.op, Op::Flatten) && !keep && ws.dead[i].contains(&node.inputs[0]) {
+            // The same values: the dead input's storage becomes the output (no copy), and the
+            // output's old storage is left for the input's next image.
+            std::mem::swap(&mut out, &mut ws.values[node.inputs[0]]);
+        } else {
+            // The inputs' slices on the stack (a Vec per node per image was an allocation).
+            let mut few: [&[E::T]; 4] = [&[]; 4];
+            let many: Vec<&[E::T]>;
+            let ins: &[&[E::T]] = if node.inputs.len() <= few.len() {
+                for (s, &v) in few.iter_mut().zip(&node.inputs) {
+                    *s = ws.values[v].as_slice();
+                }
+                &few[..node.inputs.len()]
+            } else {
+                many = node.inputs.iter().map(|&v| ws.values[v].as_slice()).collect();
+                &many
+            };
             match &node.op {
                 Op::MaxPool(w) if w.dilation == [1, 1] && (0..4).all(|i| w.pads[i] < w.kernel[i % 2]) => {
                     max_pool(ins[0], graph.shape(node.inputs[0]), w, graph.shape(node.output), &mut out);
@@ -131,7 +146,7 @@ pub fn run_nodes<E: Engine>(
                 | Op::Concat
                 | Op::AvgPool { .. }
                 | Op::GlobalAvgPool
-                | Op::Activation(_) => engine.compute(i, node, &ins, &mut out, &mut ws.scratch),
+                | Op::Activation(_) => engine.compute(i, node, ins, &mut out, &mut ws.scratch),
             }
         }
         ws.values[node.output] = out;
