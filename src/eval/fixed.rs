@@ -115,6 +115,8 @@ struct LaneParams<L: Lane> {
     gathered: Vec<usize>,
     /// Dense: weight codes `[out][in]`.
     dense: Vec<L::Weight>,
+    /// Conv: where its input's phases lie (the geometry alone: not recomputed per image).
+    phases: Option<Phases>,
 }
 
 impl<L: Lane> LaneParams<L> {
@@ -175,11 +177,12 @@ impl<L: Lane> LaneParams<L> {
                 Op::Dense(_) => w_codes.iter().map(|&k| L::weight(k)).collect(),
                 _ => Vec::new(),
             },
+            phases,
         }
     }
 
     fn empty() -> Self {
-        LaneParams { packed: Vec::new(), runs: Vec::new(), gathered: Vec::new(), dense: Vec::new() }
+        LaneParams { packed: Vec::new(), runs: Vec::new(), gathered: Vec::new(), dense: Vec::new(), phases: None }
     }
 }
 
@@ -1005,8 +1008,9 @@ impl FixedEngine<'_> {
         s: &mut Scratch,
         sums: &mut Vec<i32>,
     ) -> SumLayout {
-        let ph = Phases::new(geom, input, code, pad, self.isa, L::scratch(s).0);
-        self.phase_sums(geom, &ph, w, s, sums, false)
+        let ph = w.phases.as_ref().expect("a convolution's phases");
+        ph.lay(geom, input, code, pad, self.isa, L::scratch(s).0, false);
+        self.phase_sums(geom, ph, w, s, sums, false)
     }
 
     /// [`FixedEngine::conv_sums`] on the u8 x i8 carrier with the input laid out by byte
@@ -1023,7 +1027,7 @@ impl FixedEngine<'_> {
         s: &mut Scratch,
         sums: &mut Vec<i32>,
     ) -> SumLayout {
-        let ph = Phases::geometry(geom);
+        let ph = w.phases.as_ref().expect("a convolution's phases");
         let gathered = !w.gathered.is_empty();
         // The permutes read the codes as u8 lanes, and a window's worth past them.
         let (src, dst) = if gathered { (&mut s.u8, &mut s.u8_c) } else { (&mut s.u8_c, &mut s.u8) };
@@ -1033,7 +1037,7 @@ impl FixedEngine<'_> {
         // gathered runs) and the vector the permutes write past their layout.
         let len = if gathered { bytes.laid_len() + int16::NR } else { ph.laid_len(geom) };
         bytes.lay(src, u8::code(off), scratch_prefix(dst, len.max(bytes.laid_len() + BytePermute::WRITE_SLACK)));
-        self.phase_sums(geom, &ph, w, s, sums, gathered)
+        self.phase_sums(geom, ph, w, s, sums, gathered)
     }
 
     /// The sums over the input taps `w` holds of a convolution whose input phases `ph` are in

@@ -69,11 +69,7 @@ impl TileConv {
         let offsets = (0..geom.groups)
             .map(|grp| taps.iter().flat_map(|&t| (grp * cg..(grp + 1) * cg).map(move |c| c * chan + t)).collect())
             .collect();
-        let epilogue = match act {
-            Activation::None => Epilogue::Linear,
-            Activation::Relu => Epilogue::Relu,
-            Activation::Clip { min, max } => Epilogue::Clip(min as f32, max as f32),
-        };
+        let epilogue = Epilogue::of(act);
         let rows = PaddedRows::new(&padded);
         Some(TileConv { geom: *geom, padded, laid, rows, epilogue, tiles, offsets, cols })
     }

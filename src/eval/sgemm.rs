@@ -10,6 +10,7 @@
 //! (and fused or separate rounding of each product) may differ between instruction sets.
 
 use super::kernels::Isa;
+use crate::model::Activation;
 
 /// Rows of a microkernel tile: its accumulators are `MR` rows of vectors. AVX-512 tiles may also
 /// take [`MR_WIDE`] rows (see [`PackedF32::new`]).
@@ -354,6 +355,31 @@ pub enum Epilogue {
     Clip(f32, f32),
 }
 
+impl Epilogue {
+    /// The layer's activation as an epilogue.
+    pub fn of(act: Activation) -> Self {
+        match act {
+            Activation::None => Epilogue::Linear,
+            Activation::Relu => Epilogue::Relu,
+            Activation::Clip { min, max } => Epilogue::Clip(min as f32, max as f32),
+        }
+    }
+
+    /// The activation of sixteen biased sums.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn apply_avx512(self, x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // `max(x, lo)` takes `lo` where x is NaN, `max(lo, x)` takes x.
+        match self {
+            Epilogue::Linear => x,
+            Epilogue::Relu => _mm512_max_ps(x, _mm512_setzero_ps()),
+            Epilogue::Clip(lo, hi) => _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), x)),
+        }
+    }
+}
+
 /// `c[ch][q] = act(bias[ch] + sum_p w[ch][p] * src[offs[p] + cols[q]])` for every pixel `q`
 /// (`cols[q]`: its virtual column), `act` the [`Epilogue`]: tiles of `r` pixels by `16 v`
 /// channels, each loaded weight vector serving `r` pixels and each broadcast input `v` vectors.
@@ -443,15 +469,7 @@ unsafe fn gemm_pixels_avx512<const R: usize, const V: usize>(
                 for (j, &row) in t.iter().enumerate() {
                     let ch = blk * block + 16 * v + j;
                     if ch < w.m {
-                        let x = _mm512_add_ps(row, _mm512_set1_ps(bias[ch]));
-                        // `max(x, lo)` takes `lo` where x is NaN, `max(lo, x)` takes x.
-                        let y = match act {
-                            Epilogue::Linear => x,
-                            Epilogue::Relu => _mm512_max_ps(x, _mm512_setzero_ps()),
-                            Epilogue::Clip(lo, hi) => {
-                                _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), x))
-                            }
-                        };
+                        let y = act.apply_avx512(_mm512_add_ps(row, _mm512_set1_ps(bias[ch])));
                         _mm512_mask_storeu_ps(c.as_mut_ptr().add(ch * n + q0), mask, y);
                     }
                 }
