@@ -662,22 +662,61 @@ mod avx512 {
     use super::{Code, MaybeUninit, Requant, Sum, SumLayout, MR, MR_WIDE, NR, STEP};
     use std::arch::x86_64::*;
 
-    /// `y[r] = w[r] · x` over rows of `bytes` bytes, 64 at a time: `vpdpbusd` (u8 x i8 quads)
-    /// or `vpdpwssd` (i16 pairs) into sixteen i32 lanes, added up at the end; a row's last
-    /// bytes through a masked load (the zeros add nothing).
+    /// `y[r] = w[r] · x` over rows of `bytes` bytes: `vpdpbusd` (u8 x i8 quads) or `vpdpwssd`
+    /// (i16 pairs) into i32 lanes, added up at the end. Rows in blocks of four, then two, then
+    /// one: each input vector serves every row of a block, whose two accumulators per row (128
+    /// bytes a step) are independent chains; one row's single chain waited on each product's
+    /// latency. Exact in any order: the lanes add modulo 2^32.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub unsafe fn gemv<const QUADS: bool>(bytes: usize, w: *const u8, x: *const u8, y: &mut [i32]) {
-        for (r, out) in y.iter_mut().enumerate() {
-            let row = w.add(r * bytes);
-            let mut acc = _mm512_setzero_si512();
-            for i in (0..bytes).step_by(64) {
-                let mask: __mmask64 = if bytes - i >= 64 { !0 } else { (1u64 << (bytes - i)) - 1 };
-                let xv = _mm512_maskz_loadu_epi8(mask, x.add(i) as *const i8);
-                let wv = _mm512_maskz_loadu_epi8(mask, row.add(i) as *const i8);
-                acc = if QUADS { _mm512_dpbusd_epi32(acc, xv, wv) } else { _mm512_dpwssd_epi32(acc, xv, wv) };
-            }
-            *out = _mm512_reduce_add_epi32(acc);
+        let mut r = 0;
+        while r < y.len() {
+            let (wr, yr) = (w.add(r * bytes), &mut y[r..]);
+            r += match yr.len() {
+                4.. => gemv_rows::<QUADS, 4>(bytes, wr, x, yr),
+                2 | 3 => gemv_rows::<QUADS, 2>(bytes, wr, x, yr),
+                _ => gemv_rows::<QUADS, 1>(bytes, wr, x, yr),
+            };
         }
+    }
+
+    /// `y[r] = w[r] · x` for the first `R` rows; a row's last bytes through masked loads (the
+    /// zeros add nothing). Returns `R`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    unsafe fn gemv_rows<const QUADS: bool, const R: usize>(
+        bytes: usize,
+        w: *const u8,
+        x: *const u8,
+        y: &mut [i32],
+    ) -> usize {
+        let mut acc = [[_mm512_setzero_si512(); 2]; R];
+        let mut step = |i: usize, masks: [__mmask64; 2]| {
+            let xv: [__m512i; 2] =
+                std::array::from_fn(|v| _mm512_maskz_loadu_epi8(masks[v], x.wrapping_add(i + 64 * v) as *const i8));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                for (v, a) in acc.iter_mut().enumerate() {
+                    let wv = _mm512_maskz_loadu_epi8(masks[v], w.wrapping_add(r * bytes + i + 64 * v) as *const i8);
+                    *a = if QUADS { _mm512_dpbusd_epi32(*a, xv[v], wv) } else { _mm512_dpwssd_epi32(*a, xv[v], wv) };
+                }
+            }
+        };
+        let whole = bytes - bytes % 128;
+        for i in (0..whole).step_by(128) {
+            step(i, [!0; 2]);
+        }
+        if whole < bytes {
+            let live = |v: usize| match (bytes - whole).saturating_sub(64 * v) {
+                0 => 0,
+                n if n >= 64 => !0,
+                n => (1u64 << n) - 1,
+            };
+            step(whole, [live(0), live(1)]);
+        }
+        for (a, out) in acc.iter().zip(y) {
+            *out = _mm512_reduce_add_epi32(_mm512_add_epi32(a[0], a[1]));
+        }
+        R
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
@@ -872,15 +911,17 @@ mod tests {
 
     #[test]
     fn gemv_equals_plain_dot() {
-        for k in [37, 150] {
+        for k in [5, 37, 64, 100, 150, 200] {
             gemv_on(k);
         }
     }
 
-    /// Rows of `k` codes: one partial 64-byte chunk or several, both lane types.
+    /// Rows of `k` codes (bytes short of a 64-byte vector, of a 128-byte step, exactly a step,
+    /// steps and a remainder of either vector), both lane types; seven rows (a block of four,
+    /// of two and a lone row).
     fn gemv_on(k: usize) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-        let m = 5;
+        let m = 7;
         let w: Vec<i16> = (0..m * k).map(|_| rng.random_range(-2000..=2000)).collect();
         let x: Vec<i16> = (0..k).map(|_| rng.random_range(-2000..=2000)).collect();
         let w8: Vec<i8> = (0..m * k).map(|_| rng.random_range(-128..=127)).collect();
