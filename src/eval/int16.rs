@@ -153,6 +153,8 @@ pub fn pack_runs<L: Lane>(offsets: &[usize], n: usize, padded: &[L], out: &mut V
         let runs: Vec<usize> = offsets.iter().map(|&o| o * bytes).collect();
         if L::PER_WORD == 2 {
             avx2::pack_pairs(&runs, panels, steps, src, dst);
+        } else if isa == Isa::Avx512Vnni {
+            avx512::pack_quads(&runs, panels, steps, src, dst);
         } else {
             avx2::pack_quads(&runs, panels, steps, src, dst);
         }
@@ -574,12 +576,25 @@ mod avx2 {
     /// up (`unpack{lo,hi}_epi8`), then pairs (`unpack{lo,hi}_epi16`) into each column's word.
     #[target_feature(enable = "avx2")]
     pub unsafe fn pack_quads(runs: &[usize], panels: usize, steps: usize, src: *const u8, dst: *mut u8) {
+        pack_quads_from(runs, 0, panels, steps, src, dst);
+    }
+
+    /// [`pack_quads`] of panels `first..panels` only.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn pack_quads_from(
+        runs: &[usize],
+        first: usize,
+        panels: usize,
+        steps: usize,
+        src: *const u8,
+        dst: *mut u8,
+    ) {
         for p in 0..steps {
             // Spelled out, not `array::from_fn` / `array::map`: LLVM sometimes left those
             // calls out of line here (5 % of a convolution's time, depending on the build).
             let row = |t: usize| runs.get(4 * p + t).map(|&o| src.add(o));
             let rows = [row(0), row(1), row(2), row(3)];
-            for j in 0..panels {
+            for j in first..panels {
                 let load = |r: Option<*const u8>| match r {
                     Some(r) => _mm_loadu_si128(r.add(j * NR) as *const __m128i),
                     None => _mm_setzero_si128(),
@@ -661,6 +676,50 @@ mod avx2 {
 mod avx512 {
     use super::{Code, MaybeUninit, Requant, Sum, SumLayout, MR, MR_WIDE, NR, STEP};
     use std::arch::x86_64::*;
+
+    /// [`super::avx2::pack_quads`] four panels at a time: each run's 64 bytes interleaved
+    /// within 128-bit lanes as there (a lane per panel), then the lanes transposed so that each
+    /// panel's step is one 64-byte store; the panels past a multiple of four as there.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub unsafe fn pack_quads(runs: &[usize], panels: usize, steps: usize, src: *const u8, dst: *mut u8) {
+        let whole = panels - panels % 4;
+        for p in 0..steps {
+            let row = |t: usize| runs.get(4 * p + t).map(|&o| src.add(o));
+            let rows = [row(0), row(1), row(2), row(3)];
+            for j in (0..whole).step_by(4) {
+                let load = |r: Option<*const u8>| match r {
+                    Some(r) => _mm512_loadu_si512(r.add(j * NR) as *const _),
+                    None => _mm512_setzero_si512(),
+                };
+                let [a, b, c, d] = [load(rows[0]), load(rows[1]), load(rows[2]), load(rows[3])];
+                let (ab_lo, ab_hi) = (_mm512_unpacklo_epi8(a, b), _mm512_unpackhi_epi8(a, b));
+                let (cd_lo, cd_hi) = (_mm512_unpacklo_epi8(c, d), _mm512_unpackhi_epi8(c, d));
+                // Lane l of o[q]: the q-th 16 bytes of panel j + l's step.
+                let o = [
+                    _mm512_unpacklo_epi16(ab_lo, cd_lo),
+                    _mm512_unpackhi_epi16(ab_lo, cd_lo),
+                    _mm512_unpacklo_epi16(ab_hi, cd_hi),
+                    _mm512_unpackhi_epi16(ab_hi, cd_hi),
+                ];
+                let t0 = _mm512_shuffle_i64x2::<0x44>(o[0], o[1]);
+                let t1 = _mm512_shuffle_i64x2::<0xee>(o[0], o[1]);
+                let t2 = _mm512_shuffle_i64x2::<0x44>(o[2], o[3]);
+                let t3 = _mm512_shuffle_i64x2::<0xee>(o[2], o[3]);
+                let panel = [
+                    _mm512_shuffle_i64x2::<0x88>(t0, t2),
+                    _mm512_shuffle_i64x2::<0xdd>(t0, t2),
+                    _mm512_shuffle_i64x2::<0x88>(t1, t3),
+                    _mm512_shuffle_i64x2::<0xdd>(t1, t3),
+                ];
+                for (l, &v) in panel.iter().enumerate() {
+                    _mm512_storeu_si512(dst.add(((j + l) * steps + p) * STEP) as *mut _, v);
+                }
+            }
+        }
+        if whole < panels {
+            super::avx2::pack_quads_from(runs, whole, panels, steps, src, dst);
+        }
+    }
 
     /// `y[r] = w[r] · x` over rows of `bytes` bytes: `vpdpbusd` (u8 x i8 quads) or `vpdpwssd`
     /// (i16 pairs) into i32 lanes, added up at the end. Rows in blocks of four, then two, then
@@ -869,8 +928,11 @@ mod tests {
             Window { kernel: [3, 3], stride: [1, 1], pads: [1, 2, 0, 1], dilation: [1, 1] },
             Window { kernel: [3, 2], stride: [2, 2], pads: [1, 0, 2, 1], dilation: [1, 2] },
         ];
-        for window in windows {
-            let (c, h, w) = (3, 5, 6);
+        for (window, (c, h, w), isa) in windows
+            .into_iter()
+            .flat_map(|win| [(3, 5, 6), (2, 12, 14)].map(|size| (win, size)))
+            .flat_map(|(win, size)| isas().into_iter().map(move |isa| (win, size, isa)))
+        {
             let [oh, ow] = window.output_hw(h, w).unwrap();
             let g = ConvGeom { in_c: c, in_h: h, in_w: w, out_c: 2, out_h: oh, out_w: ow, groups: 1, window };
             let input: Vec<i64> = (0..c * h * w).map(&code).collect();
@@ -895,7 +957,7 @@ mod tests {
             }
             let (mut want, mut got) = (Vec::new(), Vec::new());
             pack_columns(k, n, &col, &mut want);
-            pack_runs(&offsets, n, &padded, &mut got, Isa::Avx2);
+            pack_runs(&offsets, n, &padded, &mut got, isa);
             // Discarded columns (ox >= out_w) may differ; compare the real ones through a GEMM.
             let wts: Vec<i64> = (0..2 * k).map(|i| i as i64 % 7 - 3).collect();
             let pw = PackedWeights::<L>::new(2, k, &wts, Isa::Avx2);
@@ -905,7 +967,7 @@ mod tests {
             let real = |c: &[i32]| {
                 c.iter().enumerate().filter(|(v, _)| v % n % ph.wq < ow).map(|(_, &x)| x).collect::<Vec<_>>()
             };
-            assert_eq!(real(&cw), real(&cg), "{window:?}");
+            assert_eq!(real(&cw), real(&cg), "{window:?} {c}x{h}x{w} {isa:?}");
         }
     }
 
