@@ -151,7 +151,9 @@ pub fn pack_runs<L: Lane>(offsets: &[usize], n: usize, padded: &[L], out: &mut V
         let (src, dst) = (padded.as_ptr().cast::<u8>(), out.as_mut_ptr().cast::<u8>());
         let bytes = std::mem::size_of::<L>();
         let runs: Vec<usize> = offsets.iter().map(|&o| o * bytes).collect();
-        if L::PER_WORD == 2 {
+        if L::PER_WORD == 2 && isa == Isa::Avx512Vnni {
+            avx512::pack_pairs(&runs, panels, steps, src, dst);
+        } else if L::PER_WORD == 2 {
             avx2::pack_pairs(&runs, panels, steps, src, dst);
         } else if isa == Isa::Avx512Vnni {
             avx512::pack_quads(&runs, panels, steps, src, dst);
@@ -554,10 +556,23 @@ mod avx2 {
     /// restore column order.
     #[target_feature(enable = "avx2")]
     pub unsafe fn pack_pairs(runs: &[usize], panels: usize, steps: usize, src: *const u8, dst: *mut u8) {
+        pack_pairs_from(runs, 0, panels, steps, src, dst);
+    }
+
+    /// [`pack_pairs`] of panels `first..panels` only.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn pack_pairs_from(
+        runs: &[usize],
+        first: usize,
+        panels: usize,
+        steps: usize,
+        src: *const u8,
+        dst: *mut u8,
+    ) {
         for p in 0..steps {
             let r0 = src.add(runs[2 * p]);
             let r1 = runs.get(2 * p + 1).map(|&o| src.add(o));
-            for j in 0..panels {
+            for j in first..panels {
                 let a = _mm256_loadu_si256(r0.add(j * NR * 2) as *const __m256i);
                 let b = match r1 {
                     Some(r1) => _mm256_loadu_si256(r1.add(j * NR * 2) as *const __m256i),
@@ -676,6 +691,38 @@ mod avx2 {
 mod avx512 {
     use super::{Code, MaybeUninit, Requant, Sum, SumLayout, MR, MR_WIDE, NR, STEP};
     use std::arch::x86_64::*;
+
+    /// [`super::avx2::pack_pairs`] two panels at a time: each run's 64 bytes interleaved
+    /// within 128-bit lanes as there, then one two-source qword permute per panel restores
+    /// column order; an odd last panel as there.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub unsafe fn pack_pairs(runs: &[usize], panels: usize, steps: usize, src: *const u8, dst: *mut u8) {
+        let whole = panels - panels % 2;
+        // Qwords of (lo, hi): panel 0 is lanes 0 of lo, hi, then lanes 1; panel 1 lanes 2, 3.
+        let first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+        let second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+        for p in 0..steps {
+            let r0 = src.add(runs[2 * p]);
+            let r1 = runs.get(2 * p + 1).map(|&o| src.add(o));
+            for j in (0..whole).step_by(2) {
+                let a = _mm512_loadu_si512(r0.add(j * NR * 2) as *const _);
+                let b = match r1 {
+                    Some(r1) => _mm512_loadu_si512(r1.add(j * NR * 2) as *const _),
+                    None => _mm512_setzero_si512(),
+                };
+                let (lo, hi) = (_mm512_unpacklo_epi16(a, b), _mm512_unpackhi_epi16(a, b));
+                _mm512_storeu_si512(
+                    dst.add((j * steps + p) * STEP) as *mut _,
+                    _mm512_permutex2var_epi64(lo, first, hi),
+                );
+                let next = dst.add(((j + 1) * steps + p) * STEP) as *mut _;
+                _mm512_storeu_si512(next, _mm512_permutex2var_epi64(lo, second, hi));
+            }
+        }
+        if whole < panels {
+            super::avx2::pack_pairs_from(runs, whole, panels, steps, src, dst);
+        }
+    }
 
     /// [`super::avx2::pack_quads`] four panels at a time: each run's 64 bytes interleaved
     /// within 128-bit lanes as there (a lane per panel), then the lanes transposed so that each
