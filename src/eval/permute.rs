@@ -227,6 +227,24 @@ mod avx512 {
         let ([pt, pl, ..], w) = (g.window.pads, g.in_w);
         let end = out.len();
         let to = out.as_mut_ptr();
+        if let [m] = t.masks[..] {
+            // Rows of one chunk (maps up to 16 padded columns wide): pointers stepped, no
+            // per-row index arithmetic.
+            let mut row = src.as_ptr().wrapping_sub(pl);
+            for c in 0..g.in_c {
+                let mut d = c * t.chan + pt * t.wq;
+                for _ in 0..g.in_h {
+                    let v = _mm512_maskz_loadu_ps(m, row);
+                    if d + 16 <= end {
+                        _mm512_storeu_ps(to.add(d), v);
+                    } else {
+                        _mm512_mask_storeu_ps(to.add(d), ((1u32 << (end - d)) - 1) as u16, v);
+                    }
+                    (row, d) = (row.wrapping_add(w), d + t.wq);
+                }
+            }
+            return;
+        }
         for c in 0..g.in_c {
             for y in 0..g.in_h {
                 // Padded column j + i of this row is input column j + i - pl.
