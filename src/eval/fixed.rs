@@ -1009,7 +1009,7 @@ impl FixedEngine<'_> {
         sums: &mut Vec<i32>,
     ) -> SumLayout {
         let ph = w.phases.as_ref().expect("a convolution's phases");
-        ph.lay(geom, input, code, pad, self.isa, L::scratch(s).0, false);
+        ph.lay(geom, input, code, pad, self.isa, L::scratch(s).0);
         self.phase_sums(geom, ph, w, s, sums, false)
     }
 

@@ -28,12 +28,11 @@ struct Params {
 /// the tiles.
 struct TileConv {
     geom: ConvGeom,
-    /// Its padded input, read as it lies whatever the stride ([`tile_input`]), and where that
-    /// lies.
-    padded: ConvGeom,
-    laid: Phases,
-    /// The same laid out by whole rows, where the machine has it.
-    rows: Option<PaddedRows>,
+    /// Its padded input, read as it lies whatever the stride ([`tile_input`]), laid by whole
+    /// rows (pixel tiles and padded rows both run on AVX-512), and that layout's length with
+    /// its slack.
+    rows: PaddedRows,
+    padded_len: usize,
     /// Its activation, applied as the tiles store their sums.
     epilogue: Epilogue,
     tiles: Vec<PixelTiles>,
@@ -69,38 +68,24 @@ impl TileConv {
         let offsets = (0..geom.groups)
             .map(|grp| taps.iter().flat_map(|&t| (grp * cg..(grp + 1) * cg).map(move |c| c * chan + t)).collect())
             .collect();
-        let epilogue = Epilogue::of(act);
-        let rows = PaddedRows::new(&padded);
-        Some(TileConv { geom: *geom, padded, laid, rows, epilogue, tiles, offsets, cols })
+        let (epilogue, padded_len) = (Epilogue::of(act), laid.laid_len(&padded));
+        let rows = PaddedRows::new(&padded)?;
+        Some(TileConv { geom: *geom, rows, padded_len, epilogue, tiles, offsets, cols })
     }
 
     /// The convolution of one image's `input` into `out` (its sums, biased and activated as
-    /// the tiles store them); `padded` is this layer's own buffer (see [`Phases::lay`]).
-    fn run(
-        &self,
-        input: &[f32],
-        bias: &[f32],
-        isa: Isa,
-        padded: &mut Vec<f32>,
-        tmp: &mut Vec<f32>,
-        out: &mut Vec<f32>,
-    ) {
+    /// the tiles store them); `padded` is this layer's own buffer, whose padding and slack are
+    /// zeroed once (where its length is not the layout's), the interior written every image.
+    fn run(&self, input: &[f32], bias: &[f32], padded: &mut Vec<f32>, tmp: &mut Vec<f32>, out: &mut Vec<f32>) {
         let g = &self.geom;
         let src = if is_pointwise(g) {
             input
         } else {
-            match &self.rows {
-                Some(p) => {
-                    // The padding and slack zeroed once; the interior written every image.
-                    let len = self.laid.laid_len(&self.padded);
-                    if padded.len() != len {
-                        padded.clear();
-                        padded.resize(len, 0.0);
-                    }
-                    p.lay(input, padded);
-                }
-                None => self.laid.lay(&self.padded, input, |x| x, 0.0, isa, padded, true),
+            if padded.len() != self.padded_len {
+                padded.clear();
+                padded.resize(self.padded_len, 0.0);
             }
+            self.rows.lay(input, padded);
             padded.as_slice()
         };
         let (hw, og) = (g.pixels(), g.out_c / g.groups);
@@ -315,7 +300,7 @@ impl FloatEngine<'_> {
                     if s.padded_f32.len() <= idx {
                         s.padded_f32.resize_with(idx + 1, Vec::new);
                     }
-                    t.run(ins[0], &p.bias, self.isa, &mut s.padded_f32[idx], &mut s.f32_c, out);
+                    t.run(ins[0], &p.bias, &mut s.padded_f32[idx], &mut s.f32_c, out);
                     return;
                 }
                 let geom = conv_geom(g, node);

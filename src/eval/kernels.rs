@@ -325,16 +325,12 @@ impl Phases {
         out: &mut Vec<A>,
     ) -> Self {
         let ph = Self::geometry(g);
-        ph.lay(g, input, conv, pad, isa, out, false);
+        ph.lay(g, input, conv, pad, isa, out);
         ph
     }
 
-    /// Lay `input` out as [`Phases::new`] does, for this geometry (`Phases::geometry(g)`).
-    /// `again`: `out` is this layer's own buffer, which holds an earlier laying of the same
-    /// geometry and `pad` wherever its length is the layout's, so that only the input's values
-    /// are written (the padding and slack are left as they lie; a buffer of any other length
-    /// is filled first).
-    #[allow(clippy::too_many_arguments)]
+    /// Lay `input` out as [`Phases::new`] does, for this geometry (`Phases::geometry(g)`,
+    /// computed once per layer by callers that keep it).
     pub fn lay<S: Copy, A: Copy + Default>(
         &self,
         g: &ConvGeom,
@@ -343,23 +339,21 @@ impl Phases {
         pad: A,
         isa: Isa,
         out: &mut Vec<A>,
-        again: bool,
     ) {
         debug_assert!(isa.supported());
         match isa {
             // SAFETY: the caller's `isa` is one the machine has; the body is safe code compiled
             // for it (the zero fill, row copies and column deals vectorize on it).
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vnni => unsafe { self.lay_avx512(g, input, conv, pad, isa, out, again) },
+            Isa::Avx512Vnni => unsafe { self.lay_avx512(g, input, conv, pad, isa, out) },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { self.lay_avx2(g, input, conv, pad, isa, out, again) },
-            _ => self.lay_body(g, input, conv, pad, isa, out, again),
+            Isa::Avx2 => unsafe { self.lay_avx2(g, input, conv, pad, isa, out) },
+            _ => self.lay_body(g, input, conv, pad, isa, out),
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn lay_avx2<S: Copy, A: Copy + Default>(
         &self,
         g: &ConvGeom,
@@ -368,14 +362,12 @@ impl Phases {
         pad: A,
         isa: Isa,
         out: &mut Vec<A>,
-        again: bool,
     ) {
-        self.lay_body(g, input, conv, pad, isa, out, again)
+        self.lay_body(g, input, conv, pad, isa, out)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn lay_avx512<S: Copy, A: Copy + Default>(
         &self,
         g: &ConvGeom,
@@ -384,13 +376,11 @@ impl Phases {
         pad: A,
         isa: Isa,
         out: &mut Vec<A>,
-        again: bool,
     ) {
-        self.lay_body(g, input, conv, pad, isa, out, again)
+        self.lay_body(g, input, conv, pad, isa, out)
     }
 
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn lay_body<S: Copy, A: Copy + Default>(
         &self,
         g: &ConvGeom,
@@ -399,7 +389,6 @@ impl Phases {
         pad: A,
         isa: Isa,
         out: &mut Vec<A>,
-        again: bool,
     ) {
         let len = self.laid_len(g);
         let (wq, chan) = (self.wq, self.chan);
@@ -415,10 +404,8 @@ impl Phases {
             out[input.len()..].fill(pad);
             return;
         }
-        if !again || out.len() != len {
-            out.clear();
-            out.resize(len, pad);
-        }
+        out.clear();
+        out.resize(len, pad);
         if [sh, sw] == [1, 1] && pl + pr == 0 {
             // No column padding, one phase: each channel's rows are one run (a long loop
             // vectorizes).

@@ -60,29 +60,43 @@ impl BytePermute {
     }
 
     /// The layout whose channel byte `j` is input byte `map[j]` of the channel (None: padding):
-    /// pieces of up to 64 output bytes, each drawing from one window (see [`pieces`]).
+    /// pieces of up to 64 output bytes, each drawing from one window (a piece ends early where
+    /// the next byte lies outside it: where a vector would cross from one stride phase's last
+    /// rows to the next one's first, or on wide maps).
     fn from_map(g: &ConvGeom, map: &[Option<usize>]) -> Option<Self> {
         if !vbmi() {
             return None;
         }
-        let pieces = pieces(map, VEC, WINDOW)
-            .into_iter()
-            .map(|(at, len, base)| {
-                let mut piece = Piece { at, base, index: [0; VEC], low: 0, high: 0 };
-                for (i, src) in map[at..at + len].iter().enumerate() {
-                    if let Some(s) = *src {
-                        let off = s - base;
-                        piece.index[i] = (off % 128) as u8;
-                        if off < 128 {
-                            piece.low |= 1 << i;
-                        } else {
-                            piece.high |= 1 << i;
-                        }
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        while at < map.len() {
+            let (mut lo, mut hi) = (usize::MAX, 0);
+            let mut len = 0;
+            while at + len < map.len() && len < VEC {
+                if let Some(s) = map[at + len] {
+                    if lo != usize::MAX && (s.max(hi) - s.min(lo)) >= WINDOW {
+                        break;
+                    }
+                    (lo, hi) = (s.min(lo), s.max(hi));
+                }
+                len += 1;
+            }
+            let base = if lo == usize::MAX { 0 } else { lo };
+            let mut piece = Piece { at, base, index: [0; VEC], low: 0, high: 0 };
+            for (i, src) in map[at..at + len].iter().enumerate() {
+                if let Some(s) = *src {
+                    let off = s - base;
+                    piece.index[i] = (off % 128) as u8;
+                    if off < 128 {
+                        piece.low |= 1 << i;
+                    } else {
+                        piece.high |= 1 << i;
                     }
                 }
-                piece
-            })
-            .collect();
+            }
+            pieces.push(piece);
+            at += len;
+        }
         Some(BytePermute { pieces, per_channel: map.len(), plane: g.in_h * g.in_w, channels: g.in_c })
     }
 
@@ -112,31 +126,6 @@ impl BytePermute {
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("byte permutes exist only on AVX-512 VBMI machines: {pad}")
     }
-}
-
-/// `map` cut into pieces `(at, len, base)` of up to `vec` consecutive entries whose inputs lie
-/// within `window` of each other, from `base` on (0 where a piece is all padding): a piece
-/// ends early where the next entry lies outside its window (where a vector would cross from
-/// one stride phase's last rows to the next one's first, or on wide maps).
-fn pieces(map: &[Option<usize>], vec: usize, window: usize) -> Vec<(usize, usize, usize)> {
-    let mut pieces = Vec::new();
-    let mut at = 0;
-    while at < map.len() {
-        let (mut lo, mut hi) = (usize::MAX, 0);
-        let mut len = 0;
-        while at + len < map.len() && len < vec {
-            if let Some(s) = map[at + len] {
-                if lo != usize::MAX && (s.max(hi) - s.min(lo)) >= window {
-                    break;
-                }
-                (lo, hi) = (s.min(lo), s.max(hi));
-            }
-            len += 1;
-        }
-        pieces.push((at, len, if lo == usize::MAX { 0 } else { lo }));
-        at += len;
-    }
-    pieces
 }
 
 /// A float convolution's input laid into the interior of its zero-padded layout at stride 1
@@ -225,8 +214,6 @@ mod avx512 {
     pub unsafe fn lay_rows(t: &PaddedRows, src: &[f32], out: &mut [f32]) {
         let g = &t.geom;
         let ([pt, pl, ..], w) = (g.window.pads, g.in_w);
-        let end = out.len();
-        let to = out.as_mut_ptr();
         if let [m] = t.masks[..] {
             // Rows of one chunk (maps up to 16 padded columns wide): pointers stepped, no
             // per-row index arithmetic.
@@ -234,12 +221,7 @@ mod avx512 {
             for c in 0..g.in_c {
                 let mut d = c * t.chan + pt * t.wq;
                 for _ in 0..g.in_h {
-                    let v = _mm512_maskz_loadu_ps(m, row);
-                    if d + 16 <= end {
-                        _mm512_storeu_ps(to.add(d), v);
-                    } else {
-                        _mm512_mask_storeu_ps(to.add(d), ((1u32 << (end - d)) - 1) as u16, v);
-                    }
+                    store_within(out, d, _mm512_maskz_loadu_ps(m, row));
                     (row, d) = (row.wrapping_add(w), d + t.wq);
                 }
             }
@@ -251,15 +233,21 @@ mod avx512 {
                 let row = src.as_ptr().add((c * g.in_h + y) * w).wrapping_sub(pl);
                 let at = c * t.chan + (pt + y) * t.wq;
                 for (k, &m) in t.masks.iter().enumerate() {
-                    let v = _mm512_maskz_loadu_ps(m, row.wrapping_add(16 * k));
-                    let d = at + 16 * k;
-                    if d + 16 <= end {
-                        _mm512_storeu_ps(to.add(d), v);
-                    } else {
-                        _mm512_mask_storeu_ps(to.add(d), ((1u32 << (end - d)) - 1) as u16, v);
-                    }
+                    store_within(out, at + 16 * k, _mm512_maskz_loadu_ps(m, row.wrapping_add(16 * k)));
                 }
             }
+        }
+    }
+
+    /// `v` into `out[d..d + 16]`, whole, or under a mask where the layout ends first (`d` lies
+    /// within `out`).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store_within(out: &mut [f32], d: usize, v: __m512) {
+        let to = out.as_mut_ptr().add(d);
+        match out.len() - d {
+            16.. => _mm512_storeu_ps(to, v),
+            left => _mm512_mask_storeu_ps(to, ((1u32 << left) - 1) as u16, v),
         }
     }
 

@@ -35,7 +35,7 @@ pub struct Scratch {
     pub i64: Vec<i64>,
     pub offsets: Vec<usize>,
     /// Each layer's padded input, by node, kept between images: its padding is written once
-    /// (see `Phases::lay`).
+    /// (see `permute::PaddedRows`).
     pub padded_f32: Vec<Vec<f32>>,
 }
 
