@@ -591,7 +591,8 @@ fn carrier_sets() -> Vec<Carriers> {
 }
 
 /// Every carrier set ([`carrier_sets`]) on `g` under `f` against the reference, so that each
-/// kernel is checked whichever the machine would pick, on three random inputs from `seed`.
+/// kernel is checked whichever the machine would pick, on five random inputs from `seed`, each
+/// alone and the five as one batch.
 fn check_net(g: &Graph, f: &Formats, seed: u64) -> Result<(), TestCaseError> {
     let a = assignment(g, f);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -602,23 +603,37 @@ fn check_net(g: &Graph, f: &Formats, seed: u64) -> Result<(), TestCaseError> {
     prop_assert!(engines.iter().all(FixedEngine::stores_i32), "16-bit formats not stored in i32");
     engines.push(FixedEngine::new(g, &a).unwrap().with_i64_storage());
     let fmts = a.value_formats(g);
-    for _ in 0..3 {
-        let input: Vec<f64> = (0..g.values[0].numel()).map(|_| rng.random_range(0.0..1.2)).collect();
-        let want = reference(g, &a, &input);
-        for engine in &engines {
-            let mut codes = Vec::new();
-            engine.quantize_input(&input, &mut codes);
-            let got = engine.forward_all(&codes);
-            for (v, (gv, wv)) in got.iter().zip(&want).enumerate() {
+    let inputs: Vec<Vec<f64>> =
+        (0..5).map(|_| (0..g.values[0].numel()).map(|_| rng.random_range(0.0..1.2)).collect()).collect();
+    let wants: Vec<_> = inputs.iter().map(|x| reference(g, &a, x)).collect();
+    for engine in &engines {
+        let codes: Vec<Vec<i64>> = inputs
+            .iter()
+            .map(|x| {
+                let mut c = Vec::new();
+                engine.quantize_input(x, &mut c);
+                c
+            })
+            .collect();
+        // Each image alone, and all five as one batch (dense layers over blocks of images).
+        let singles = codes.iter().map(|c| engine.forward_all(c));
+        let batch = engine.forward_all_batch(&codes.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        for (run, got) in singles.map(|g| ("alone", g)).chain(batch.into_iter().map(|g| ("in a batch", g))).enumerate()
+        {
+            let (how, got) = got;
+            let want = &wants[run % inputs.len()];
+            for (v, (gv, wv)) in got.iter().zip(want).enumerate() {
                 let f = fmts[v];
                 let got_real: Vec<f64> = gv.iter().map(|&k| k as f64 * 2f64.powi(-f.frac)).collect();
                 prop_assert_eq!(
                     &got_real,
                     wv,
-                    "value {} ({}) format {} differs (kernels {:?} on {:?})",
+                    "value {} ({}) format {} differs, image {} {} (kernels {:?} on {:?})",
                     v,
                     &g.values[v].name,
                     f,
+                    run % inputs.len(),
+                    how,
                     engine.kernels(),
                     engine.isa()
                 );
@@ -920,7 +935,7 @@ fn mild_arith(m: usize) -> Arith {
     }
 }
 
-/// Runs every image through the engine and the reference. Returns the first value of the first
+/// Runs every image through the engine (in batches) and the reference. Returns the first value of the first
 /// image (in image order) where they differ, described with the model's node, value, format,
 /// element and both reals, and the engine's predicted class of each image.
 fn check_images(g: &Graph, a: &Assignment, engine: &FixedEngine, inputs: &[Vec<f64>]) -> (Option<String>, Vec<usize>) {
@@ -928,13 +943,27 @@ fn check_images(g: &Graph, a: &Assignment, engine: &FixedEngine, inputs: &[Vec<f
     let fmts = a.value_formats(g);
     let params = ref_params(g, a);
     let producer = |v: usize| g.nodes.iter().find(|n| n.output == v).map_or("(graph input)", |n| n.name.as_str());
+    // In batches of eight, as searches run them (dense layers over blocks of images).
+    let batches: Vec<Vec<Vec<i64>>> = inputs
+        .par_chunks(8)
+        .map(|batch| {
+            let codes: Vec<Vec<i64>> = batch
+                .iter()
+                .map(|x| {
+                    let mut c = Vec::new();
+                    engine.quantize_input(x, &mut c);
+                    c
+                })
+                .collect();
+            engine.forward_all_batch(&codes.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        })
+        .flatten_iter()
+        .collect();
     let per_image: Vec<(Option<String>, usize)> = inputs
         .par_iter()
+        .zip(batches)
         .enumerate()
-        .map(|(img, x)| {
-            let mut codes = Vec::new();
-            engine.quantize_input(x, &mut codes);
-            let got = engine.forward_all(&codes);
+        .map(|(img, (x, got))| {
             let want = reference_with(g, a, &params, x);
             let mismatch = got.iter().zip(&want).enumerate().find_map(|(v, (gv, wv))| {
                 let f = fmts[v];

@@ -17,7 +17,7 @@ use super::kernels::{
     SumLayout,
 };
 use super::permute::BytePermute;
-use super::runner::{run_image, Engine, Scratch, Workspace};
+use super::runner::{run_batch, Engine, Scratch, Workspace};
 use crate::fixed::round::{
     fit, quantize, quantize_scaled, requantize, requantize_codes, round_div, round_f64, round_shift, shl_saturating,
 };
@@ -796,29 +796,41 @@ impl<'g> FixedEngine<'g> {
 
     /// Run one sample and return the integer logits.
     pub fn forward(&self, input_codes: &[i64]) -> Vec<i64> {
-        let mut all = self.run_codes(input_codes, false);
-        std::mem::take(&mut all[self.graph.output])
+        let mut all = self.run_codes(&[input_codes], false);
+        std::mem::take(&mut all[0][self.graph.output])
     }
 
     /// Run one sample keeping every value's codes (golden vectors, tests).
     pub fn forward_all(&self, input_codes: &[i64]) -> Vec<Vec<i64>> {
+        self.run_codes(&[input_codes], true).remove(0)
+    }
+
+    /// Run samples as one batch (as searches and evaluations do: dense layers over every image
+    /// at once), keeping every value's codes of each (tests).
+    pub fn forward_all_batch(&self, input_codes: &[&[i64]]) -> Vec<Vec<Vec<i64>>> {
         self.run_codes(input_codes, true)
     }
 
-    /// Every value's codes after one sample (only the output's unless `keep`), as i64.
-    fn run_codes(&self, input_codes: &[i64], keep: bool) -> Vec<Vec<i64>> {
+    /// Every value's codes after a batch of samples (only the output's unless `keep`), as i64.
+    fn run_codes(&self, inputs: &[&[i64]], keep: bool) -> Vec<Vec<Vec<i64>>> {
         if self.narrow {
-            self.run_stored::<i32>(input_codes, keep)
+            self.run_stored::<i32>(inputs, keep)
         } else {
-            self.run_stored::<i64>(input_codes, keep)
+            self.run_stored::<i64>(inputs, keep)
         }
     }
 
-    fn run_stored<C: Code>(&self, input_codes: &[i64], keep: bool) -> Vec<Vec<i64>> {
-        let mut ws = Workspace::new(self.graph);
-        let input: Vec<C> = input_codes.iter().map(|&k| C::store(k)).collect();
-        run_image(self.graph, &self.storing::<C>(), &mut ws, &input, keep);
-        super::runner::values(&ws).iter().map(|v| v.iter().map(|k| k.load()).collect()).collect()
+    fn run_stored<C: Code>(&self, inputs: &[&[i64]], keep: bool) -> Vec<Vec<Vec<i64>>> {
+        let mut wss: Vec<Workspace<C>> = inputs.iter().map(|_| Workspace::new(self.graph)).collect();
+        for (ws, codes) in wss.iter_mut().zip(inputs) {
+            let input: Vec<C> = codes.iter().map(|&k| C::store(k)).collect();
+            ws.set(self.graph.input, &input);
+        }
+        run_batch(self.graph, &self.storing::<C>(), &mut wss, 0..self.graph.nodes.len(), keep);
+        let all = |ws: &Workspace<C>| {
+            super::runner::values(ws).iter().map(|v| v.iter().map(|k| k.load()).collect()).collect()
+        };
+        wss.iter().map(all).collect()
     }
 
     /// Precision chosen for each node (None for nodes without parameters).
@@ -1154,6 +1166,31 @@ impl FixedEngine<'_> {
         self.finish_i32(idx, node, p, SumLayout::dense(1), out, &s.i32);
     }
 
+    /// [`Self::dense_int`] for several images: their codes side by side, one batched product.
+    fn dense_images<L: EngineLane, C: Code>(
+        &self,
+        idx: usize,
+        node: &Node,
+        p: &QParams,
+        inputs: &[&[C]],
+        s: &mut Scratch,
+        outs: &mut [Vec<C>],
+    ) {
+        let (q, Op::Dense(d)) = (p.int.as_ref().expect("integer parameters"), &node.op) else { unreachable!("dense") };
+        let (k, m) = (d.in_features, d.out_features);
+        let (codes, _, sums) = L::scratch(s);
+        codes.resize(inputs.len() * k, L::default());
+        let off = q.u8_offset;
+        for (input, dst) in inputs.iter().zip(codes.chunks_exact_mut(k)) {
+            convert(input, dst, |k| L::code(k.load() + off), self.isa);
+        }
+        sums.resize(inputs.len() * m, 0);
+        int16::gemv_images(k, m, &L::params(q).dense, codes, sums, self.isa);
+        for (out, sums) in outs.iter_mut().zip(s.i32.chunks_exact(m)) {
+            self.finish_i32(idx, node, p, SumLayout::dense(1), out, sums);
+        }
+    }
+
     /// Finish i32 sums, one row per channel laid out as `layout`: vectorized in the common case.
     fn finish_i32<C: Code>(
         &self,
@@ -1311,6 +1348,21 @@ impl<C: Code> Engine for Storing<'_, '_, C> {
 
     fn compute(&self, idx: usize, node: &Node, ins: &[&[C]], out: &mut Vec<C>, s: &mut Scratch) {
         self.0.compute(idx, node, ins, out, s);
+    }
+
+    /// Dense layers on the integer carriers: one batched matrix product reads their weights
+    /// once for several images.
+    fn by_images(&self, idx: usize, node: &Node) -> bool {
+        matches!((&node.op, &self.0.nodes[idx]), (Op::Dense(_), QNode::Params(p)) if matches!(p.precision, Precision::I16 | Precision::U8))
+    }
+
+    fn compute_images(&self, idx: usize, node: &Node, ins: &[&[C]], outs: &mut [Vec<C>], s: &mut Scratch) {
+        let QNode::Params(p) = &self.0.nodes[idx] else { unreachable!("dense layer") };
+        match p.precision {
+            Precision::I16 => self.0.dense_images::<i16, C>(idx, node, p, ins, s, outs),
+            Precision::U8 => self.0.dense_images::<u8, C>(idx, node, p, ins, s, outs),
+            _ => unreachable!("only integer-carrier dense layers are batched"),
+        }
     }
 }
 

@@ -5,13 +5,39 @@ use super::kernels::pool_windows;
 use crate::model::{Graph, Node, Op, Window};
 use rayon::prelude::*;
 use std::ops::Range;
+use std::sync::Mutex;
 
 /// What an engine must provide: every op whose arithmetic depends on the number system.
 pub trait Engine: Sync {
     type T: Copy + PartialOrd + Default + Send + Sync + 'static;
     /// Compute node `idx` for one image. `inputs` are the node's input tensors.
     fn compute(&self, idx: usize, node: &Node, inputs: &[&[Self::T]], out: &mut Vec<Self::T>, scratch: &mut Scratch);
+
+    /// Whether node `idx` is computed for several images at once ([`Engine::compute_images`]):
+    /// where one image's pass would read more weights than it computes with (dense layers).
+    fn by_images(&self, _idx: usize, _node: &Node) -> bool {
+        false
+    }
+
+    /// Compute node `idx`, one of [`Engine::by_images`]'s (one input), for several images:
+    /// `inputs[b]` is image `b`'s input, `outs[b]` receives its output.
+    fn compute_images(
+        &self,
+        idx: usize,
+        node: &Node,
+        inputs: &[&[Self::T]],
+        outs: &mut [Vec<Self::T>],
+        scratch: &mut Scratch,
+    ) {
+        for (x, out) in inputs.iter().zip(outs) {
+            self.compute(idx, node, &[x], out, scratch);
+        }
+    }
 }
+
+/// Images per batch of [`run_batch`]: a dense layer's weights are read once per batch instead
+/// of once per image, and a batch's activations still fit the core's caches.
+pub const BATCH: usize = 8;
 
 /// Per-thread scratch buffers reused across images.
 #[derive(Default)]
@@ -57,6 +83,46 @@ impl<T> Workspace<T> {
     }
 }
 
+/// Batches of workspaces kept between parallel passes over one graph: each rayon job leases a
+/// batch (made the first time) and gives it back when it ends, so that a search does not
+/// allocate a batch's buffers again for each of its many short jobs.
+pub struct Pool<T>(Mutex<Vec<Vec<Workspace<T>>>>);
+
+impl<T> Default for Pool<T> {
+    fn default() -> Self {
+        Pool(Mutex::new(Vec::new()))
+    }
+}
+
+impl<T> Pool<T> {
+    pub fn lease(&self) -> Lease<'_, T> {
+        let wss = self.0.lock().map(|mut p| p.pop()).unwrap_or_default().unwrap_or_default();
+        Lease { pool: self, wss }
+    }
+}
+
+/// A batch of workspaces out of a [`Pool`], returned to it when dropped.
+pub struct Lease<'p, T> {
+    pool: &'p Pool<T>,
+    pub wss: Vec<Workspace<T>>,
+}
+
+impl<T> Drop for Lease<'_, T> {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.pool.0.lock() {
+            p.push(std::mem::take(&mut self.wss));
+        }
+    }
+}
+
+/// The first `n` of a thread's workspaces, made as needed.
+pub fn workspaces<'w, T>(graph: &Graph, wss: &'w mut Vec<Workspace<T>>, n: usize) -> &'w mut [Workspace<T>] {
+    if wss.len() < n {
+        wss.resize_with(n, || Workspace::new(graph));
+    }
+    &mut wss[..n]
+}
+
 /// For each node, the values whose last consumer it is (they can be dropped after it runs).
 pub fn last_uses(graph: &Graph) -> Vec<Vec<usize>> {
     let mut last = vec![None; graph.values.len()];
@@ -85,8 +151,7 @@ pub fn run_image<'w, E: Engine>(
     input: &[E::T],
     keep: bool,
 ) -> &'w [E::T] {
-    ws.values[graph.input].clear();
-    ws.values[graph.input].extend_from_slice(input);
+    ws.set(graph.input, input);
     run_nodes(graph, engine, ws, 0..graph.nodes.len(), keep);
     &ws.values[graph.output]
 }
@@ -101,59 +166,106 @@ pub fn run_nodes<E: Engine>(
     keep: bool,
 ) {
     for i in range {
+        run_node(graph, engine, ws, i, keep);
+    }
+}
+
+/// Run nodes `range` on a batch of images, one workspace each (values already in them). Nodes
+/// the engine computes by images run once for the whole batch; each run of other nodes between
+/// them runs image after image, so that one image's activations stay in cache through it.
+pub fn run_batch<E: Engine>(
+    graph: &Graph,
+    engine: &E,
+    wss: &mut [Workspace<E::T>],
+    range: std::ops::Range<usize>,
+    keep: bool,
+) {
+    let mut i = range.start;
+    while i < range.end {
         let node = &graph.nodes[i];
-        let mut out = std::mem::take(&mut ws.values[node.output]);
-        out.clear();
-        if matches!(node.op, Op::Flatten) && !keep && ws.dead[i].contains(&node.inputs[0]) {
-            // The same values: the dead input's storage becomes the output (no copy), and the
-            // output's old storage is left for the input's next image.
-            std::mem::swap(&mut out, &mut ws.values[node.inputs[0]]);
-        } else {
-            // The inputs' slices on the stack (a Vec per node per image was an allocation).
-            let mut few: [&[E::T]; 4] = [&[]; 4];
-            let many: Vec<&[E::T]>;
-            let ins: &[&[E::T]] = if node.inputs.len() <= few.len() {
-                for (s, &v) in few.iter_mut().zip(&node.inputs) {
-                    *s = ws.values[v].as_slice();
-                }
-                &few[..node.inputs.len()]
-            } else {
-                many = node.inputs.iter().map(|&v| ws.values[v].as_slice()).collect();
-                &many
-            };
-            match &node.op {
-                Op::MaxPool(w) if w.dilation == [1, 1] && (0..4).all(|i| w.pads[i] < w.kernel[i % 2]) => {
-                    max_pool(ins[0], graph.shape(node.inputs[0]), w, graph.shape(node.output), &mut out);
-                }
-                Op::MaxPool(w) => {
-                    let shape = graph.shape(node.inputs[0]);
-                    let o = graph.shape(node.output);
-                    out.resize(o.iter().product(), E::T::default());
-                    pool_windows(ins[0], shape, w, [o[1], o[2]], |c, p, vals, _| {
-                        out[c * o[1] * o[2] + p] = max_of(vals);
-                    });
-                }
-                Op::GlobalMaxPool => {
-                    let shape = graph.shape(node.inputs[0]);
-                    let hw = shape[1] * shape[2];
-                    out.extend(ins[0].chunks(hw).map(max_of));
-                }
-                Op::Flatten => out.extend_from_slice(ins[0]),
-                Op::Conv(_)
-                | Op::Dense(_)
-                | Op::Affine(_)
-                | Op::Add { .. }
-                | Op::Concat
-                | Op::AvgPool { .. }
-                | Op::GlobalAvgPool
-                | Op::Activation(_) => engine.compute(i, node, ins, &mut out, &mut ws.scratch),
+        if wss.len() > 1 && engine.by_images(i, node) {
+            let mut outs: Vec<Vec<E::T>> =
+                wss.iter_mut().map(|ws| std::mem::take(&mut ws.values[node.output])).collect();
+            let mut scratch = std::mem::take(&mut wss[0].scratch);
+            let ins: Vec<&[E::T]> = wss.iter().map(|ws| ws.values[node.inputs[0]].as_slice()).collect();
+            outs.iter_mut().for_each(Vec::clear);
+            engine.compute_images(i, node, &ins, &mut outs, &mut scratch);
+            wss[0].scratch = scratch;
+            for (ws, out) in wss.iter_mut().zip(outs) {
+                ws.values[node.output] = out;
+                ws.drop_dead(i, keep);
             }
+            i += 1;
+        } else {
+            let end = (i + 1..range.end).find(|&j| engine.by_images(j, &graph.nodes[j])).unwrap_or(range.end);
+            for ws in wss.iter_mut() {
+                run_nodes(graph, engine, ws, i..end, keep);
+            }
+            i = end;
         }
-        ws.values[node.output] = out;
+    }
+}
+
+/// Run node `i` on the values in `ws`.
+fn run_node<E: Engine>(graph: &Graph, engine: &E, ws: &mut Workspace<E::T>, i: usize, keep: bool) {
+    let node = &graph.nodes[i];
+    let mut out = std::mem::take(&mut ws.values[node.output]);
+    out.clear();
+    if matches!(node.op, Op::Flatten) && !keep && ws.dead[i].contains(&node.inputs[0]) {
+        // The same values: the dead input's storage becomes the output (no copy), and the
+        // output's old storage is left for the input's next image.
+        std::mem::swap(&mut out, &mut ws.values[node.inputs[0]]);
+    } else {
+        // The inputs' slices on the stack (a Vec per node per image was an allocation).
+        let mut few: [&[E::T]; 4] = [&[]; 4];
+        let many: Vec<&[E::T]>;
+        let ins: &[&[E::T]] = if node.inputs.len() <= few.len() {
+            for (s, &v) in few.iter_mut().zip(&node.inputs) {
+                *s = ws.values[v].as_slice();
+            }
+            &few[..node.inputs.len()]
+        } else {
+            many = node.inputs.iter().map(|&v| ws.values[v].as_slice()).collect();
+            &many
+        };
+        match &node.op {
+            Op::MaxPool(w) if w.dilation == [1, 1] && (0..4).all(|i| w.pads[i] < w.kernel[i % 2]) => {
+                max_pool(ins[0], graph.shape(node.inputs[0]), w, graph.shape(node.output), &mut out);
+            }
+            Op::MaxPool(w) => {
+                let shape = graph.shape(node.inputs[0]);
+                let o = graph.shape(node.output);
+                out.resize(o.iter().product(), E::T::default());
+                pool_windows(ins[0], shape, w, [o[1], o[2]], |c, p, vals, _| {
+                    out[c * o[1] * o[2] + p] = max_of(vals);
+                });
+            }
+            Op::GlobalMaxPool => {
+                let shape = graph.shape(node.inputs[0]);
+                let hw = shape[1] * shape[2];
+                out.extend(ins[0].chunks(hw).map(max_of));
+            }
+            Op::Flatten => out.extend_from_slice(ins[0]),
+            Op::Conv(_)
+            | Op::Dense(_)
+            | Op::Affine(_)
+            | Op::Add { .. }
+            | Op::Concat
+            | Op::AvgPool { .. }
+            | Op::GlobalAvgPool
+            | Op::Activation(_) => engine.compute(i, node, ins, &mut out, &mut ws.scratch),
+        }
+    }
+    ws.values[node.output] = out;
+    ws.drop_dead(i, keep);
+}
+
+impl<T> Workspace<T> {
+    /// Unless `keep`, clear the values node `i` was the last to read.
+    fn drop_dead(&mut self, i: usize, keep: bool) {
         if !keep {
-            for k in 0..ws.dead[i].len() {
-                let v = ws.dead[i][k];
-                ws.values[v].clear();
+            for &v in &self.dead[i] {
+                self.values[v].clear();
             }
         }
     }
@@ -197,6 +309,12 @@ impl<T: Copy> Workspace<T> {
     /// Copy values out (to save a pass at a cut), each element through `conv`.
     pub fn save<S>(&self, ids: &[usize], conv: impl Fn(T) -> S) -> Vec<Vec<S>> {
         ids.iter().map(|&v| self.values[v].iter().map(|&k| conv(k)).collect()).collect()
+    }
+
+    /// Value `v` becomes a copy of `x` (an image's input).
+    pub fn set(&mut self, v: usize, x: &[T]) {
+        self.values[v].clear();
+        self.values[v].extend_from_slice(x);
     }
 
     pub fn value(&self, v: usize) -> &[T] {
@@ -488,17 +606,26 @@ pub fn map_outputs<E: Engine, R: Send>(
     make_input: impl Fn(usize, &mut Vec<E::T>) + Sync,
     f: impl Fn(usize, &[E::T]) -> R + Sync,
 ) -> Vec<R> {
-    samples
+    let batches: Vec<Vec<R>> = samples
+        .clone()
         .into_par_iter()
+        .step_by(BATCH)
         .map_init(
-            || (Workspace::new(graph), Vec::new()),
-            |(ws, input), i| {
-                input.clear();
-                make_input(i, input);
-                f(i, run_image(graph, engine, ws, input, false))
+            || (Vec::new(), Vec::new()),
+            |(wss, input), start| {
+                let batch = start..(start + BATCH).min(samples.end);
+                let wss = workspaces(graph, wss, batch.len());
+                for (ws, i) in wss.iter_mut().zip(batch.clone()) {
+                    input.clear();
+                    make_input(i, input);
+                    ws.set(graph.input, input);
+                }
+                run_batch(graph, engine, wss, 0..graph.nodes.len(), false);
+                wss.iter().zip(batch).map(|(ws, i)| f(i, ws.value(graph.output))).collect()
             },
         )
-        .collect()
+        .collect();
+    batches.into_iter().flatten().collect()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use crate::config::{LossKind, Signal};
 use crate::eval::fixed::FixedEngine;
 use crate::eval::int16::Code;
 use crate::eval::paired::{compare, Paired};
-use crate::eval::runner::{live_at, run_nodes, Workspace};
+use crate::eval::runner::{live_at, run_batch, workspaces, Pool, Workspace, BATCH};
 use crate::fixed::{Arith, Assignment, Format};
 use crate::model::Graph;
 use rand::seq::SliceRandom;
@@ -34,14 +34,19 @@ enum SavedCodes {
     I64(Vec<Vec<Vec<i64>>>),
 }
 
-/// The code types a prefix is saved in.
+/// The code types the engine stores (and a prefix is saved in).
 trait Saved: Code {
     fn wrap(codes: Vec<Vec<Vec<Self>>>) -> SavedCodes;
+    /// The scorer's workspaces for this code type.
+    fn pool(pools: &Pools) -> &Pool<Self>;
 }
 
 impl Saved for i32 {
     fn wrap(codes: Vec<Vec<Vec<i32>>>) -> SavedCodes {
         SavedCodes::I32(codes)
+    }
+    fn pool(pools: &Pools) -> &Pool<i32> {
+        &pools.0
     }
 }
 
@@ -49,7 +54,14 @@ impl Saved for i64 {
     fn wrap(codes: Vec<Vec<Vec<i64>>>) -> SavedCodes {
         SavedCodes::I64(codes)
     }
+    fn pool(pools: &Pools) -> &Pool<i64> {
+        &pools.1
+    }
 }
+
+/// Workspaces kept from one candidate's passes to the next, of either code type.
+#[derive(Default)]
+struct Pools(Pool<i32>, Pool<i64>);
 
 /// Standard errors of margin before racing gives a candidate up: the remaining images' mean is
 /// taken at the observed mean minus this many standard errors. At 4 a candidate whose full
@@ -203,6 +215,7 @@ pub struct Scorer<'e> {
     pub stopped_early: usize,
     /// Remembered results asked for (each counts as the evaluation the earlier run made).
     pub replayed: usize,
+    pools: Pools,
 }
 
 fn fmt_code(f: Format) -> String {
@@ -269,6 +282,7 @@ impl<'e> Scorer<'e> {
             evaluated: 0,
             stopped_early: 0,
             replayed: 0,
+            pools: Pools::default(),
         }
     }
 
@@ -397,7 +411,7 @@ impl<'e> Scorer<'e> {
 
     /// The comparisons of `images` with the float network, each run from node `start` on (its
     /// codes there in `prefix`, or its input), `step` the output's code step.
-    fn compare_images<C: Code>(
+    fn compare_images<C: Saved>(
         &self,
         engine: &FixedEngine,
         prefix: Option<&Prefix>,
@@ -408,18 +422,25 @@ impl<'e> Scorer<'e> {
         let graph = self.graph;
         let (inputs, labels, float) = (self.inputs, self.labels, self.float);
         let (input_codes, stored) = (self.input_codes.as_ref(), engine.storing::<C>());
-        images
-            .par_iter()
+        let batches: Vec<Vec<Paired>> = images
+            .par_chunks(BATCH)
             .map_init(
-                || (Workspace::new(graph), Vec::new()),
-                |(ws, scratch), &i| {
-                    begin(graph, engine, prefix, input_codes, &inputs[i], i, ws, scratch);
-                    run_nodes(graph, &stored, ws, start..graph.nodes.len(), false);
-                    let out = ws.value(graph.output).iter().map(|&c| c.load() as f64 * step);
-                    compare(&float[i].1, float[i].0, out, labels[i])
+                || (C::pool(&self.pools).lease(), Vec::new()),
+                |(lease, scratch), batch| {
+                    let wss = workspaces(graph, &mut lease.wss, batch.len());
+                    for (ws, &i) in wss.iter_mut().zip(batch) {
+                        begin(graph, engine, prefix, input_codes, &inputs[i], i, ws, scratch);
+                    }
+                    run_batch(graph, &stored, wss, start..graph.nodes.len(), false);
+                    let compared = wss.iter().zip(batch).map(|(ws, &i)| {
+                        let out = ws.value(graph.output).iter().map(|&c| c.load() as f64 * step);
+                        compare(&float[i].1, float[i].0, out, labels[i])
+                    });
+                    compared.collect()
                 },
             )
-            .collect()
+            .collect();
+        batches.into_iter().flatten().collect()
     }
 
     /// Keep every search image's input codes in `a`'s input format (unless they are kept
@@ -458,18 +479,24 @@ impl<'e> Scorer<'e> {
     fn run_prefix_as<C: Saved>(&self, engine: &FixedEngine, from: usize, to: usize, live: &[usize]) -> SavedCodes {
         let (graph, stored) = (self.graph, engine.storing::<C>());
         let prefix = self.prefix.as_ref().filter(|_| from > 0);
-        let codes = (0..self.inputs.len())
+        let n = self.inputs.len();
+        let batches: Vec<Vec<Vec<Vec<C>>>> = (0..n)
             .into_par_iter()
+            .step_by(BATCH)
             .map_init(
-                || (Workspace::new(graph), Vec::new()),
-                |(ws, scratch), i| {
-                    begin(graph, engine, prefix, self.input_codes.as_ref(), &self.inputs[i], i, ws, scratch);
-                    run_nodes(graph, &stored, ws, from..to, false);
-                    ws.save(live, |k| k)
+                || (C::pool(&self.pools).lease(), Vec::new()),
+                |(lease, scratch), first| {
+                    let batch = first..(first + BATCH).min(n);
+                    let wss = workspaces(graph, &mut lease.wss, batch.len());
+                    for (ws, i) in wss.iter_mut().zip(batch) {
+                        begin(graph, engine, prefix, self.input_codes.as_ref(), &self.inputs[i], i, ws, scratch);
+                    }
+                    run_batch(graph, &stored, wss, from..to, false);
+                    wss.iter().map(|ws| ws.save(live, |k| k)).collect()
                 },
             )
             .collect();
-        C::wrap(codes)
+        C::wrap(batches.into_iter().flatten().collect())
     }
 }
 
