@@ -615,9 +615,17 @@ fn check_net(g: &Graph, f: &Formats, seed: u64) -> Result<(), TestCaseError> {
                 c
             })
             .collect();
-        // Each image alone, and all five as one batch (dense layers over blocks of images).
+        // Each image alone, and all five as one batch (dense layers over blocks of images),
+        // keeping every value and keeping only the logits (the other layers then run in one
+        // workspace shared by the images).
         let singles = codes.iter().map(|c| engine.forward_all(c));
-        let batch = engine.forward_all_batch(&codes.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let slices: Vec<&[i64]> = codes.iter().map(Vec::as_slice).collect();
+        let batch = engine.forward_all_batch(&slices);
+        for (img, logits) in engine.forward_batch(&slices).into_iter().enumerate() {
+            let f = fmts[g.output];
+            let got_real: Vec<f64> = logits.iter().map(|&k| k as f64 * 2f64.powi(-f.frac)).collect();
+            prop_assert_eq!(&got_real, &wants[img][g.output], "logits of image {} in a batch differ", img);
+        }
         for (run, got) in singles.map(|g| ("alone", g)).chain(batch.into_iter().map(|g| ("in a batch", g))).enumerate()
         {
             let (how, got) = got;

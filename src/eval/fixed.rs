@@ -17,7 +17,7 @@ use super::kernels::{
     SumLayout,
 };
 use super::permute::BytePermute;
-use super::runner::{run_batch, Engine, Scratch, Workspace};
+use super::runner::{Batch, Engine, Scratch, Workspace};
 use crate::fixed::round::{
     fit, quantize, quantize_scaled, requantize, requantize_codes, round_div, round_f64, round_shift, shl_saturating,
 };
@@ -796,8 +796,15 @@ impl<'g> FixedEngine<'g> {
 
     /// Run one sample and return the integer logits.
     pub fn forward(&self, input_codes: &[i64]) -> Vec<i64> {
-        let mut all = self.run_codes(&[input_codes], false);
-        std::mem::take(&mut all[0][self.graph.output])
+        self.forward_batch(&[input_codes]).remove(0)
+    }
+
+    /// Run samples as one batch (as searches and evaluations do: dense layers over every image
+    /// at once, the other layers image after image in one workspace) and return each one's
+    /// integer logits.
+    pub fn forward_batch(&self, input_codes: &[&[i64]]) -> Vec<Vec<i64>> {
+        let output = self.graph.output;
+        self.run_codes(input_codes, false).into_iter().map(|mut all| std::mem::take(&mut all[output])).collect()
     }
 
     /// Run one sample keeping every value's codes (golden vectors, tests).
@@ -805,8 +812,8 @@ impl<'g> FixedEngine<'g> {
         self.run_codes(&[input_codes], true).remove(0)
     }
 
-    /// Run samples as one batch (as searches and evaluations do: dense layers over every image
-    /// at once), keeping every value's codes of each (tests).
+    /// Run samples as one batch keeping every value's codes of each (tests: each image's values
+    /// in its own workspace).
     pub fn forward_all_batch(&self, input_codes: &[&[i64]]) -> Vec<Vec<Vec<i64>>> {
         self.run_codes(input_codes, true)
     }
@@ -821,16 +828,17 @@ impl<'g> FixedEngine<'g> {
     }
 
     fn run_stored<C: Code>(&self, inputs: &[&[i64]], keep: bool) -> Vec<Vec<Vec<i64>>> {
-        let mut wss: Vec<Workspace<C>> = inputs.iter().map(|_| Workspace::new(self.graph)).collect();
-        for (ws, codes) in wss.iter_mut().zip(inputs) {
+        let (graph, n) = (self.graph, inputs.len());
+        let mut batch = Batch::new(graph);
+        for (ws, codes) in batch.images(graph, n).iter_mut().zip(inputs) {
             let input: Vec<C> = codes.iter().map(|&k| C::store(k)).collect();
-            ws.set(self.graph.input, &input);
+            ws.set(graph.input, &input);
         }
-        run_batch(self.graph, &self.storing::<C>(), &mut wss, 0..self.graph.nodes.len(), keep);
+        batch.run(graph, &self.storing::<C>(), n, 0..graph.nodes.len(), keep);
         let all = |ws: &Workspace<C>| {
             super::runner::values(ws).iter().map(|v| v.iter().map(|k| k.load()).collect()).collect()
         };
-        wss.iter().map(all).collect()
+        batch.images(graph, n).iter().map(all).collect()
     }
 
     /// Precision chosen for each node (None for nodes without parameters).

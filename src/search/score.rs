@@ -7,7 +7,7 @@ use crate::config::{LossKind, Signal};
 use crate::eval::fixed::FixedEngine;
 use crate::eval::int16::Code;
 use crate::eval::paired::{compare, Paired};
-use crate::eval::runner::{live_at, run_batch, workspaces, Pool, Workspace, BATCH};
+use crate::eval::runner::{live_at, Pool, Workspace, BATCH};
 use crate::fixed::{Arith, Assignment, Format};
 use crate::model::Graph;
 use rand::seq::SliceRandom;
@@ -425,14 +425,14 @@ impl<'e> Scorer<'e> {
         let batches: Vec<Vec<Paired>> = images
             .par_chunks(BATCH)
             .map_init(
-                || (C::pool(&self.pools).lease(), Vec::new()),
-                |(lease, scratch), batch| {
-                    let wss = workspaces(graph, &mut lease.wss, batch.len());
-                    for (ws, &i) in wss.iter_mut().zip(batch) {
+                || (C::pool(&self.pools).lease(graph), Vec::new()),
+                |(lease, scratch), ids| {
+                    let b = &mut lease.batch;
+                    for (ws, &i) in b.images(graph, ids.len()).iter_mut().zip(ids) {
                         begin(graph, engine, prefix, input_codes, &inputs[i], i, ws, scratch);
                     }
-                    run_batch(graph, &stored, wss, start..graph.nodes.len(), false);
-                    let compared = wss.iter().zip(batch).map(|(ws, &i)| {
+                    b.run(graph, &stored, ids.len(), start..graph.nodes.len(), false);
+                    let compared = b.images(graph, ids.len()).iter().zip(ids).map(|(ws, &i)| {
                         let out = ws.value(graph.output).iter().map(|&c| c.load() as f64 * step);
                         compare(&float[i].1, float[i].0, out, labels[i])
                     });
@@ -484,15 +484,15 @@ impl<'e> Scorer<'e> {
             .into_par_iter()
             .step_by(BATCH)
             .map_init(
-                || (C::pool(&self.pools).lease(), Vec::new()),
+                || (C::pool(&self.pools).lease(graph), Vec::new()),
                 |(lease, scratch), first| {
-                    let batch = first..(first + BATCH).min(n);
-                    let wss = workspaces(graph, &mut lease.wss, batch.len());
-                    for (ws, i) in wss.iter_mut().zip(batch) {
+                    let ids = first..(first + BATCH).min(n);
+                    let b = &mut lease.batch;
+                    for (ws, i) in b.images(graph, ids.len()).iter_mut().zip(ids.clone()) {
                         begin(graph, engine, prefix, self.input_codes.as_ref(), &self.inputs[i], i, ws, scratch);
                     }
-                    run_batch(graph, &stored, wss, from..to, false);
-                    wss.iter().map(|ws| ws.save(live, |k| k)).collect()
+                    b.run(graph, &stored, ids.len(), from..to, false);
+                    b.images(graph, ids.len()).iter().map(|ws| ws.save(live, |k| k)).collect()
                 },
             )
             .collect();
