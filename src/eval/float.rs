@@ -274,6 +274,27 @@ impl Engine for FloatEngine<'_> {
             _ => self.compute_body(idx, node, ins, out, s),
         }
     }
+
+    /// Dense layers: one batched product reads their weights once for several images (each
+    /// image's sums the same bits as alone, see `sgemm::gemv_images`).
+    fn by_images(&self, _idx: usize, node: &Node) -> bool {
+        matches!(node.op, Op::Dense(_))
+    }
+
+    fn compute_images(&self, idx: usize, node: &Node, ins: &[&[f32]], outs: &mut [Vec<f32>], s: &mut Scratch) {
+        let (Op::Dense(d), Some(p)) = (&node.op, self.params[idx].as_ref()) else { unreachable!("dense layer") };
+        let (k, m) = (d.in_features, d.out_features);
+        let (x, y) = (&mut s.f32, &mut s.f32_b);
+        x.clear();
+        for input in ins {
+            x.extend_from_slice(input);
+        }
+        y.resize(ins.len() * m, 0.0);
+        sgemm::gemv_images(k, m, &p.weight, x, y, self.fisa);
+        for (out, sums) in outs.iter_mut().zip(y.chunks_exact(m)) {
+            out.extend(sums.iter().zip(&p.bias).map(|(&v, b)| activate(v + b, d.activation)));
+        }
+    }
 }
 
 impl FloatEngine<'_> {

@@ -525,51 +525,100 @@ unsafe fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64:
 /// `y[r] = w[r] · x` for `w` `[m][k]` row-major (dense layers): sixteen independent partial
 /// sums per row, so that the loop vectorizes (one float sum in order would not).
 pub fn gemv(k: usize, w: &[f32], x: &[f32], y: &mut [f32], isa: FloatIsa) {
-    assert!(w.len() >= y.len() * k && x.len() >= k, "matrix-vector operand sizes");
+    let m = y.len();
+    gemv_images(k, m, w, &x[..k], y, isa);
+}
+
+/// `y[b][r] = w[r] · x[b]` for several images at once: `x` holds the images' inputs (`k` each),
+/// `y` their sums (`m` each). On AVX-512 each weight vector loaded serves up to four images,
+/// and every sum is added in the same order whatever the batch (an image's outputs do not
+/// depend on the images beside it); elsewhere image after image.
+pub fn gemv_images(k: usize, m: usize, w: &[f32], x: &[f32], y: &mut [f32], isa: FloatIsa) {
+    let images = x.len() / k.max(1);
+    assert!(w.len() >= m * k && x.len() == images * k && y.len() == images * m, "matrix-vector operand sizes");
     match isa {
-        // SAFETY: as in `gemm_runs`.
+        // SAFETY: as in `gemm_runs`; the operand sizes are checked above.
         #[cfg(target_arch = "x86_64")]
-        FloatIsa::Avx512 => unsafe { gemv_avx512(k, w, x, y) },
-        #[cfg(target_arch = "x86_64")]
-        FloatIsa::Avx2Fma => unsafe { gemv_avx2(k, w, x, y) },
-        _ => gemv_body::<false>(k, w, x, y),
+        FloatIsa::Avx512 if k > 0 => unsafe { gemv_avx512(k, m, w, x, y) },
+        _ => {
+            for (x, y) in x.chunks_exact(k.max(1)).zip(y.chunks_exact_mut(m)) {
+                match isa {
+                    // SAFETY: as in `gemm_runs`.
+                    #[cfg(target_arch = "x86_64")]
+                    FloatIsa::Avx2Fma => unsafe { gemv_avx2(k, w, x, y) },
+                    _ => gemv_body::<false>(k, w, x, y),
+                }
+            }
+        }
     }
 }
 
-/// Rows in blocks of four, then two, then one: each pair of loaded input vectors serves every
-/// row of a block, whose two vectors of partial sums per row are independent chains (a row's
-/// single chain of sixteen lanes waited on its own adds; the same blocks in plain code
-/// compiled to a loop of bounds checks and spills, slower than one row at a time).
+/// Blocks of rows by images: one image alone in blocks of four rows (then two, one), several in
+/// blocks of two rows by four images (then two, one). Each loaded input vector serves every row
+/// of a block and each loaded weight vector every image; each (row, image) has two vectors of
+/// partial sums (independent chains; a single one waited on its own adds). The same blocks in
+/// plain code compiled to a loop of bounds checks and spills, slower than one row at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn gemv_avx512(k: usize, w: &[f32], x: &[f32], y: &mut [f32]) {
+unsafe fn gemv_avx512(k: usize, m: usize, w: &[f32], x: &[f32], y: &mut [f32]) {
+    let images = y.len() / m;
     let mut r = 0;
-    while r < y.len() {
-        let left = y.len() - r;
-        let (wr, yr) = (&w[r * k..], &mut y[r..]);
-        r += match left {
-            4.. => gemv_avx512_rows::<4>(k, wr, x, yr),
-            2 | 3 => gemv_avx512_rows::<2>(k, wr, x, yr),
-            _ => gemv_avx512_rows::<1>(k, wr, x, yr),
-        };
+    while r < m {
+        let left = m - r;
+        if images == 1 {
+            r += match left {
+                4.. => gemv_block::<4, 1>(k, m, r, w, x, 0, y).0,
+                2 | 3 => gemv_block::<2, 1>(k, m, r, w, x, 0, y).0,
+                _ => gemv_block::<1, 1>(k, m, r, w, x, 0, y).0,
+            };
+            continue;
+        }
+        let rows = left.min(2);
+        let mut b = 0;
+        // A block of rows stays in L1 while every image passes it.
+        while b < images {
+            b += match (rows, images - b) {
+                (2, 4..) => gemv_block::<2, 4>(k, m, r, w, x, b, y).1,
+                (2, 2 | 3) => gemv_block::<2, 2>(k, m, r, w, x, b, y).1,
+                (2, _) => gemv_block::<2, 1>(k, m, r, w, x, b, y).1,
+                (_, 4..) => gemv_block::<1, 4>(k, m, r, w, x, b, y).1,
+                (_, 2 | 3) => gemv_block::<1, 2>(k, m, r, w, x, b, y).1,
+                _ => gemv_block::<1, 1>(k, m, r, w, x, b, y).1,
+            };
+        }
+        r += rows;
     }
 }
 
-/// `y[r] = w[r] · x` for the first `R` rows of `w` (`[..][k]`), in 32-column steps, a last
-/// partial step under masks; returns `R`.
+/// Rows `r0..r0 + R` of images `b0..b0 + I`, in 32-column steps, a last partial step under
+/// masks; each (row, image)'s two partial-sum vectors added, then their lanes by [`lane_sums`]
+/// (the same order for every block shape). Returns the block's rows and images.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 #[inline]
-unsafe fn gemv_avx512_rows<const R: usize>(k: usize, w: &[f32], x: &[f32], y: &mut [f32]) -> usize {
+unsafe fn gemv_block<const R: usize, const I: usize>(
+    k: usize,
+    m: usize,
+    r0: usize,
+    w: &[f32],
+    x: &[f32],
+    b0: usize,
+    y: &mut [f32],
+) -> (usize, usize) {
     use std::arch::x86_64::*;
-    assert!(w.len() >= R * k && x.len() >= k && y.len() >= R, "matrix-vector operand sizes");
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    assert!(w.len() >= (r0 + R) * k && x.len() >= (b0 + I) * k && y.len() >= (b0 + I - 1) * m + r0 + R, "sizes");
+    let (w, x) = (w.as_ptr().add(r0 * k), x.as_ptr().add(b0 * k));
+    let mut acc = [[[_mm512_setzero_ps(); 2]; R]; I];
     let mut step = |j: usize, masks: [u16; 2]| {
-        let xv: [__m512; 2] = std::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], x.as_ptr().add(j + 16 * v)));
-        for (row, a) in acc.iter_mut().enumerate() {
-            for (v, a) in a.iter_mut().enumerate() {
-                let wv = _mm512_maskz_loadu_ps(masks[v], w.as_ptr().add(row * k + j + 16 * v));
-                *a = _mm512_fmadd_ps(wv, xv[v], *a);
+        let wv: [[__m512; 2]; R] = std::array::from_fn(|r| {
+            std::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], w.add(r * k + j + 16 * v)))
+        });
+        for (b, acc) in acc.iter_mut().enumerate() {
+            for v in 0..2 {
+                let xv = _mm512_maskz_loadu_ps(masks[v], x.add(b * k + j + 16 * v));
+                for (a, wv) in acc.iter_mut().zip(&wv) {
+                    a[v] = _mm512_fmadd_ps(wv[v], xv, a[v]);
+                }
             }
         }
     };
@@ -581,10 +630,38 @@ unsafe fn gemv_avx512_rows<const R: usize>(k: usize, w: &[f32], x: &[f32], y: &m
         let live = |v: usize| ((1u32 << (k - whole).saturating_sub(16 * v).min(16)) - 1) as u16;
         step(whole, [live(0), live(1)]);
     }
-    for (a, out) in acc.iter().zip(y) {
-        *out = _mm512_reduce_add_ps(_mm512_add_ps(a[0], a[1]));
+    let mut all = [_mm512_setzero_ps(); 16];
+    for (b, acc) in acc.iter().enumerate() {
+        for (r, a) in acc.iter().enumerate() {
+            all[b * R + r] = _mm512_add_ps(a[0], a[1]);
+        }
     }
-    R
+    let mut sums = [0f32; 16];
+    _mm512_storeu_ps(sums.as_mut_ptr(), lane_sums(all));
+    for b in 0..I {
+        y[(b0 + b) * m + r0..][..R].copy_from_slice(&sums[b * R..(b + 1) * R]);
+    }
+    (R, I)
+}
+
+/// Lane `j` of the result is the sum of `v[j]`'s sixteen lanes, in an order that involves no
+/// other vector: pairs of vectors interleaved and added (32-bit, then 64-bit halves), then the
+/// four 128-bit blocks; 45 instructions where sixteen separate reductions take about 150.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn lane_sums(v: [std::arch::x86_64::__m512; 16]) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let pairs: [__m512; 8] = std::array::from_fn(|j| {
+        let (a, b) = (v[2 * j], v[2 * j + 1]);
+        _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b))
+    });
+    let quads: [__m512; 4] = std::array::from_fn(|j| {
+        let (a, b) = (_mm512_castps_pd(pairs[2 * j]), _mm512_castps_pd(pairs[2 * j + 1]));
+        _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)))
+    });
+    let blocks = |a, b| _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(a, b), _mm512_shuffle_f32x4::<0xDD>(a, b));
+    blocks(blocks(quads[0], quads[1]), blocks(quads[2], quads[3]))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -714,6 +791,41 @@ mod tests {
                 for r in 0..m {
                     let want: f64 = (0..k).map(|p| f64::from(w[r * k + p]) * f64::from(src[p])).sum();
                     assert!((f64::from(y[r]) - want).abs() < 1e-3, "{isa:?} gemv {m}x{k} [{r}]");
+                }
+            }
+        }
+    }
+
+    /// Several images at once: every image's sums equal its sums alone, bit for bit (an image's
+    /// outputs must not depend on the batch it is in), and a plain f64 sum; rows (blocks of four,
+    /// two and one alone; two and one in a batch) times images 1 to 9 (blocks of four, two,
+    /// one), rows short of a 16-lane vector, of a 32-column step, exactly one, and longer.
+    #[test]
+    fn gemv_images_equal_each_image_alone() {
+        let isas: Vec<FloatIsa> = [FloatIsa::Portable, FloatIsa::Avx2Fma, FloatIsa::Avx512]
+            .into_iter()
+            .filter(|&i| i <= FloatIsa::for_isa(Isa::best()))
+            .collect();
+        let val = |i: usize| ((i * 7919 % 113) as f32 - 56.0) / 16.0;
+        for k in [1, 5, 16, 31, 32, 33, 100, 400] {
+            for m in [1, 2, 3, 5, 7, 10] {
+                let w: Vec<f32> = (0..m * k).map(|i| val(i + 3)).collect();
+                for images in 1..=9 {
+                    let x: Vec<f32> = (0..images * k).map(|i| val(i * 3 + 1)).collect();
+                    for &isa in &isas {
+                        let mut y = vec![f32::NAN; images * m];
+                        gemv_images(k, m, &w, &x, &mut y, isa);
+                        for (b, ys) in y.chunks_exact(m).enumerate() {
+                            let mut alone = vec![f32::NAN; m];
+                            gemv(k, &w, &x[b * k..(b + 1) * k], &mut alone, isa);
+                            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(bits(ys), bits(&alone), "{isa:?} {m}x{k}, image {b} of {images}");
+                            for (r, &got) in ys.iter().enumerate() {
+                                let want: f64 = (0..k).map(|p| f64::from(w[r * k + p]) * f64::from(x[b * k + p])).sum();
+                                assert!((f64::from(got) - want).abs() < 1e-3, "{isa:?} {m}x{k} image {b} row {r}");
+                            }
+                        }
+                    }
                 }
             }
         }
