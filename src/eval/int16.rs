@@ -496,6 +496,14 @@ fn requant_loops<A: Sum, C: Code>(
     code: impl Fn(A, A) -> C,
 ) {
     let per_row = layout.per_row;
+    if per_row == 1 {
+        // A dense layer's sums, one per row: across rows, each with its own bias (row by row,
+        // a masked vector per code was most of the requantization of the default explore).
+        for ((&a, &b), o) in acc.iter().zip(bias).zip(out) {
+            *o = MaybeUninit::new(code(a, b));
+        }
+        return;
+    }
     if layout.seg_len == layout.seg_stride {
         // Every sum is a real output. Rows in whole vectors, the last overlapping the one before
         // (`code` is pure): LLVM's own loop unrolls by four vectors and leaves a 7x7 map's
