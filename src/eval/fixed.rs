@@ -645,7 +645,7 @@ impl<'g> FixedEngine<'g> {
                     // weight offsets"); the bias has one per channel too, so `b` counts them.
                     let w_fracs = l.weight_fracs(w, b.len());
                     let frac_acc: Vec<i32> = w_fracs.iter().map(|f| fin.frac + f).collect();
-                    let w_codes = l.weight_codes(w, &w_fracs, arith);
+                    let w_codes = weight_codes(l, w, &w_fracs, arith, isa);
                     let bias_acc: Vec<i128> = b
                         .iter()
                         .zip(&frac_acc)
@@ -764,17 +764,7 @@ impl<'g> FixedEngine<'g> {
 
     /// Quantize a preprocessed (f64) input into the input format.
     pub fn quantize_input<C: Code>(&self, x: &[f64], out: &mut Vec<C>) {
-        let (f, arith) = (self.input_format(), self.arith);
-        // SAFETY (both): the engine's instruction set is one this machine has (checked in
-        // `with_carriers`); the body is safe code compiled for it, where rounding is one
-        // instruction instead of a library call.
-        match self.isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vnni => unsafe { quantize_all_avx512(x, f, arith, out) },
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { quantize_all_avx2(x, f, arith, out) },
-            _ => quantize_all(x, f, arith, out),
-        }
+        quantize_on(x, self.input_format(), self.arith, out, self.isa);
     }
 
     /// Whether codes are stored in i32 between layers (else i64): run the graph walk on
@@ -1240,6 +1230,33 @@ struct Pass<'a> {
     weight: u32,
 }
 
+/// `quantize` every real of `x` into `f`, appended to `out`, on instruction set `isa` (one the
+/// machine has).
+fn quantize_on<C: Code>(x: &[f64], f: Format, arith: Arith, out: &mut Vec<C>, isa: Isa) {
+    assert!(isa.supported(), "{isa:?} is not available on this machine");
+    // SAFETY (both): the machine has the instruction set (checked); the body is safe code
+    // compiled for it, where rounding is one instruction instead of a library call.
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => unsafe { quantize_all_avx512(x, f, arith, out) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { quantize_all_avx2(x, f, arith, out) },
+        _ => quantize_all(x, f, arith, out),
+    }
+}
+
+/// [`LayerFormats::weight_codes`] on the vectorized quantizer, channel by channel: the same
+/// codes (a test checks), where one library rounding call per weight was most of the cost of
+/// making an engine for each search candidate.
+fn weight_codes(l: &crate::fixed::LayerFormats, w: &[f64], fracs: &[i32], arith: Arith, isa: Isa) -> Vec<i64> {
+    let Some(f) = l.weights else { return Vec::new() };
+    let mut codes = Vec::with_capacity(w.len());
+    for (channel, &frac) in w.chunks(w.len() / fracs.len().max(1)).zip(fracs) {
+        quantize_on(channel, Format { frac, ..f }, arith, &mut codes, isa);
+    }
+    codes
+}
+
 /// `quantize` every real of `x` into `f`, appended to `out`.
 #[inline(always)]
 fn quantize_all<C: Code>(x: &[f64], f: Format, arith: Arith, out: &mut Vec<C>) {
@@ -1488,6 +1505,53 @@ impl FixedEngine<'_> {
             }
             (Op::Conv(_) | Op::Dense(_) | Op::Affine(_), _) => unreachable!("{} without parameters", node.op.kind()),
             (Op::MaxPool(_) | Op::GlobalMaxPool | Op::Flatten, _) => unreachable!("handled by the runner"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixed::{LayerFormats, Overflow, RangeMode};
+
+    /// The engine's weight codes equal `LayerFormats::weight_codes` (the export's) on every
+    /// instruction set, rounding mode, overflow and range, per-channel offsets included: ties,
+    /// values past the range (saturated or wrapped) and a code range past i32.
+    #[test]
+    fn weight_codes_equal_the_layers_codes() {
+        let w: Vec<f64> = (0..96)
+            .map(|i| (i as f64 - 48.0) * 0.37 + [0.0, 0.5, -0.5, 1e-9][i % 4] / 64.0)
+            .chain([3e12, -3e12])
+            .collect();
+        let fracs = [6, 5, -1, 0, 9, 3, 2];
+        for isa in [Isa::Baseline, Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|i| i.supported()) {
+            for rounding in [Rounding::HalfEven, Rounding::HalfUp, Rounding::Floor, Rounding::HalfAway] {
+                for overflow in [Overflow::Saturate, Overflow::Wrap] {
+                    for range in [RangeMode::TwosComplement, RangeMode::Symmetric] {
+                        for (j, (bits, signed)) in
+                            [(4, true), (8, true), (16, true), (8, false), (40, true)].into_iter().enumerate()
+                        {
+                            let arith = Arith { rounding, overflow, range };
+                            let f = Format { bits, frac: 0, signed };
+                            let l = LayerFormats {
+                                node: 0,
+                                weights: Some(f),
+                                per_channel: true,
+                                bias: Some(f),
+                                output: f,
+                                accumulator: None,
+                            };
+                            let fracs = &fracs[..[1, 2, 7][j % 3]];
+                            let w = &w[..w.len() / fracs.len() * fracs.len()];
+                            assert_eq!(
+                                weight_codes(&l, w, fracs, arith, isa),
+                                l.weight_codes(w, fracs, arith),
+                                "{isa:?} {arith:?} {f:?}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }
