@@ -1294,19 +1294,30 @@ mod tests {
                     let mut out32: Vec<i32> = Vec::new();
                     requant_rows(&acc, SumLayout::dense(16), &bias, &rq, &mut out32, Isa::best());
                     assert!(out32.iter().map(|&k| i64::from(k)).eq(out.iter().copied()), "{rounding:?} shift {shift}");
-                    // Segmented layouts give the dense codes of their real columns (chunks that
-                    // run past a segment, a row, or the sums' end), here into i32.
-                    for (stride, len) in [(8, 7), (4, 3), (16, 9), (16, 14)] {
-                        let layout = SumLayout { per_row: 16, seg_stride: stride, seg_len: len };
+                    // Segmented layouts give the codes of their real columns (chunks that run
+                    // past a segment, a row, or the sums' end; rows of one chunk, of several,
+                    // of a partial last one), here into i32.
+                    for (per_row, stride, len) in [
+                        (16, 8, 7),
+                        (16, 4, 3),
+                        (16, 16, 9),
+                        (16, 16, 14),
+                        (24, 12, 8),
+                        (28, 28, 24),
+                        (30, 10, 7),
+                        (32, 32, 20),
+                    ] {
+                        let layout = SumLayout { per_row, seg_stride: stride, seg_len: len };
                         let mut seg: Vec<i32> = Vec::new();
                         requant_rows(&acc, layout, &bias, &rq, &mut seg, Isa::best());
-                        let real: Vec<i32> = out
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, _)| i % 16 % stride < len)
-                            .map(|(_, &k)| k as i32)
+                        let real: Vec<i32> = (0..4 * per_row)
+                            .filter(|i| i % per_row % stride < len)
+                            .map(|i| want(acc[i], bias[i / per_row]) as i32)
                             .collect();
-                        assert_eq!(seg, real, "{rounding:?} shift {shift} activation {act} segments {stride}/{len}");
+                        assert_eq!(
+                            seg, real,
+                            "{rounding:?} shift {shift} activation {act} segments {per_row}/{stride}/{len}"
+                        );
                     }
                 }
             }
