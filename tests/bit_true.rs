@@ -590,6 +590,18 @@ fn carrier_sets() -> Vec<Carriers> {
     [Carriers::Fastest, Carriers::Portable].into_iter().chain(forced).chain(wide).collect()
 }
 
+/// Each input's codes in `engine`'s input format.
+fn input_codes(engine: &FixedEngine, inputs: &[Vec<f64>]) -> Vec<Vec<i64>> {
+    inputs
+        .iter()
+        .map(|x| {
+            let mut c = Vec::new();
+            engine.quantize_input(x, &mut c);
+            c
+        })
+        .collect()
+}
+
 /// Every carrier set ([`carrier_sets`]) on `g` under `f` against the reference, so that each
 /// kernel is checked whichever the machine would pick, on five random inputs from `seed`, each
 /// alone and the five as one batch.
@@ -607,14 +619,7 @@ fn check_net(g: &Graph, f: &Formats, seed: u64) -> Result<(), TestCaseError> {
         (0..5).map(|_| (0..g.values[0].numel()).map(|_| rng.random_range(0.0..1.2)).collect()).collect();
     let wants: Vec<_> = inputs.iter().map(|x| reference(g, &a, x)).collect();
     for engine in &engines {
-        let codes: Vec<Vec<i64>> = inputs
-            .iter()
-            .map(|x| {
-                let mut c = Vec::new();
-                engine.quantize_input(x, &mut c);
-                c
-            })
-            .collect();
+        let codes = input_codes(engine, &inputs);
         // Each image alone, and all five as one batch (dense layers over blocks of images),
         // keeping every value and keeping only the logits (the other layers then run in one
         // workspace shared by the images).
@@ -955,14 +960,7 @@ fn check_images(g: &Graph, a: &Assignment, engine: &FixedEngine, inputs: &[Vec<f
     let batches: Vec<Vec<Vec<i64>>> = inputs
         .par_chunks(8)
         .map(|batch| {
-            let codes: Vec<Vec<i64>> = batch
-                .iter()
-                .map(|x| {
-                    let mut c = Vec::new();
-                    engine.quantize_input(x, &mut c);
-                    c
-                })
-                .collect();
+            let codes = input_codes(engine, batch);
             engine.forward_all_batch(&codes.iter().map(Vec::as_slice).collect::<Vec<_>>())
         })
         .flatten_iter()

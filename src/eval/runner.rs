@@ -35,7 +35,7 @@ pub trait Engine: Sync {
     }
 }
 
-/// Images per batch of [`run_batch`]: a dense layer's weights are read once per batch instead
+/// Images per [`Batch`] in parallel passes: a dense layer's weights are read once per batch instead
 /// of once per image, and a batch's activations still fit the core's caches.
 pub const BATCH: usize = 8;
 
@@ -233,62 +233,57 @@ pub fn run_nodes<E: Engine>(
     keep: bool,
 ) {
     for i in range {
-        run_node(graph, engine, ws, i, keep);
-    }
-}
-
-/// Run node `i` on the values in `ws`.
-fn run_node<E: Engine>(graph: &Graph, engine: &E, ws: &mut Workspace<E::T>, i: usize, keep: bool) {
-    let node = &graph.nodes[i];
-    let mut out = std::mem::take(&mut ws.values[node.output]);
-    out.clear();
-    if matches!(node.op, Op::Flatten) && !keep && ws.dead[i].contains(&node.inputs[0]) {
-        // The same values: the dead input's storage becomes the output (no copy), and the
-        // output's old storage is left for the input's next image.
-        std::mem::swap(&mut out, &mut ws.values[node.inputs[0]]);
-    } else {
-        // The inputs' slices on the stack (a Vec per node per image was an allocation).
-        let mut few: [&[E::T]; 4] = [&[]; 4];
-        let many: Vec<&[E::T]>;
-        let ins: &[&[E::T]] = if node.inputs.len() <= few.len() {
-            for (s, &v) in few.iter_mut().zip(&node.inputs) {
-                *s = ws.values[v].as_slice();
-            }
-            &few[..node.inputs.len()]
+        let node = &graph.nodes[i];
+        let mut out = std::mem::take(&mut ws.values[node.output]);
+        out.clear();
+        if matches!(node.op, Op::Flatten) && !keep && ws.dead[i].contains(&node.inputs[0]) {
+            // The same values: the dead input's storage becomes the output (no copy), and the
+            // output's old storage is left for the input's next image.
+            std::mem::swap(&mut out, &mut ws.values[node.inputs[0]]);
         } else {
-            many = node.inputs.iter().map(|&v| ws.values[v].as_slice()).collect();
-            &many
-        };
-        match &node.op {
-            Op::MaxPool(w) if w.dilation == [1, 1] && (0..4).all(|i| w.pads[i] < w.kernel[i % 2]) => {
-                max_pool(ins[0], graph.shape(node.inputs[0]), w, graph.shape(node.output), &mut out);
+            // The inputs' slices on the stack (a Vec per node per image was an allocation).
+            let mut few: [&[E::T]; 4] = [&[]; 4];
+            let many: Vec<&[E::T]>;
+            let ins: &[&[E::T]] = if node.inputs.len() <= few.len() {
+                for (s, &v) in few.iter_mut().zip(&node.inputs) {
+                    *s = ws.values[v].as_slice();
+                }
+                &few[..node.inputs.len()]
+            } else {
+                many = node.inputs.iter().map(|&v| ws.values[v].as_slice()).collect();
+                &many
+            };
+            match &node.op {
+                Op::MaxPool(w) if w.dilation == [1, 1] && (0..4).all(|i| w.pads[i] < w.kernel[i % 2]) => {
+                    max_pool(ins[0], graph.shape(node.inputs[0]), w, graph.shape(node.output), &mut out);
+                }
+                Op::MaxPool(w) => {
+                    let shape = graph.shape(node.inputs[0]);
+                    let o = graph.shape(node.output);
+                    out.resize(o.iter().product(), E::T::default());
+                    pool_windows(ins[0], shape, w, [o[1], o[2]], |c, p, vals, _| {
+                        out[c * o[1] * o[2] + p] = max_of(vals);
+                    });
+                }
+                Op::GlobalMaxPool => {
+                    let shape = graph.shape(node.inputs[0]);
+                    let hw = shape[1] * shape[2];
+                    out.extend(ins[0].chunks(hw).map(max_of));
+                }
+                Op::Flatten => out.extend_from_slice(ins[0]),
+                Op::Conv(_)
+                | Op::Dense(_)
+                | Op::Affine(_)
+                | Op::Add { .. }
+                | Op::Concat
+                | Op::AvgPool { .. }
+                | Op::GlobalAvgPool
+                | Op::Activation(_) => engine.compute(i, node, ins, &mut out, &mut ws.scratch),
             }
-            Op::MaxPool(w) => {
-                let shape = graph.shape(node.inputs[0]);
-                let o = graph.shape(node.output);
-                out.resize(o.iter().product(), E::T::default());
-                pool_windows(ins[0], shape, w, [o[1], o[2]], |c, p, vals, _| {
-                    out[c * o[1] * o[2] + p] = max_of(vals);
-                });
-            }
-            Op::GlobalMaxPool => {
-                let shape = graph.shape(node.inputs[0]);
-                let hw = shape[1] * shape[2];
-                out.extend(ins[0].chunks(hw).map(max_of));
-            }
-            Op::Flatten => out.extend_from_slice(ins[0]),
-            Op::Conv(_)
-            | Op::Dense(_)
-            | Op::Affine(_)
-            | Op::Add { .. }
-            | Op::Concat
-            | Op::AvgPool { .. }
-            | Op::GlobalAvgPool
-            | Op::Activation(_) => engine.compute(i, node, ins, &mut out, &mut ws.scratch),
         }
+        ws.values[node.output] = out;
+        ws.drop_dead(i, keep);
     }
-    ws.values[node.output] = out;
-    ws.drop_dead(i, keep);
 }
 
 impl<T> Workspace<T> {
