@@ -1145,26 +1145,8 @@ impl FixedEngine<'_> {
         (s.i32, s.i64) = (sums, acc);
     }
 
-    fn dense_int<L: EngineLane, C: Code>(
-        &self,
-        idx: usize,
-        node: &Node,
-        p: &QParams,
-        input: &[C],
-        s: &mut Scratch,
-        out: &mut Vec<C>,
-    ) {
-        let (q, Op::Dense(d)) = (p.int.as_ref().expect("integer parameters"), &node.op) else { unreachable!("dense") };
-        let (codes, _, sums) = L::scratch(s);
-        codes.resize(input.len(), L::default());
-        let off = q.u8_offset;
-        convert(input, codes, |k| L::code(k.load() + off), self.isa);
-        sums.resize(d.out_features, 0);
-        int16::gemv(d.in_features, &L::params(q).dense, codes, sums, self.isa);
-        self.finish_i32(idx, node, p, SumLayout::dense(1), out, &s.i32);
-    }
-
-    /// [`Self::dense_int`] for several images: their codes side by side, one batched product.
+    /// A dense layer on an integer carrier for one image or several (their codes side by side,
+    /// one batched product).
     fn dense_images<L: EngineLane, C: Code>(
         &self,
         idx: usize,
@@ -1405,8 +1387,8 @@ impl FixedEngine<'_> {
                 Precision::I128 => self.conv::<i128, C>(idx, node, ins[0], s, out),
             },
             (Op::Dense(_), QNode::Params(p)) => match p.precision {
-                Precision::I16 => self.dense_int::<i16, C>(idx, node, p, ins[0], s, out),
-                Precision::U8 => self.dense_int::<u8, C>(idx, node, p, ins[0], s, out),
+                Precision::I16 => self.dense_images::<i16, C>(idx, node, p, ins, s, std::slice::from_mut(out)),
+                Precision::U8 => self.dense_images::<u8, C>(idx, node, p, ins, s, std::slice::from_mut(out)),
                 Precision::I16Split | Precision::I16Blocks => self.wide(idx, node, p, ins[0], s, out),
                 Precision::F32 => self.dense::<f32, C>(idx, node, ins[0], s, out),
                 Precision::F64 => self.dense::<f64, C>(idx, node, ins[0], s, out),

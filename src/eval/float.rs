@@ -383,14 +383,7 @@ impl FloatEngine<'_> {
                     }
                 }
             }
-            Op::Dense(d) => {
-                let p = self.params[idx].as_ref().unwrap();
-                out.resize(d.out_features, 0.0);
-                sgemm::gemv(d.in_features, &p.weight, ins[0], out, self.fisa);
-                for (v, b) in out.iter_mut().zip(&p.bias) {
-                    *v = activate(*v + b, d.activation);
-                }
-            }
+            Op::Dense(_) => self.compute_images(idx, node, ins, std::slice::from_mut(out), s),
             Op::Affine(a) => {
                 let p = self.params[idx].as_ref().unwrap();
                 let per = ins[0].len() / a.channels;
