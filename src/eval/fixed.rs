@@ -1227,16 +1227,11 @@ fn quantize_on<C: Code>(x: &[f64], f: Format, arith: Arith, out: &mut Vec<C>, is
     }
 }
 
-/// [`LayerFormats::weight_codes`] on the vectorized quantizer, channel by channel: the same
-/// codes (a test checks), where one library rounding call per weight was most of the cost of
-/// making an engine for each search candidate.
+/// A layer's weight codes ([`crate::fixed::LayerFormats::weight_codes`]) on the vectorized
+/// quantizer: the same codes (a test checks), where one library rounding call per weight was
+/// most of the cost of making an engine for each search candidate.
 fn weight_codes(l: &crate::fixed::LayerFormats, w: &[f64], fracs: &[i32], arith: Arith, isa: Isa) -> Vec<i64> {
-    let Some(f) = l.weights else { return Vec::new() };
-    let mut codes = Vec::with_capacity(w.len());
-    for (channel, &frac) in w.chunks(w.len() / fracs.len().max(1)).zip(fracs) {
-        quantize_on(channel, Format { frac, ..f }, arith, &mut codes, isa);
-    }
-    codes
+    l.weight_codes_with(w, fracs, |x, f, out| quantize_on(x, f, arith, out, isa))
 }
 
 /// `quantize` every real of `x` into `f`, appended to `out`.

@@ -56,9 +56,23 @@ impl LayerFormats {
     /// offset `fracs[c]` ([`LayerFormats::weight_fracs`]): what the engine multiplies and the
     /// export hands over. Empty for a layer without weights.
     pub fn weight_codes(&self, weights: &[f64], fracs: &[i32], arith: Arith) -> Vec<i64> {
+        self.weight_codes_with(weights, fracs, |x, f, out| out.extend(x.iter().map(|&v| quantize(v, f, arith))))
+    }
+
+    /// [`Self::weight_codes`] with each channel's weights quantized into its format by
+    /// `quantize` (appending to the codes): the engine passes its vectorized quantizer.
+    pub fn weight_codes_with(
+        &self,
+        weights: &[f64],
+        fracs: &[i32],
+        mut quantize: impl FnMut(&[f64], Format, &mut Vec<i64>),
+    ) -> Vec<i64> {
         let Some(w) = self.weights else { return Vec::new() };
-        let per = weights.len() / fracs.len().max(1);
-        weights.iter().enumerate().map(|(j, &x)| quantize(x, Format { frac: fracs[j / per], ..w }, arith)).collect()
+        let mut codes = Vec::with_capacity(weights.len());
+        for (channel, &frac) in weights.chunks(weights.len() / fracs.len().max(1)).zip(fracs) {
+            quantize(channel, Format { frac, ..w }, &mut codes);
+        }
+        codes
     }
 }
 
