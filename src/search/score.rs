@@ -419,24 +419,35 @@ impl<'e> Scorer<'e> {
         start: usize,
         step: f64,
     ) -> Vec<Paired> {
-        let graph = self.graph;
-        let (inputs, labels, float) = (self.inputs, self.labels, self.float);
-        let (input_codes, stored) = (self.input_codes.as_ref(), engine.storing::<C>());
-        let batches: Vec<Vec<Paired>> = images
+        let (graph, labels, float) = (self.graph, self.labels, self.float);
+        self.run_images::<C, _>(engine, prefix, images, start..graph.nodes.len(), |ws, i| {
+            let out = ws.value(graph.output).iter().map(|&c| c.load() as f64 * step);
+            compare(&float[i].1, float[i].0, out, labels[i])
+        })
+    }
+
+    /// `read(workspace, image)` after running nodes `range` for each of `images` (from the
+    /// saved `prefix`, or its input), in batches, in parallel, in `images`' order.
+    fn run_images<C: Saved, R: Send>(
+        &self,
+        engine: &FixedEngine,
+        prefix: Option<&Prefix>,
+        images: &[usize],
+        range: std::ops::Range<usize>,
+        read: impl Fn(&Workspace<C>, usize) -> R + Sync,
+    ) -> Vec<R> {
+        let (graph, stored) = (self.graph, engine.storing::<C>());
+        let batches: Vec<Vec<R>> = images
             .par_chunks(BATCH)
             .map_init(
                 || (C::pool(&self.pools).lease(graph), Vec::new()),
                 |(lease, scratch), ids| {
                     let b = &mut lease.batch;
                     for (ws, &i) in b.images(graph, ids.len()).iter_mut().zip(ids) {
-                        begin(graph, engine, prefix, input_codes, &inputs[i], i, ws, scratch);
+                        begin(graph, engine, prefix, self.input_codes.as_ref(), &self.inputs[i], i, ws, scratch);
                     }
-                    b.run(graph, &stored, ids.len(), start..graph.nodes.len(), false);
-                    let compared = b.images(graph, ids.len()).iter().zip(ids).map(|(ws, &i)| {
-                        let out = ws.value(graph.output).iter().map(|&c| c.load() as f64 * step);
-                        compare(&float[i].1, float[i].0, out, labels[i])
-                    });
-                    compared.collect()
+                    b.run(graph, &stored, ids.len(), range.clone(), false);
+                    b.images(graph, ids.len()).iter().zip(ids).map(|(ws, &i)| read(ws, i)).collect()
                 },
             )
             .collect();
@@ -477,26 +488,9 @@ impl<'e> Scorer<'e> {
     }
 
     fn run_prefix_as<C: Saved>(&self, engine: &FixedEngine, from: usize, to: usize, live: &[usize]) -> SavedCodes {
-        let (graph, stored) = (self.graph, engine.storing::<C>());
         let prefix = self.prefix.as_ref().filter(|_| from > 0);
-        let n = self.inputs.len();
-        let batches: Vec<Vec<Vec<Vec<C>>>> = (0..n)
-            .into_par_iter()
-            .step_by(BATCH)
-            .map_init(
-                || (C::pool(&self.pools).lease(graph), Vec::new()),
-                |(lease, scratch), first| {
-                    let ids = first..(first + BATCH).min(n);
-                    let b = &mut lease.batch;
-                    for (ws, i) in b.images(graph, ids.len()).iter_mut().zip(ids.clone()) {
-                        begin(graph, engine, prefix, self.input_codes.as_ref(), &self.inputs[i], i, ws, scratch);
-                    }
-                    b.run(graph, &stored, ids.len(), from..to, false);
-                    b.images(graph, ids.len()).iter().map(|ws| ws.save(live, |k| k)).collect()
-                },
-            )
-            .collect();
-        C::wrap(batches.into_iter().flatten().collect())
+        let all: Vec<usize> = (0..self.inputs.len()).collect();
+        C::wrap(self.run_images::<C, _>(engine, prefix, &all, from..to, |ws, _| ws.save(live, |k| k)))
     }
 }
 
